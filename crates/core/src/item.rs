@@ -218,12 +218,23 @@ mod tests {
                 },
             ),
             (ItemKind::Email, ItemIdentity::synthetic_email(hash("ABCD"))),
-            (ItemKind::Event, ItemIdentity::Calendar { uid: "uid with space".into() }),
-            (ItemKind::Contact, ItemIdentity::Contact { uid: "c-1".into() }),
+            (
+                ItemKind::Event,
+                ItemIdentity::Calendar {
+                    uid: "uid with space".into(),
+                },
+            ),
+            (
+                ItemKind::Contact,
+                ItemIdentity::Contact { uid: "c-1".into() },
+            ),
         ];
         for (kind, identity) in cases {
             let key = identity.storage_key();
-            assert_eq!(ItemIdentity::from_storage_key(kind, &key).unwrap(), identity);
+            assert_eq!(
+                ItemIdentity::from_storage_key(kind, &key).unwrap(),
+                identity
+            );
         }
     }
 
@@ -260,8 +271,18 @@ mod tests {
             let key = location.storage_key();
             assert_eq!(ItemLocation::from_storage_key(&key).unwrap(), location);
         }
-        for bad in ["", "imap:x:1:INBOX", "imap:1:2", "vdir:calendar", "vdir::a.ics", "pop:1"] {
-            assert!(ItemLocation::from_storage_key(bad).is_err(), "{bad:?} accepted");
+        for bad in [
+            "",
+            "imap:x:1:INBOX",
+            "imap:1:2",
+            "vdir:calendar",
+            "vdir::a.ics",
+            "pop:1",
+        ] {
+            assert!(
+                ItemLocation::from_storage_key(bad).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

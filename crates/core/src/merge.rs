@@ -171,9 +171,23 @@ mod tests {
         check(&base, &moved, &moved3, MailboxWins, &moved, &["location"]);
         check(&base, &moved, &moved3, CrmWins, &moved3, &["location"]);
         // A field cleared on one side is a change like any other.
-        check(&base, &[("subject", "Call")], &base, MailboxWins, &[("subject", "Call")], &[]);
+        check(
+            &base,
+            &[("subject", "Call")],
+            &base,
+            MailboxWins,
+            &[("subject", "Call")],
+            &[],
+        );
         // A field added on both sides differently is a conflict.
-        check(&[], &[("due", "1")], &[("due", "2")], CrmWins, &[("due", "2")], &["due"]);
+        check(
+            &[],
+            &[("due", "1")],
+            &[("due", "2")],
+            CrmWins,
+            &[("due", "2")],
+            &["due"],
+        );
     }
 
     fn snapshot_strategy() -> impl Strategy<Value = Snapshot> {

@@ -318,7 +318,15 @@ mod tests {
         for good in ["account", "new_project", "x1"] {
             assert_eq!(EntityName::new(good).unwrap().as_str(), good);
         }
-        for bad in ["", "Account", "1abc", "my-entity", "a b", "acc;drop", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Account",
+            "1abc",
+            "my-entity",
+            "a b",
+            "acc;drop",
+            &"a".repeat(65),
+        ] {
             let error = EntityName::new(bad).unwrap_err();
             assert!(error.0.contains("invalid entity name"), "{error}");
         }
@@ -335,7 +343,10 @@ mod tests {
 
     #[test]
     fn record_numbers_are_upper_case_and_checked() {
-        assert_eq!(RecordNumber::new(" acc-1001 ").unwrap().as_str(), "ACC-1001");
+        assert_eq!(
+            RecordNumber::new(" acc-1001 ").unwrap().as_str(),
+            "ACC-1001"
+        );
         for bad in ["", "-1", "ACC-", "ACC 1", "ACC:1", "ACC_1", &"A".repeat(33)] {
             assert!(RecordNumber::new(bad).is_err(), "{bad:?} accepted");
         }
@@ -346,7 +357,15 @@ mod tests {
         let address = EmailAddress::new("Alice@Example.COM").unwrap();
         assert_eq!(address.as_str(), "Alice@Example.COM");
         assert_eq!(address.key(), "alice@example.com");
-        for bad in ["", "alice", "@example.com", "alice@", "a b@example.com", "<a@b.c>", "a@.b"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a b@example.com",
+            "<a@b.c>",
+            "a@.b",
+        ] {
             assert!(EmailAddress::new(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -77,8 +77,14 @@ mod tests {
         check(&[], Resolution::Unresolved);
         check(&[(1, "lead")], Resolution::Resolved(id(1)));
         check(&[(1, "lead"), (2, "account")], Resolution::Resolved(id(2)));
-        check(&[(1, "account"), (2, "contact")], Resolution::Resolved(id(2)));
-        check(&[(1, "contact"), (2, "systemuser")], Resolution::Resolved(id(2)));
+        check(
+            &[(1, "account"), (2, "contact")],
+            Resolution::Resolved(id(2)),
+        );
+        check(
+            &[(1, "contact"), (2, "systemuser")],
+            Resolution::Resolved(id(2)),
+        );
         check(
             &[(3, "contact"), (2, "contact"), (1, "account")],
             Resolution::Ambiguous(vec![id(2), id(3)]),
@@ -87,7 +93,10 @@ mod tests {
             &[(2, "contact"), (2, "contact")],
             Resolution::Resolved(id(2)),
         );
-        check(&[(1, "project"), (2, "opportunity")], Resolution::Unresolved);
+        check(
+            &[(1, "project"), (2, "opportunity")],
+            Resolution::Unresolved,
+        );
         check(&[(1, "project"), (2, "lead")], Resolution::Resolved(id(2)));
     }
 }

@@ -1,1 +1,139 @@
-//! placeholder
+//! The CRM activity store: what crmsync keeps on the CRM side, behind the [`CrmStore`] trait.
+//!
+//! The store holds CRM users, records of every entity type, activities with their parties and
+//! attachments, connections between records, the sync links that pair items with CRM rows,
+//! per-folder sync state, and a change journal. [`SqliteStore`] is the embedded default: one
+//! SQLite file in WAL mode, whose schema (`docs/schema.md`) other programs may read and write.
+//!
+//! Three properties hold for every program that writes the file, not only for crmsync, because
+//! SQLite triggers keep them rather than this crate's code:
+//! - every insert, update and delete of a record, user or activity lands in the change journal,
+//!   which the daemon reads with a cursor instead of rescanning the store;
+//! - every such change bumps the row's `version`, the CRM side's version marker;
+//! - no delete leaves a dangling row: deleting a record that an activity regards, or a user who
+//!   owns activities, is refused; dependent rows (emails, parties, attachments, connections) go
+//!   with their parent; parties and child records that pointed at a deleted record keep their
+//!   address and lose the pointer; sync links of a deleted row are marked `crm-deleted`.
+//!
+//! The row types here are the store's own (`store::RecordRow`, not a core type with a serde
+//! derive): the binary converts them to its JSON and table output by hand.
+#![forbid(unsafe_code)]
+
+mod migrations;
+mod sqlite;
+mod types;
+
+pub use migrations::{MIGRATIONS, Migration};
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use crmsync_core::item::{ItemIdentity, ItemKind};
+use crmsync_core::link::SyncLink;
+use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
+use crmsync_core::resolve::Candidate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A value from the caller was refused: bad usage.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change would break a uniqueness rule (a record number, a user's address).
+    #[error("{0}")]
+    Conflict(String),
+    /// The change would leave a dangling reference and was refused.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Ambiguous(String),
+    #[error(
+        "the store {path} has schema version {found}, newer than this crmsync knows ({known}): upgrade crmsync"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot open the CRM store {path}: {message}")]
+    Open { path: String, message: String },
+    /// A row that another program wrote and that does not follow the documented schema.
+    #[error("bad row in {table} ({row}): {message}")]
+    BadRow {
+        table: &'static str,
+        row: String,
+        message: String,
+    },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything crmsync asks of a CRM store. SQLite is the embedded default; the trait is what
+/// lets another backend in without touching the core or the binary.
+///
+/// Records are named by their number and activities by their id, as people name them on the
+/// command line. Every method is one transaction.
+pub trait CrmStore {
+    // Users.
+    fn add_user(&mut self, user: &NewUser) -> Result<UserRow>;
+    fn users(&self) -> Result<Vec<UserRow>>;
+    fn user(&self, email: &EmailAddress) -> Result<UserRow>;
+    fn set_user_sync(&mut self, email: &EmailAddress, sync: bool) -> Result<UserRow>;
+
+    // Records.
+    fn add_record(&mut self, record: &NewRecord) -> Result<RecordRow>;
+    fn records(&self, entity: Option<&EntityName>) -> Result<Vec<RecordRow>>;
+    fn record(&self, number: &RecordNumber) -> Result<RecordRow>;
+    fn update_record(
+        &mut self,
+        number: &RecordNumber,
+        changes: &[RecordChange],
+    ) -> Result<RecordRow>;
+    fn delete_record(&mut self, number: &RecordNumber) -> Result<()>;
+    /// The records that carry an address, for address resolution.
+    fn records_with_email(&self, address: &EmailAddress) -> Result<Vec<Candidate>>;
+    fn add_connection(&mut self, connection: &NewConnection) -> Result<()>;
+    fn connections(&self, number: &RecordNumber) -> Result<Vec<ConnectionRow>>;
+
+    // Activities.
+    fn add_activity(&mut self, activity: &NewActivity) -> Result<ActivityRow>;
+    fn activities(&self, filter: &ActivityFilter) -> Result<Vec<ActivityRow>>;
+    /// An activity by its id, or by a unique prefix of at least 4 characters of it.
+    fn find_activity(&self, id_or_prefix: &str) -> Result<ActivityId>;
+    fn activity(&self, id: ActivityId) -> Result<ActivityRow>;
+    fn update_activity(
+        &mut self,
+        id: ActivityId,
+        changes: &[ActivityChange],
+    ) -> Result<ActivityRow>;
+    fn delete_activity(&mut self, id: ActivityId) -> Result<()>;
+
+    // Sync links and sync state.
+    /// Inserts or replaces the link of (mailbox, kind, identity).
+    fn put_link(&mut self, link: &SyncLink) -> Result<()>;
+    fn link(
+        &self,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &ItemIdentity,
+    ) -> Result<Option<SyncLink>>;
+    fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>>;
+    fn delete_link(
+        &mut self,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &ItemIdentity,
+    ) -> Result<bool>;
+    fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>>;
+    fn put_sync_state(&mut self, mailbox: &str, scope: &str, state: &SyncState) -> Result<()>;
+
+    // The change journal.
+    /// Journal entries after `after_seq`, oldest first, at most `limit`.
+    fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>>;
+    fn journal_cursor(&self, consumer: &str) -> Result<i64>;
+    fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()>;
+    /// Removes journal entries at or below `upto_seq`; returns how many went.
+    fn prune_journal(&mut self, upto_seq: i64) -> Result<usize>;
+}

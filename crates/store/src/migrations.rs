@@ -1,0 +1,23 @@
+//! Numbered schema migrations.
+//!
+//! Each migration runs once, in order, inside the transaction that records it in
+//! `schema_migrations`, so a crash mid-migration leaves the store at the previous version.
+//! A store newer than this binary is refused instead of being written with an older idea of
+//! the schema. A migration is never edited once released: a change is a new migration.
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("migrations/0001_initial.sql"),
+}];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}

@@ -1,0 +1,1427 @@
+//! [`SqliteStore`]: the CRM store in one SQLite file.
+//!
+//! Every connection runs in WAL mode (readers never block the writer, and other programs can
+//! read while the daemon writes), with foreign keys on, `synchronous = FULL` (a commit that
+//! returned survives a power cut, which the write-then-link order of the sync relies on) and a
+//! busy timeout, so that a short write by another program waits instead of failing.
+//!
+//! Writes go through [`SqliteStore::write`]: one `BEGIN IMMEDIATE` transaction that marks its
+//! journal rows with this store's origin.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
+use crmsync_core::model::{
+    ActivityId, ActivityState, ActivityType, EmailAddress, EntityName, InvalidValue, PartyRole,
+    RecordId, RecordNumber,
+};
+use crmsync_core::resolve::{self, Candidate, Resolution};
+use rusqlite::types::Value;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::migrations::{MIGRATIONS, latest_version};
+use crate::{
+    ActivityChange, ActivityFilter, ActivityRow, AttachmentInfo, ConnectionRow, CrmStore,
+    JournalEntity, JournalEntry, JournalOp, LinkSummary, NewActivity, NewConnection, NewRecord,
+    NewUser, PartyRow, RecordChange, RecordRef, RecordRow, Result, StoreError, SyncState, UserRow,
+};
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    origin: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// `origin` marks this process's writes in the change journal (`crmsync-cli`,
+    /// `crmsync-daemon`); it lets the daemon tell its own changes from everyone else's.
+    pub fn open(path: &Path, origin: &str) -> Result<SqliteStore> {
+        let open_error = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(open_error(format!(
+                "directory {} does not exist",
+                parent.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| open_error(e.to_string()))?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            origin: origin.to_owned(),
+        };
+        store.configure_connection().map_err(open_error)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn configure_connection(&self) -> Result<(), String> {
+        let setup = || -> rusqlite::Result<String> {
+            self.conn.busy_timeout(Duration::from_secs(10))?;
+            self.conn.execute_batch(
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
+            )?;
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        };
+        let mode = setup().map_err(|e| e.to_string())?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!(
+                "cannot switch to WAL mode (the file stays in {mode} mode)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs every migration newer than the store's version, each in its own transaction.
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.display().to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             )",
+        )?;
+        let current: i64 = tx.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )?;
+        if current > latest_version() {
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found: current,
+                known: latest_version(),
+            });
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+            tx.execute_batch(migration.sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                params![migration.version, migration.name],
+            )?;
+            tx.pragma_update(None, "user_version", migration.version)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The versions of the migrations applied to this store, oldest first.
+    pub fn applied_migrations(&self) -> Result<Vec<i64>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+        let versions = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(versions)
+    }
+
+    /// Runs `body` in one immediate write transaction whose journal rows carry this store's
+    /// origin. The origin is cleared again before commit, so no other program's write can ever
+    /// be attributed to crmsync.
+    fn write<T>(&mut self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE journal_writer SET origin = ?1 WHERE id = 1",
+            [&self.origin],
+        )?;
+        let value = body(&tx)?;
+        tx.execute("UPDATE journal_writer SET origin = NULL WHERE id = 1", [])?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `body` in one read transaction: a consistent snapshot across its queries.
+    fn read<T>(&self, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let tx = self.conn.unchecked_transaction()?;
+        let value = body(&tx)?;
+        tx.finish()?;
+        Ok(value)
+    }
+}
+
+// Reading rows that any program may have written: a value that does not follow the schema is
+// a `BadRow`, naming the table and the row, never a panic.
+
+fn bad_row(table: &'static str, row: &str, message: impl ToString) -> StoreError {
+    StoreError::BadRow {
+        table,
+        row: row.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+fn parse_uuid(table: &'static str, text: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(text).map_err(|e| bad_row(table, text, format!("bad uuid: {e}")))
+}
+
+fn parse_field<T>(table: &'static str, row: &str, parsed: Result<T, InvalidValue>) -> Result<T> {
+    parsed.map_err(|e| bad_row(table, row, e))
+}
+
+/// The columns of a record reference, in the order [`record_ref_from`] reads them.
+const RECORD_REF_COLUMNS: &str = "r.id, r.entity, r.number, r.name";
+
+struct RawRecordRef {
+    id: String,
+    entity: String,
+    number: String,
+    name: String,
+}
+
+fn raw_record_ref(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<RawRecordRef>> {
+    let id: Option<String> = row.get(first)?;
+    let Some(id) = id else { return Ok(None) };
+    Ok(Some(RawRecordRef {
+        id,
+        entity: row.get(first + 1)?,
+        number: row.get(first + 2)?,
+        name: row.get(first + 3)?,
+    }))
+}
+
+fn record_ref_from(raw: RawRecordRef) -> Result<RecordRef> {
+    Ok(RecordRef {
+        id: RecordId(parse_uuid("records", &raw.id)?),
+        entity: parse_field("records", &raw.id, EntityName::new(&raw.entity))?,
+        number: parse_field("records", &raw.id, RecordNumber::new(&raw.number))?,
+        name: raw.name,
+    })
+}
+
+fn record_ref_by_number(conn: &Connection, number: &RecordNumber) -> Result<RecordRef> {
+    let raw = conn
+        .query_row(
+            &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE r.number = ?1"),
+            [number.as_str()],
+            |row| raw_record_ref(row, 0),
+        )
+        .optional()?
+        .flatten();
+    match raw {
+        Some(raw) => record_ref_from(raw),
+        None => Err(StoreError::NotFound(format!("record {number}"))),
+    }
+}
+
+fn record_ref_by_id(conn: &Connection, id: &str) -> Result<RecordRef> {
+    let raw = conn
+        .query_row(
+            &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE r.id = ?1"),
+            [id],
+            |row| raw_record_ref(row, 0),
+        )
+        .optional()?
+        .flatten();
+    match raw {
+        Some(raw) => record_ref_from(raw),
+        None => Err(StoreError::NotFound(format!("record {id}"))),
+    }
+}
+
+fn user_id_by_email(conn: &Connection, email: &EmailAddress) -> Result<String> {
+    conn.query_row(
+        "SELECT record_id FROM users WHERE email = ?1",
+        [email.as_str()],
+        |row| row.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("user {email}")))
+}
+
+/// Registers a custom entity type on first use, choosing a number prefix no other entity has.
+fn ensure_entity(conn: &Connection, entity: &EntityName) -> Result<()> {
+    let known: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM entities WHERE name = ?1)",
+        [entity.as_str()],
+        |row| row.get(0),
+    )?;
+    if known {
+        return Ok(());
+    }
+    let base = entity.default_number_prefix();
+    let whole: String = entity
+        .as_str()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let choices = std::iter::once(base.clone())
+        .chain(std::iter::once(whole))
+        .chain((2..100).map(|n| format!("{base}{n}")));
+    for prefix in choices {
+        let taken: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM entities WHERE number_prefix = ?1)",
+            [&prefix],
+            |row| row.get(0),
+        )?;
+        if !taken {
+            conn.execute(
+                "INSERT INTO entities (name, number_prefix) VALUES (?1, ?2)",
+                params![entity.as_str(), prefix],
+            )?;
+            return Ok(());
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "no free record number prefix for entity {entity}"
+    )))
+}
+
+fn number_taken(conn: &Connection, number: &RecordNumber) -> Result<Option<RecordRef>> {
+    match record_ref_by_number(conn, number) {
+        Ok(found) => Ok(Some(found)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+/// The next free automatic number of an entity. Numbers given by hand may have taken some of
+/// the sequence; those are skipped.
+fn next_number(conn: &Connection, entity: &EntityName) -> Result<RecordNumber> {
+    let (prefix, mut next): (String, i64) = conn.query_row(
+        "SELECT number_prefix, next_number FROM entities WHERE name = ?1",
+        [entity.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    loop {
+        let candidate = RecordNumber::from_parts(&prefix, next.max(1) as u64)?;
+        next += 1;
+        if number_taken(conn, &candidate)?.is_none() {
+            conn.execute(
+                "UPDATE entities SET next_number = ?1 WHERE name = ?2",
+                params![next, entity.as_str()],
+            )?;
+            return Ok(candidate);
+        }
+    }
+}
+
+fn check_number_free(conn: &Connection, number: &RecordNumber) -> Result<()> {
+    match number_taken(conn, number)? {
+        Some(holder) => Err(StoreError::Conflict(format!(
+            "record number {number} is already taken by {} {:?}",
+            holder.entity, holder.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn insert_record(
+    conn: &Connection,
+    entity: &EntityName,
+    number: &RecordNumber,
+    name: &str,
+    parent_id: Option<&str>,
+    owner_id: Option<&str>,
+) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO records (id, entity, number, name, parent_id, owner_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id,
+            entity.as_str(),
+            number.as_str(),
+            name,
+            parent_id,
+            owner_id
+        ],
+    )?;
+    Ok(id)
+}
+
+fn replace_emails(conn: &Connection, record_id: &str, emails: &[EmailAddress]) -> Result<()> {
+    conn.execute(
+        "DELETE FROM record_emails WHERE record_id = ?1",
+        [record_id],
+    )?;
+    for (position, email) in emails.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO record_emails (record_id, position, address) VALUES (?1, ?2, ?3)",
+            params![record_id, position as i64, email.as_str()],
+        )?;
+    }
+    Ok(())
+}
+
+fn replace_phones(conn: &Connection, record_id: &str, phones: &[String]) -> Result<()> {
+    conn.execute(
+        "DELETE FROM record_phones WHERE record_id = ?1",
+        [record_id],
+    )?;
+    for (position, phone) in phones.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO record_phones (record_id, position, number) VALUES (?1, ?2, ?3)",
+            params![record_id, position as i64, phone],
+        )?;
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(InvalidValue("a record name must not be empty".into()).into());
+    }
+    Ok(())
+}
+
+/// Refuses a parent that is the record itself or one of its descendants.
+fn check_parent(conn: &Connection, record_id: &str, parent: &RecordRef) -> Result<()> {
+    let mut current = Some(parent.id.to_string());
+    let mut steps = 0;
+    while let Some(id) = current {
+        if id == record_id {
+            return Err(InvalidValue(format!(
+                "{} cannot be the parent: that would make a cycle",
+                parent.number
+            ))
+            .into());
+        }
+        steps += 1;
+        if steps > 10_000 {
+            break;
+        }
+        current = conn
+            .query_row(
+                "SELECT parent_id FROM records WHERE id = ?1",
+                [&id],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten();
+    }
+    Ok(())
+}
+
+/// Loads full record rows matching `filter` (an SQL condition on `r`) in three queries.
+fn load_records(
+    conn: &Connection,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<RecordRow>> {
+    let sql = format!(
+        "SELECT {RECORD_REF_COLUMNS}, p.id, p.entity, p.number, p.name, u.email,
+                r.given_name, r.family_name, r.job_title, r.postal_address, r.notes,
+                r.version, r.created, r.modified
+         FROM records r
+         LEFT JOIN records p ON p.id = r.parent_id
+         LEFT JOIN users u ON u.record_id = r.owner_id
+         WHERE {filter}
+         ORDER BY r.number"
+    );
+    let mut statement = conn.prepare(&sql)?;
+    let mut rows = statement.query(args)?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        let own = raw_record_ref(row, 0)?.expect("records.id is the primary key");
+        let parent = raw_record_ref(row, 4)?.map(record_ref_from).transpose()?;
+        records.push(RecordRow {
+            record: record_ref_from(own)?,
+            emails: Vec::new(),
+            phones: Vec::new(),
+            parent,
+            owner: row.get(8)?,
+            given_name: row.get(9)?,
+            family_name: row.get(10)?,
+            job_title: row.get(11)?,
+            postal_address: row.get(12)?,
+            notes: row.get(13)?,
+            version: row.get(14)?,
+            created: row.get(15)?,
+            modified: row.get(16)?,
+        });
+    }
+    if records.is_empty() {
+        return Ok(records);
+    }
+    let index: HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.record.id.to_string(), i))
+        .collect();
+    for (table, column) in [("record_emails", "address"), ("record_phones", "number")] {
+        let sql = format!(
+            "SELECT x.record_id, x.{column} FROM {table} x JOIN records r ON r.id = x.record_id
+             WHERE {filter} ORDER BY x.record_id, x.position"
+        );
+        let mut statement = conn.prepare(&sql)?;
+        let mut rows = statement.query(args)?;
+        while let Some(row) = rows.next()? {
+            let record_id: String = row.get(0)?;
+            let value: String = row.get(1)?;
+            if let Some(&i) = index.get(&record_id) {
+                match table {
+                    "record_emails" => records[i].emails.push(value),
+                    _ => records[i].phones.push(value),
+                }
+            }
+        }
+    }
+    Ok(records)
+}
+
+fn load_record(conn: &Connection, number: &RecordNumber) -> Result<RecordRow> {
+    load_records(conn, "r.number = ?1", &[&number.as_str()])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("record {number}")))
+}
+
+fn load_user(conn: &Connection, email: &EmailAddress) -> Result<UserRow> {
+    load_users(conn, "u.email = ?1", &[&email.as_str()])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("user {email}")))
+}
+
+fn load_users(
+    conn: &Connection,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<UserRow>> {
+    let sql = format!(
+        "SELECT {RECORD_REF_COLUMNS}, u.email, u.sync FROM users u
+         JOIN records r ON r.id = u.record_id WHERE {filter} ORDER BY u.email"
+    );
+    let mut statement = conn.prepare(&sql)?;
+    let mut rows = statement.query(args)?;
+    let mut users = Vec::new();
+    while let Some(row) = rows.next()? {
+        let raw = raw_record_ref(row, 0)?.expect("joined on records.id");
+        users.push(UserRow {
+            record: record_ref_from(raw)?,
+            email: row.get(4)?,
+            sync: row.get(5)?,
+        });
+    }
+    Ok(users)
+}
+
+fn candidates_for(conn: &Connection, address: &EmailAddress) -> Result<Vec<Candidate>> {
+    let mut statement = conn.prepare(
+        "SELECT DISTINCT r.id, r.entity FROM record_emails e JOIN records r ON r.id = e.record_id
+         WHERE e.address = ?1 COLLATE NOCASE",
+    )?;
+    let mut rows = statement.query([address.as_str()])?;
+    let mut candidates = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let entity: String = row.get(1)?;
+        candidates.push(Candidate {
+            record: RecordId(parse_uuid("records", &id)?),
+            entity: parse_field("records", &id, EntityName::new(&entity))?,
+        });
+    }
+    Ok(candidates)
+}
+
+fn load_activity(conn: &Connection, id: ActivityId) -> Result<ActivityRow> {
+    let id_text = id.to_string();
+    let row = conn
+        .query_row(
+            "SELECT a.type, u.email, a.regarding_id, a.subject, a.state, a.description,
+                    a.message_id, a.direction, a.location, a.start_at, a.end_at, a.all_day,
+                    a.due_at, a.priority, a.percent_complete, a.created_by, a.version,
+                    a.created, a.modified
+             FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
+             WHERE a.id = ?1",
+            [&id_text],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    ActivityRow {
+                        id,
+                        activity_type: ActivityType::Email,
+                        owner: String::new(),
+                        regarding: None,
+                        subject: row.get(3)?,
+                        state: ActivityState::Open,
+                        description: row.get(5)?,
+                        message_id: row.get(6)?,
+                        direction: row.get(7)?,
+                        location: row.get(8)?,
+                        start: row.get(9)?,
+                        end: row.get(10)?,
+                        all_day: row.get(11)?,
+                        due: row.get(12)?,
+                        priority: row.get(13)?,
+                        percent_complete: row.get(14)?,
+                        parties: Vec::new(),
+                        attachments: Vec::new(),
+                        links: Vec::new(),
+                        created_by: row.get(15)?,
+                        version: row.get(16)?,
+                        created: row.get(17)?,
+                        modified: row.get(18)?,
+                    },
+                    row.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((activity_type, owner, regarding_id, mut activity, state)) = row else {
+        return Err(StoreError::NotFound(format!("activity {id}")));
+    };
+    activity.activity_type =
+        parse_field("activities", &id_text, ActivityType::parse(&activity_type))?;
+    activity.state = parse_field("activities", &id_text, ActivityState::parse(&state))?;
+    activity.owner =
+        owner.ok_or_else(|| bad_row("activities", &id_text, "owner_id names no user"))?;
+    activity.regarding = match regarding_id {
+        Some(regarding_id) => Some(
+            record_ref_by_id(conn, &regarding_id)
+                .map_err(|_| bad_row("activities", &id_text, "regarding_id names no record"))?,
+        ),
+        None => None,
+    };
+    activity.parties = load_parties(conn, &id_text)?;
+
+    let mut statement = conn.prepare(
+        "SELECT name, content_type, size FROM attachments WHERE activity_id = ?1 ORDER BY position",
+    )?;
+    activity.attachments = statement
+        .query_map([&id_text], |row| {
+            Ok(AttachmentInfo {
+                name: row.get(0)?,
+                content_type: row.get(1)?,
+                size: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+
+    let mut statement = conn.prepare(
+        "SELECT mailbox, item_kind, item_location, state FROM sync_links
+         WHERE crm_kind = 'activity' AND crm_id = ?1 ORDER BY mailbox, id",
+    )?;
+    activity.links = statement
+        .query_map([&id_text], |row| {
+            Ok(LinkSummary {
+                mailbox: row.get(0)?,
+                item_kind: row.get(1)?,
+                item_location: row.get(2)?,
+                state: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(activity)
+}
+
+fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<PartyRow>> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT pa.id, pa.role, pa.address, pa.display_name, {RECORD_REF_COLUMNS}
+         FROM parties pa LEFT JOIN records r ON r.id = pa.record_id
+         WHERE pa.activity_id = ?1 ORDER BY pa.position"
+    ))?;
+    let mut rows = statement.query([activity_id])?;
+    let mut parties = Vec::new();
+    let mut party_ids = Vec::new();
+    while let Some(row) = rows.next()? {
+        let role: String = row.get(1)?;
+        party_ids.push(row.get::<_, i64>(0)?);
+        parties.push(PartyRow {
+            role: parse_field("parties", activity_id, PartyRole::parse(&role))?,
+            address: row.get(2)?,
+            display_name: row.get(3)?,
+            record: raw_record_ref(row, 4)?.map(record_ref_from).transpose()?,
+            candidates: Vec::new(),
+        });
+    }
+    let mut statement = conn.prepare(&format!(
+        "SELECT {RECORD_REF_COLUMNS} FROM party_candidates c JOIN records r ON r.id = c.record_id
+         WHERE c.party_id = ?1 ORDER BY r.number"
+    ))?;
+    for (party, party_id) in parties.iter_mut().zip(party_ids) {
+        let mut rows = statement.query([party_id])?;
+        while let Some(row) = rows.next()? {
+            if let Some(raw) = raw_record_ref(row, 0)? {
+                party.candidates.push(record_ref_from(raw)?);
+            }
+        }
+    }
+    Ok(parties)
+}
+
+/// How many activities regard a record, for a clear refusal before the trigger's.
+fn count(conn: &Connection, sql: &str, id: &str) -> Result<i64> {
+    Ok(conn.query_row(sql, [id], |row| row.get(0))?)
+}
+
+fn plural(n: i64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn link_from_row(row: &rusqlite::Row<'_>) -> Result<SyncLink> {
+    let id: i64 = row.get(0)?;
+    let row_name = id.to_string();
+    let kind_text: String = row.get(2)?;
+    let kind = parse_field("sync_links", &row_name, ItemKind::parse(&kind_text))?;
+    let identity_text: String = row.get(3)?;
+    let location_text: String = row.get(4)?;
+    let crm_kind: String = row.get(5)?;
+    let crm_id: String = row.get(6)?;
+    let crm_uuid = parse_uuid("sync_links", &crm_id)?;
+    let base_text: String = row.get(7)?;
+    let base_json: serde_json::Value = serde_json::from_str(&base_text)
+        .map_err(|e| bad_row("sync_links", &row_name, format!("base is not JSON: {e}")))?;
+    let mut base = Snapshot::new();
+    let Some(fields) = base_json.as_object() else {
+        return Err(bad_row(
+            "sync_links",
+            &row_name,
+            "base is not a JSON object",
+        ));
+    };
+    for (field, value) in fields {
+        let Some(value) = value.as_str() else {
+            return Err(bad_row(
+                "sync_links",
+                &row_name,
+                format!("base field {field} is not text"),
+            ));
+        };
+        base.set(field, value);
+    }
+    let created_by: String = row.get(10)?;
+    let state: String = row.get(11)?;
+    Ok(SyncLink {
+        mailbox: row.get(1)?,
+        kind,
+        identity: parse_field(
+            "sync_links",
+            &row_name,
+            ItemIdentity::from_storage_key(kind, &identity_text),
+        )?,
+        location: parse_field(
+            "sync_links",
+            &row_name,
+            ItemLocation::from_storage_key(&location_text),
+        )?,
+        crm: match crm_kind.as_str() {
+            "activity" => CrmRef::Activity(ActivityId(crm_uuid)),
+            "record" => CrmRef::Record(RecordId(crm_uuid)),
+            other => {
+                return Err(bad_row(
+                    "sync_links",
+                    &row_name,
+                    format!("bad crm_kind {other:?}"),
+                ));
+            }
+        },
+        base,
+        item_version: row.get::<_, Option<String>>(8)?.map(VersionMarker),
+        crm_version: row.get(9)?,
+        created_by: parse_field("sync_links", &row_name, ItemCreator::parse(&created_by))?,
+        state: parse_field("sync_links", &row_name, LinkState::parse(&state))?,
+    })
+}
+
+const LINK_COLUMNS: &str = "id, mailbox, item_kind, item_identity, item_location, crm_kind, crm_id, \
+                            base, item_version, crm_version, created_by, state";
+
+fn when_value(when: Option<crate::When>) -> Value {
+    match when {
+        Some(when) => Value::Text(when.to_storage()),
+        None => Value::Null,
+    }
+}
+
+fn text_value(text: &Option<String>) -> Value {
+    match text {
+        Some(text) => Value::Text(text.clone()),
+        None => Value::Null,
+    }
+}
+
+impl CrmStore for SqliteStore {
+    fn add_user(&mut self, user: &NewUser) -> Result<UserRow> {
+        check_name(&user.name)?;
+        self.write(|tx| {
+            if load_user(tx, &user.email).is_ok() {
+                return Err(StoreError::Conflict(format!(
+                    "a user with address {} already exists",
+                    user.email
+                )));
+            }
+            let entity = EntityName::new(EntityName::SYSTEMUSER)?;
+            let number = next_number(tx, &entity)?;
+            let id = insert_record(tx, &entity, &number, &user.name, None, None)?;
+            replace_emails(tx, &id, std::slice::from_ref(&user.email))?;
+            tx.execute(
+                "INSERT INTO users (record_id, email, sync) VALUES (?1, ?2, ?3)",
+                params![id, user.email.as_str(), user.sync],
+            )?;
+            load_user(tx, &user.email)
+        })
+    }
+
+    fn users(&self) -> Result<Vec<UserRow>> {
+        self.read(|conn| load_users(conn, "1", &[]))
+    }
+
+    fn user(&self, email: &EmailAddress) -> Result<UserRow> {
+        self.read(|conn| load_user(conn, email))
+    }
+
+    fn set_user_sync(&mut self, email: &EmailAddress, sync: bool) -> Result<UserRow> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE users SET sync = ?1 WHERE email = ?2 AND sync <> ?1",
+                params![sync, email.as_str()],
+            )?;
+            let user = load_user(tx, email)?;
+            let _ = changed;
+            Ok(user)
+        })
+    }
+
+    fn add_record(&mut self, record: &NewRecord) -> Result<RecordRow> {
+        check_name(&record.name)?;
+        if record.entity.as_str() == EntityName::SYSTEMUSER {
+            return Err(InvalidValue(
+                "a systemuser record is a CRM user: add it with `crmsync user add`".into(),
+            )
+            .into());
+        }
+        self.write(|tx| {
+            ensure_entity(tx, &record.entity)?;
+            let number = match &record.number {
+                Some(number) => {
+                    check_number_free(tx, number)?;
+                    number.clone()
+                }
+                None => next_number(tx, &record.entity)?,
+            };
+            let parent_id = match &record.parent {
+                Some(parent) => Some(record_ref_by_number(tx, parent)?.id.to_string()),
+                None => None,
+            };
+            let owner_id = match &record.owner {
+                Some(owner) => Some(user_id_by_email(tx, owner)?),
+                None => None,
+            };
+            let id = insert_record(
+                tx,
+                &record.entity,
+                &number,
+                record.name.trim(),
+                parent_id.as_deref(),
+                owner_id.as_deref(),
+            )?;
+            replace_emails(tx, &id, &record.emails)?;
+            load_record(tx, &number)
+        })
+    }
+
+    fn records(&self, entity: Option<&EntityName>) -> Result<Vec<RecordRow>> {
+        self.read(|conn| match entity {
+            Some(entity) => load_records(conn, "r.entity = ?1", &[&entity.as_str()]),
+            None => load_records(conn, "1", &[]),
+        })
+    }
+
+    fn record(&self, number: &RecordNumber) -> Result<RecordRow> {
+        self.read(|conn| load_record(conn, number))
+    }
+
+    fn update_record(
+        &mut self,
+        number: &RecordNumber,
+        changes: &[RecordChange],
+    ) -> Result<RecordRow> {
+        self.write(|tx| {
+            let own = record_ref_by_number(tx, number)?;
+            let id = own.id.to_string();
+            let mut columns: Vec<(&str, Value)> = Vec::new();
+            for change in changes {
+                match change {
+                    RecordChange::Name(name) => {
+                        check_name(name)?;
+                        columns.push(("name", Value::Text(name.trim().to_owned())));
+                    }
+                    RecordChange::Emails(emails) => replace_emails(tx, &id, emails)?,
+                    RecordChange::Phones(phones) => replace_phones(tx, &id, phones)?,
+                    RecordChange::Parent(parent) => {
+                        let value = match parent {
+                            Some(parent) => {
+                                let parent = record_ref_by_number(tx, parent)?;
+                                check_parent(tx, &id, &parent)?;
+                                Value::Text(parent.id.to_string())
+                            }
+                            None => Value::Null,
+                        };
+                        columns.push(("parent_id", value));
+                    }
+                    RecordChange::Owner(owner) => {
+                        let value = match owner {
+                            Some(owner) => Value::Text(user_id_by_email(tx, owner)?),
+                            None => Value::Null,
+                        };
+                        columns.push(("owner_id", value));
+                    }
+                    RecordChange::GivenName(v) => columns.push(("given_name", text_value(v))),
+                    RecordChange::FamilyName(v) => columns.push(("family_name", text_value(v))),
+                    RecordChange::JobTitle(v) => columns.push(("job_title", text_value(v))),
+                    RecordChange::PostalAddress(v) => {
+                        columns.push(("postal_address", text_value(v)))
+                    }
+                    RecordChange::Notes(v) => columns.push(("notes", text_value(v))),
+                }
+            }
+            update_columns(tx, "records", &id, columns)?;
+            load_record(tx, number)
+        })
+    }
+
+    fn delete_record(&mut self, number: &RecordNumber) -> Result<()> {
+        self.write(|tx| {
+            let own = record_ref_by_number(tx, number)?;
+            let id = own.id.to_string();
+            let regarding = count(tx, "SELECT count(*) FROM activities WHERE regarding_id = ?1", &id)?;
+            if regarding > 0 {
+                return Err(StoreError::Refused(format!(
+                    "cannot delete {number}: it is the regarding record of {}; change their regarding first",
+                    plural(regarding, "activity").replace("activitys", "activities")
+                )));
+            }
+            let owned = count(tx, "SELECT count(*) FROM activities WHERE owner_id = ?1", &id)?;
+            if owned > 0 {
+                return Err(StoreError::Refused(format!(
+                    "cannot delete {number}: this user owns {}",
+                    plural(owned, "activity").replace("activitys", "activities")
+                )));
+            }
+            let owned = count(tx, "SELECT count(*) FROM records WHERE owner_id = ?1", &id)?;
+            if owned > 0 {
+                return Err(StoreError::Refused(format!(
+                    "cannot delete {number}: this user owns {}",
+                    plural(owned, "record")
+                )));
+            }
+            tx.execute("DELETE FROM records WHERE id = ?1", [&id])?;
+            Ok(())
+        })
+    }
+
+    fn records_with_email(&self, address: &EmailAddress) -> Result<Vec<Candidate>> {
+        self.read(|conn| candidates_for(conn, address))
+    }
+
+    fn add_connection(&mut self, connection: &NewConnection) -> Result<()> {
+        self.write(|tx| {
+            let one = record_ref_by_number(tx, &connection.record1)?;
+            let two = record_ref_by_number(tx, &connection.record2)?;
+            if one.id == two.id {
+                return Err(InvalidValue(format!(
+                    "a record cannot be connected to itself ({})",
+                    one.number
+                ))
+                .into());
+            }
+            tx.execute(
+                "INSERT INTO connections (record1_id, role1, record2_id, role2)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    one.id.to_string(),
+                    connection.role1,
+                    two.id.to_string(),
+                    connection.role2
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn connections(&self, number: &RecordNumber) -> Result<Vec<ConnectionRow>> {
+        self.read(|conn| {
+            let own = record_ref_by_number(conn, number)?;
+            let mut statement = conn.prepare(
+                "SELECT record2_id, role1, role2 FROM connections WHERE record1_id = ?1
+                 UNION ALL
+                 SELECT record1_id, role2, role1 FROM connections WHERE record2_id = ?1",
+            )?;
+            let raw = statement
+                .query_map([own.id.to_string()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            raw.into_iter()
+                .map(|(other, own_role, other_role)| {
+                    Ok(ConnectionRow {
+                        other: record_ref_by_id(conn, &other)?,
+                        own_role,
+                        other_role,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn add_activity(&mut self, activity: &NewActivity) -> Result<ActivityRow> {
+        let state = activity
+            .state
+            .unwrap_or_else(|| activity.activity_type.initial_crm_state());
+        check_state(activity.activity_type, state)?;
+        let id = ActivityId(uuid::Uuid::new_v4());
+        self.write(|tx| {
+            let owner_id = user_id_by_email(tx, &activity.owner)?;
+            let regarding_id = match &activity.regarding {
+                Some(number) => Some(record_ref_by_number(tx, number)?.id.to_string()),
+                None => None,
+            };
+            let all_day = activity.start.is_some_and(|w| w.is_day());
+            tx.execute(
+                "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
+                     description, location, start_at, end_at, all_day, due_at, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    id.to_string(),
+                    activity.activity_type.as_str(),
+                    owner_id,
+                    regarding_id,
+                    activity.subject,
+                    state.as_str(),
+                    activity.description,
+                    activity.location,
+                    when_value(activity.start),
+                    when_value(activity.end),
+                    all_day,
+                    when_value(activity.due),
+                    activity.created_by,
+                ],
+            )?;
+            for (position, party) in activity.parties.iter().enumerate() {
+                let resolution = resolve::resolve(&candidates_for(tx, &party.address)?);
+                let record_id = match &resolution {
+                    Resolution::Resolved(record) => Some(record.to_string()),
+                    _ => None,
+                };
+                tx.execute(
+                    "INSERT INTO parties (activity_id, position, role, address, display_name, record_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        id.to_string(),
+                        position as i64,
+                        party.role.as_str(),
+                        party.address.as_str(),
+                        party.display_name,
+                        record_id
+                    ],
+                )?;
+                if let Resolution::Ambiguous(candidates) = resolution {
+                    let party_id = tx.last_insert_rowid();
+                    for candidate in candidates {
+                        tx.execute(
+                            "INSERT INTO party_candidates (party_id, record_id) VALUES (?1, ?2)",
+                            params![party_id, candidate.to_string()],
+                        )?;
+                    }
+                }
+            }
+            load_activity(tx, id)
+        })
+    }
+
+    fn activities(&self, filter: &ActivityFilter) -> Result<Vec<ActivityRow>> {
+        self.read(|conn| {
+            let mut sql = String::from("SELECT id FROM activities WHERE 1");
+            let mut args: Vec<Value> = Vec::new();
+            if let Some(activity_type) = filter.activity_type {
+                args.push(Value::Text(activity_type.as_str().to_owned()));
+                sql.push_str(&format!(" AND type = ?{}", args.len()));
+            }
+            if let Some(mailbox) = &filter.mailbox {
+                args.push(Value::Text(mailbox.clone()));
+                sql.push_str(&format!(
+                    " AND id IN (SELECT crm_id FROM sync_links WHERE crm_kind = 'activity' AND mailbox = ?{})",
+                    args.len()
+                ));
+            }
+            sql.push_str(" ORDER BY created, id");
+            let mut statement = conn.prepare(&sql)?;
+            let ids = statement
+                .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            ids.iter()
+                .map(|id| load_activity(conn, ActivityId(parse_uuid("activities", id)?)))
+                .collect()
+        })
+    }
+
+    fn find_activity(&self, id_or_prefix: &str) -> Result<ActivityId> {
+        let wanted = id_or_prefix.trim().to_ascii_lowercase();
+        let not_found = || StoreError::NotFound(format!("activity {id_or_prefix}"));
+        let plausible =
+            wanted.len() >= 4 && wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        if !plausible {
+            return Err(not_found());
+        }
+        self.read(|conn| {
+            let mut statement = conn
+                .prepare("SELECT id FROM activities WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 2")?;
+            let found = statement
+                .query_map([&wanted], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            match found.as_slice() {
+                [] => Err(not_found()),
+                [one] => Ok(ActivityId(parse_uuid("activities", one)?)),
+                _ => Err(StoreError::Ambiguous(format!(
+                    "activity id {id_or_prefix} matches several activities: give more of it"
+                ))),
+            }
+        })
+    }
+
+    fn activity(&self, id: ActivityId) -> Result<ActivityRow> {
+        self.read(|conn| load_activity(conn, id))
+    }
+
+    fn update_activity(
+        &mut self,
+        id: ActivityId,
+        changes: &[ActivityChange],
+    ) -> Result<ActivityRow> {
+        self.write(|tx| {
+            let current = load_activity(tx, id)?;
+            let mut columns: Vec<(&str, Value)> = Vec::new();
+            for change in changes {
+                match change {
+                    ActivityChange::Subject(subject) => {
+                        columns.push(("subject", Value::Text(subject.clone())))
+                    }
+                    ActivityChange::Description(v) => columns.push(("description", text_value(v))),
+                    ActivityChange::Location(v) => columns.push(("location", text_value(v))),
+                    ActivityChange::Start(when) => {
+                        columns.push(("start_at", when_value(*when)));
+                        columns.push((
+                            "all_day",
+                            Value::Integer(when.is_some_and(|w| w.is_day()) as i64),
+                        ));
+                    }
+                    ActivityChange::End(when) => columns.push(("end_at", when_value(*when))),
+                    ActivityChange::Due(when) => columns.push(("due_at", when_value(*when))),
+                    ActivityChange::State(state) => {
+                        check_state(current.activity_type, *state)?;
+                        columns.push(("state", Value::Text(state.as_str().to_owned())));
+                    }
+                    ActivityChange::Priority(priority) => {
+                        columns.push(("priority", priority.map_or(Value::Null, Value::Integer)))
+                    }
+                    ActivityChange::PercentComplete(percent) => {
+                        if percent.is_some_and(|p| p > 100) {
+                            return Err(InvalidValue(
+                                "percent complete must be from 0 to 100".into(),
+                            )
+                            .into());
+                        }
+                        columns.push((
+                            "percent_complete",
+                            percent.map_or(Value::Null, |p| Value::Integer(p.into())),
+                        ))
+                    }
+                    ActivityChange::Regarding(number) => {
+                        let value = match number {
+                            Some(number) => {
+                                Value::Text(record_ref_by_number(tx, number)?.id.to_string())
+                            }
+                            None => Value::Null,
+                        };
+                        columns.push(("regarding_id", value));
+                    }
+                }
+            }
+            update_columns(tx, "activities", &id.to_string(), columns)?;
+            load_activity(tx, id)
+        })
+    }
+
+    fn delete_activity(&mut self, id: ActivityId) -> Result<()> {
+        self.write(|tx| {
+            let deleted = tx.execute("DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!("activity {id}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn put_link(&mut self, link: &SyncLink) -> Result<()> {
+        let base: serde_json::Map<String, serde_json::Value> = link
+            .base
+            .fields()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+            .collect();
+        let base = serde_json::Value::Object(base).to_string();
+        let (crm_kind, crm_id) = match link.crm {
+            CrmRef::Activity(id) => ("activity", id.to_string()),
+            CrmRef::Record(id) => ("record", id.to_string()),
+        };
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
+                     crm_id, base, item_version, crm_version, created_by, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (mailbox, item_kind, item_identity) DO UPDATE SET
+                     item_location = excluded.item_location, crm_kind = excluded.crm_kind,
+                     crm_id = excluded.crm_id, base = excluded.base,
+                     item_version = excluded.item_version, crm_version = excluded.crm_version,
+                     created_by = excluded.created_by, state = excluded.state,
+                     modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![
+                    link.mailbox,
+                    link.kind.as_str(),
+                    link.identity.storage_key(),
+                    link.location.storage_key(),
+                    crm_kind,
+                    crm_id,
+                    base,
+                    link.item_version.as_ref().map(|v| v.0.as_str()),
+                    link.crm_version,
+                    link.created_by.as_str(),
+                    link.state.as_str(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn link(
+        &self,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &ItemIdentity,
+    ) -> Result<Option<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links
+                 WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3"
+            ))?;
+            let mut rows =
+                statement.query(params![mailbox, kind.as_str(), identity.storage_key()])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(link_from_row(row)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 ORDER BY id"
+            ))?;
+            let mut rows = statement.query([mailbox])?;
+            let mut links = Vec::new();
+            while let Some(row) = rows.next()? {
+                links.push(link_from_row(row)?);
+            }
+            Ok(links)
+        })
+    }
+
+    fn delete_link(
+        &mut self,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &ItemIdentity,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let deleted = tx.execute(
+                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+                params![mailbox, kind.as_str(), identity.storage_key()],
+            )?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT uid_validity, highest_modseq, sync_token, last_full_scan
+                     FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
+                    [mailbox, scope],
+                    |row| {
+                        Ok(SyncState {
+                            uid_validity: row.get(0)?,
+                            highest_modseq: row
+                                .get::<_, Option<i64>>(1)?
+                                .map(|modseq| modseq.max(0) as u64),
+                            sync_token: row.get(2)?,
+                            last_full_scan: row.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
+    fn put_sync_state(&mut self, mailbox: &str, scope: &str, state: &SyncState) -> Result<()> {
+        // RFC 7162 keeps mod-sequences within 63 bits, so they fit SQLite's integer.
+        let modseq = state
+            .highest_modseq
+            .map(|modseq| {
+                i64::try_from(modseq)
+                    .map_err(|_| InvalidValue(format!("HIGHESTMODSEQ {modseq} exceeds 63 bits")))
+            })
+            .transpose()?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token, last_full_scan)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (mailbox, scope) DO UPDATE SET
+                     uid_validity = excluded.uid_validity, highest_modseq = excluded.highest_modseq,
+                     sync_token = excluded.sync_token, last_full_scan = excluded.last_full_scan,
+                     modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![
+                    mailbox,
+                    scope,
+                    state.uid_validity,
+                    modseq,
+                    state.sync_token,
+                    state.last_full_scan
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT seq, entity, row_id, op, origin, changed_at FROM change_journal
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = statement.query(params![after_seq, limit as i64])?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let entity: String = row.get(1)?;
+                let op: String = row.get(3)?;
+                let bad = |what: &str| bad_row("change_journal", &seq.to_string(), what);
+                entries.push(JournalEntry {
+                    seq,
+                    entity: match entity.as_str() {
+                        "record" => JournalEntity::Record,
+                        "user" => JournalEntity::User,
+                        "activity" => JournalEntity::Activity,
+                        _ => return Err(bad("unknown entity")),
+                    },
+                    row_id: row.get(2)?,
+                    op: match op.as_str() {
+                        "insert" => JournalOp::Insert,
+                        "update" => JournalOp::Update,
+                        "delete" => JournalOp::Delete,
+                        _ => return Err(bad("unknown op")),
+                    },
+                    origin: row.get(4)?,
+                    changed_at: row.get(5)?,
+                });
+            }
+            Ok(entries)
+        })
+    }
+
+    fn journal_cursor(&self, consumer: &str) -> Result<i64> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT seq FROM journal_cursors WHERE consumer = ?1",
+                    [consumer],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0))
+        })
+    }
+
+    fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO journal_cursors (consumer, seq) VALUES (?1, ?2)
+                 ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+                params![consumer, seq],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn prune_journal(&mut self, upto_seq: i64) -> Result<usize> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM change_journal WHERE seq <= ?1", [upto_seq])?))
+    }
+}
+
+fn check_state(activity_type: ActivityType, state: ActivityState) -> Result<()> {
+    if activity_type.allows_state(state) {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = activity_type
+        .allowed_states()
+        .into_iter()
+        .map(ActivityState::as_str)
+        .collect();
+    Err(InvalidValue(format!(
+        "an {activity_type} cannot be in state {state}: expected one of {}",
+        allowed.join(", ")
+    ))
+    .into())
+}
+
+/// One UPDATE for all changed columns of a row, so that one change is one journal entry.
+fn update_columns(
+    conn: &Connection,
+    table: &str,
+    id: &str,
+    columns: Vec<(&str, Value)>,
+) -> Result<()> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let assignments: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ?{}", i + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE {table} SET {} WHERE id = ?1",
+        assignments.join(", ")
+    );
+    let mut args: Vec<Value> = vec![Value::Text(id.to_owned())];
+    args.extend(columns.into_iter().map(|(_, value)| value));
+    conn.execute(&sql, rusqlite::params_from_iter(args))?;
+    Ok(())
+}

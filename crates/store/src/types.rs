@@ -1,0 +1,247 @@
+//! The store's row and input types: the serialisable edge of the CRM side.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use crmsync_core::model::{
+    ActivityId, ActivityState, ActivityType, EmailAddress, EntityName, PartyRole, RecordId,
+    RecordNumber,
+};
+
+/// A short reference to a record, as listings show a regarding record, a parent or a party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    pub id: RecordId,
+    pub entity: EntityName,
+    pub number: RecordNumber,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: EmailAddress,
+    pub name: String,
+    pub sync: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub record: RecordRef,
+    pub email: String,
+    pub sync: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub entity: EntityName,
+    pub name: String,
+    pub emails: Vec<EmailAddress>,
+    /// `None`: the store assigns the next free `PREFIX-NNNN` of the entity.
+    pub number: Option<RecordNumber>,
+    pub parent: Option<RecordNumber>,
+    pub owner: Option<EmailAddress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    pub record: RecordRef,
+    pub emails: Vec<String>,
+    pub phones: Vec<String>,
+    pub parent: Option<RecordRef>,
+    /// The owning user's address.
+    pub owner: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub job_title: Option<String>,
+    pub postal_address: Option<String>,
+    pub notes: Option<String>,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// One change to a record's fields, as `crmsync record set` makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordChange {
+    Name(String),
+    Emails(Vec<EmailAddress>),
+    Phones(Vec<String>),
+    Parent(Option<RecordNumber>),
+    Owner(Option<EmailAddress>),
+    GivenName(Option<String>),
+    FamilyName(Option<String>),
+    JobTitle(Option<String>),
+    PostalAddress(Option<String>),
+    Notes(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConnection {
+    pub record1: RecordNumber,
+    pub role1: Option<String>,
+    pub record2: RecordNumber,
+    pub role2: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub other: RecordRef,
+    pub own_role: Option<String>,
+    pub other_role: Option<String>,
+}
+
+/// A moment of an activity: an instant, or a whole day for all-day items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    At(DateTime<Utc>),
+    Day(NaiveDate),
+}
+
+impl When {
+    /// The stored form: RFC 3339 in UTC with seconds, or a plain date.
+    pub fn to_storage(self) -> String {
+        match self {
+            When::At(instant) => instant.to_rfc3339_opts(SecondsFormat::Secs, true),
+            When::Day(date) => date.format("%Y-%m-%d").to_string(),
+        }
+    }
+
+    pub fn is_day(self) -> bool {
+        matches!(self, When::Day(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewParty {
+    pub role: PartyRole,
+    pub address: EmailAddress,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewActivity {
+    pub activity_type: ActivityType,
+    pub owner: EmailAddress,
+    pub subject: String,
+    /// `None`: the type's initial state for an activity created in the CRM.
+    pub state: Option<ActivityState>,
+    pub description: Option<String>,
+    pub regarding: Option<RecordNumber>,
+    pub location: Option<String>,
+    pub start: Option<When>,
+    pub end: Option<When>,
+    pub due: Option<When>,
+    /// Parties, each resolved to a record by the store (SPEC section 4).
+    pub parties: Vec<NewParty>,
+    /// `crm`, or the id of the mailbox whose item this activity copies.
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyRow {
+    pub role: PartyRole,
+    pub address: String,
+    pub display_name: Option<String>,
+    pub record: Option<RecordRef>,
+    /// When the address matched several records of the best rank: those records.
+    pub candidates: Vec<RecordRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// One link of an activity, as `activity show` lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSummary {
+    pub mailbox: String,
+    pub item_kind: String,
+    pub item_location: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRow {
+    pub id: ActivityId,
+    pub activity_type: ActivityType,
+    pub owner: String,
+    pub regarding: Option<RecordRef>,
+    pub subject: String,
+    pub state: ActivityState,
+    pub description: Option<String>,
+    pub message_id: Option<String>,
+    pub direction: Option<String>,
+    pub location: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub all_day: bool,
+    pub due: Option<String>,
+    pub priority: Option<i64>,
+    pub percent_complete: Option<i64>,
+    pub parties: Vec<PartyRow>,
+    pub attachments: Vec<AttachmentInfo>,
+    pub links: Vec<LinkSummary>,
+    pub created_by: String,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// One change to an activity's fields, as `crmsync activity set` makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityChange {
+    Subject(String),
+    Description(Option<String>),
+    Location(Option<String>),
+    Start(Option<When>),
+    End(Option<When>),
+    Due(Option<When>),
+    State(ActivityState),
+    Priority(Option<i64>),
+    PercentComplete(Option<u8>),
+    Regarding(Option<RecordNumber>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityFilter {
+    pub activity_type: Option<ActivityType>,
+    /// Only activities with a link from this mailbox.
+    pub mailbox: Option<String>,
+}
+
+/// Where a mailbox's last pass over one folder or collection left off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub uid_validity: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    pub sync_token: Option<String>,
+    pub last_full_scan: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalEntity {
+    Record,
+    User,
+    Activity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// One change seen in the change journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub seq: i64,
+    pub entity: JournalEntity,
+    /// The uuid of the record, user (its record) or activity.
+    pub row_id: String,
+    pub op: JournalOp,
+    /// Who wrote it: crmsync's own writes carry its origin; other programs' writes `None`.
+    pub origin: Option<String>,
+    pub changed_at: String,
+}
