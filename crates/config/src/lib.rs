@@ -1,1 +1,273 @@
-//! placeholder
+//! The crmsync configuration file (SPEC section 10): TOML parsed into typed structs with
+//! explicit defaults, and validated as a whole before anything uses it.
+//!
+//! Parsing is by hand over a `toml::Table` rather than by serde derive, for the sake of the
+//! messages: every problem names the file, the mailbox, the key and what was expected
+//! (`/etc/crmsync/crmsync.toml: mailbox "alice": imap.port: expected a number from 1 to 65535`),
+//! unknown keys are refused (a typo must not silently fall back to a default), and all problems
+//! of a file are reported together rather than one per attempt.
+//!
+//! Relative paths in the file are taken relative to the directory of the file.
+//!
+//! Secrets never appear in the file: a password comes from a file that only crmsync can read
+//! (`password_file`, checked here) or from a systemd credential (`password_credential`, read
+//! from `$CREDENTIALS_DIRECTORY` when a connection needs it). An inline `password` is refused.
+#![forbid(unsafe_code)]
+
+mod parse;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crmsync_core::model::{ConflictPolicy, EmailAddress, RecordNumber};
+
+pub use secret::{Secret, SecretError, SecretSource};
+
+/// The default location of the config file, when neither `--config` nor `$CRMSYNC_CONFIG` say.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crmsync/crmsync.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file this config was read from.
+    pub path: PathBuf,
+    pub crm: CrmConfig,
+    pub connection: ConnectionConfig,
+    pub status: StatusConfig,
+    pub mailboxes: Vec<MailboxConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmConfig {
+    /// The SQLite file of the CRM store. Default `/var/lib/crmsync/crm.sqlite3`.
+    pub database: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// `false`: the daemon contacts no store and writes nothing. Default `true`.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// Default `/run/crmsync/status.json`.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxConfig {
+    /// 1 to 64 of `a-z 0-9 _ -`, starting with a letter or digit: it names the mailbox in the
+    /// store, the status file, logs and the CLI.
+    pub id: String,
+    /// The CRM user who owns this mailbox.
+    pub owner: EmailAddress,
+    /// Default `true`.
+    pub enabled: bool,
+    /// Default `mailbox-wins`.
+    pub conflict_policy: ConflictPolicy,
+    pub imap: Option<ImapConfig>,
+    pub smtp: Option<SmtpConfig>,
+    pub calendar: Option<CollectionConfig>,
+    pub contacts: Option<CollectionConfig>,
+    pub tracking: TrackingConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS before login.
+    Starttls,
+    /// No encryption: only to a loopback address unless `allow_plaintext = true`.
+    None,
+}
+
+impl Security {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::Starttls => "starttls",
+            Security::None => "none",
+        }
+    }
+}
+
+/// How a server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Extra trusted certificates (PEM), beside the system's roots: a private CA, or a
+    /// self-signed server certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Default `true`. `false` turns certificate verification off for this server; the daemon
+    /// logs a warning each time it connects that way.
+    pub verify_certificates: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapConfig {
+    pub host: String,
+    /// Default 993 for `tls`, 143 otherwise.
+    pub port: u16,
+    /// Default `tls`.
+    pub security: Security,
+    pub username: String,
+    pub password: SecretSource,
+    /// The folders watched. Default `["INBOX"]`. Tracked folders of `[mailbox.tracking]` are
+    /// watched as well, whether listed here or not.
+    pub folders: Vec<String>,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default 465 for `tls`, 587 for `starttls`, 25 for `none`.
+    pub port: u16,
+    /// Default `tls`.
+    pub security: Security,
+    /// Both or neither: a server on loopback may take mail without login.
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
+    /// The IMAP folder the copy of a message sent for the CRM goes to. Default `Sent`.
+    pub sent_folder: String,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionConfig {
+    /// A vdir: a directory of `.ics` or `.vcf` files, one item each.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoTracking {
+    None,
+    Replies,
+    CrmRecords,
+    All,
+}
+
+impl AutoTracking {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoTracking::None => "none",
+            AutoTracking::Replies => "replies",
+            AutoTracking::CrmRecords => "crm-records",
+            AutoTracking::All => "all",
+        }
+    }
+}
+
+/// One entry of the never-track list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeverTrack {
+    /// `doctor@example.org`
+    Address(String),
+    /// `@family.example`: every address of that domain.
+    Domain(String),
+}
+
+impl NeverTrack {
+    pub fn matches(&self, address: &EmailAddress) -> bool {
+        let key = address.key();
+        match self {
+            NeverTrack::Address(never) => key == *never,
+            NeverTrack::Domain(domain) => key
+                .rsplit_once('@')
+                .is_some_and(|(_, address_domain)| address_domain == domain),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingConfig {
+    /// The IMAP keyword that tracks a message. Default `crm`; matched case-insensitively.
+    pub keyword: String,
+    /// The CATEGORIES value that tracks an event, task or contact. Default `CRM`.
+    pub category: String,
+    /// Default `none`.
+    pub auto: AutoTracking,
+    pub never: Vec<NeverTrack>,
+    /// Tracked folders: every message in the folder is tracked, regarding the record.
+    pub folders: BTreeMap<String, RecordNumber>,
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let message = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "no such file (give another with --config or CRMSYNC_CONFIG)".to_owned()
+                }
+                _ => format!("cannot read the config file: {e}"),
+            };
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line: None,
+                scope: None,
+                key: None,
+                message,
+            }])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        parse::parse(path, text)
+    }
+
+    pub fn mailbox(&self, id: &str) -> Option<&MailboxConfig> {
+        self.mailboxes.iter().find(|m| m.id == id)
+    }
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// For a TOML syntax error: the line and column.
+    pub line: Option<(usize, usize)>,
+    /// `mailbox "alice"`, or `mailbox #2` when it has no usable id.
+    pub scope: Option<String>,
+    /// The dotted key inside the scope: `imap.port`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.line {
+            write!(f, ":{line}:{column}")?;
+        }
+        if let Some(scope) = &self.scope {
+            write!(f, ": {scope}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem of a config file, in file order. Displayed one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -150,7 +150,7 @@ impl fmt::Display for RecordNumber {
 /// An email address as a person typed it, checked for a plausible shape.
 ///
 /// The address keeps its spelling for display; [`EmailAddress::key`] is the form used to match
-/// addresses (lower case), since mail systems treat addresses case-insensitively in practice.
+/// addresses (ASCII lower case), since mail systems treat addresses case-insensitively in practice.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress(String);
 
@@ -182,9 +182,10 @@ impl EmailAddress {
         &self.0
     }
 
-    /// The form addresses are matched by.
+    /// The form addresses are matched by: ASCII case folded, as the store's `COLLATE NOCASE`
+    /// folds it, so that matching in Rust and in SQL agree.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        self.0.to_ascii_lowercase()
     }
 }
 

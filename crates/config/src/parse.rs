@@ -1,0 +1,717 @@
+//! The hand-written reader behind [`crate::Config::parse`].
+//!
+//! A [`Section`] wraps one TOML table and remembers which keys were asked for; whatever is left
+//! when the section is finished is an unknown key. Every problem is pushed to one list with its
+//! scope and dotted key, so one pass reports all of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crmsync_core::model::{ConflictPolicy, EmailAddress, RecordNumber};
+use toml::{Table, Value};
+
+use crate::{
+    AutoTracking, CollectionConfig, Config, ConfigError, ConfigErrors, ConnectionConfig, CrmConfig,
+    ImapConfig, MailboxConfig, NeverTrack, SecretSource, Security, SmtpConfig, StatusConfig,
+    TlsConfig, TrackingConfig,
+};
+
+struct Problems<'a> {
+    file: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, scope: Option<&str>, key: Option<String>, message: impl Into<String>) {
+        self.list.push(ConfigError {
+            file: self.file.to_owned(),
+            line: None,
+            scope: scope.map(str::to_owned),
+            key,
+            message: message.into(),
+        });
+    }
+}
+
+/// One TOML table being read, with the keys taken from it so far.
+struct Section<'t> {
+    table: &'t Table,
+    /// The dotted path of this table inside its scope, with a trailing dot (`imap.`), or "".
+    prefix: String,
+    scope: Option<String>,
+    taken: BTreeSet<&'static str>,
+}
+
+impl<'t> Section<'t> {
+    fn new(table: &'t Table, prefix: &str, scope: Option<String>) -> Section<'t> {
+        Section {
+            table,
+            prefix: prefix.to_owned(),
+            scope,
+            taken: BTreeSet::new(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn report(&self, problems: &mut Problems<'_>, key: &str, message: impl Into<String>) {
+        problems.push(self.scope.as_deref(), Some(self.key(key)), message);
+    }
+
+    fn value(&mut self, key: &'static str) -> Option<&'t Value> {
+        self.taken.insert(key);
+        self.table.get(key)
+    }
+
+    /// A value converted by `convert`; a value of the wrong shape is reported with `expected`.
+    fn typed<T>(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+        expected: &str,
+        convert: impl FnOnce(&'t Value) -> Option<T>,
+    ) -> Option<T> {
+        let value = self.value(key)?;
+        let converted = convert(value);
+        if converted.is_none() {
+            self.report(problems, key, format!("expected {expected}"));
+        }
+        converted
+    }
+
+    fn string(&mut self, problems: &mut Problems<'_>, key: &'static str) -> Option<String> {
+        self.typed(problems, key, "a string", |v| v.as_str().map(str::to_owned))
+    }
+
+    fn nonempty_string(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+    ) -> Option<String> {
+        let text = self.string(problems, key)?;
+        if text.trim().is_empty() {
+            self.report(problems, key, "must not be empty");
+            return None;
+        }
+        Some(text)
+    }
+
+    fn required_string(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+    ) -> Option<String> {
+        if !self.table.contains_key(key) {
+            self.taken.insert(key);
+            self.report(problems, key, "missing (required)");
+            return None;
+        }
+        self.nonempty_string(problems, key)
+    }
+
+    fn bool(&mut self, problems: &mut Problems<'_>, key: &'static str, default: bool) -> bool {
+        self.typed(problems, key, "true or false", Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    fn port(&mut self, problems: &mut Problems<'_>, key: &'static str) -> Option<u16> {
+        self.typed(problems, key, "a number from 1 to 65535", |v| {
+            v.as_integer()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n > 0)
+        })
+    }
+
+    fn strings(&mut self, problems: &mut Problems<'_>, key: &'static str) -> Option<Vec<String>> {
+        self.typed(problems, key, "a list of strings", |v| {
+            v.as_array()?
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        })
+    }
+
+    /// A path; relative paths are taken relative to the config file's directory.
+    fn path(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+        base: &Path,
+    ) -> Option<PathBuf> {
+        let text = self.nonempty_string(problems, key)?;
+        let path = PathBuf::from(text);
+        Some(if path.is_absolute() {
+            path
+        } else {
+            base.join(path)
+        })
+    }
+
+    /// One of a fixed set of words.
+    fn word<T: Copy>(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(text) = self.string(problems, key) else {
+            return default;
+        };
+        match choices.iter().find(|(word, _)| *word == text) {
+            Some((_, value)) => *value,
+            None => {
+                let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+                self.report(
+                    problems,
+                    key,
+                    format!(
+                        "unknown value {text:?}: expected one of {}",
+                        words.join(", ")
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn table(&mut self, problems: &mut Problems<'_>, key: &'static str) -> Option<&'t Table> {
+        self.typed(problems, key, "a table", Value::as_table)
+    }
+
+    fn sub(&mut self, problems: &mut Problems<'_>, key: &'static str) -> Option<Section<'t>> {
+        let table = self.table(problems, key)?;
+        Some(Section::new(
+            table,
+            &format!("{}{key}.", self.prefix),
+            self.scope.clone(),
+        ))
+    }
+
+    /// Reports every key that nothing asked for.
+    fn finish(self, problems: &mut Problems<'_>) {
+        for key in self.table.keys() {
+            if !self.taken.contains(key.as_str()) {
+                let known: Vec<&str> = self.taken.iter().copied().collect();
+                problems.push(
+                    self.scope.as_deref(),
+                    Some(self.key(key)),
+                    format!("unknown key (known keys here: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let table: Table = match text.parse() {
+        Ok(table) => table,
+        Err(error) => return Err(ConfigErrors(vec![syntax_error(path, text, &error)])),
+    };
+    let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+    let mut problems = Problems {
+        file: path,
+        list: Vec::new(),
+    };
+    let mut root = Section::new(&table, "", None);
+
+    let mut crm = CrmConfig {
+        database: PathBuf::from("/var/lib/crmsync/crm.sqlite3"),
+    };
+    if let Some(mut section) = root.sub(&mut problems, "crm") {
+        if let Some(database) = section.path(&mut problems, "database", &base) {
+            crm.database = database;
+        }
+        section.finish(&mut problems);
+    }
+
+    let mut connection = ConnectionConfig { enabled: true };
+    if let Some(mut section) = root.sub(&mut problems, "connection") {
+        connection.enabled = section.bool(&mut problems, "enabled", true);
+        section.finish(&mut problems);
+    }
+
+    let mut status = StatusConfig {
+        file: PathBuf::from("/run/crmsync/status.json"),
+    };
+    if let Some(mut section) = root.sub(&mut problems, "status") {
+        if let Some(file) = section.path(&mut problems, "file", &base) {
+            status.file = file;
+        }
+        section.finish(&mut problems);
+    }
+
+    let mut mailboxes = Vec::new();
+    if let Some(value) = root.value("mailbox") {
+        match value.as_array() {
+            Some(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    match item.as_table() {
+                        Some(table) => {
+                            if let Some(mailbox) = mailbox(table, index, &base, &mut problems) {
+                                mailboxes.push(mailbox);
+                            }
+                        }
+                        None => problems.push(
+                            None,
+                            Some(format!("mailbox #{}", index + 1)),
+                            "expected a table ([[mailbox]])",
+                        ),
+                    }
+                }
+            }
+            None => problems.push(
+                None,
+                Some("mailbox".into()),
+                "expected a list of tables: write each mailbox as [[mailbox]]",
+            ),
+        }
+    }
+    root.finish(&mut problems);
+
+    let mut seen = BTreeSet::new();
+    for mailbox in &mailboxes {
+        if !seen.insert(mailbox.id.as_str()) {
+            problems.push(
+                Some(&format!("mailbox {:?}", mailbox.id)),
+                Some("id".into()),
+                "another mailbox has the same id",
+            );
+        }
+    }
+
+    if problems.list.is_empty() {
+        Ok(Config {
+            path: path.to_owned(),
+            crm,
+            connection,
+            status,
+            mailboxes,
+        })
+    } else {
+        Err(ConfigErrors(problems.list))
+    }
+}
+
+/// A TOML syntax error as one line: where it is and what is wrong.
+fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let line = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    });
+    let message = error.message().trim().replace('\n', "; ");
+    ConfigError {
+        file: path.to_owned(),
+        line,
+        scope: None,
+        key: None,
+        message: format!("invalid TOML: {message}"),
+    }
+}
+
+fn valid_mailbox_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn mailbox(
+    table: &Table,
+    index: usize,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<MailboxConfig> {
+    // The scope names the mailbox by its id when it has a usable one, else by position.
+    let id = table
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| valid_mailbox_id(id));
+    let scope = match id {
+        Some(id) => format!("mailbox {id:?}"),
+        None => format!("mailbox #{}", index + 1),
+    };
+    let mut section = Section::new(table, "", Some(scope));
+    let errors_before = problems.list.len();
+
+    let id = section.required_string(problems, "id");
+    if let Some(id) = &id
+        && !valid_mailbox_id(id)
+    {
+        section.report(
+            problems,
+            "id",
+            format!("invalid mailbox id {id:?}: use 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit"),
+        );
+    }
+    let owner = section
+        .required_string(problems, "owner")
+        .and_then(|owner| {
+            EmailAddress::new(&owner)
+                .map_err(|e| section.report(problems, "owner", e.0))
+                .ok()
+        });
+    let enabled = section.bool(problems, "enabled", true);
+    let conflict_policy = section.word(
+        problems,
+        "conflict_policy",
+        &[
+            ("mailbox-wins", ConflictPolicy::MailboxWins),
+            ("crm-wins", ConflictPolicy::CrmWins),
+        ],
+        ConflictPolicy::MailboxWins,
+    );
+
+    let imap = section
+        .sub(problems, "imap")
+        .and_then(|sub| imap(sub, base, problems));
+    let smtp = section
+        .sub(problems, "smtp")
+        .and_then(|sub| smtp(sub, base, problems));
+    let calendar = section
+        .sub(problems, "calendar")
+        .and_then(|sub| collection(sub, base, problems));
+    let contacts = section
+        .sub(problems, "contacts")
+        .and_then(|sub| collection(sub, base, problems));
+    let tracking = match section.sub(problems, "tracking") {
+        Some(sub) => tracking(sub, problems),
+        None => TrackingConfig::default(),
+    };
+    let had_stores = table.contains_key("imap")
+        || table.contains_key("calendar")
+        || table.contains_key("contacts");
+    if !had_stores {
+        problems.push(
+            section.scope.as_deref(),
+            None,
+            "names no store: give at least one of [mailbox.imap], [mailbox.calendar], [mailbox.contacts]",
+        );
+    }
+    if smtp.is_some() && imap.is_none() && table.contains_key("smtp") && !table.contains_key("imap")
+    {
+        section.report(
+            problems,
+            "smtp",
+            "needs [mailbox.imap] too: sent copies go to its Sent folder",
+        );
+    }
+    if !tracking.folders.is_empty() && !table.contains_key("imap") {
+        section.report(
+            problems,
+            "tracking.folders",
+            "needs [mailbox.imap]: tracked folders are IMAP folders",
+        );
+    }
+    section.finish(problems);
+
+    if problems.list.len() > errors_before {
+        return None;
+    }
+    let mut imap = imap;
+    // Tracked folders are watched too.
+    if let Some(imap) = imap.as_mut() {
+        for folder in tracking.folders.keys() {
+            if !imap.folders.contains(folder) {
+                imap.folders.push(folder.clone());
+            }
+        }
+    }
+    Some(MailboxConfig {
+        id: id?,
+        owner: owner?,
+        enabled,
+        conflict_policy,
+        imap,
+        smtp,
+        calendar,
+        contacts,
+        tracking,
+    })
+}
+
+const SECURITY_WORDS: &[(&str, Security)] = &[
+    ("tls", Security::Tls),
+    ("starttls", Security::Starttls),
+    ("none", Security::None),
+];
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The common part of an IMAP and an SMTP server: host, port, security, TLS and password.
+struct Server {
+    host: String,
+    port: u16,
+    security: Security,
+    tls: TlsConfig,
+    password: Option<SecretSource>,
+}
+
+fn server(
+    section: &mut Section<'_>,
+    base: &Path,
+    default_ports: [u16; 3],
+    problems: &mut Problems<'_>,
+) -> Option<Server> {
+    let host = section.required_string(problems, "host");
+    let security = section.word(problems, "security", SECURITY_WORDS, Security::Tls);
+    let default_port = match security {
+        Security::Tls => default_ports[0],
+        Security::Starttls => default_ports[1],
+        Security::None => default_ports[2],
+    };
+    let port = section.port(problems, "port").unwrap_or(default_port);
+    let ca_file = section.path(problems, "ca_file", base);
+    if let Some(ca_file) = &ca_file
+        && !ca_file.is_file()
+    {
+        section.report(
+            problems,
+            "ca_file",
+            format!("{}: no such file", ca_file.display()),
+        );
+    }
+    let verify_certificates = section.bool(problems, "verify_certificates", true);
+    let allow_plaintext = section.bool(problems, "allow_plaintext", false);
+    if let Some(host) = &host
+        && security == Security::None
+        && !is_loopback(host)
+        && !allow_plaintext
+    {
+        section.report(
+            problems,
+            "security",
+            format!("\"none\" sends the password unencrypted to {host}: use tls or starttls, or set allow_plaintext = true"),
+        );
+    }
+
+    if section.value("password").is_some() {
+        section.report(
+            problems,
+            "password",
+            "inline passwords are refused: put the password in a file only crmsync can read and set password_file, or use password_credential",
+        );
+    }
+    let file = section.path(problems, "password_file", base);
+    let credential = section.nonempty_string(problems, "password_credential");
+    let password = match (file, credential) {
+        (Some(_), Some(_)) => {
+            section.report(
+                problems,
+                "password_file",
+                "give password_file or password_credential, not both",
+            );
+            None
+        }
+        (Some(file), None) => Some(SecretSource::File(file)),
+        (None, Some(name)) => {
+            if name.contains('/') {
+                section.report(
+                    problems,
+                    "password_credential",
+                    "a credential name has no '/'",
+                );
+            }
+            Some(SecretSource::Credential(name))
+        }
+        (None, None) => None,
+    };
+    if let Some(password) = &password
+        && let Err(error) = password.check()
+    {
+        section.report(problems, "password_file", error.to_string());
+    }
+    Some(Server {
+        host: host?,
+        port,
+        security,
+        tls: TlsConfig {
+            ca_file,
+            verify_certificates,
+        },
+        password,
+    })
+}
+
+fn imap(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> Option<ImapConfig> {
+    let server = server(&mut section, base, [993, 143, 143], problems);
+    let username = section.required_string(problems, "username");
+    let folders = section
+        .strings(problems, "folders")
+        .unwrap_or_else(|| vec!["INBOX".to_owned()]);
+    if folders.iter().any(|f| f.trim().is_empty()) {
+        section.report(problems, "folders", "a folder name must not be empty");
+    }
+    let mut password_missing = false;
+    if let Some(server) = &server
+        && server.password.is_none()
+    {
+        section.report(
+            problems,
+            "password_file",
+            "missing: give password_file or password_credential",
+        );
+        password_missing = true;
+    }
+    section.finish(problems);
+    let server = server?;
+    if password_missing {
+        return None;
+    }
+    Some(ImapConfig {
+        host: server.host,
+        port: server.port,
+        security: server.security,
+        username: username?,
+        password: server.password?,
+        folders,
+        tls: server.tls,
+    })
+}
+
+fn smtp(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> Option<SmtpConfig> {
+    let server = server(&mut section, base, [465, 587, 25], problems);
+    let username = section.nonempty_string(problems, "username");
+    let sent_folder = section
+        .nonempty_string(problems, "sent_folder")
+        .unwrap_or_else(|| "Sent".to_owned());
+    if let Some(server) = &server
+        && username.is_some() != server.password.is_some()
+    {
+        section.report(
+            problems,
+            "username",
+            "give username and a password together, or neither",
+        );
+    }
+    section.finish(problems);
+    let server = server?;
+    Some(SmtpConfig {
+        host: server.host,
+        port: server.port,
+        security: server.security,
+        username,
+        password: server.password,
+        sent_folder,
+        tls: server.tls,
+    })
+}
+
+fn collection(
+    mut section: Section<'_>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<CollectionConfig> {
+    if !section.table.contains_key("path") {
+        section.taken.insert("path");
+        section.report(problems, "path", "missing (required)");
+    }
+    let path = section.path(problems, "path", base);
+    section.finish(problems);
+    Some(CollectionConfig { path: path? })
+}
+
+impl Default for TrackingConfig {
+    fn default() -> TrackingConfig {
+        TrackingConfig {
+            keyword: "crm".to_owned(),
+            category: "CRM".to_owned(),
+            auto: AutoTracking::None,
+            never: Vec::new(),
+            folders: BTreeMap::new(),
+        }
+    }
+}
+
+/// An IMAP keyword is an atom: no space, no control character, none of `(){%*"\]`, and it
+/// does not start with `\` (that is a system flag).
+fn valid_keyword(keyword: &str) -> bool {
+    !keyword.is_empty()
+        && keyword
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"(){%*\"\\]".contains(c))
+}
+
+fn tracking(mut section: Section<'_>, problems: &mut Problems<'_>) -> TrackingConfig {
+    let mut tracking = TrackingConfig::default();
+    if let Some(keyword) = section.nonempty_string(problems, "keyword") {
+        if valid_keyword(&keyword) {
+            tracking.keyword = keyword;
+        } else {
+            section.report(
+                problems,
+                "keyword",
+                format!("{keyword:?} is not a valid IMAP keyword: use letters, digits and -_.:, no spaces"),
+            );
+        }
+    }
+    if let Some(category) = section.nonempty_string(problems, "category") {
+        if category.contains(',') {
+            section.report(problems, "category", "a category must not contain ','");
+        } else {
+            tracking.category = category;
+        }
+    }
+    tracking.auto = section.word(
+        problems,
+        "auto",
+        &[
+            ("none", AutoTracking::None),
+            ("replies", AutoTracking::Replies),
+            ("crm-records", AutoTracking::CrmRecords),
+            ("all", AutoTracking::All),
+        ],
+        AutoTracking::None,
+    );
+    for entry in section.strings(problems, "never").unwrap_or_default() {
+        let entry = entry.trim().to_ascii_lowercase();
+        if let Some(domain) = entry.strip_prefix('@')
+            && !domain.is_empty()
+            && !domain.contains('@')
+        {
+            tracking.never.push(NeverTrack::Domain(domain.to_owned()));
+        } else if EmailAddress::new(&entry).is_ok() {
+            tracking.never.push(NeverTrack::Address(entry));
+        } else {
+            section.report(
+                problems,
+                "never",
+                format!("{entry:?} is neither an address nor a domain such as \"@example.org\""),
+            );
+        }
+    }
+    if let Some(folders) = section.table(problems, "folders") {
+        for (folder, number) in folders {
+            let key = format!("folders.{folder:?}");
+            match number.as_str().map(RecordNumber::new) {
+                Some(Ok(number)) => {
+                    tracking.folders.insert(folder.clone(), number);
+                }
+                Some(Err(error)) => {
+                    problems.push(section.scope.as_deref(), Some(section.key(&key)), error.0)
+                }
+                None => problems.push(
+                    section.scope.as_deref(),
+                    Some(section.key(&key)),
+                    "expected a record number such as \"ACC-1001\"",
+                ),
+            }
+        }
+    }
+    section.finish(problems);
+    tracking
+}

@@ -1,0 +1,291 @@
+//! Config files as administrators write them, good and bad. Every bad one must give one line
+//! per problem that names the file, the mailbox, the key and what is wrong.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crmsync_config::{AutoTracking, Config, NeverTrack, SecretSource, Security};
+use crmsync_core::model::{ConflictPolicy, EmailAddress};
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crmsync.toml")
+}
+
+/// Parses `text` as the file `/etc/crmsync/crmsync.toml` and returns its error lines.
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(Path::new("/etc/crmsync/crmsync.toml"), text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(errors) => errors.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+fn one_error(text: &str) -> String {
+    let mut lines = errors(text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines.remove(0)
+}
+
+const MAILBOX: &str = r#"
+[[mailbox]]
+id = "alice"
+owner = "alice@example.com"
+[mailbox.imap]
+host = "imap.example.com"
+username = "alice"
+password_credential = "alice-imap"
+"#;
+
+#[test]
+fn the_example_config_is_valid() {
+    let config = Config::load(&example_path()).unwrap();
+    assert_eq!(
+        config.crm.database,
+        Path::new("/var/lib/crmsync/crm.sqlite3")
+    );
+    assert!(config.connection.enabled);
+    assert_eq!(config.mailboxes.len(), 2);
+    let alice = config.mailbox("alice").unwrap();
+    assert_eq!(alice.owner, EmailAddress::new("alice@example.com").unwrap());
+    let imap = alice.imap.as_ref().unwrap();
+    assert_eq!(imap.port, 993);
+    assert_eq!(imap.password, SecretSource::Credential("alice-imap".into()));
+    // The tracked folder is watched beside the listed ones.
+    assert_eq!(imap.folders, ["INBOX", "Sent", "Clients/Adventure Works"]);
+    assert_eq!(
+        alice.tracking.folders["Clients/Adventure Works"].as_str(),
+        "ACC-1001"
+    );
+    assert_eq!(
+        alice.tracking.never,
+        [
+            NeverTrack::Domain("family.example".into()),
+            NeverTrack::Address("doctor@example.org".into())
+        ]
+    );
+    assert_eq!(alice.smtp.as_ref().unwrap().port, 465);
+    assert!(alice.calendar.is_some() && alice.contacts.is_some());
+
+    let bob = config.mailbox("bob").unwrap();
+    assert_eq!(bob.conflict_policy, ConflictPolicy::MailboxWins);
+    assert_eq!(bob.imap.as_ref().unwrap().folders, ["INBOX"]);
+    assert_eq!(bob.tracking.keyword, "crm");
+    assert_eq!(bob.tracking.auto, AutoTracking::None);
+}
+
+#[test]
+fn an_empty_file_takes_every_default() {
+    let config = Config::parse(Path::new("/etc/crmsync/crmsync.toml"), "").unwrap();
+    assert_eq!(
+        config.crm.database,
+        Path::new("/var/lib/crmsync/crm.sqlite3")
+    );
+    assert_eq!(config.status.file, Path::new("/run/crmsync/status.json"));
+    assert!(config.connection.enabled);
+    assert!(config.mailboxes.is_empty());
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_file() {
+    let text = format!(
+        "[crm]\ndatabase = \"data/crm.sqlite3\"\n[status]\nfile = \"/run/x.json\"\n{MAILBOX}[mailbox.calendar]\npath = \"cal\"\n"
+    );
+    let config = Config::parse(Path::new("/srv/crmsync/crmsync.toml"), &text).unwrap();
+    assert_eq!(
+        config.crm.database,
+        Path::new("/srv/crmsync/data/crm.sqlite3")
+    );
+    assert_eq!(config.status.file, Path::new("/run/x.json"));
+    let calendar = config.mailboxes[0].calendar.as_ref().unwrap();
+    assert_eq!(calendar.path, Path::new("/srv/crmsync/cal"));
+}
+
+#[test]
+fn port_out_of_range() {
+    for port in ["0", "70000", "\"993\"", "-1"] {
+        let text = MAILBOX.replace("username", &format!("port = {port}\nusername"));
+        assert_eq!(
+            one_error(&text),
+            "/etc/crmsync/crmsync.toml: mailbox \"alice\": imap.port: expected a number from 1 to 65535"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_where_they_are() {
+    let text = MAILBOX.replace("host =", "hots = \"x\"\nhost =");
+    let line = one_error(&text);
+    assert!(
+        line.starts_with(
+            "/etc/crmsync/crmsync.toml: mailbox \"alice\": imap.hots: unknown key (known keys here:"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("host"), "{line}");
+
+    let line = one_error("[crm]\ndatabse = \"x\"\n");
+    assert!(
+        line.starts_with("/etc/crmsync/crmsync.toml: crm.databse: unknown key"),
+        "{line}"
+    );
+    let line = one_error("[logging]\nlevel = 1\n");
+    assert!(
+        line.starts_with("/etc/crmsync/crmsync.toml: logging: unknown key"),
+        "{line}"
+    );
+}
+
+#[test]
+fn bad_toml_names_line_and_column() {
+    let line = one_error("[crm]\ndatabase = \"x\"\nenabled = = true\n");
+    assert!(line.starts_with("/etc/crmsync/crmsync.toml:3:"), "{line}");
+    assert!(line.contains("invalid TOML"), "{line}");
+    assert!(!line.contains('\n'));
+}
+
+#[test]
+fn inline_passwords_are_refused() {
+    let text = MAILBOX.replace(
+        "password_credential = \"alice-imap\"",
+        "password = \"hunter2\"",
+    );
+    let lines = errors(&text);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("imap.password: inline passwords are refused")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("hunter2")),
+        "the password leaked: {lines:?}"
+    );
+}
+
+#[test]
+fn password_files_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.imap");
+    std::fs::write(&file, "secret\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = MAILBOX.replace(
+        "password_credential = \"alice-imap\"",
+        &format!("password_file = {:?}", file.display().to_string()),
+    );
+    let line = one_error(&text);
+    assert_eq!(
+        line,
+        format!(
+            "/etc/crmsync/crmsync.toml: mailbox \"alice\": imap.password_file: password file {0} is readable by group or others (mode 644); fix it with: chmod 600 {0}",
+            file.display()
+        )
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = Config::parse(Path::new("/etc/crmsync/crmsync.toml"), &text).unwrap();
+    let password = &config.mailboxes[0].imap.as_ref().unwrap().password;
+    assert_eq!(password.read().unwrap().expose(), "secret");
+
+    let missing = text.replace("alice.imap", "nope.imap");
+    assert!(one_error(&missing).ends_with("nope.imap: no such file"));
+}
+
+#[test]
+fn plaintext_only_to_loopback() {
+    let remote = MAILBOX.replace("username", "security = \"none\"\nusername");
+    let line = one_error(&remote);
+    assert!(
+        line.contains("imap.security: \"none\" sends the password unencrypted to imap.example.com"),
+        "{line}"
+    );
+    let allowed = remote.replace("username", "allow_plaintext = true\nusername");
+    assert!(Config::parse(Path::new("/x.toml"), &allowed).is_ok());
+    for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+        let local = remote.replace("imap.example.com", host);
+        let config = Config::parse(Path::new("/x.toml"), &local).unwrap();
+        let imap = config.mailboxes[0].imap.as_ref().unwrap();
+        assert_eq!((imap.security, imap.port), (Security::None, 143));
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[connection]
+enabled = "yes"
+[[mailbox]]
+id = "Alice Smith"
+owner = "not-an-address"
+[mailbox.imap]
+username = "alice"
+password_credential = "x"
+[mailbox.tracking]
+auto = "sometimes"
+keyword = "my crm"
+never = ["family"]
+folders = { "Clients" = "bad number" }
+[[mailbox]]
+id = "bob"
+owner = "bob@example.com"
+"#;
+    let lines = errors(text);
+    let expected = [
+        "connection.enabled: expected true or false",
+        "mailbox #1: id: invalid mailbox id \"Alice Smith\"",
+        "mailbox #1: owner: invalid email address \"not-an-address\"",
+        "mailbox #1: imap.host: missing (required)",
+        "mailbox #1: tracking.keyword: \"my crm\" is not a valid IMAP keyword",
+        "mailbox #1: tracking.auto: unknown value \"sometimes\": expected one of none, replies, crm-records, all",
+        "mailbox #1: tracking.never: \"family\" is neither an address nor a domain",
+        "mailbox #1: tracking.folders.\"Clients\": invalid record number \"bad number\"",
+        "mailbox \"bob\": names no store",
+    ];
+    for fragment in expected {
+        assert!(
+            lines.iter().any(|l| l.contains(fragment)),
+            "no line with {fragment:?} in {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("/etc/crmsync/crmsync.toml: "))
+    );
+}
+
+#[test]
+fn duplicate_mailbox_ids() {
+    let text = format!("{MAILBOX}{MAILBOX}");
+    assert_eq!(
+        one_error(&text),
+        "/etc/crmsync/crmsync.toml: mailbox \"alice\": id: another mailbox has the same id"
+    );
+}
+
+#[test]
+fn mailbox_must_be_a_list_of_tables() {
+    let line = one_error("[mailbox]\nid = \"alice\"\n");
+    assert!(
+        line.contains("mailbox: expected a list of tables"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_file_says_so() {
+    let error = Config::load(Path::new("/nonexistent/crmsync.toml")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "/nonexistent/crmsync.toml: no such file (give another with --config or CRMSYNC_CONFIG)"
+    );
+}
+
+#[test]
+fn never_rules_match_addresses_and_domains() {
+    let address = |a: &str| EmailAddress::new(a).unwrap();
+    let domain = NeverTrack::Domain("family.example".into());
+    assert!(domain.matches(&address("Mum@Family.Example")));
+    assert!(!domain.matches(&address("mum@notfamily.example")));
+    let single = NeverTrack::Address("doctor@example.org".into());
+    assert!(single.matches(&address("DOCTOR@example.org")));
+    assert!(!single.matches(&address("nurse@example.org")));
+}
