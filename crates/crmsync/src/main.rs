@@ -1,1 +1,71 @@
-fn main() {}
+//! The `crmsync` binary: the command line and the glue between the crates.
+//!
+//! It parses arguments, loads and validates the config, opens the CRM store, runs one command
+//! and prints its result. Reusable logic lives in the crates (`crmsync-core`,
+//! `crmsync-store`, `crmsync-config`); what is here is argument parsing, output formatting and
+//! the mapping of failures to exit codes (0 success, 1 something failed, 2 bad usage or
+//! config).
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod output;
+mod status;
+mod when;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// A problem with what the user typed: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::User(command) => commands::users::run(&cli.config, command),
+        Command::Record(command) => commands::records::run(&cli.config, command),
+        Command::Activity(command) => commands::activities::run(&cli.config, command),
+        Command::Status(flags) => status::run(&cli.config, &flags),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Every line of the message gets the program's name, so that a config file with
+            // three problems prints three clear lines.
+            for line in format!("{error:#}").lines() {
+                eprintln!("crmsync: {line}");
+            }
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// 2 for bad usage or config, 1 for everything else.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let bad_usage = error.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<crmsync_config::ConfigErrors>()
+            || cause.is::<crmsync_core::model::InvalidValue>()
+            || matches!(
+                cause.downcast_ref::<crmsync_store::StoreError>(),
+                Some(crmsync_store::StoreError::Invalid(_))
+            )
+    });
+    if bad_usage { 2 } else { 1 }
+}

@@ -668,16 +668,17 @@ fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<PartyRow>> {
     Ok(parties)
 }
 
-/// How many activities regard a record, for a clear refusal before the trigger's.
+/// A count of rows that point at a record, for a refusal clearer than the trigger's.
 fn count(conn: &Connection, sql: &str, id: &str) -> Result<i64> {
     Ok(conn.query_row(sql, [id], |row| row.get(0))?)
 }
 
-fn plural(n: i64, word: &str) -> String {
+/// `1 activity`, `2 activities`.
+fn how_many(n: i64, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {word}")
+        format!("1 {one}")
     } else {
-        format!("{n} {word}s")
+        format!("{n} {many}")
     }
 }
 
@@ -910,22 +911,23 @@ impl CrmStore for SqliteStore {
             let regarding = count(tx, "SELECT count(*) FROM activities WHERE regarding_id = ?1", &id)?;
             if regarding > 0 {
                 return Err(StoreError::Refused(format!(
-                    "cannot delete {number}: it is the regarding record of {}; change their regarding first",
-                    plural(regarding, "activity").replace("activitys", "activities")
+                    "cannot delete {number}: it is the regarding record of {}; change {} regarding first (crmsync activity regarding ID NUM)",
+                    how_many(regarding, "activity", "activities"),
+                    if regarding == 1 { "its" } else { "their" }
                 )));
             }
             let owned = count(tx, "SELECT count(*) FROM activities WHERE owner_id = ?1", &id)?;
             if owned > 0 {
                 return Err(StoreError::Refused(format!(
                     "cannot delete {number}: this user owns {}",
-                    plural(owned, "activity").replace("activitys", "activities")
+                    how_many(owned, "activity", "activities")
                 )));
             }
             let owned = count(tx, "SELECT count(*) FROM records WHERE owner_id = ?1", &id)?;
             if owned > 0 {
                 return Err(StoreError::Refused(format!(
                     "cannot delete {number}: this user owns {}",
-                    plural(owned, "record")
+                    how_many(owned, "record", "records")
                 )));
             }
             tx.execute("DELETE FROM records WHERE id = ?1", [&id])?;
@@ -996,6 +998,7 @@ impl CrmStore for SqliteStore {
             .state
             .unwrap_or_else(|| activity.activity_type.initial_crm_state());
         check_state(activity.activity_type, state)?;
+        check_span(activity.start, activity.end)?;
         let id = ActivityId(uuid::Uuid::new_v4());
         self.write(|tx| {
             let owner_id = user_id_by_email(tx, &activity.owner)?;
@@ -1399,6 +1402,20 @@ fn check_state(activity_type: ActivityType, state: ActivityState) -> Result<()> 
         allowed.join(", ")
     ))
     .into())
+}
+
+/// Refuses an end before the start, when both are of the same kind (two instants or two days).
+fn check_span(start: Option<crate::When>, end: Option<crate::When>) -> Result<()> {
+    use crate::When::{At, Day};
+    let backwards = match (start, end) {
+        (Some(At(start)), Some(At(end))) => end < start,
+        (Some(Day(start)), Some(Day(end))) => end < start,
+        _ => false,
+    };
+    if backwards {
+        return Err(InvalidValue("the end is before the start".into()).into());
+    }
+    Ok(())
 }
 
 /// One UPDATE for all changed columns of a row, so that one change is one journal entry.

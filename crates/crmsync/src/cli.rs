@@ -1,0 +1,218 @@
+//! The command line, as clap parses it. Every command and option says what it does in
+//! `--help`; the commands themselves live in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// crmsync keeps people's mail, calendars, tasks and contacts in step with a CRM activity store.
+///
+/// Exit codes: 0 success, 1 something failed, 2 bad usage or bad config.
+#[derive(Debug, Parser)]
+#[command(name = "crmsync", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "CRMSYNC_CONFIG",
+        default_value = crmsync_config::DEFAULT_CONFIG_PATH,
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// CRM users and their `sync` privilege.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// CRM records: accounts, contacts, leads, opportunities, cases and custom entities.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// CRM activities: emails, appointments and tasks.
+    #[command(subcommand)]
+    Activity(ActivityCommand),
+    /// Show the daemon's status file.
+    Status(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a CRM user (a `systemuser` record). Users have the `sync` privilege unless --no-sync.
+    Add {
+        /// The user's email address: the owner address of their mailbox in the config.
+        email: String,
+        /// The user's display name.
+        #[arg(long)]
+        name: String,
+        /// Add the user without the `sync` privilege: their mailbox is not synchronized.
+        #[arg(long)]
+        no_sync: bool,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// List CRM users.
+    List(JsonFlag),
+    /// Grant or withdraw a user's `sync` privilege.
+    Set {
+        email: String,
+        /// Whether the user's mailbox is synchronized.
+        #[arg(long, value_enum)]
+        sync: YesNo,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Add a record. Its number is assigned (ACC-1001, CON-1001, ...) unless --number gives one.
+    Add {
+        /// The entity type: systemuser, account, contact, lead, opportunity, incident, or a
+        /// custom one (lowercase letters, digits and '_').
+        entity: String,
+        /// The record's display name.
+        #[arg(long)]
+        name: String,
+        /// An email address of the record (repeat for several).
+        #[arg(long = "email", value_name = "ADDR")]
+        emails: Vec<String>,
+        /// The record's number, instead of the next automatic one.
+        #[arg(long, value_name = "NUM")]
+        number: Option<String>,
+        /// The parent record's number (the account of a contact, say).
+        #[arg(long, value_name = "NUM")]
+        parent: Option<String>,
+        /// The owning CRM user's email address.
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// List records, of one entity type or of all.
+    List {
+        entity: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Show one record, with its connections.
+    Show {
+        number: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Change a record's fields, as a CRM user would.
+    ///
+    /// Keys: name, email (comma-separated list), phone (comma-separated list), parent (a record
+    /// number), owner (a user's email), given_name, family_name, job_title, address, notes.
+    /// An empty value clears the field.
+    Set {
+        number: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        changes: Vec<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Delete a record. Refused while activities regard it or while it is a user who owns
+    /// activities or records; its emails, phones and connections go with it, and records and
+    /// parties that pointed at it keep their data without the pointer.
+    Delete { number: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActivityCommand {
+    /// Create an activity in the CRM: an appointment or task for a person's calendar, or an
+    /// email in state pending-send, to be sent through the owner's SMTP account.
+    Add {
+        /// email, appointment or task.
+        activity_type: String,
+        /// The owning CRM user's email address.
+        #[arg(long, value_name = "EMAIL")]
+        owner: String,
+        #[arg(long)]
+        subject: String,
+        /// Start: 2026-12-01 (all day), 2026-12-01T10:00 (local time) or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
+        /// End, in the same forms as --start.
+        #[arg(long, value_name = "TIME")]
+        end: Option<String>,
+        /// Due time of a task, in the same forms as --start.
+        #[arg(long, value_name = "TIME")]
+        due: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
+        /// The regarding record's number.
+        #[arg(long, value_name = "NUM")]
+        regarding: Option<String>,
+        /// A recipient of an email, or a required attendee of an appointment (repeat for
+        /// several).
+        #[arg(long = "to", value_name = "ADDR")]
+        to: Vec<String>,
+        /// The text body of an email, or the description of an appointment or task.
+        #[arg(long, value_name = "TEXT")]
+        body: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// List activities.
+    List {
+        /// Only activities of this type: email, appointment or task.
+        #[arg(long = "type", value_name = "TYPE")]
+        activity_type: Option<String>,
+        /// Only activities linked to an item of this mailbox.
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Show one activity, with its parties and sync links.
+    Show {
+        /// The activity's id, or a unique prefix of it (at least 4 characters).
+        id: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Change an activity's fields, as a CRM user would.
+    ///
+    /// Keys: subject, body, location, start, end, due, state, priority, percent, regarding.
+    /// An empty value clears the field.
+    Set {
+        id: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        changes: Vec<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Delete an activity. The items it was synced with stay in people's stores and lose their
+    /// tracking signal on the next pass.
+    Delete { id: String },
+    /// Set the record an activity is about, or `none` to clear it.
+    Regarding {
+        id: String,
+        /// A record number, or `none`.
+        number: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+}

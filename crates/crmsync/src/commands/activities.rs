@@ -1,0 +1,277 @@
+//! `crmsync activity ...`
+
+use std::path::Path;
+
+use crmsync_core::model::{ActivityState, ActivityType, PartyRole};
+use crmsync_store::{ActivityChange, ActivityFilter, ActivityRow, CrmStore, NewActivity, NewParty};
+
+use super::{email, key_values, number, open_store, optional_text};
+use crate::cli::ActivityCommand;
+use crate::output::{activity_json, or_dash, print_details, print_json, print_table, ref_label};
+use crate::{usage, when};
+
+const SETTABLE: &[&str] = &[
+    "subject",
+    "body",
+    "location",
+    "start",
+    "end",
+    "due",
+    "state",
+    "priority",
+    "percent",
+    "regarding",
+];
+
+pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
+    match command {
+        ActivityCommand::Add {
+            activity_type,
+            owner,
+            subject,
+            start,
+            end,
+            due,
+            location,
+            regarding,
+            to,
+            body,
+            output,
+        } => {
+            let activity_type = ActivityType::parse(&activity_type)?;
+            let owner = email(&owner)?;
+            let recipients = to.iter().map(|a| email(a)).collect::<Result<Vec<_>, _>>()?;
+            let parties = parties(activity_type, &owner, recipients)?;
+            let start = start.as_deref().map(|t| when::parse(t, "--start")).transpose()?.flatten();
+            let end = end.as_deref().map(|t| when::parse(t, "--end")).transpose()?.flatten();
+            let due = due.as_deref().map(|t| when::parse(t, "--due")).transpose()?.flatten();
+            if activity_type == ActivityType::Appointment && start.is_none() {
+                return Err(usage("an appointment needs --start"));
+            }
+            let new = NewActivity {
+                activity_type,
+                owner,
+                subject,
+                state: None,
+                description: body,
+                regarding: regarding.as_deref().map(number).transpose()?,
+                location,
+                start,
+                end,
+                due,
+                parties,
+                created_by: "crm".to_owned(),
+            };
+            let mut store = open_store(config)?;
+            let activity = store.add_activity(&new)?;
+            if output.json {
+                print_json(&activity_json(&activity));
+            } else {
+                println!(
+                    "added {} {} {:?}, state {}",
+                    activity.activity_type, activity.id, activity.subject, activity.state
+                );
+            }
+        }
+        ActivityCommand::List {
+            activity_type,
+            mailbox,
+            output,
+        } => {
+            let filter = ActivityFilter {
+                activity_type: activity_type.as_deref().map(ActivityType::parse).transpose()?,
+                mailbox,
+            };
+            let store = open_store(config)?;
+            let activities = store.activities(&filter)?;
+            if output.json {
+                print_json(&activities.iter().map(activity_json).collect());
+            } else {
+                let rows: Vec<Vec<String>> = activities
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.id.to_string()[..8].to_owned(),
+                            a.activity_type.to_string(),
+                            a.state.to_string(),
+                            or_dash(a.start.as_deref().or(a.due.as_deref())),
+                            a.owner.clone(),
+                            a.regarding
+                                .as_ref()
+                                .map_or("-".to_owned(), |r| r.number.to_string()),
+                            a.subject.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["ID", "TYPE", "STATE", "WHEN", "OWNER", "REGARDING", "SUBJECT"],
+                    &rows,
+                );
+            }
+        }
+        ActivityCommand::Show { id, output } => {
+            let store = open_store(config)?;
+            let activity = store.activity(store.find_activity(&id)?)?;
+            show(&activity, output.json);
+        }
+        ActivityCommand::Set {
+            id,
+            changes,
+            output,
+        } => {
+            let changes = activity_changes(&changes)?;
+            let mut store = open_store(config)?;
+            let id = store.find_activity(&id)?;
+            let activity = store.update_activity(id, &changes)?;
+            show(&activity, output.json);
+        }
+        ActivityCommand::Delete { id } => {
+            let mut store = open_store(config)?;
+            let id = store.find_activity(&id)?;
+            store.delete_activity(id)?;
+            println!("deleted activity {id}");
+        }
+        ActivityCommand::Regarding { id, number: wanted, output } => {
+            let regarding = match wanted.trim() {
+                "none" | "" => None,
+                other => Some(number(other)?),
+            };
+            let mut store = open_store(config)?;
+            let id = store.find_activity(&id)?;
+            let activity = store.update_activity(id, &[ActivityChange::Regarding(regarding)])?;
+            if output.json {
+                print_json(&activity_json(&activity));
+            } else {
+                println!(
+                    "activity {}: regarding {}",
+                    activity.id,
+                    ref_label(activity.regarding.as_ref())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parties of an activity created in the CRM: the owner sends an email and organizes an
+/// appointment; `--to` addresses receive the email or attend the appointment.
+fn parties(
+    activity_type: ActivityType,
+    owner: &crmsync_core::model::EmailAddress,
+    recipients: Vec<crmsync_core::model::EmailAddress>,
+) -> anyhow::Result<Vec<NewParty>> {
+    let (owner_role, recipient_role) = match activity_type {
+        ActivityType::Email => (PartyRole::From, PartyRole::To),
+        ActivityType::Appointment => (PartyRole::Organizer, PartyRole::Required),
+        ActivityType::Task => {
+            if !recipients.is_empty() {
+                return Err(usage("a task has no recipients: --to is for emails and appointments"));
+            }
+            return Ok(Vec::new());
+        }
+    };
+    if activity_type == ActivityType::Email && recipients.is_empty() {
+        return Err(usage("an email needs at least one --to"));
+    }
+    let party = |role, address| NewParty {
+        role,
+        address,
+        display_name: None,
+    };
+    Ok(std::iter::once(party(owner_role, owner.clone()))
+        .chain(recipients.into_iter().map(|a| party(recipient_role, a)))
+        .collect())
+}
+
+fn activity_changes(changes: &[String]) -> anyhow::Result<Vec<ActivityChange>> {
+    key_values(changes, SETTABLE)?
+        .into_iter()
+        .map(|(key, value)| {
+            let what = format!("{key}=");
+            Ok(match key {
+                "subject" => ActivityChange::Subject(value.to_owned()),
+                "body" => ActivityChange::Description(optional_text(value)),
+                "location" => ActivityChange::Location(optional_text(value)),
+                "start" => ActivityChange::Start(when::parse(value, &what)?),
+                "end" => ActivityChange::End(when::parse(value, &what)?),
+                "due" => ActivityChange::Due(when::parse(value, &what)?),
+                "state" => ActivityChange::State(ActivityState::parse(value.trim())?),
+                "priority" => ActivityChange::Priority(match optional_text(value) {
+                    None => None,
+                    Some(text) => Some(text.parse().map_err(|_| {
+                        usage(format!("invalid priority {text:?}: expected a whole number"))
+                    })?),
+                }),
+                "percent" => ActivityChange::PercentComplete(match optional_text(value) {
+                    None => None,
+                    Some(text) => Some(
+                        text.parse::<u8>()
+                            .ok()
+                            .filter(|p| *p <= 100)
+                            .ok_or_else(|| {
+                                usage(format!("invalid percent {text:?}: expected 0 to 100"))
+                            })?,
+                    ),
+                }),
+                "regarding" => ActivityChange::Regarding(match value.trim() {
+                    "" | "none" => None,
+                    other => Some(number(other)?),
+                }),
+                other => return Err(usage(format!("unknown field {other:?}"))),
+            })
+        })
+        .collect()
+}
+
+fn show(activity: &ActivityRow, json: bool) {
+    if json {
+        print_json(&activity_json(activity));
+        return;
+    }
+    print_details(&[
+        ("id", activity.id.to_string()),
+        ("type", activity.activity_type.to_string()),
+        ("subject", activity.subject.clone()),
+        ("state", activity.state.to_string()),
+        ("owner", activity.owner.clone()),
+        ("regarding", ref_label(activity.regarding.as_ref())),
+        ("start", or_dash(activity.start.as_deref())),
+        ("end", or_dash(activity.end.as_deref())),
+        ("due", or_dash(activity.due.as_deref())),
+        ("location", or_dash(activity.location.as_deref())),
+        ("message id", or_dash(activity.message_id.as_deref())),
+        ("created", format!("{} by {}", activity.created, activity.created_by)),
+        ("modified", activity.modified.clone()),
+    ]);
+    for party in &activity.parties {
+        let resolved = match (&party.record, party.candidates.as_slice()) {
+            (Some(record), _) => format!("{} {} ({})", record.entity, record.number, record.name),
+            (None, []) => "unresolved".to_owned(),
+            (None, candidates) => format!(
+                "ambiguous: {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("{} {}", c.entity, c.number))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        println!("party:     {} {} -> {}", party.role, party.address, resolved);
+    }
+    for attachment in &activity.attachments {
+        println!(
+            "attachment: {} ({}, {} bytes)",
+            attachment.name, attachment.content_type, attachment.size
+        );
+    }
+    for link in &activity.links {
+        println!(
+            "link:      {} {} {} [{}]",
+            link.mailbox, link.item_kind, link.item_location, link.state
+        );
+    }
+    if let Some(description) = &activity.description {
+        println!();
+        println!("{description}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The status file (SPEC section 8; schema in `docs/status.md`) and `crmsync status`.
+//!
+//! The daemon replaces the file atomically after every pass and state change; this module
+//! holds its types, so that the writer and the reader cannot drift apart, and renders it for
+//! people. `--json` prints the file as it is.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::JsonFlag;
+use crate::commands::load_config;
+use crate::output::{or_dash, print_table};
+
+/// The version of the status file's schema; it changes only when a field changes meaning.
+pub const STATUS_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusFile {
+    pub schema: u32,
+    /// When the daemon last wrote the file.
+    pub updated: String,
+    pub daemon: DaemonStatus,
+    pub mailboxes: Vec<MailboxStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub pid: u32,
+    pub started: String,
+    pub connection_enabled: bool,
+    pub config: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailboxStatus {
+    pub id: String,
+    pub owner: String,
+    /// `starting`, `syncing`, `idle`, `error`, `disabled` or `not-permitted`.
+    pub state: String,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub tracked: u64,
+    pub pending: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub folders: Vec<FolderStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderStatus {
+    /// The IMAP folder name, or `calendar` / `contacts` for a collection.
+    pub name: String,
+    /// `imap` or `vdir`.
+    pub kind: String,
+    pub uid_validity: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    pub sync_token: Option<String>,
+    pub last_success: Option<String>,
+}
+
+pub fn run(config_path: &Path, flags: &JsonFlag) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let path = &config.status.file;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "no status yet: {} does not exist (the daemon writes it once `crmsync run` has started)",
+                path.display()
+            );
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read the status file {}", path.display()));
+        }
+    };
+    let status: StatusFile = serde_json::from_str(&text)
+        .with_context(|| format!("the status file {} is not valid", path.display()))?;
+    if status.schema != STATUS_SCHEMA {
+        anyhow::bail!(
+            "the status file {} has schema {}, and this crmsync reads schema {STATUS_SCHEMA}",
+            path.display(),
+            status.schema
+        );
+    }
+    if flags.json {
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+        return Ok(());
+    }
+    render(&status);
+    Ok(())
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn render(status: &StatusFile) {
+    let daemon = &status.daemon;
+    let running = if process_alive(daemon.pid) {
+        format!("running as pid {}", daemon.pid)
+    } else {
+        format!("NOT RUNNING (pid {} is gone; this is the last status it wrote)", daemon.pid)
+    };
+    println!("crmsync {}: {running}, started {}", daemon.version, daemon.started);
+    println!(
+        "connection: {}; config {}; status written {}",
+        if daemon.connection_enabled { "enabled" } else { "DISABLED (nothing is synchronized)" },
+        daemon.config,
+        status.updated
+    );
+    if status.mailboxes.is_empty() {
+        println!("no mailboxes configured");
+        return;
+    }
+    println!();
+    let rows: Vec<Vec<String>> = status
+        .mailboxes
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                m.owner.clone(),
+                m.state.clone(),
+                or_dash(m.last_success.as_deref()),
+                m.tracked.to_string(),
+                m.pending.to_string(),
+                m.failed.to_string(),
+                or_dash(m.last_error.as_deref()),
+            ]
+        })
+        .collect();
+    print_table(
+        &["MAILBOX", "OWNER", "STATE", "LAST SYNC", "TRACKED", "PENDING", "FAILED", "LAST ERROR"],
+        &rows,
+    );
+}
