@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Exit codes: 0 success, 1 something failed, 2 bad usage or bad config.
 #[derive(Debug, Parser)]
-#[command(name = "crmsync", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "crmsync",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The config file.
     #[arg(

@@ -149,10 +149,7 @@ pub fn or_dash(value: Option<&str>) -> String {
 }
 
 pub fn ref_label(record: Option<&RecordRef>) -> String {
-    record.map_or_else(
-        || "-".to_owned(),
-        |r| format!("{} ({})", r.number, r.name),
-    )
+    record.map_or_else(|| "-".to_owned(), |r| format!("{} ({})", r.number, r.name))
 }
 
 /// Prints `key: value` lines, aligned.

@@ -73,7 +73,8 @@ pub fn run(config_path: &Path, flags: &JsonFlag) -> anyhow::Result<()> {
             );
         }
         Err(error) => {
-            return Err(error).with_context(|| format!("cannot read the status file {}", path.display()));
+            return Err(error)
+                .with_context(|| format!("cannot read the status file {}", path.display()));
         }
     };
     let status: StatusFile = serde_json::from_str(&text)
@@ -105,12 +106,22 @@ fn render(status: &StatusFile) {
     let running = if process_alive(daemon.pid) {
         format!("running as pid {}", daemon.pid)
     } else {
-        format!("NOT RUNNING (pid {} is gone; this is the last status it wrote)", daemon.pid)
+        format!(
+            "NOT RUNNING (pid {} is gone; this is the last status it wrote)",
+            daemon.pid
+        )
     };
-    println!("crmsync {}: {running}, started {}", daemon.version, daemon.started);
+    println!(
+        "crmsync {}: {running}, started {}",
+        daemon.version, daemon.started
+    );
     println!(
         "connection: {}; config {}; status written {}",
-        if daemon.connection_enabled { "enabled" } else { "DISABLED (nothing is synchronized)" },
+        if daemon.connection_enabled {
+            "enabled"
+        } else {
+            "DISABLED (nothing is synchronized)"
+        },
         daemon.config,
         status.updated
     );
@@ -136,7 +147,16 @@ fn render(status: &StatusFile) {
         })
         .collect();
     print_table(
-        &["MAILBOX", "OWNER", "STATE", "LAST SYNC", "TRACKED", "PENDING", "FAILED", "LAST ERROR"],
+        &[
+            "MAILBOX",
+            "OWNER",
+            "STATE",
+            "LAST SYNC",
+            "TRACKED",
+            "PENDING",
+            "FAILED",
+            "LAST ERROR",
+        ],
         &rows,
     );
 }

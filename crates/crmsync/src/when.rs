@@ -23,10 +23,15 @@ pub fn parse(text: &str, what: &str) -> anyhow::Result<Option<When>> {
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
         return Ok(Some(When::At(instant.with_timezone(&Utc))));
     }
-    let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .ok_or_else(bad)?;
+    let local = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .ok_or_else(bad)?;
     match Local.from_local_datetime(&local).earliest() {
         Some(instant) => Ok(Some(When::At(instant.with_timezone(&Utc)))),
         None => Err(UsageError(format!(
@@ -43,7 +48,10 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(
-            parse("2026-12-01", "--start").unwrap().unwrap().to_storage(),
+            parse("2026-12-01", "--start")
+                .unwrap()
+                .unwrap()
+                .to_storage(),
             "2026-12-01"
         );
         assert_eq!(
@@ -59,6 +67,9 @@ mod tests {
         ));
         assert_eq!(parse("  ", "--start").unwrap(), None);
         let error = parse("tomorrow", "--due").unwrap_err().to_string();
-        assert!(error.starts_with("invalid time \"tomorrow\" for --due"), "{error}");
+        assert!(
+            error.starts_with("invalid time \"tomorrow\" for --due"),
+            "{error}"
+        );
     }
 }

@@ -1397,8 +1397,12 @@ fn check_state(activity_type: ActivityType, state: ActivityState) -> Result<()> 
         .into_iter()
         .map(ActivityState::as_str)
         .collect();
+    let article = match activity_type {
+        ActivityType::Task => "a",
+        ActivityType::Email | ActivityType::Appointment => "an",
+    };
     Err(InvalidValue(format!(
-        "an {activity_type} cannot be in state {state}: expected one of {}",
+        "{article} {activity_type} cannot be in state {state}: expected one of {}",
         allowed.join(", ")
     ))
     .into())

@@ -42,9 +42,21 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             let owner = email(&owner)?;
             let recipients = to.iter().map(|a| email(a)).collect::<Result<Vec<_>, _>>()?;
             let parties = parties(activity_type, &owner, recipients)?;
-            let start = start.as_deref().map(|t| when::parse(t, "--start")).transpose()?.flatten();
-            let end = end.as_deref().map(|t| when::parse(t, "--end")).transpose()?.flatten();
-            let due = due.as_deref().map(|t| when::parse(t, "--due")).transpose()?.flatten();
+            let start = start
+                .as_deref()
+                .map(|t| when::parse(t, "--start"))
+                .transpose()?
+                .flatten();
+            let end = end
+                .as_deref()
+                .map(|t| when::parse(t, "--end"))
+                .transpose()?
+                .flatten();
+            let due = due
+                .as_deref()
+                .map(|t| when::parse(t, "--due"))
+                .transpose()?
+                .flatten();
             if activity_type == ActivityType::Appointment && start.is_none() {
                 return Err(usage("an appointment needs --start"));
             }
@@ -79,7 +91,10 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             output,
         } => {
             let filter = ActivityFilter {
-                activity_type: activity_type.as_deref().map(ActivityType::parse).transpose()?,
+                activity_type: activity_type
+                    .as_deref()
+                    .map(ActivityType::parse)
+                    .transpose()?,
                 mailbox,
             };
             let store = open_store(config)?;
@@ -104,7 +119,15 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
                     })
                     .collect();
                 print_table(
-                    &["ID", "TYPE", "STATE", "WHEN", "OWNER", "REGARDING", "SUBJECT"],
+                    &[
+                        "ID",
+                        "TYPE",
+                        "STATE",
+                        "WHEN",
+                        "OWNER",
+                        "REGARDING",
+                        "SUBJECT",
+                    ],
                     &rows,
                 );
             }
@@ -131,7 +154,11 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             store.delete_activity(id)?;
             println!("deleted activity {id}");
         }
-        ActivityCommand::Regarding { id, number: wanted, output } => {
+        ActivityCommand::Regarding {
+            id,
+            number: wanted,
+            output,
+        } => {
             let regarding = match wanted.trim() {
                 "none" | "" => None,
                 other => Some(number(other)?),
@@ -165,7 +192,9 @@ fn parties(
         ActivityType::Appointment => (PartyRole::Organizer, PartyRole::Required),
         ActivityType::Task => {
             if !recipients.is_empty() {
-                return Err(usage("a task has no recipients: --to is for emails and appointments"));
+                return Err(usage(
+                    "a task has no recipients: --to is for emails and appointments",
+                ));
             }
             return Ok(Vec::new());
         }
@@ -199,19 +228,16 @@ fn activity_changes(changes: &[String]) -> anyhow::Result<Vec<ActivityChange>> {
                 "priority" => ActivityChange::Priority(match optional_text(value) {
                     None => None,
                     Some(text) => Some(text.parse().map_err(|_| {
-                        usage(format!("invalid priority {text:?}: expected a whole number"))
+                        usage(format!(
+                            "invalid priority {text:?}: expected a whole number"
+                        ))
                     })?),
                 }),
                 "percent" => ActivityChange::PercentComplete(match optional_text(value) {
                     None => None,
-                    Some(text) => Some(
-                        text.parse::<u8>()
-                            .ok()
-                            .filter(|p| *p <= 100)
-                            .ok_or_else(|| {
-                                usage(format!("invalid percent {text:?}: expected 0 to 100"))
-                            })?,
-                    ),
+                    Some(text) => Some(text.parse::<u8>().ok().filter(|p| *p <= 100).ok_or_else(
+                        || usage(format!("invalid percent {text:?}: expected 0 to 100")),
+                    )?),
                 }),
                 "regarding" => ActivityChange::Regarding(match value.trim() {
                     "" | "none" => None,
@@ -240,7 +266,10 @@ fn show(activity: &ActivityRow, json: bool) {
         ("due", or_dash(activity.due.as_deref())),
         ("location", or_dash(activity.location.as_deref())),
         ("message id", or_dash(activity.message_id.as_deref())),
-        ("created", format!("{} by {}", activity.created, activity.created_by)),
+        (
+            "created",
+            format!("{} by {}", activity.created, activity.created_by),
+        ),
         ("modified", activity.modified.clone()),
     ]);
     for party in &activity.parties {
@@ -256,7 +285,10 @@ fn show(activity: &ActivityRow, json: bool) {
                     .join(", ")
             ),
         };
-        println!("party:     {} {} -> {}", party.role, party.address, resolved);
+        println!(
+            "party:     {} {} -> {}",
+            party.role, party.address, resolved
+        );
     }
     for attachment in &activity.attachments {
         println!(

@@ -39,7 +39,10 @@ pub fn entity(text: &str) -> anyhow::Result<EntityName> {
 }
 
 /// Splits `KEY=VALUE` arguments, refusing keys not in `known`.
-pub fn key_values<'a>(changes: &'a [String], known: &[&str]) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
+pub fn key_values<'a>(
+    changes: &'a [String],
+    known: &[&str],
+) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
     changes
         .iter()
         .map(|change| {

@@ -80,7 +80,10 @@ pub fn run(config: &Path, command: RecordCommand) -> anyhow::Result<()> {
                         ]
                     })
                     .collect();
-                print_table(&["NUMBER", "ENTITY", "NAME", "EMAILS", "PARENT", "OWNER"], &rows);
+                print_table(
+                    &["NUMBER", "ENTITY", "NAME", "EMAILS", "PARENT", "OWNER"],
+                    &rows,
+                );
             }
         }
         RecordCommand::Show {
@@ -93,7 +96,8 @@ pub fn run(config: &Path, command: RecordCommand) -> anyhow::Result<()> {
             let connections = store.connections(&wanted)?;
             if output.json {
                 let mut value = record_json(&record);
-                value["connections"] = json!(connections.iter().map(connection_json).collect::<Vec<_>>());
+                value["connections"] =
+                    json!(connections.iter().map(connection_json).collect::<Vec<_>>());
                 print_json(&value);
             } else {
                 print_record(&record);
@@ -142,11 +146,20 @@ fn record_changes(changes: &[String]) -> anyhow::Result<Vec<RecordChange>> {
             Ok(match key {
                 "name" => RecordChange::Name(value.to_owned()),
                 "email" => RecordChange::Emails(
-                    list(value).into_iter().map(email).collect::<Result<_, _>>()?,
+                    list(value)
+                        .into_iter()
+                        .map(email)
+                        .collect::<Result<_, _>>()?,
                 ),
-                "phone" => RecordChange::Phones(list(value).into_iter().map(str::to_owned).collect()),
-                "parent" => RecordChange::Parent(optional_text(value).as_deref().map(number).transpose()?),
-                "owner" => RecordChange::Owner(optional_text(value).as_deref().map(email).transpose()?),
+                "phone" => {
+                    RecordChange::Phones(list(value).into_iter().map(str::to_owned).collect())
+                }
+                "parent" => {
+                    RecordChange::Parent(optional_text(value).as_deref().map(number).transpose()?)
+                }
+                "owner" => {
+                    RecordChange::Owner(optional_text(value).as_deref().map(email).transpose()?)
+                }
                 "given_name" => RecordChange::GivenName(optional_text(value)),
                 "family_name" => RecordChange::FamilyName(optional_text(value)),
                 "job_title" => RecordChange::JobTitle(optional_text(value)),
