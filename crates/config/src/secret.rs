@@ -64,13 +64,18 @@ impl SecretSource {
 
     /// Reads the secret. A trailing newline (as `echo` writes) is not part of it.
     pub fn read(&self) -> Result<Secret, SecretError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        self.read_from(credentials.as_deref())
+    }
+
+    /// [`SecretSource::read`] with the credentials directory given rather than taken from the
+    /// environment.
+    fn read_from(&self, credentials_directory: Option<&Path>) -> Result<Secret, SecretError> {
         let path = match self {
             SecretSource::File(path) => path.clone(),
-            SecretSource::Credential(name) => {
-                let directory = std::env::var_os("CREDENTIALS_DIRECTORY")
-                    .ok_or_else(|| SecretError::NoCredentialsDirectory { name: name.clone() })?;
-                PathBuf::from(directory).join(name)
-            }
+            SecretSource::Credential(name) => credentials_directory
+                .ok_or_else(|| SecretError::NoCredentialsDirectory { name: name.clone() })?
+                .join(name),
         };
         check_file(&path)?;
         let text = std::fs::read_to_string(&path).map_err(|e| SecretError::Unreadable {
@@ -145,6 +150,29 @@ mod tests {
             );
             assert!(message.contains(&format!("mode {mode:03o}")), "{message}");
         }
+    }
+
+    #[test]
+    fn systemd_credentials_are_read_from_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        // systemd makes credential files 0400, owned by the service user.
+        write(dir.path(), "alice-imap", "from-systemd\n", 0o400);
+        let source = SecretSource::Credential("alice-imap".into());
+        assert_eq!(source.check(), Ok(()));
+        let secret = source.read_from(Some(dir.path())).unwrap();
+        assert_eq!(secret.expose(), "from-systemd");
+        let error = source.read_from(None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("CREDENTIALS_DIRECTORY is not set"),
+            "{error}"
+        );
+        let missing = SecretSource::Credential("bob-imap".into());
+        assert!(matches!(
+            missing.read_from(Some(dir.path())),
+            Err(SecretError::Missing { .. })
+        ));
     }
 
     #[test]

@@ -796,13 +796,13 @@ impl CrmStore for SqliteStore {
 
     fn set_user_sync(&mut self, email: &EmailAddress, sync: bool) -> Result<UserRow> {
         self.write(|tx| {
-            let changed = tx.execute(
+            // Setting the privilege a user already has writes nothing, so the journal only
+            // shows real changes.
+            tx.execute(
                 "UPDATE users SET sync = ?1 WHERE email = ?2 AND sync <> ?1",
                 params![sync, email.as_str()],
             )?;
-            let user = load_user(tx, email)?;
-            let _ = changed;
-            Ok(user)
+            load_user(tx, email)
         })
     }
 
