@@ -215,32 +215,26 @@ fn record_ref_from(raw: RawRecordRef) -> Result<RecordRef> {
 }
 
 fn record_ref_by_number(conn: &Connection, number: &RecordNumber) -> Result<RecordRef> {
-    let raw = conn
-        .query_row(
-            &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE r.number = ?1"),
-            [number.as_str()],
-            |row| raw_record_ref(row, 0),
-        )
-        .optional()?
-        .flatten();
-    match raw {
-        Some(raw) => record_ref_from(raw),
-        None => Err(StoreError::NotFound(format!("record {number}"))),
-    }
+    record_ref_where(conn, "r.number = ?1", number.as_str())
 }
 
 fn record_ref_by_id(conn: &Connection, id: &str) -> Result<RecordRef> {
+    record_ref_where(conn, "r.id = ?1", id)
+}
+
+/// The one record matching `condition` on `r` with `key` as `?1`; `key` names it when missing.
+fn record_ref_where(conn: &Connection, condition: &str, key: &str) -> Result<RecordRef> {
     let raw = conn
         .query_row(
-            &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE r.id = ?1"),
-            [id],
+            &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE {condition}"),
+            [key],
             |row| raw_record_ref(row, 0),
         )
         .optional()?
         .flatten();
     match raw {
         Some(raw) => record_ref_from(raw),
-        None => Err(StoreError::NotFound(format!("record {id}"))),
+        None => Err(StoreError::NotFound(format!("record {key}"))),
     }
 }
 

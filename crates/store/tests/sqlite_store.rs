@@ -113,6 +113,17 @@ fn new_activity(
     }
 }
 
+/// A store with Alice and one appointment of hers.
+fn fixture_with_activity() -> (Fixture, crmsync_store::ActivityRow) {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let activity = fx
+        .store
+        .add_activity(&new_activity("alice@example.com", None, &[]))
+        .unwrap();
+    (fx, activity)
+}
+
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -265,12 +276,7 @@ fn plain_sql_writes_by_another_program_reach_the_journal() {
 
 #[test]
 fn child_rows_written_by_another_program_change_their_parent() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
-    let activity = fx
-        .store
-        .add_activity(&new_activity("alice@example.com", None, &[]))
-        .unwrap();
+    let (fx, activity) = fixture_with_activity();
     let cursor = fx.store.changes_since(0, 1000).unwrap().last().unwrap().seq;
 
     let conn = other_program(&fx.path);
@@ -610,12 +616,7 @@ fn activity_fields_states_and_regarding() {
 
 #[test]
 fn activities_are_found_by_unique_prefix() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
-    let activity = fx
-        .store
-        .add_activity(&new_activity("alice@example.com", None, &[]))
-        .unwrap();
+    let (fx, activity) = fixture_with_activity();
     let full = activity.id.to_string();
     assert_eq!(fx.store.find_activity(&full).unwrap(), activity.id);
     assert_eq!(
@@ -658,12 +659,7 @@ fn link(mailbox: &str, crm: CrmRef) -> SyncLink {
 
 #[test]
 fn sync_links_round_trip_and_upsert_by_identity() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
-    let activity = fx
-        .store
-        .add_activity(&new_activity("alice@example.com", None, &[]))
-        .unwrap();
+    let (mut fx, activity) = fixture_with_activity();
     let mut original = link("alice", CrmRef::Activity(activity.id));
     fx.store.put_link(&original).unwrap();
     assert_eq!(
