@@ -1,0 +1,257 @@
+//! What crmsync reads from a message: the header summary that gives its identity (read for
+//! every message, tracked or not), and the full content of a tracked one.
+//!
+//! Identity is the Message-ID plus a content hash over the header fields that stay the same
+//! when a message is moved, re-flagged or delivered to several people: Message-ID, Date, From,
+//! To, Cc, Subject and In-Reply-To. Transport headers (Received, Delivered-To, Return-Path)
+//! and the size differ between copies of one message in two mailboxes, so they are left out:
+//! the same message tracked by two people must be one activity.
+
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use sha2::{Digest, Sha256};
+
+use crmsync_core::item::{ContentHash, ItemIdentity};
+
+/// The header summary of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSummary {
+    pub identity: ItemIdentity,
+    /// The Message-ID as the message gives it, without angle brackets; `None` when absent.
+    pub message_id: Option<String>,
+}
+
+/// Why a message cannot be tracked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed message: {0}")]
+pub struct MalformedMessage(pub String);
+
+fn address_list(address: Option<&Address<'_>>) -> Vec<(Option<String>, String)> {
+    address
+        .map(|address| {
+            address
+                .iter()
+                .filter_map(|addr| {
+                    addr.address()
+                        .map(|a| (addr.name().map(str::to_owned), a.trim().to_owned()))
+                })
+                .filter(|(_, a)| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text_list(value: &HeaderValue<'_>) -> Vec<String> {
+    match value {
+        HeaderValue::Text(text) => vec![text.to_string()],
+        HeaderValue::TextList(list) => list.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Reads the identity of a message from its header block (or from the whole message).
+pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
+    let message = MessageParser::default()
+        .parse_headers(header)
+        .ok_or_else(|| MalformedMessage("no header could be read".into()))?;
+    let message_id = message
+        .message_id()
+        .map(|id| id.trim().trim_matches(['<', '>']).to_owned())
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace));
+    let from = address_list(message.from());
+    if from.is_empty() && message_id.is_none() {
+        return Err(MalformedMessage(
+            "it has neither a From address nor a Message-ID".into(),
+        ));
+    }
+    let mut hasher = Sha256::new();
+    let mut field = |name: &str, value: &str| {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    };
+    field("message-id", message_id.as_deref().unwrap_or(""));
+    field(
+        "date",
+        &message
+            .date()
+            .map(|d| d.to_timestamp().to_string())
+            .unwrap_or_default(),
+    );
+    for (name, list) in [
+        ("from", from),
+        ("to", address_list(message.to())),
+        ("cc", address_list(message.cc())),
+    ] {
+        for (_, address) in list {
+            field(name, &address.to_ascii_lowercase());
+        }
+    }
+    field("subject", message.subject().unwrap_or("").trim());
+    for id in text_list(message.in_reply_to()) {
+        field("in-reply-to", &id);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let content_hash = ContentHash::new(&hex).expect("hex digits");
+    let identity = match &message_id {
+        Some(id) => ItemIdentity::Email {
+            message_id: id.clone(),
+            content_hash,
+        },
+        None => ItemIdentity::synthetic_email(content_hash),
+    };
+    Ok(HeaderSummary {
+        identity,
+        message_id,
+    })
+}
+
+/// One address of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAddress {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
+}
+
+/// The content of a tracked message, as its CRM copy stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedEmail {
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub from: Vec<MessageAddress>,
+    pub to: Vec<MessageAddress>,
+    pub cc: Vec<MessageAddress>,
+    pub bcc: Vec<MessageAddress>,
+    /// The Date header, as UTC RFC 3339.
+    pub date: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+fn addresses(address: Option<&Address<'_>>) -> Vec<MessageAddress> {
+    address_list(address)
+        .into_iter()
+        .map(|(name, address)| MessageAddress { name, address })
+        .collect()
+}
+
+/// Parses a whole message.
+pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
+    let summary = summarize(raw)?;
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| MalformedMessage("the message could not be parsed".into()))?;
+    let attachments = message
+        .attachments()
+        .map(|part| {
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_owned(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".to_owned());
+            Attachment {
+                name: part.attachment_name().unwrap_or("attachment").to_owned(),
+                content_type,
+                content: part.contents().to_vec(),
+            }
+        })
+        .collect();
+    let join = |ids: Vec<String>| (!ids.is_empty()).then(|| ids.join(" "));
+    Ok(ParsedEmail {
+        subject: message.subject().unwrap_or("").trim().to_owned(),
+        text_body: message.body_text(0).map(|t| t.into_owned()),
+        // Only a real text/html part: mail-parser would otherwise render the text part as HTML.
+        html_body: message
+            .html_bodies()
+            .find(|part| part.is_text_html())
+            .and_then(|part| part.text_contents())
+            .map(str::to_owned),
+        from: addresses(message.from()),
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
+        bcc: addresses(message.bcc()),
+        date: message
+            .date()
+            .and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0))
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        message_id: summary.message_id,
+        in_reply_to: join(text_list(message.in_reply_to())),
+        references: join(text_list(message.references())),
+        attachments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSAGE: &str = "Message-ID: <m1@example.com>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0100\r\n\
+        From: Dana Smith <dana@adventure-works.com>\r\nTo: alice@example.com\r\nCc: Bob <bob@example.com>\r\n\
+        Subject: Proposal\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nHello Alice.\r\n";
+
+    #[test]
+    fn identity_ignores_transport_headers() {
+        let one = summarize(MESSAGE.as_bytes()).unwrap();
+        let delivered = format!(
+            "Received: from x by y; Sun, 29 Nov 2026 10:00:01 +0100\r\nDelivered-To: bob@example.com\r\n{MESSAGE}"
+        );
+        let two = summarize(delivered.as_bytes()).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(one.message_id.as_deref(), Some("m1@example.com"));
+        let edited = MESSAGE.replace("Subject: Proposal", "Subject: Proposal v2");
+        assert_ne!(summarize(edited.as_bytes()).unwrap().identity, one.identity);
+    }
+
+    #[test]
+    fn a_message_without_message_id_gets_a_stable_synthetic_identity() {
+        let without = MESSAGE.replace("Message-ID: <m1@example.com>\r\n", "");
+        let one = summarize(without.as_bytes()).unwrap();
+        let two = summarize(without.as_bytes()).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(one.message_id, None);
+        match one.identity {
+            ItemIdentity::Email { message_id, .. } => assert!(message_id.starts_with("synthetic-")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for garbage in [
+            "",
+            "no headers at all\r\n\r\nbody",
+            "X-Only: header\r\n\r\n",
+        ] {
+            assert!(summarize(garbage.as_bytes()).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn parse_reads_parties_bodies_and_date() {
+        let email = parse(MESSAGE.as_bytes()).unwrap();
+        assert_eq!(email.subject, "Proposal");
+        assert_eq!(
+            email.text_body.as_deref().map(str::trim),
+            Some("Hello Alice.")
+        );
+        assert_eq!(email.html_body, None);
+        assert_eq!(email.from[0].address, "dana@adventure-works.com");
+        assert_eq!(email.from[0].name.as_deref(), Some("Dana Smith"));
+        assert_eq!(email.to[0].address, "alice@example.com");
+        assert_eq!(email.cc[0].address, "bob@example.com");
+        assert_eq!(email.date.as_deref(), Some("2026-11-29T09:00:00Z"));
+    }
+}

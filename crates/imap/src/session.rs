@@ -1,0 +1,331 @@
+//! One logged-in IMAP connection and the operations a sync pass needs.
+//!
+//! Every server round trip is bounded by a timeout and counted in [`Counters`], so that tests
+//! and the pass summary can show, for instance, that a pass with no change fetched no body.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_imap::types::Flag;
+use async_imap::{Client, Session};
+use futures::TryStreamExt;
+use tokio::net::TcpStream;
+
+use crmsync_config::{ImapConfig, Secret, Security};
+
+use crate::stream::MailStream;
+use crate::{ImapError, tls};
+
+/// How long one server operation may take before the connection counts as failed.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one session asked of the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub select_commands: u64,
+    /// `UID FETCH` commands of any kind.
+    pub fetch_commands: u64,
+    /// Whole messages fetched (`BODY.PEEK[]`): only tracked messages' bodies are ever fetched.
+    pub bodies_fetched: u64,
+    /// `UID STORE` commands (keywords written back).
+    pub store_commands: u64,
+}
+
+/// Where a folder's last scan left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderMarkers {
+    pub uid_validity: u32,
+    pub highest_modseq: Option<u64>,
+}
+
+/// The flags and header of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedHeader {
+    pub uid: u32,
+    /// Keywords (user flags) only, as the server spells them; system flags are left out.
+    pub keywords: Vec<String>,
+    pub header: Vec<u8>,
+}
+
+/// What a scan of one folder saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderScan {
+    pub folder: String,
+    pub uid_validity: u32,
+    pub highest_modseq: Option<u64>,
+    /// Every UID in the folder now.
+    pub present: BTreeSet<u32>,
+    /// Messages new or changed since the markers given (all of them on a full scan).
+    pub changed: Vec<FetchedHeader>,
+    /// Whether this was a full scan (first scan, UIDVALIDITY changed, or no CONDSTORE).
+    pub full: bool,
+}
+
+pub struct ImapSession {
+    session: Session<MailStream>,
+    selected: Option<String>,
+    condstore: bool,
+    pub counters: Counters,
+}
+
+async fn bounded<T, E: Into<ImapError>>(
+    what: &str,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, ImapError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, future).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(ImapError::Timeout(format!(
+            "{what}: no answer within {} s",
+            OPERATION_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+async fn tls_handshake(tcp: TcpStream, imap: &ImapConfig) -> Result<MailStream, ImapError> {
+    let config = tls::client_config(&imap.tls)?;
+    let name = tls::server_name(&imap.host)?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let stream = bounded("TLS handshake", async {
+        connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ImapError::from_tls_io(&imap.host, e))
+    })
+    .await?;
+    Ok(MailStream::Tls(Box::new(stream)))
+}
+
+async fn read_greeting(client: &mut Client<MailStream>) -> Result<(), ImapError> {
+    match bounded("greeting", async { client.read_response().await }).await? {
+        Some(_) => Ok(()),
+        None => Err(ImapError::Protocol(
+            "the server closed the connection before its greeting".into(),
+        )),
+    }
+}
+
+fn keywords<'a>(flags: impl Iterator<Item = Flag<'a>>) -> Vec<String> {
+    flags
+        .filter_map(|flag| match flag {
+            Flag::Custom(keyword) if !keyword.starts_with('\\') => Some(keyword.into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl ImapSession {
+    /// Connects with the mailbox's security, verifies the certificate, and logs in.
+    pub async fn connect(imap: &ImapConfig, password: &Secret) -> Result<ImapSession, ImapError> {
+        let host = imap.host.trim_start_matches('[').trim_end_matches(']');
+        let address = format!("{}:{}", imap.host, imap.port);
+        let tcp = bounded("connect", async {
+            TcpStream::connect((host, imap.port))
+                .await
+                .map_err(|e| ImapError::Connect {
+                    address: address.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .await?;
+        let mut client = match imap.security {
+            Security::Tls => {
+                let mut client = Client::new(tls_handshake(tcp, imap).await?);
+                read_greeting(&mut client).await?;
+                client
+            }
+            Security::Starttls => {
+                let mut plain = Client::new(MailStream::Plain(tcp));
+                read_greeting(&mut plain).await?;
+                bounded("STARTTLS", async {
+                    plain.run_command_and_check_ok("STARTTLS", None).await
+                })
+                .await?;
+                let MailStream::Plain(tcp) = plain.into_inner() else {
+                    unreachable!("the stream before STARTTLS is plain");
+                };
+                // No second greeting after STARTTLS (RFC 3501 section 6.2.1).
+                Client::new(tls_handshake(tcp, imap).await?)
+            }
+            Security::None => {
+                let mut client = Client::new(MailStream::Plain(tcp));
+                read_greeting(&mut client).await?;
+                client
+            }
+        };
+        let login = tokio::time::timeout(
+            OPERATION_TIMEOUT,
+            client.login(&imap.username, password.expose()),
+        )
+        .await
+        .map_err(|_| ImapError::Timeout("login: no answer".into()))?;
+        let mut session = login.map_err(|(error, _)| match error {
+            async_imap::error::Error::No(message) | async_imap::error::Error::Bad(message) => {
+                ImapError::Authentication {
+                    user: imap.username.clone(),
+                    host: imap.host.clone(),
+                    message,
+                }
+            }
+            other => other.into(),
+        })?;
+        let capabilities = bounded("CAPABILITY", session.capabilities()).await?;
+        let condstore = capabilities.has_str("CONDSTORE");
+        Ok(ImapSession {
+            session,
+            selected: None,
+            condstore,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn has_condstore(&self) -> bool {
+        self.condstore
+    }
+
+    async fn select(&mut self, folder: &str) -> Result<async_imap::types::Mailbox, ImapError> {
+        self.counters.select_commands += 1;
+        let result = if self.condstore {
+            bounded("SELECT", self.session.select_condstore(folder)).await
+        } else {
+            bounded("SELECT", self.session.select(folder)).await
+        };
+        match result {
+            Ok(mailbox) => {
+                self.selected = Some(folder.to_owned());
+                Ok(mailbox)
+            }
+            Err(ImapError::No(_)) => {
+                self.selected = None;
+                Err(ImapError::FolderMissing(folder.to_owned()))
+            }
+            Err(other) => {
+                self.selected = None;
+                Err(other)
+            }
+        }
+    }
+
+    async fn ensure_selected(&mut self, folder: &str) -> Result<(), ImapError> {
+        if self.selected.as_deref() != Some(folder) {
+            self.select(folder).await?;
+        }
+        Ok(())
+    }
+
+    /// Scans a folder: only what changed since `saved` when the server has CONDSTORE and the
+    /// folder's UIDVALIDITY is unchanged; otherwise every message's flags and header. Bodies
+    /// are never fetched here. When nothing changed (same UIDVALIDITY and HIGHESTMODSEQ), no
+    /// FETCH is sent at all; the UID list still is read, to see expunges.
+    pub async fn scan_folder(
+        &mut self,
+        folder: &str,
+        saved: Option<FolderMarkers>,
+    ) -> Result<FolderScan, ImapError> {
+        let mailbox = self.select(folder).await?;
+        let uid_validity = mailbox.uid_validity.ok_or_else(|| {
+            ImapError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
+        })?;
+        let highest_modseq = mailbox.highest_modseq.filter(|_| self.condstore);
+        let incremental_from = match saved {
+            Some(saved) if saved.uid_validity == uid_validity => {
+                saved.highest_modseq.zip(highest_modseq)
+            }
+            _ => None,
+        };
+        let present: BTreeSet<u32> = bounded("UID SEARCH", self.session.uid_search("ALL"))
+            .await?
+            .into_iter()
+            .collect();
+
+        let query = match incremental_from {
+            Some((saved_modseq, now_modseq)) if saved_modseq == now_modseq => None,
+            Some((saved_modseq, _)) => Some(format!(
+                "(UID FLAGS BODY.PEEK[HEADER]) (CHANGEDSINCE {saved_modseq})"
+            )),
+            None => Some("(UID FLAGS BODY.PEEK[HEADER])".to_owned()),
+        };
+        let mut changed = Vec::new();
+        if let Some(query) = query
+            && !present.is_empty()
+        {
+            self.counters.fetch_commands += 1;
+            let fetches: Vec<_> = bounded("UID FETCH", async {
+                self.session
+                    .uid_fetch("1:*", &query)
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+            for fetch in fetches {
+                let Some(uid) = fetch.uid else { continue };
+                changed.push(FetchedHeader {
+                    uid,
+                    keywords: keywords(fetch.flags()),
+                    header: fetch.header().unwrap_or_default().to_vec(),
+                });
+            }
+            changed.sort_by_key(|message| message.uid);
+        }
+        Ok(FolderScan {
+            folder: folder.to_owned(),
+            uid_validity,
+            highest_modseq,
+            present,
+            changed,
+            full: incremental_from.is_none(),
+        })
+    }
+
+    /// Fetches a whole message, without setting `\Seen`.
+    pub async fn fetch_message(&mut self, folder: &str, uid: u32) -> Result<Vec<u8>, ImapError> {
+        self.ensure_selected(folder).await?;
+        self.counters.fetch_commands += 1;
+        self.counters.bodies_fetched += 1;
+        let fetches: Vec<_> = bounded("UID FETCH body", async {
+            self.session
+                .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        fetches
+            .iter()
+            .find(|fetch| fetch.uid == Some(uid))
+            .and_then(|fetch| fetch.body())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))
+    }
+
+    /// Adds and removes keywords of one message.
+    pub async fn store_keywords(
+        &mut self,
+        folder: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ImapError> {
+        self.ensure_selected(folder).await?;
+        for (sign, keywords) in [('-', remove), ('+', add)] {
+            if keywords.is_empty() {
+                continue;
+            }
+            self.counters.store_commands += 1;
+            let query = format!("{sign}FLAGS.SILENT ({})", keywords.join(" "));
+            bounded("UID STORE", async {
+                self.session
+                    .uid_store(uid.to_string(), &query)
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}

@@ -1,0 +1,330 @@
+//! A real Dovecot IMAP server for one test, on a free loopback port, in a throwaway directory
+//! (recipe: the team's TESTING.md), and a small synchronous IMAP client that plays "another
+//! mail client" in the tests: it appends messages and sets keywords the way Thunderbird would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    conf: PathBuf,
+}
+
+/// TLS material for a server with `ssl = required`.
+pub struct TlsFiles<'a> {
+    pub cert_pem: &'a str,
+    pub key_pem: &'a str,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Dovecot {
+    /// Starts Dovecot with these `(user, password)` accounts, plain IMAP only.
+    pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        Dovecot::start_with(users, None)
+    }
+
+    pub fn start_with(users: &[(&str, &str)], tls: Option<TlsFiles<'_>>) -> Dovecot {
+        let dir = tempfile::Builder::new().prefix("crmsync-dovecot-").tempdir().unwrap();
+        let root = dir.path();
+        // Dovecot hands mail to the `mail` user, which must reach the mail directory.
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+        }
+        let chown = Command::new("chown")
+            .args(["-R", "mail:mail"])
+            .arg(root.join("mail"))
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let passwd: String = users
+            .iter()
+            .map(|(user, password)| format!("{user}:{{PLAIN}}{password}\n"))
+            .collect();
+        std::fs::write(root.join("passwd"), passwd).unwrap();
+
+        let port = free_port();
+        let ssl = match &tls {
+            Some(files) => {
+                std::fs::write(root.join("cert.pem"), files.cert_pem).unwrap();
+                std::fs::write(root.join("key.pem"), files.key_pem).unwrap();
+                format!(
+                    "ssl = required\nssl_cert = <{0}/cert.pem\nssl_key = <{0}/key.pem\n",
+                    root.display()
+                )
+            }
+            None => "ssl = no\n".to_owned(),
+        };
+        let conf = format!(
+            r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+{ssl}disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 8
+mail_location = maildir:{d}/mail/%u
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \Sent
+    auto = create
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={d}/mail/%u
+}}
+"#,
+            d = root.display()
+        );
+        let conf_path = root.join("dovecot.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut dovecot = Dovecot {
+            dir,
+            port,
+            child: None,
+            conf: conf_path,
+        };
+        dovecot.restart();
+        dovecot
+    }
+
+    /// Starts the server (again, after [`Dovecot::stop`]) and waits until the port answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot starts (is dovecot-imapd installed? run tests/run)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "dovecot did not listen: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Logs in as `user` with a plain connection.
+    pub fn client(&self, user: &str, password: &str) -> ImapClient {
+        ImapClient::login(self.port, user, password)
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A minimal IMAP client: one command at a time, responses as lines.
+pub struct ImapClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    tag: u32,
+}
+
+impl ImapClient {
+    pub fn login(port: u16, user: &str, password: &str) -> ImapClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut client = ImapClient {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            tag: 0,
+        };
+        let greeting = client.line();
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        client.ok(&format!("LOGIN {} {}", quote(user), quote(password)));
+        client
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "the server closed the connection");
+        // A literal {N} at the end of a line: read its bytes into the line, then the rest.
+        while let Some(size) = literal_size(&line) {
+            let mut bytes = vec![0; size];
+            self.reader.read_exact(&mut bytes).unwrap();
+            line.push_str(&String::from_utf8_lossy(&bytes));
+            let mut rest = String::new();
+            self.reader.read_line(&mut rest).unwrap();
+            line.push_str(&rest);
+        }
+        line
+    }
+
+    fn next_tag(&mut self) -> String {
+        self.tag += 1;
+        format!("T{}", self.tag)
+    }
+
+    /// Sends a command and returns its untagged lines and the tagged completion.
+    pub fn command(&mut self, command: &str) -> (Vec<String>, String) {
+        let tag = self.next_tag();
+        write!(self.writer, "{tag} {command}\r\n").unwrap();
+        self.collect(&tag)
+    }
+
+    fn collect(&mut self, tag: &str) -> (Vec<String>, String) {
+        let mut untagged = Vec::new();
+        loop {
+            let line = self.line();
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                return (untagged, rest.trim_end().to_owned());
+            }
+            untagged.push(line.trim_end().to_owned());
+        }
+    }
+
+    /// A command that must succeed.
+    pub fn ok(&mut self, command: &str) -> Vec<String> {
+        let (untagged, done) = self.command(command);
+        assert!(done.starts_with("OK"), "{command} -> {done} {untagged:?}");
+        untagged
+    }
+
+    /// Appends a message with flags; returns its UID (from UIDPLUS).
+    pub fn append(&mut self, folder: &str, flags: &[&str], message: &str) -> u32 {
+        let message = message.replace("\r\n", "\n").replace('\n', "\r\n");
+        let tag = self.next_tag();
+        write!(
+            self.writer,
+            "{tag} APPEND {} ({}) {{{}}}\r\n",
+            quote(folder),
+            flags.join(" "),
+            message.len()
+        )
+        .unwrap();
+        let go = self.line();
+        assert!(go.starts_with('+'), "{go}");
+        self.writer.write_all(message.as_bytes()).unwrap();
+        self.writer.write_all(b"\r\n").unwrap();
+        let (_, done) = self.collect(&tag);
+        assert!(done.starts_with("OK"), "APPEND -> {done}");
+        let uid = done
+            .split("APPENDUID ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|uid| uid.trim_end_matches(']').parse().ok())
+            .expect("APPENDUID");
+        uid
+    }
+
+    pub fn select(&mut self, folder: &str) {
+        self.ok(&format!("SELECT {}", quote(folder)));
+    }
+
+    pub fn create(&mut self, folder: &str) {
+        self.ok(&format!("CREATE {}", quote(folder)));
+    }
+
+    pub fn delete(&mut self, folder: &str) {
+        self.ok(&format!("DELETE {}", quote(folder)));
+    }
+
+    /// `UID STORE uid +FLAGS (...)` or `-FLAGS`, in `folder`.
+    pub fn store(&mut self, folder: &str, uid: u32, change: &str) {
+        self.select(folder);
+        self.ok(&format!("UID STORE {uid} {change}"));
+    }
+
+    pub fn flags(&mut self, folder: &str, uid: u32) -> Vec<String> {
+        self.select(folder);
+        let lines = self.ok(&format!("UID FETCH {uid} (FLAGS)"));
+        let line = lines
+            .iter()
+            .find(|l| l.contains("FETCH"))
+            .unwrap_or_else(|| panic!("no message {uid} in {folder}"));
+        let inside = line.split("FLAGS (").nth(1).unwrap().split(')').next().unwrap();
+        inside.split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// Moves a message; returns its new UID.
+    pub fn uid_move(&mut self, from: &str, uid: u32, to: &str) -> u32 {
+        self.select(from);
+        let lines = self.ok(&format!("UID MOVE {uid} {}", quote(to)));
+        lines
+            .iter()
+            .find_map(|l| l.split("COPYUID ").nth(1))
+            .and_then(|rest| rest.split_whitespace().nth(2))
+            .and_then(|uid| uid.trim_end_matches(']').parse().ok())
+            .expect("COPYUID")
+    }
+
+    pub fn expunge(&mut self, folder: &str, uid: u32) {
+        self.select(folder);
+        self.ok(&format!("UID STORE {uid} +FLAGS (\\Deleted)"));
+        self.ok(&format!("UID EXPUNGE {uid}"));
+    }
+
+    pub fn uids(&mut self, folder: &str) -> Vec<u32> {
+        self.select(folder);
+        let lines = self.ok("UID SEARCH ALL");
+        let mut uids: Vec<u32> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("* SEARCH"))
+            .flat_map(|rest| rest.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<_>>())
+            .collect();
+        uids.sort_unstable();
+        uids
+    }
+}
+
+fn literal_size(line: &str) -> Option<usize> {
+    let trimmed = line.trim_end();
+    let inner = trimmed.strip_suffix('}')?;
+    let start = inner.rfind('{')?;
+    inner[start + 1..].parse().ok()
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
