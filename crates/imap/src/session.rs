@@ -127,7 +127,7 @@ impl ImapSession {
                 })
         })
         .await?;
-        let mut client = match imap.security {
+        let client = match imap.security {
             Security::Tls => {
                 let mut client = Client::new(tls_handshake(tcp, imap).await?);
                 read_greeting(&mut client).await?;
