@@ -17,8 +17,10 @@
 //! - [`link`]: the sync link between one item and one CRM row, with its base snapshot.
 //! - [`resolve`]: address resolution (SPEC section 4).
 //! - [`merge`]: the per-field three-way merge (SPEC section 5).
+//! - [`email`]: what one pass over a mailbox does about each message and link.
 #![forbid(unsafe_code)]
 
+pub mod email;
 pub mod item;
 pub mod link;
 pub mod merge;

@@ -31,6 +31,7 @@ use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::link::SyncLink;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
 use crmsync_core::resolve::Candidate;
+use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -109,6 +110,28 @@ pub trait CrmStore {
         changes: &[ActivityChange],
     ) -> Result<ActivityRow>;
     fn delete_activity(&mut self, id: ActivityId) -> Result<()>;
+
+    // Tracked email.
+    /// The email activity copying the message with this identity, if any.
+    fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>>;
+    /// Creates the activity of a tracked email and its link, in one transaction. A regarding
+    /// number that names no record leaves the activity without regarding; the warning says so.
+    fn track_email(
+        &mut self,
+        email: &NewEmail,
+        link: &SyncLink,
+    ) -> Result<(ActivityId, Option<String>)>;
+    /// The CRM side of every activity the mailbox's links point at, in one query.
+    fn linked_activities(&self, mailbox: &str) -> Result<HashMap<ActivityId, LinkedActivity>>;
+    /// Saves a link and, when given, the activity's new regarding record, in one transaction.
+    /// An unknown number clears the regarding; the warning says so.
+    fn update_link(
+        &mut self,
+        link: &SyncLink,
+        regarding: Option<Option<&RecordNumber>>,
+    ) -> Result<Option<String>>;
+    /// Drops a link and deletes its activity (an owner untracked it), in one transaction.
+    fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()>;
 
     // Sync links and sync state.
     /// Inserts or replaces the link of (mailbox, kind, identity).

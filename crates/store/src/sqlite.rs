@@ -27,8 +27,9 @@ use rusqlite::{
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::{
     ActivityChange, ActivityFilter, ActivityRow, AttachmentInfo, ConnectionRow, CrmStore,
-    JournalEntity, JournalEntry, JournalOp, LinkSummary, NewActivity, NewConnection, NewRecord,
-    NewUser, PartyRow, RecordChange, RecordRef, RecordRow, Result, StoreError, SyncState, UserRow,
+    JournalEntity, JournalEntry, JournalOp, LinkSummary, LinkedActivity, NewActivity,
+    NewConnection, NewEmail, NewRecord, NewUser, PartyRow, RecordChange, RecordRef, RecordRow,
+    Result, StoreError, SyncState, UserRow,
 };
 
 pub struct SqliteStore {
@@ -1021,34 +1022,7 @@ impl CrmStore for SqliteStore {
                     activity.created_by,
                 ],
             )?;
-            for (position, party) in activity.parties.iter().enumerate() {
-                let resolution = resolve::resolve(&candidates_for(tx, &party.address)?);
-                let record_id = match &resolution {
-                    Resolution::Resolved(record) => Some(record.to_string()),
-                    _ => None,
-                };
-                tx.execute(
-                    "INSERT INTO parties (activity_id, position, role, address, display_name, record_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        id.to_string(),
-                        position as i64,
-                        party.role.as_str(),
-                        party.address.as_str(),
-                        party.display_name,
-                        record_id
-                    ],
-                )?;
-                if let Resolution::Ambiguous(candidates) = resolution {
-                    let party_id = tx.last_insert_rowid();
-                    for candidate in candidates {
-                        tx.execute(
-                            "INSERT INTO party_candidates (party_id, record_id) VALUES (?1, ?2)",
-                            params![party_id, candidate.to_string()],
-                        )?;
-                    }
-                }
-            }
+            insert_parties(tx, id, &activity.parties)?;
             load_activity(tx, id)
         })
     }
@@ -1176,44 +1150,143 @@ impl CrmStore for SqliteStore {
         })
     }
 
-    fn put_link(&mut self, link: &SyncLink) -> Result<()> {
-        let base: serde_json::Map<String, serde_json::Value> = link
-            .base
-            .fields()
-            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
-            .collect();
-        let base = serde_json::Value::Object(base).to_string();
-        let (crm_kind, crm_id) = match link.crm {
-            CrmRef::Activity(id) => ("activity", id.to_string()),
-            CrmRef::Record(id) => ("record", id.to_string()),
-        };
+    fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>> {
+        self.read(|conn| {
+            let id: Option<String> = conn
+                .query_row(
+                    "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
+                     AND content_hash = ?2 ORDER BY created LIMIT 1",
+                    [message_id, content_hash],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            id.map(|id| Ok(ActivityId(parse_uuid("activities", &id)?)))
+                .transpose()
+        })
+    }
+
+    fn track_email(
+        &mut self,
+        email: &NewEmail,
+        link: &SyncLink,
+    ) -> Result<(ActivityId, Option<String>)> {
+        let id = link_activity(link)?;
         self.write(|tx| {
+            let owner_id = user_id_by_email(tx, &email.owner)?;
+            let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
+            let (state, direction) = if email.outgoing {
+                ("sent", "outgoing")
+            } else {
+                ("received", "incoming")
+            };
             tx.execute(
-                "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
-                     crm_id, base, item_version, crm_version, created_by, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (mailbox, item_kind, item_identity) DO UPDATE SET
-                     item_location = excluded.item_location, crm_kind = excluded.crm_kind,
-                     crm_id = excluded.crm_id, base = excluded.base,
-                     item_version = excluded.item_version, crm_version = excluded.crm_version,
-                     created_by = excluded.created_by, state = excluded.state,
-                     modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
+                     description, html_body, message_id, content_hash, in_reply_to,
+                     message_references, direction, sent_at, received_at, created_by)
+                 VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
-                    link.mailbox,
-                    link.kind.as_str(),
-                    link.identity.storage_key(),
-                    link.location.storage_key(),
-                    crm_kind,
-                    crm_id,
-                    base,
-                    link.item_version.as_ref().map(|v| v.0.as_str()),
-                    link.crm_version,
-                    link.created_by.as_str(),
-                    link.state.as_str(),
+                    id.to_string(),
+                    owner_id,
+                    regarding,
+                    email.subject,
+                    state,
+                    email.text_body,
+                    email.html_body,
+                    email.message_id,
+                    email.content_hash,
+                    email.in_reply_to,
+                    email.references,
+                    direction,
+                    email.date,
+                    if email.outgoing { None } else { email.date.clone() },
+                    email.mailbox,
                 ],
             )?;
+            insert_parties(tx, id, &email.parties)?;
+            for (position, attachment) in email.attachments.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO attachments (activity_id, position, name, content_type, size, content)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        id.to_string(),
+                        position as i64,
+                        attachment.name,
+                        attachment.content_type,
+                        attachment.content.len() as i64,
+                        attachment.content
+                    ],
+                )?;
+            }
+            upsert_link(tx, link)?;
+            Ok((id, warning))
+        })
+    }
+
+    fn linked_activities(&self, mailbox: &str) -> Result<HashMap<ActivityId, LinkedActivity>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT a.id, u.email, r.number, a.version FROM sync_links l
+                 JOIN activities a ON a.id = l.crm_id
+                 LEFT JOIN users u ON u.record_id = a.owner_id
+                 LEFT JOIN records r ON r.id = a.regarding_id
+                 WHERE l.mailbox = ?1 AND l.crm_kind = 'activity'",
+            )?;
+            let mut rows = statement.query([mailbox])?;
+            let mut found = HashMap::new();
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let regarding: Option<String> = row.get(2)?;
+                found.insert(
+                    ActivityId(parse_uuid("activities", &id)?),
+                    LinkedActivity {
+                        owner: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        regarding: regarding
+                            .map(|n| parse_field("records", &id, RecordNumber::new(&n)))
+                            .transpose()?,
+                        version: row.get(3)?,
+                    },
+                );
+            }
+            Ok(found)
+        })
+    }
+
+    fn update_link(
+        &mut self,
+        link: &SyncLink,
+        regarding: Option<Option<&RecordNumber>>,
+    ) -> Result<Option<String>> {
+        self.write(|tx| {
+            let mut warning = None;
+            if let Some(number) = regarding {
+                let id = link_activity(link)?;
+                let (record_id, unknown) = regarding_id(tx, number)?;
+                warning = unknown;
+                tx.execute(
+                    "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+                    params![record_id, id.to_string()],
+                )?;
+            }
+            upsert_link(tx, link)?;
+            Ok(warning)
+        })
+    }
+
+    fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()> {
+        let id = link_activity(link)?;
+        self.write(|tx| {
+            // Drop the link first, then delete the target.
+            tx.execute(
+                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+                params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
+            )?;
+            tx.execute("DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
             Ok(())
         })
+    }
+
+    fn put_link(&mut self, link: &SyncLink) -> Result<()> {
+        self.write(|tx| upsert_link(tx, link))
     }
 
     fn link(
@@ -1379,6 +1452,106 @@ impl CrmStore for SqliteStore {
 
     fn prune_journal(&mut self, upto_seq: i64) -> Result<usize> {
         self.write(|tx| Ok(tx.execute("DELETE FROM change_journal WHERE seq <= ?1", [upto_seq])?))
+    }
+}
+
+/// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
+fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]) -> Result<()> {
+    for (position, party) in parties.iter().enumerate() {
+        let resolution = resolve::resolve(&candidates_for(conn, &party.address)?);
+        let record_id = match &resolution {
+            Resolution::Resolved(record) => Some(record.to_string()),
+            _ => None,
+        };
+        conn.execute(
+            "INSERT INTO parties (activity_id, position, role, address, display_name, record_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id.to_string(),
+                position as i64,
+                party.role.as_str(),
+                party.address.as_str(),
+                party.display_name,
+                record_id
+            ],
+        )?;
+        if let Resolution::Ambiguous(candidates) = resolution {
+            let party_id = conn.last_insert_rowid();
+            for candidate in candidates {
+                conn.execute(
+                    "INSERT INTO party_candidates (party_id, record_id) VALUES (?1, ?2)",
+                    params![party_id, candidate.to_string()],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
+    let base: serde_json::Map<String, serde_json::Value> = link
+        .base
+        .fields()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+        .collect();
+    let base = serde_json::Value::Object(base).to_string();
+    let (crm_kind, crm_id) = match link.crm {
+        CrmRef::Activity(id) => ("activity", id.to_string()),
+        CrmRef::Record(id) => ("record", id.to_string()),
+    };
+    conn.execute(
+        "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
+             crm_id, base, item_version, crm_version, created_by, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (mailbox, item_kind, item_identity) DO UPDATE SET
+             item_location = excluded.item_location, crm_kind = excluded.crm_kind,
+             crm_id = excluded.crm_id, base = excluded.base,
+             item_version = excluded.item_version, crm_version = excluded.crm_version,
+             created_by = excluded.created_by, state = excluded.state,
+             modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        params![
+            link.mailbox,
+            link.kind.as_str(),
+            link.identity.storage_key(),
+            link.location.storage_key(),
+            crm_kind,
+            crm_id,
+            base,
+            link.item_version.as_ref().map(|v| v.0.as_str()),
+            link.crm_version,
+            link.created_by.as_str(),
+            link.state.as_str(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The id of a record by number, or a warning when there is none.
+fn regarding_id(
+    conn: &Connection,
+    number: Option<&RecordNumber>,
+) -> Result<(Option<String>, Option<String>)> {
+    match number {
+        None => Ok((None, None)),
+        Some(number) => match record_ref_by_number(conn, number) {
+            Ok(record) => Ok((Some(record.id.to_string()), None)),
+            Err(StoreError::NotFound(_)) => Ok((
+                None,
+                Some(format!(
+                    "regarding record {number} does not exist; the activity has no regarding record"
+                )),
+            )),
+            Err(other) => Err(other),
+        },
+    }
+}
+
+fn link_activity(link: &SyncLink) -> Result<ActivityId> {
+    match link.crm {
+        CrmRef::Activity(id) => Ok(id),
+        CrmRef::Record(_) => {
+            Err(InvalidValue("this link points at a record, not an activity".into()).into())
+        }
     }
 }
 

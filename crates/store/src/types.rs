@@ -245,3 +245,41 @@ pub struct JournalEntry {
     pub origin: Option<String>,
     pub changed_at: String,
 }
+
+/// An attachment of a tracked email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
+}
+
+/// The CRM copy of a tracked email, as the IMAP adapter read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmail {
+    pub owner: EmailAddress,
+    /// The mailbox that tracked it first.
+    pub mailbox: String,
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub message_id: String,
+    pub content_hash: String,
+    pub in_reply_to: Option<String>,
+    pub references: Option<String>,
+    /// `outgoing` when From is the owner, else `incoming`.
+    pub outgoing: bool,
+    /// The Date header (UTC RFC 3339): sent time, and received time of an incoming message.
+    pub date: Option<String>,
+    pub parties: Vec<NewParty>,
+    pub attachments: Vec<NewAttachment>,
+    pub regarding: Option<RecordNumber>,
+}
+
+/// The CRM side of one linked activity, as a sync pass needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedActivity {
+    pub owner: String,
+    pub regarding: Option<RecordNumber>,
+    pub version: i64,
+}
