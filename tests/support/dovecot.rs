@@ -36,10 +36,14 @@ impl Dovecot {
     }
 
     pub fn start_with(users: &[(&str, &str)], tls: Option<TlsFiles<'_>>) -> Dovecot {
-        let dir = tempfile::Builder::new().prefix("crmsync-dovecot-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("crmsync-dovecot-")
+            .tempdir()
+            .unwrap();
         let root = dir.path();
         // Dovecot hands mail to the `mail` user, which must reach the mail directory.
-        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         for sub in ["run", "state", "mail"] {
             std::fs::create_dir(root.join(sub)).unwrap();
         }
@@ -131,7 +135,11 @@ userdb {{
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "dovecot did not listen: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not listen: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -173,7 +181,9 @@ pub struct ImapClient {
 impl ImapClient {
     pub fn login(port: u16, user: &str, password: &str) -> ImapClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let mut client = ImapClient {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
@@ -283,7 +293,13 @@ impl ImapClient {
             .iter()
             .find(|l| l.contains("FETCH"))
             .unwrap_or_else(|| panic!("no message {uid} in {folder}"));
-        let inside = line.split("FLAGS (").nth(1).unwrap().split(')').next().unwrap();
+        let inside = line
+            .split("FLAGS (")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
         inside.split_whitespace().map(str::to_owned).collect()
     }
 
@@ -311,7 +327,11 @@ impl ImapClient {
         let mut uids: Vec<u32> = lines
             .iter()
             .filter_map(|l| l.strip_prefix("* SEARCH"))
-            .flat_map(|rest| rest.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<_>>())
+            .flat_map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         uids.sort_unstable();
         uids

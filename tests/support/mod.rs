@@ -2,6 +2,8 @@
 //! `crmsync` binary run in it as a user would run it.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod dovecot;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

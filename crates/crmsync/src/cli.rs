@@ -42,6 +42,16 @@ pub enum Command {
     /// CRM activities: emails, appointments and tasks.
     #[command(subcommand)]
     Activity(ActivityCommand),
+    /// Run one sync pass over every enabled mailbox (or one), then exit.
+    ///
+    /// Exits 1 when a mailbox failed or an item could not be synced; the summary says which.
+    Sync {
+        /// Only this mailbox (its `id` in the config).
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Show the daemon's status file.
     Status(JsonFlag),
 }

@@ -2,6 +2,7 @@
 
 pub mod activities;
 pub mod records;
+pub mod sync;
 pub mod users;
 
 use std::path::Path;

@@ -1,0 +1,106 @@
+//! `crmsync sync`: one pass over the enabled mailboxes, then exit.
+
+use std::path::Path;
+
+use crmsync_engine::{PassReport, sync_mailbox};
+use crmsync_store::SqliteStore;
+use serde_json::json;
+
+use super::load_config;
+use crate::output::print_json;
+use crate::usage;
+
+/// The origin of a one-shot pass's writes in the change journal.
+const SYNC_ORIGIN: &str = "crmsync-sync";
+
+pub fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let mailboxes: Vec<_> = match only {
+        Some(id) => vec![
+            config
+                .mailbox(id)
+                .ok_or_else(|| usage(format!("no mailbox {id:?} in {}", config.path.display())))?,
+        ],
+        None => config.mailboxes.iter().collect(),
+    };
+    if !config.connection.enabled {
+        anyhow::bail!(
+            "connection.enabled is false in {}: nothing is synchronized",
+            config.path.display()
+        );
+    }
+    let mut store = SqliteStore::open(&config.crm.database, SYNC_ORIGIN)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reports: Vec<PassReport> = runtime.block_on(async {
+        let mut reports = Vec::new();
+        for mailbox in mailboxes {
+            reports.push(sync_mailbox(&mut store, mailbox).await);
+        }
+        reports
+    });
+    if json {
+        print_json(&json!({ "mailboxes": reports.iter().map(report_json).collect::<Vec<_>>() }));
+    } else {
+        for report in &reports {
+            print_report(report);
+        }
+    }
+    let failures = reports
+        .iter()
+        .filter(|r| !r.errors.is_empty() || r.failed > 0)
+        .count();
+    if failures > 0 {
+        anyhow::bail!(
+            "{failures} of {} mailboxes had failures (see above)",
+            reports.len()
+        );
+    }
+    Ok(())
+}
+
+fn report_json(report: &PassReport) -> serde_json::Value {
+    json!({
+        "id": report.mailbox,
+        "state": report.state.as_str(),
+        "created": report.created,
+        "linked": report.linked,
+        "deleted": report.deleted,
+        "unlinked": report.unlinked,
+        "updated": report.updated,
+        "keywords_written": report.keywords_written,
+        "failed": report.failed,
+        "tracked": report.tracked,
+        "errors": report.errors,
+        "warnings": report.warnings,
+        "imap": {
+            "select_commands": report.imap.select_commands,
+            "fetch_commands": report.imap.fetch_commands,
+            "bodies_fetched": report.imap.bodies_fetched,
+            "store_commands": report.imap.store_commands,
+        },
+    })
+}
+
+fn print_report(report: &PassReport) {
+    println!(
+        "{}: {}; {} created, {} linked, {} deleted, {} unlinked, {} updated, {} keywords written, {} failed; {} tracked",
+        report.mailbox,
+        report.state.as_str(),
+        report.created,
+        report.linked,
+        report.deleted,
+        report.unlinked,
+        report.updated,
+        report.keywords_written,
+        report.failed,
+        report.tracked
+    );
+    for error in &report.errors {
+        println!("  error: {error}");
+    }
+    for warning in &report.warnings {
+        println!("  warning: {warning}");
+    }
+}

@@ -1,0 +1,534 @@
+//! One sync pass over one mailbox: observe with the adapters, decide with the core, apply.
+//!
+//! This is the glue the `sync` command runs today and the daemon's workers will run: it reads
+//! the mailbox's links and their CRM rows from the store, scans the IMAP folders, hands both to
+//! [`crmsync_core::email::reconcile`] and applies the effects in the order the core gives them,
+//! which is the order that survives a crash: a CRM copy and its link in one transaction; a
+//! keyword written to IMAP before the link records it; a link dropped before its activity is
+//! deleted. A folder's sync markers are saved only when every effect in it succeeded, so a
+//! failure is retried on the next pass instead of being skipped.
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, HashSet};
+
+use crmsync_config::{MailboxConfig, Secret};
+use crmsync_core::email::{self, CrmState, Effect, FolderView, MailboxView, Observed};
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
+use crmsync_core::model::{ActivityId, EmailAddress, PartyRole, RecordNumber};
+use crmsync_imap::message::{self, MessageAddress};
+use crmsync_imap::{Counters, FolderMarkers, ImapSession};
+use crmsync_store::{CrmStore, NewAttachment, NewEmail, NewParty, StoreError, SyncState};
+
+/// Where a mailbox stands after a pass (the status file's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxState {
+    Idle,
+    Error,
+    Disabled,
+    NotPermitted,
+}
+
+impl MailboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxState::Idle => "idle",
+            MailboxState::Error => "error",
+            MailboxState::Disabled => "disabled",
+            MailboxState::NotPermitted => "not-permitted",
+        }
+    }
+}
+
+/// What one pass did, for the CLI, the status file and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub mailbox: String,
+    pub state: MailboxState,
+    /// Activities created for newly tracked messages.
+    pub created: u64,
+    /// Newly tracked messages linked to an activity another mailbox had already created.
+    pub linked: u64,
+    /// Activities deleted because their owner untracked the message.
+    pub deleted: u64,
+    /// Links dropped (message gone, untracked by a non-owner, or activity deleted in the CRM).
+    pub unlinked: u64,
+    /// Links updated (moved message, regarding changed on either side).
+    pub updated: u64,
+    /// Messages whose keywords were written back.
+    pub keywords_written: u64,
+    /// Items that could not be synced (a malformed message, say); retried next pass.
+    pub failed: u64,
+    /// Email links of the mailbox after the pass.
+    pub tracked: u64,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub imap: Counters,
+}
+
+impl PassReport {
+    fn new(mailbox: &str) -> PassReport {
+        PassReport {
+            mailbox: mailbox.to_owned(),
+            state: MailboxState::Idle,
+            created: 0,
+            linked: 0,
+            deleted: 0,
+            unlinked: 0,
+            updated: 0,
+            keywords_written: 0,
+            failed: 0,
+            tracked: 0,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            imap: Counters::default(),
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        tracing::error!(mailbox = %self.mailbox, "{message}");
+        self.errors.push(message);
+        self.state = MailboxState::Error;
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!(mailbox = %self.mailbox, "{message}");
+        self.warnings.push(message);
+    }
+}
+
+/// Runs one pass over a mailbox. Never panics on what the servers or the store hold; every
+/// problem ends up in the report.
+pub async fn sync_mailbox<S: CrmStore>(store: &mut S, mailbox: &MailboxConfig) -> PassReport {
+    let mut report = PassReport::new(&mailbox.id);
+    if !mailbox.enabled {
+        report.state = MailboxState::Disabled;
+        return report;
+    }
+    match store.user(&mailbox.owner) {
+        Ok(user) if !user.sync => {
+            report.state = MailboxState::NotPermitted;
+            report.warn(format!(
+                "owner {} lacks the sync privilege: mailbox skipped (crmsync user set {} --sync yes)",
+                mailbox.owner, mailbox.owner
+            ));
+            return report;
+        }
+        Ok(_) => {}
+        Err(StoreError::NotFound(_)) => {
+            report.fail(format!(
+                "owner {} is not a CRM user (crmsync user add {} --name NAME)",
+                mailbox.owner, mailbox.owner
+            ));
+            return report;
+        }
+        Err(error) => {
+            report.fail(format!("CRM store: {error}"));
+            return report;
+        }
+    }
+    if let Some(imap) = &mailbox.imap {
+        let password = match imap.password.read() {
+            Ok(password) => password,
+            Err(error) => {
+                report.fail(format!("IMAP password: {error}"));
+                return report;
+            }
+        };
+        if let Err(message) = email_pass(store, mailbox, &password, &mut report).await {
+            report.fail(message);
+        }
+    }
+    if let Ok(links) = store.links(&mailbox.id) {
+        report.tracked = links.iter().filter(|l| l.kind == ItemKind::Email).count() as u64;
+    }
+    report
+}
+
+fn imap_location(location: &ItemLocation) -> (&str, u32) {
+    match location {
+        ItemLocation::Imap { folder, uid, .. } => (folder, *uid),
+        ItemLocation::Collection { href, .. } => (href, 0),
+    }
+}
+
+/// The email part of a pass. An `Err` is a failure of the whole pass (connection lost, store
+/// unusable); a failure of one item is counted in the report and the pass goes on.
+async fn email_pass<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    password: &Secret,
+    report: &mut PassReport,
+) -> Result<(), String> {
+    let imap = mailbox.imap.as_ref().expect("checked by the caller");
+    let rules = email::TrackingRules {
+        keyword: mailbox.tracking.keyword.clone(),
+        folders: mailbox.tracking.folders.clone(),
+    };
+    let store_error = |error: StoreError| format!("CRM store: {error}");
+
+    let mut session = ImapSession::connect(imap, password)
+        .await
+        .map_err(|error| format!("IMAP: {error}"))?;
+    if !imap.tls.verify_certificates {
+        report.warn(format!(
+            "certificate verification is off for {} (verify_certificates = false)",
+            imap.host
+        ));
+    }
+
+    let links: Vec<SyncLink> = store
+        .links(&mailbox.id)
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|link| link.kind == ItemKind::Email)
+        .collect();
+    let activities = store.linked_activities(&mailbox.id).map_err(store_error)?;
+    let owner = mailbox.owner.key();
+    let linked: Vec<(SyncLink, CrmState)> = links
+        .iter()
+        .map(|link| {
+            let crm = match link.crm {
+                CrmRef::Activity(id) => match activities.get(&id) {
+                    Some(activity) => CrmState::Present {
+                        regarding: activity.regarding.clone(),
+                        owned_by_mailbox_owner: activity.owner.eq_ignore_ascii_case(&owner),
+                    },
+                    None => CrmState::Deleted,
+                },
+                CrmRef::Record(_) => CrmState::Deleted,
+            };
+            (link.clone(), crm)
+        })
+        .collect();
+
+    // Observe.
+    let mut view = MailboxView::default();
+    let mut markers: Vec<(String, FolderMarkers)> = Vec::new();
+    let mut failed_folders: HashSet<String> = HashSet::new();
+    for folder in &imap.folders {
+        let saved = store
+            .sync_state(&mailbox.id, folder)
+            .map_err(store_error)?
+            .and_then(|state| {
+                state.uid_validity.map(|uid_validity| FolderMarkers {
+                    uid_validity,
+                    highest_modseq: state.highest_modseq,
+                })
+            });
+        let scan = match session.scan_folder(folder, saved).await {
+            Ok(scan) => scan,
+            Err(error @ crmsync_imap::ImapError::FolderMissing(_)) => {
+                report.fail(error.to_string());
+                continue;
+            }
+            Err(error) => return Err(format!("IMAP: {error}")),
+        };
+        for fetched in &scan.changed {
+            match message::summarize(&fetched.header) {
+                Ok(summary) => view.changed.push(Observed {
+                    identity: summary.identity,
+                    location: ItemLocation::Imap {
+                        folder: folder.clone(),
+                        uid_validity: scan.uid_validity,
+                        uid: fetched.uid,
+                    },
+                    keywords: fetched.keywords.clone(),
+                }),
+                // Untracked garbage is none of crmsync's business; tracked garbage fails.
+                Err(error) if rules.signal(folder, &fetched.keywords).tracked => {
+                    report.failed += 1;
+                    report
+                        .errors
+                        .push(format!("{folder}:{}: {error}", fetched.uid));
+                    failed_folders.insert(folder.clone());
+                }
+                Err(_) => {}
+            }
+        }
+        view.folders.push(FolderView {
+            folder: folder.clone(),
+            uid_validity: scan.uid_validity,
+            present: scan.present.clone(),
+        });
+        markers.push((
+            folder.clone(),
+            FolderMarkers {
+                uid_validity: scan.uid_validity,
+                highest_modseq: scan.highest_modseq,
+            },
+        ));
+    }
+
+    // Decide.
+    let effects = email::reconcile(&rules, mailbox.conflict_policy, &view, &linked);
+
+    // Apply.
+    let mut links_by_identity: HashMap<ItemIdentity, SyncLink> = links
+        .into_iter()
+        .map(|link| (link.identity.clone(), link))
+        .collect();
+    let crm_deleted: HashSet<ItemIdentity> = linked
+        .iter()
+        .filter(|(_, crm)| *crm == CrmState::Deleted)
+        .map(|(link, _)| link.identity.clone())
+        .collect();
+    let mut pending_regarding: HashMap<ItemIdentity, Option<RecordNumber>> = HashMap::new();
+    for effect in effects {
+        let folder_of = |location: &ItemLocation| imap_location(location).0.to_owned();
+        match effect {
+            Effect::Track {
+                observed,
+                regarding,
+                base,
+            } => {
+                let folder = folder_of(&observed.location);
+                match track(store, &mut session, mailbox, &observed, regarding, base).await {
+                    Ok((created, warning)) => {
+                        if created {
+                            report.created += 1;
+                        } else {
+                            report.linked += 1;
+                        }
+                        if let Some(warning) = warning {
+                            report.warn(format!(
+                                "{folder}:{}: {warning}",
+                                imap_location(&observed.location).1
+                            ));
+                        }
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        report.errors.push(format!(
+                            "{folder}:{}: {error}",
+                            imap_location(&observed.location).1
+                        ));
+                        failed_folders.insert(folder);
+                    }
+                }
+            }
+            Effect::SetRegarding {
+                identity,
+                regarding,
+            } => {
+                pending_regarding.insert(identity, regarding);
+            }
+            Effect::WriteKeywords {
+                location,
+                add,
+                remove,
+            } => {
+                let (folder, uid) = imap_location(&location);
+                match session.store_keywords(folder, uid, &add, &remove).await {
+                    Ok(()) => report.keywords_written += 1,
+                    Err(error) => {
+                        report.failed += 1;
+                        report
+                            .errors
+                            .push(format!("{folder}:{uid}: writing keywords: {error}"));
+                        failed_folders.insert(folder.to_owned());
+                        // The link must not record what the message does not hold.
+                        links_by_identity.retain(|_, link| link.location != location);
+                    }
+                }
+            }
+            Effect::UpdateLink {
+                identity,
+                location,
+                base,
+            } => {
+                let Some(link) = links_by_identity.get(&identity) else {
+                    continue;
+                };
+                let mut link = link.clone();
+                link.location = location;
+                link.base = base;
+                link.state = if crm_deleted.contains(&identity) {
+                    LinkState::CrmDeleted
+                } else {
+                    LinkState::Synced
+                };
+                let regarding = pending_regarding.remove(&identity);
+                match store.update_link(&link, regarding.as_ref().map(Option::as_ref)) {
+                    Ok(warning) => {
+                        report.updated += 1;
+                        if let Some(warning) = warning {
+                            report.warn(warning);
+                        }
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        report.errors.push(format!("updating link: {error}"));
+                    }
+                }
+            }
+            Effect::DeleteActivity { identity } => {
+                if let Some(link) = links_by_identity.get(&identity) {
+                    match store.untrack_and_delete(link) {
+                        Ok(()) => report.deleted += 1,
+                        Err(error) => {
+                            report.failed += 1;
+                            report
+                                .errors
+                                .push(format!("deleting the activity: {error}"));
+                        }
+                    }
+                }
+            }
+            Effect::DropLink { identity, reason } => {
+                match store.delete_link(&mailbox.id, ItemKind::Email, &identity) {
+                    Ok(_) => {
+                        report.unlinked += 1;
+                        tracing::info!(mailbox = %mailbox.id, ?reason, "link dropped");
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        report.errors.push(format!("dropping a link: {error}"));
+                    }
+                }
+            }
+            Effect::Conflict { identity, conflict } => {
+                report.warn(format!(
+                    "conflict on {} of {}: mailbox {:?}, CRM {:?}; the {} wins",
+                    conflict.field,
+                    identity.storage_key(),
+                    conflict.mailbox.unwrap_or_default(),
+                    conflict.crm.unwrap_or_default(),
+                    match conflict.winner {
+                        crmsync_core::merge::Side::Mailbox => "mailbox",
+                        crmsync_core::merge::Side::Crm => "CRM",
+                    }
+                ));
+            }
+            Effect::SuspiciousEmptyFolder { folder, links } => {
+                report.fail(format!(
+                    "folder {folder:?} lists no message while {links} tracked messages were in it: nothing was changed for them"
+                ));
+                failed_folders.insert(folder);
+            }
+        }
+    }
+
+    for (folder, marker) in markers {
+        if failed_folders.contains(&folder) {
+            continue;
+        }
+        let state = SyncState {
+            uid_validity: Some(marker.uid_validity),
+            highest_modseq: marker.highest_modseq,
+            sync_token: None,
+            last_full_scan: None,
+        };
+        store
+            .put_sync_state(&mailbox.id, &folder, &state)
+            .map_err(store_error)?;
+    }
+    report.imap = session.counters;
+    session.logout().await;
+    Ok(())
+}
+
+fn parties(parsed: &message::ParsedEmail, report_warning: &mut Vec<String>) -> Vec<NewParty> {
+    let mut parties = Vec::new();
+    let roles: [(PartyRole, &Vec<MessageAddress>); 4] = [
+        (PartyRole::From, &parsed.from),
+        (PartyRole::To, &parsed.to),
+        (PartyRole::Cc, &parsed.cc),
+        (PartyRole::Bcc, &parsed.bcc),
+    ];
+    for (role, addresses) in roles {
+        for address in addresses {
+            match EmailAddress::new(&address.address) {
+                Ok(valid) => parties.push(NewParty {
+                    role,
+                    address: valid,
+                    display_name: address.name.clone(),
+                }),
+                Err(error) => report_warning.push(format!("{role} party skipped: {error}")),
+            }
+        }
+    }
+    parties
+}
+
+/// Tracks one message: links it to the activity of the same identity, or fetches it and
+/// creates the activity. Returns whether an activity was created, and a warning.
+async fn track<S: CrmStore>(
+    store: &mut S,
+    session: &mut ImapSession,
+    mailbox: &MailboxConfig,
+    observed: &Observed,
+    regarding: Option<RecordNumber>,
+    base: Snapshot,
+) -> Result<(bool, Option<String>), String> {
+    let ItemIdentity::Email {
+        message_id,
+        content_hash,
+    } = &observed.identity
+    else {
+        return Err("not an email identity".into());
+    };
+    let mut link = SyncLink {
+        mailbox: mailbox.id.clone(),
+        kind: ItemKind::Email,
+        identity: observed.identity.clone(),
+        location: observed.location.clone(),
+        crm: CrmRef::Activity(ActivityId(uuid::Uuid::new_v4())),
+        base,
+        item_version: None,
+        crm_version: None,
+        created_by: ItemCreator::Mailbox,
+        state: LinkState::Synced,
+    };
+    let store_error = |error: StoreError| format!("CRM store: {error}");
+    if let Some(existing) = store
+        .email_activity(message_id, content_hash.as_str())
+        .map_err(store_error)?
+    {
+        // Tracked in another mailbox already: one activity, one more link. A regarding keyword
+        // here is this mailbox's change to the shared activity.
+        link.crm = CrmRef::Activity(existing);
+        let change = regarding.as_ref().map(Some);
+        let warning = store.update_link(&link, change).map_err(store_error)?;
+        return Ok((false, warning));
+    }
+    let (folder, uid) = imap_location(&observed.location);
+    let raw = session
+        .fetch_message(folder, uid)
+        .await
+        .map_err(|error| format!("fetching the message: {error}"))?;
+    let parsed = message::parse(&raw).map_err(|error| error.to_string())?;
+    let mut warnings = Vec::new();
+    let parties = parties(&parsed, &mut warnings);
+    let owner = mailbox.owner.key();
+    let email = NewEmail {
+        owner: mailbox.owner.clone(),
+        mailbox: mailbox.id.clone(),
+        subject: parsed.subject,
+        text_body: parsed.text_body,
+        html_body: parsed.html_body,
+        message_id: message_id.clone(),
+        content_hash: content_hash.as_str().to_owned(),
+        in_reply_to: parsed.in_reply_to,
+        references: parsed.references,
+        outgoing: parsed
+            .from
+            .iter()
+            .any(|from| from.address.eq_ignore_ascii_case(&owner)),
+        date: parsed.date,
+        parties,
+        attachments: parsed
+            .attachments
+            .into_iter()
+            .map(|a| NewAttachment {
+                name: a.name,
+                content_type: a.content_type,
+                content: a.content,
+            })
+            .collect(),
+        regarding,
+    };
+    let (_, warning) = store.track_email(&email, &link).map_err(store_error)?;
+    warnings.extend(warning);
+    Ok((true, (!warnings.is_empty()).then(|| warnings.join("; "))))
+}
