@@ -259,13 +259,11 @@ impl ImapClient {
         self.writer.write_all(b"\r\n").unwrap();
         let (_, done) = self.collect(&tag);
         assert!(done.starts_with("OK"), "APPEND -> {done}");
-        let uid = done
-            .split("APPENDUID ")
+        done.split("APPENDUID ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|uid| uid.trim_end_matches(']').parse().ok())
-            .expect("APPENDUID");
-        uid
+            .expect("APPENDUID")
     }
 
     pub fn select(&mut self, folder: &str) {
