@@ -201,3 +201,365 @@ fn a_message_with_the_keyword_becomes_one_email_activity() {
     assert_eq!(again["imap"]["fetch_commands"], 0, "{again:#}");
     assert_eq!(again["imap"]["bodies_fetched"], 0);
 }
+
+fn activity_id(mail: &Mail, subject: &str) -> String {
+    mail.activities()
+        .iter()
+        .find(|a| a["subject"] == subject)
+        .unwrap_or_else(|| panic!("no activity {subject:?}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn removing_the_keyword_deletes_the_owners_copy() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let uid = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "m1@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Hello",
+        ),
+    );
+    mail.sync_ok();
+    assert_eq!(mail.activities().len(), 1);
+
+    imap.store("INBOX", uid, "-FLAGS (crm)");
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["deleted"], 1, "{report:#}");
+    assert_eq!(report["tracked"], 0);
+    assert!(mail.activities().is_empty());
+    // The message itself is untouched.
+    assert_eq!(imap.uids("INBOX"), vec![uid]);
+}
+
+#[test]
+fn the_same_message_in_two_mailboxes_is_one_activity_and_only_the_owner_deletes_it() {
+    let mail = Mail::new(&[("alice", "alice@example.com"), ("bob", "bob@example.com")]);
+    let text = message(
+        "shared@x.example",
+        "dana@x.example",
+        "alice@example.com, bob@example.com",
+        "Team update",
+    );
+    // Each copy was delivered separately: different transport headers, same message.
+    let alice_uid = mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &format!("Delivered-To: alice@example.com\n{text}"),
+    );
+    mail.sync_ok();
+    let bob_uid = mail.client("bob").append(
+        "INBOX",
+        &["crm"],
+        &format!("Delivered-To: bob@example.com\n{text}"),
+    );
+    let reports = mail.sync_ok();
+    assert_eq!(reports["bob"]["linked"], 1, "{reports:#}");
+    assert_eq!(reports["bob"]["created"], 0);
+    assert_eq!(
+        reports["bob"]["imap"]["bodies_fetched"], 0,
+        "linking needs no body"
+    );
+
+    let activities = mail.activities();
+    assert_eq!(activities.len(), 1);
+    assert_eq!(activities[0]["owner"], "alice@example.com");
+    let links: Vec<&str> = activities[0]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mailbox"].as_str().unwrap())
+        .collect();
+    assert_eq!(links, ["alice", "bob"]);
+
+    // Bob does not own it: untracking drops only his link.
+    mail.client("bob").store("INBOX", bob_uid, "-FLAGS (crm)");
+    let reports = mail.sync_ok();
+    assert_eq!(reports["bob"]["unlinked"], 1, "{reports:#}");
+    let activities = mail.activities();
+    assert_eq!(activities.len(), 1);
+    assert_eq!(activities[0]["links"].as_array().unwrap().len(), 1);
+
+    // Alice owns it: untracking deletes it.
+    mail.client("alice")
+        .store("INBOX", alice_uid, "-FLAGS (crm)");
+    mail.sync_ok();
+    assert!(mail.activities().is_empty());
+}
+
+#[test]
+fn an_expunged_message_keeps_its_activity_and_a_moved_one_stays_one_activity() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let moved = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "moved@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Moved",
+        ),
+    );
+    let expunged = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "gone@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Expunged",
+        ),
+    );
+    // An untracked message stays, so the folder does not list empty (see the empty-listing test).
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "stays@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Stays",
+        ),
+    );
+    mail.sync_ok();
+
+    let new_uid = imap.uid_move("INBOX", moved, "Archive");
+    imap.expunge("INBOX", expunged);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 0, "{report:#}");
+    assert_eq!(report["updated"], 1);
+    assert_eq!(report["unlinked"], 1);
+
+    let activities = mail.activities();
+    assert_eq!(activities.len(), 2, "email deletes never cross to the CRM");
+    let moved_activity = activities.iter().find(|a| a["subject"] == "Moved").unwrap();
+    let link = &moved_activity["links"][0];
+    assert!(
+        link["item"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{new_uid}:Archive")),
+        "{link}"
+    );
+    let expunged_activity = activities
+        .iter()
+        .find(|a| a["subject"] == "Expunged")
+        .unwrap();
+    assert_eq!(expunged_activity["links"], serde_json::json!([]));
+}
+
+#[test]
+fn crm_side_changes_reach_the_keywords() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Contoso"]);
+    let mut imap = mail.client("alice");
+    let regarded = imap.append(
+        "INBOX",
+        &["crm:ACC-1001"],
+        &message(
+            "r@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Regarded",
+        ),
+    );
+    let deleted = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "d@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Deleted",
+        ),
+    );
+    mail.sync_ok();
+
+    let id = activity_id(&mail, "Regarded");
+    mail.env.ok(&["activity", "regarding", &id, "ACC-1002"]);
+    let id = activity_id(&mail, "Deleted");
+    mail.env.ok(&["activity", "delete", &id]);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["keywords_written"], 2, "{report:#}");
+
+    assert_eq!(imap.flags("INBOX", regarded), ["crm:ACC-1002"]);
+    assert!(
+        imap.flags("INBOX", deleted).is_empty(),
+        "the tracking keyword is removed"
+    );
+    let activities = mail.activities();
+    assert_eq!(activities.len(), 1);
+    assert_eq!(activities[0]["regarding"]["number"], "ACC-1002");
+
+    // And the other way: a new regarding keyword set in the mail client reaches the CRM.
+    imap.store("INBOX", regarded, "-FLAGS (crm:ACC-1002)");
+    imap.store("INBOX", regarded, "+FLAGS (crm:ACC-1001)");
+    mail.sync_ok();
+    assert_eq!(mail.activities()[0]["regarding"]["number"], "ACC-1001");
+
+    // A pass with nothing new writes nothing on either side.
+    let quiet = &mail.sync_ok()["alice"];
+    assert_eq!(quiet["keywords_written"], 0, "{quiet:#}");
+    assert_eq!(quiet["updated"], 0);
+}
+
+#[test]
+fn an_unknown_regarding_number_leaves_no_regarding_and_says_so() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.client("alice").append(
+        "INBOX",
+        &["crm:ACC-4040"],
+        &message(
+            "u@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Unknown",
+        ),
+    );
+    let report = &mail.sync_ok()["alice"];
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("regarding record ACC-4040 does not exist")),
+        "{report:#}"
+    );
+    let activities = mail.activities();
+    assert_eq!(activities.len(), 1);
+    assert_eq!(activities[0]["regarding"], Value::Null);
+}
+
+#[test]
+fn a_recreated_folder_neither_duplicates_nor_deletes() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let first = message(
+        "a1@x.example",
+        "dana@x.example",
+        "alice@example.com",
+        "Archived one",
+    );
+    let second = message(
+        "a2@x.example",
+        "dana@x.example",
+        "alice@example.com",
+        "Archived two",
+    );
+    imap.append("Archive", &["crm"], &first);
+    imap.append("Archive", &["crm"], &second);
+    mail.sync_ok();
+    assert_eq!(mail.activities().len(), 2);
+
+    // Delete and recreate the folder with the same messages: a new UIDVALIDITY.
+    imap.select("INBOX");
+    imap.delete("Archive");
+    imap.create("Archive");
+    imap.append("Archive", &["crm"], &first);
+    imap.append("Archive", &["crm"], &second);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 0, "{report:#}");
+    assert_eq!(report["deleted"], 0);
+    assert_eq!(report["unlinked"], 0);
+    assert_eq!(report["updated"], 2, "both links point at their new UIDs");
+    assert_eq!(mail.activities().len(), 2);
+}
+
+#[test]
+fn a_malformed_tracked_message_fails_alone() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let bad = imap.append(
+        "INBOX",
+        &["crm"],
+        "this is not a message\nno header here\n\njust text\n",
+    );
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "good@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Good",
+        ),
+    );
+    let run = mail.env.run(&["sync", "--json"]);
+    assert_eq!(
+        run.code, 1,
+        "a failed item makes the pass exit 1: {}",
+        run.stderr
+    );
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let alice = &report["mailboxes"][0];
+    assert_eq!(alice["failed"], 1, "{alice:#}");
+    assert_eq!(alice["created"], 1);
+    let error = alice["errors"][0].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("INBOX:{bad}: malformed message")),
+        "{error}"
+    );
+    assert_eq!(mail.activities().len(), 1);
+    assert!(run.stderr.contains("had failures"), "{}", run.stderr);
+}
+
+#[test]
+fn an_empty_listing_where_links_exist_deletes_nothing() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let uid = imap.append(
+        "Archive",
+        &["crm"],
+        &message("e@x.example", "dana@x.example", "alice@example.com", "Kept"),
+    );
+    mail.sync_ok();
+    imap.expunge("Archive", uid);
+    let run = mail.env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 1);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let alice = &report["mailboxes"][0];
+    assert_eq!(alice["state"], "error", "{alice:#}");
+    assert!(
+        alice["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("lists no message while 1 tracked messages"),
+        "{alice:#}"
+    );
+    assert_eq!(alice["unlinked"], 0);
+    let activities = mail.activities();
+    assert_eq!(
+        activities[0]["links"].as_array().unwrap().len(),
+        1,
+        "the link is kept"
+    );
+}
+
+#[test]
+fn a_wrong_password_says_authentication_failed() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    std::fs::write(mail.env.path("alice.imap"), "wrong").unwrap();
+    let run = mail.env.run(&["sync"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("alice: error"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("authentication failed for alice on 127.0.0.1"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("wrong") && !run.stderr.contains("wrong"),
+        "the password leaked"
+    );
+}
