@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 pub struct Dovecot {
     pub dir: tempfile::TempDir,
+    /// Plain IMAP (STARTTLS when TLS is on).
     pub port: u16,
+    /// Implicit TLS (IMAPS), when started with TLS.
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     conf: PathBuf,
 }
@@ -60,6 +63,7 @@ impl Dovecot {
         std::fs::write(root.join("passwd"), passwd).unwrap();
 
         let port = free_port();
+        let tls_port = tls.as_ref().map(|_| free_port());
         let ssl = match &tls {
             Some(files) => {
                 std::fs::write(root.join("cert.pem"), files.cert_pem).unwrap();
@@ -94,7 +98,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {imaps}
+    ssl = yes
   }}
 }}
 passdb {{
@@ -106,13 +111,15 @@ userdb {{
   args = uid=mail gid=mail home={d}/mail/%u
 }}
 "#,
-            d = root.display()
+            d = root.display(),
+            imaps = tls_port.unwrap_or(0),
         );
         let conf_path = root.join("dovecot.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let mut dovecot = Dovecot {
             dir,
             port,
+            tls_port,
             child: None,
             conf: conf_path,
         };
@@ -148,6 +155,55 @@ userdb {{
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let _ = child.wait();
+        }
+    }
+
+    /// Delivers a message with doveadm, without IMAP (for servers that require TLS), and sets
+    /// keywords on it; the message is found again by its Message-ID.
+    pub fn deliver(
+        &self,
+        user: &str,
+        folder: &str,
+        keywords: &[&str],
+        message_id: &str,
+        message: &str,
+    ) {
+        let mut save = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["save", "-u", user, "-m", folder])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        save.stdin
+            .take()
+            .unwrap()
+            .write_all(message.replace('\n', "\r\n").as_bytes())
+            .unwrap();
+        assert!(
+            save.wait().unwrap().success(),
+            "doveadm save failed: {}",
+            self.log()
+        );
+        for keyword in keywords {
+            let status = Command::new("doveadm")
+                .arg("-c")
+                .arg(&self.conf)
+                .args([
+                    "flags",
+                    "add",
+                    "-u",
+                    user,
+                    keyword,
+                    "mailbox",
+                    folder,
+                    "header",
+                    "Message-ID",
+                    message_id,
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success(), "doveadm flags failed: {}", self.log());
         }
     }
 
@@ -345,4 +401,96 @@ fn literal_size(line: &str) -> Option<usize> {
 
 fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A test CA and a server certificate it signed, for `localhost` and 127.0.0.1, made with the
+/// openssl command line.
+pub struct TestCertificates {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    pub server_pem: String,
+    pub server_key: String,
+}
+
+impl TestCertificates {
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn new() -> TestCertificates {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=crmsync test CA",
+        ]);
+        run(&args);
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        run(&args);
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        TestCertificates {
+            ca_pem: read("ca.pem"),
+            server_pem: read("server.pem"),
+            server_key: read("server.key"),
+            dir,
+        }
+    }
 }
