@@ -438,6 +438,20 @@ fn an_unknown_regarding_number_leaves_no_regarding_and_says_so() {
     let activities = mail.activities();
     assert_eq!(activities.len(), 1);
     assert_eq!(activities[0]["regarding"], Value::Null);
+
+    // The person's keyword is left alone, pass after pass.
+    let again = &mail.sync_ok()["alice"];
+    assert_eq!(again["keywords_written"], 0, "{again:#}");
+    assert_eq!(mail.client("alice").flags("INBOX", 1), ["crm:ACC-4040"]);
+
+    // The tracking pane says why there is no regarding record.
+    let pane = mail
+        .env
+        .ok(&["item", "show", "--mailbox", "alice", "--uid", "INBOX:1"]);
+    assert!(
+        pane.contains("the keyword crm:ACC-4040 names no record"),
+        "{pane}"
+    );
 }
 
 #[test]
@@ -647,4 +661,195 @@ fn tls_and_starttls_refuse_an_untrusted_certificate() {
         );
         assert_eq!(env.json(&["activity", "list"]), serde_json::json!([]));
     }
+}
+
+#[test]
+fn item_show_gives_the_tracking_pane() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    mail.env.ok(&[
+        "record",
+        "add",
+        "opportunity",
+        "--name",
+        "Big deal",
+        "--parent",
+        "ACC-1001",
+    ]);
+    mail.env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Dana",
+        "--email",
+        "dana@x.example",
+    ]);
+    let mut imap = mail.client("alice");
+    imap.append(
+        "INBOX",
+        &["crm:OPP-1001"],
+        &message(
+            "t@x.example",
+            "Dana <dana@x.example>",
+            "alice@example.com",
+            "Tracked",
+        ),
+    );
+    let untracked = imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "u@x.example",
+            "dana@x.example",
+            "nobody@x.example",
+            "Untracked",
+        ),
+    );
+    mail.sync_ok();
+
+    let pane = mail.env.json(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--message-id",
+        "<t@x.example>",
+    ]);
+    assert_eq!(pane["tracked"], true, "{pane:#}");
+    assert_eq!(pane["regarding"]["number"], "OPP-1001");
+    assert_eq!(pane["regarding_parent"]["number"], "ACC-1001");
+    assert_eq!(pane["link_state"], "synced");
+    assert_eq!(pane["addresses"][0]["role"], "from");
+    assert_eq!(pane["addresses"][0]["record"]["number"], "CON-1001");
+    assert_eq!(pane["addresses"][1]["record"]["entity"], "systemuser");
+    assert_eq!(pane["activity"]["subject"], "Tracked");
+
+    let pane = mail.env.json(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--uid",
+        &format!("INBOX:{untracked}"),
+    ]);
+    assert_eq!(pane["tracked"], false, "{pane:#}");
+    assert_eq!(pane["activity"], Value::Null);
+    assert_eq!(
+        pane["addresses"][0]["record"]["number"], "CON-1001",
+        "resolution is shown before tracking"
+    );
+    assert_eq!(pane["addresses"][1]["record"], Value::Null);
+    assert!(
+        pane["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("not tracked"),
+        "{pane:#}"
+    );
+    let text = mail.env.ok(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--uid",
+        &format!("INBOX:{untracked}"),
+    ]);
+    assert!(text.contains("tracked:") && text.contains("no"), "{text}");
+    assert!(
+        text.contains("from:       dana@x.example -> contact CON-1001 (Dana)"),
+        "{text}"
+    );
+
+    let line = mail.env.fails(
+        &["item", "show", "--mailbox", "alice", "--uid", "INBOX:999"],
+        1,
+    );
+    assert_eq!(line, "crmsync: no such message in mailbox alice");
+    let line = mail
+        .env
+        .fails(&["item", "show", "--mailbox", "bob", "--uid", "INBOX:1"], 2);
+    assert!(line.starts_with("crmsync: no mailbox \"bob\""), "{line}");
+    let line = mail
+        .env
+        .fails(&["item", "show", "--mailbox", "alice", "--uid", "INBOX"], 2);
+    assert!(line.contains("expected FOLDER:UID"), "{line}");
+}
+
+#[test]
+fn attachments_and_html_bodies_are_kept() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let multipart = "Message-ID: <mp@x.example>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\
+        From: alice@example.com\nTo: dana@x.example\nSubject: Quote attached\nMIME-Version: 1.0\n\
+        Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n\
+        Content-Type: multipart/alternative; boundary=\"b2\"\n\n--b2\nContent-Type: text/plain\n\nSee the quote.\n\
+        --b2\nContent-Type: text/html\n\n<p>See the <b>quote</b>.</p>\n--b2--\n\
+        --b1\nContent-Type: application/pdf; name=\"quote.pdf\"\nContent-Disposition: attachment; filename=\"quote.pdf\"\n\
+        Content-Transfer-Encoding: base64\n\nJVBERi0xLjQKJcfsj6IK\n--b1--\n";
+    mail.client("alice").append("Archive", &["crm"], multipart);
+    mail.sync_ok();
+    let activity = &mail.activities()[0];
+    assert_eq!(activity["direction"], "outgoing", "From is the owner");
+    assert_eq!(activity["state"], "sent");
+    assert_eq!(
+        activity["description"].as_str().unwrap().trim(),
+        "See the quote."
+    );
+    assert_eq!(activity["attachments"][0]["name"], "quote.pdf");
+    assert_eq!(
+        activity["attachments"][0]["content_type"],
+        "application/pdf"
+    );
+    assert_eq!(activity["attachments"][0]["size"], 15, "the decoded size");
+    let conn = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+    let (html, content): (String, Vec<u8>) = conn
+        .query_row("SELECT a.html_body, t.content FROM activities a JOIN attachments t ON t.activity_id = a.id", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(html.contains("<b>quote</b>"), "{html}");
+    assert_eq!(content, b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n");
+}
+
+#[test]
+fn a_tracked_folder_tracks_every_message_in_it() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    mail.env.write_config(&format!(
+        "{config}[mailbox.tracking]\nfolders = {{ \"Clients/Adventure Works\" = \"ACC-1001\" }}\n"
+    ));
+    let mut imap = mail.client("alice");
+    imap.create("Clients/Adventure Works");
+    let uid = imap.append(
+        "Clients/Adventure Works",
+        &[],
+        &message(
+            "f@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "In the folder",
+        ),
+    );
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 1, "{report:#}");
+    assert_eq!(mail.activities()[0]["regarding"]["number"], "ACC-1001");
+
+    // Moving it out to a watched folder without the keyword untracks it (Alice owns it).
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "other@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Other",
+        ),
+    );
+    imap.uid_move("Clients/Adventure Works", uid, "INBOX");
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["deleted"], 1, "{report:#}");
+    assert!(mail.activities().is_empty());
 }

@@ -223,7 +223,8 @@ pub fn reconcile(
         by_identity.entry(&observed.identity).or_insert(observed);
     }
 
-    // A folder listed empty while links point into it is not believed.
+    // A folder listed empty while links point into it is not believed, unless every one of
+    // those messages was seen elsewhere in this pass (they were all moved out).
     let mut distrusted: HashSet<&str> = HashSet::new();
     for folder in &view.folders {
         if !folder.present.is_empty() {
@@ -233,6 +234,7 @@ pub fn reconcile(
             .iter()
             .filter(|(link, _)| {
                 matches!(&link.location, ItemLocation::Imap { folder: f, .. } if *f == folder.folder)
+                    && !by_identity.contains_key(&link.identity)
             })
             .count();
         if linked > 0 {

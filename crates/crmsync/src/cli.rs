@@ -42,6 +42,9 @@ pub enum Command {
     /// CRM activities: emails, appointments and tasks.
     #[command(subcommand)]
     Activity(ActivityCommand),
+    /// Items of people's stores (messages today).
+    #[command(subcommand)]
+    Item(ItemCommand),
     /// Run one sync pass over every enabled mailbox (or one), then exit.
     ///
     /// Exits 1 when a mailbox failed or an item could not be synced; the summary says which.
@@ -227,6 +230,30 @@ pub enum ActivityCommand {
         id: String,
         /// A record number, or `none`.
         number: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ItemCommand {
+    /// The tracking pane of one message: tracked or not, its regarding record and that record's
+    /// parent, each address and the record it resolved to, and its sync state.
+    Show {
+        /// The mailbox's `id` in the config.
+        #[arg(long, value_name = "ID")]
+        mailbox: String,
+        /// The message's Message-ID (angle brackets optional).
+        #[arg(
+            long,
+            value_name = "MID",
+            conflicts_with = "uid",
+            required_unless_present = "uid"
+        )]
+        message_id: Option<String>,
+        /// The message's folder and UID, as FOLDER:UID.
+        #[arg(long, value_name = "FOLDER:UID")]
+        uid: Option<String>,
         #[command(flatten)]
         output: JsonFlag,
     },

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::User(command) => commands::users::run(&cli.config, command),
         Command::Record(command) => commands::records::run(&cli.config, command),
         Command::Activity(command) => commands::activities::run(&cli.config, command),
+        Command::Item(command) => commands::items::run(&cli.config, command),
         Command::Sync { mailbox, output } => {
             commands::sync::run(&cli.config, mailbox.as_deref(), output.json)
         }

@@ -9,6 +9,8 @@
 //! failure is retried on the next pass instead of being skipped.
 #![forbid(unsafe_code)]
 
+pub mod item;
+
 use std::collections::{HashMap, HashSet};
 
 use crmsync_config::{MailboxConfig, Secret};
@@ -348,7 +350,15 @@ async fn email_pass<S: CrmStore>(
                 } else {
                     LinkState::Synced
                 };
-                let regarding = pending_regarding.remove(&identity);
+                let mut regarding = pending_regarding.remove(&identity);
+                if let Some(wanted) = regarding.take() {
+                    let (known, warning) = known_regarding(store, wanted);
+                    if let Some(warning) = warning {
+                        report.warn(format!("{}: {warning}", location_text(&link.location)));
+                        link.base.set("regarding", "");
+                    }
+                    regarding = Some(known);
+                }
                 match store.update_link(&link, regarding.as_ref().map(Option::as_ref)) {
                     Ok(warning) => {
                         report.updated += 1;
@@ -428,6 +438,31 @@ async fn email_pass<S: CrmStore>(
     Ok(())
 }
 
+/// A regarding number as the CRM can take it: `None` with a warning when no record has it.
+fn known_regarding<S: CrmStore>(
+    store: &S,
+    number: Option<RecordNumber>,
+) -> (Option<RecordNumber>, Option<String>) {
+    match number {
+        Some(number) => match store.record(&number) {
+            Ok(_) => (Some(number), None),
+            Err(StoreError::NotFound(_)) => (
+                None,
+                Some(format!(
+                    "regarding record {number} does not exist; the activity has no regarding record"
+                )),
+            ),
+            Err(error) => (None, Some(format!("regarding record {number}: {error}"))),
+        },
+        None => (None, None),
+    }
+}
+
+fn location_text(location: &ItemLocation) -> String {
+    let (folder, uid) = imap_location(location);
+    format!("{folder}:{uid}")
+}
+
 fn parties(parsed: &message::ParsedEmail, report_warning: &mut Vec<String>) -> Vec<NewParty> {
     let mut parties = Vec::new();
     let roles: [(PartyRole, &Vec<MessageAddress>); 4] = [
@@ -481,6 +516,12 @@ async fn track<S: CrmStore>(
         state: LinkState::Synced,
     };
     let store_error = |error: StoreError| format!("CRM store: {error}");
+    let (regarding, mut warning) = known_regarding(store, regarding);
+    if warning.is_some() {
+        // The base records what both sides hold: the CRM holds no regarding record. The
+        // keyword stays on the message untouched.
+        link.base.set("regarding", "");
+    }
     if let Some(existing) = store
         .email_activity(message_id, content_hash.as_str())
         .map_err(store_error)?
@@ -489,7 +530,7 @@ async fn track<S: CrmStore>(
         // here is this mailbox's change to the shared activity.
         link.crm = CrmRef::Activity(existing);
         let change = regarding.as_ref().map(Some);
-        let warning = store.update_link(&link, change).map_err(store_error)?;
+        store.update_link(&link, change).map_err(store_error)?;
         return Ok((false, warning));
     }
     let (folder, uid) = imap_location(&observed.location);
@@ -528,7 +569,7 @@ async fn track<S: CrmStore>(
             .collect(),
         regarding,
     };
-    let (_, warning) = store.track_email(&email, &link).map_err(store_error)?;
-    warnings.extend(warning);
+    store.track_email(&email, &link).map_err(store_error)?;
+    warnings.extend(warning.take());
     Ok((true, (!warnings.is_empty()).then(|| warnings.join("; "))))
 }

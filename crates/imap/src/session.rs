@@ -277,6 +277,49 @@ impl ImapSession {
         })
     }
 
+    /// The flags and header of one message, or `None` when the folder has no such UID.
+    pub async fn fetch_header(
+        &mut self,
+        folder: &str,
+        uid: u32,
+    ) -> Result<Option<FetchedHeader>, ImapError> {
+        self.ensure_selected(folder).await?;
+        self.counters.fetch_commands += 1;
+        let fetches: Vec<_> = bounded("UID FETCH header", async {
+            self.session
+                .uid_fetch(uid.to_string(), "(UID FLAGS BODY.PEEK[HEADER])")
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        Ok(fetches
+            .iter()
+            .find(|fetch| fetch.uid == Some(uid))
+            .map(|fetch| FetchedHeader {
+                uid,
+                keywords: keywords(fetch.flags()),
+                header: fetch.header().unwrap_or_default().to_vec(),
+            }))
+    }
+
+    /// The UIDs of the messages in `folder` with this Message-ID (without angle brackets).
+    pub async fn search_message_id(
+        &mut self,
+        folder: &str,
+        message_id: &str,
+    ) -> Result<Vec<u32>, ImapError> {
+        self.ensure_selected(folder).await?;
+        let quoted = message_id.replace('\\', "\\\\").replace('"', "\\\"");
+        let query = format!("HEADER Message-ID \"{quoted}\"");
+        let mut uids: Vec<u32> = bounded("UID SEARCH", self.session.uid_search(&query))
+            .await?
+            .into_iter()
+            .collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
     /// Fetches a whole message, without setting `\Seen`.
     pub async fn fetch_message(&mut self, folder: &str, uid: u32) -> Result<Vec<u8>, ImapError> {
         self.ensure_selected(folder).await?;

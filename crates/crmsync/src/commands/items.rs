@@ -1,0 +1,161 @@
+//! `crmsync item show`: the tracking pane of one message.
+
+use std::path::Path;
+
+use crmsync_engine::item::{AddressResolution, ItemPane, Locator, item_pane};
+use crmsync_store::{RecordRef, SqliteStore};
+use serde_json::{Value, json};
+
+use super::{CLI_ORIGIN, load_config};
+use crate::cli::ItemCommand;
+use crate::output::{activity_json, print_details, print_json, record_ref_json, ref_label};
+use crate::usage;
+
+pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
+    let ItemCommand::Show {
+        mailbox,
+        message_id,
+        uid,
+        output,
+    } = command;
+    let locator = match (message_id, uid) {
+        (Some(message_id), None) => {
+            Locator::MessageId(message_id.trim().trim_matches(['<', '>']).to_owned())
+        }
+        (None, Some(uid)) => {
+            let (folder, number) = uid.rsplit_once(':').ok_or_else(|| {
+                usage(format!(
+                    "--uid {uid:?}: expected FOLDER:UID, such as INBOX:42"
+                ))
+            })?;
+            let number = number
+                .parse()
+                .map_err(|_| usage(format!("--uid {uid:?}: {number:?} is not a UID")))?;
+            Locator::Uid {
+                folder: folder.to_owned(),
+                uid: number,
+            }
+        }
+        _ => return Err(usage("give --message-id or --uid")),
+    };
+    let config = load_config(config_path)?;
+    let mailbox = config.mailbox(&mailbox).ok_or_else(|| {
+        usage(format!(
+            "no mailbox {mailbox:?} in {}",
+            config.path.display()
+        ))
+    })?;
+    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let pane = runtime
+        .block_on(item_pane(&store, mailbox, &locator))
+        .map_err(anyhow::Error::msg)?;
+    if output.json {
+        print_json(&pane_json(&pane));
+    } else {
+        print_pane(&pane);
+    }
+    Ok(())
+}
+
+fn resolution_json(resolution: &AddressResolution) -> (Value, Value) {
+    match resolution {
+        AddressResolution::Resolved(record) => (record_ref_json(record), json!([])),
+        AddressResolution::Ambiguous(candidates) => (
+            Value::Null,
+            json!(candidates.iter().map(record_ref_json).collect::<Vec<_>>()),
+        ),
+        AddressResolution::Unresolved => (Value::Null, json!([])),
+    }
+}
+
+fn pane_json(pane: &ItemPane) -> Value {
+    let optional =
+        |record: &Option<RecordRef>| record.as_ref().map_or(Value::Null, record_ref_json);
+    json!({
+        "mailbox": pane.mailbox,
+        "tracked": pane.tracked,
+        "location": pane.location,
+        "message_id": pane.message_id,
+        "keywords": pane.keywords,
+        "regarding": optional(&pane.regarding),
+        "regarding_parent": optional(&pane.regarding_parent),
+        "addresses": pane.addresses.iter().map(|a| {
+            let (record, candidates) = resolution_json(&a.resolution);
+            json!({"role": a.role.as_str(), "address": a.address, "record": record, "candidates": candidates})
+        }).collect::<Vec<_>>(),
+        "activity": pane.activity.as_ref().map_or(Value::Null, activity_json),
+        "link_state": pane.link_state,
+        "notes": pane.notes,
+    })
+}
+
+fn print_pane(pane: &ItemPane) {
+    let tracked = match &pane.link_state {
+        Some(state) => format!("yes (link {state})"),
+        None => "no".to_owned(),
+    };
+    let mut details = vec![
+        ("mailbox", pane.mailbox.clone()),
+        ("tracked", tracked),
+        (
+            "location",
+            pane.location.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "message id",
+            pane.message_id.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "keywords",
+            if pane.keywords.is_empty() {
+                "-".into()
+            } else {
+                pane.keywords.join(" ")
+            },
+        ),
+    ];
+    if let Some(activity) = &pane.activity {
+        details.push((
+            "activity",
+            format!(
+                "{} {:?} ({}, {}), owner {}",
+                activity.id,
+                activity.subject,
+                activity.activity_type,
+                activity.state,
+                activity.owner
+            ),
+        ));
+    }
+    details.push(("regarding", ref_label(pane.regarding.as_ref())));
+    details.push(("parent", ref_label(pane.regarding_parent.as_ref())));
+    print_details(&details);
+    for address in &pane.addresses {
+        let resolved = match &address.resolution {
+            AddressResolution::Resolved(record) => {
+                format!("{} {} ({})", record.entity, record.number, record.name)
+            }
+            AddressResolution::Ambiguous(candidates) => format!(
+                "ambiguous: {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("{} {}", c.entity, c.number))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            AddressResolution::Unresolved => "unresolved".to_owned(),
+        };
+        println!(
+            "{:<11} {} -> {}",
+            format!("{}:", address.role),
+            address.address,
+            resolved
+        );
+    }
+    for note in &pane.notes {
+        println!("note:       {note}");
+    }
+}

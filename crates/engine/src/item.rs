@@ -1,0 +1,271 @@
+//! The tracking pane of one message (`crmsync item show`): whether it is tracked, what it
+//! regards, each address and the record it resolved to, and the state of its sync link.
+//!
+//! A tracked message is described from the store alone. An untracked one is looked up on the
+//! IMAP server (headers and flags only) and its addresses are resolved the way tracking would
+//! resolve them, so a person sees what tracking it would do.
+
+use crmsync_config::MailboxConfig;
+use crmsync_core::email::TrackingRules;
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, SyncLink};
+use crmsync_core::model::{EmailAddress, PartyRole};
+use crmsync_core::resolve::{self, Resolution};
+use crmsync_imap::ImapSession;
+use crmsync_imap::message;
+use crmsync_store::{ActivityRow, CrmStore, RecordRef, StoreError};
+
+/// How a person names the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    MessageId(String),
+    Uid { folder: String, uid: u32 },
+}
+
+/// What an address resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressResolution {
+    Resolved(RecordRef),
+    Ambiguous(Vec<RecordRef>),
+    Unresolved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneAddress {
+    pub role: PartyRole,
+    pub address: String,
+    pub resolution: AddressResolution,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemPane {
+    pub mailbox: String,
+    pub tracked: bool,
+    /// `FOLDER:UID` where the message sits, when known.
+    pub location: Option<String>,
+    pub message_id: Option<String>,
+    pub keywords: Vec<String>,
+    pub activity: Option<ActivityRow>,
+    pub regarding: Option<RecordRef>,
+    /// The parent of the regarding record (the account of a contact, say).
+    pub regarding_parent: Option<RecordRef>,
+    pub addresses: Vec<PaneAddress>,
+    /// The sync link's state, for a tracked message.
+    pub link_state: Option<String>,
+    pub notes: Vec<String>,
+}
+
+fn location_text(location: &ItemLocation) -> String {
+    match location {
+        ItemLocation::Imap { folder, uid, .. } => format!("{folder}:{uid}"),
+        ItemLocation::Collection { collection, href } => format!("{collection}/{href}"),
+    }
+}
+
+fn matches(link: &SyncLink, locator: &Locator) -> bool {
+    match (locator, &link.identity, &link.location) {
+        (Locator::MessageId(wanted), ItemIdentity::Email { message_id, .. }, _) => {
+            message_id.eq_ignore_ascii_case(wanted)
+        }
+        (
+            Locator::Uid { folder, uid },
+            _,
+            ItemLocation::Imap {
+                folder: f, uid: u, ..
+            },
+        ) => f == folder && u == uid,
+        _ => false,
+    }
+}
+
+/// Builds the pane. `Err` is a failure to look (store or server unreachable), not "not found".
+pub async fn item_pane<S: CrmStore>(
+    store: &S,
+    mailbox: &MailboxConfig,
+    locator: &Locator,
+) -> Result<ItemPane, String> {
+    let store_error = |error: StoreError| format!("CRM store: {error}");
+    let mut pane = ItemPane {
+        mailbox: mailbox.id.clone(),
+        tracked: false,
+        location: None,
+        message_id: None,
+        keywords: Vec::new(),
+        activity: None,
+        regarding: None,
+        regarding_parent: None,
+        addresses: Vec::new(),
+        link_state: None,
+        notes: Vec::new(),
+    };
+    let link = store
+        .links(&mailbox.id)
+        .map_err(store_error)?
+        .into_iter()
+        .find(|link| link.kind == ItemKind::Email && matches(link, locator));
+    if let Some(link) = link {
+        pane.tracked = true;
+        pane.location = Some(location_text(&link.location));
+        pane.link_state = Some(link.state.as_str().to_owned());
+        if let ItemIdentity::Email { message_id, .. } = &link.identity {
+            pane.message_id = Some(message_id.clone());
+        }
+        pane.keywords = link
+            .base
+            .get("signal")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        if let CrmRef::Activity(id) = link.crm {
+            match store.activity(id) {
+                Ok(activity) => {
+                    describe_activity(store, &mut pane, &activity, &mailbox.tracking.keyword)?;
+                    pane.activity = Some(activity);
+                }
+                Err(StoreError::NotFound(_)) => pane
+                    .notes
+                    .push("the activity was deleted in the CRM; the tracking keyword goes on the next pass".into()),
+                Err(error) => return Err(store_error(error)),
+            }
+        }
+        return Ok(pane);
+    }
+
+    // Not tracked: look at the message itself, headers and flags only.
+    let Some(imap) = &mailbox.imap else {
+        pane.notes.push("not tracked".into());
+        return Ok(pane);
+    };
+    let password = imap
+        .password
+        .read()
+        .map_err(|e| format!("IMAP password: {e}"))?;
+    let mut session = ImapSession::connect(imap, &password)
+        .await
+        .map_err(|e| format!("IMAP: {e}"))?;
+    let mut found = None;
+    match locator {
+        Locator::Uid { folder, uid } => {
+            let header = session
+                .fetch_header(folder, *uid)
+                .await
+                .map_err(|e| format!("IMAP: {e}"))?;
+            found = header.map(|h| (folder.clone(), h));
+        }
+        Locator::MessageId(message_id) => {
+            for folder in &imap.folders {
+                let uids = session
+                    .search_message_id(folder, message_id)
+                    .await
+                    .map_err(|e| format!("IMAP: {e}"))?;
+                if let Some(uid) = uids.first() {
+                    let header = session
+                        .fetch_header(folder, *uid)
+                        .await
+                        .map_err(|e| format!("IMAP: {e}"))?;
+                    found = header.map(|h| (folder.clone(), h));
+                    break;
+                }
+            }
+        }
+    }
+    session.logout().await;
+    let Some((folder, header)) = found else {
+        return Err(format!("no such message in mailbox {}", mailbox.id));
+    };
+    pane.location = Some(format!("{folder}:{}", header.uid));
+    pane.keywords = header.keywords.clone();
+    let rules = TrackingRules {
+        keyword: mailbox.tracking.keyword.clone(),
+        folders: mailbox.tracking.folders.clone(),
+    };
+    let signal = rules.signal(&folder, &header.keywords);
+    pane.notes.push(if signal.tracked {
+        "not tracked yet: it carries a tracking signal, so the next pass tracks it".into()
+    } else {
+        format!(
+            "not tracked: give it the keyword {:?} to track it",
+            rules.keyword
+        )
+    });
+    let summary = message::summarize(&header.header).map_err(|e| e.to_string())?;
+    pane.message_id = summary.message_id;
+    let parsed = message::parse(&header.header).map_err(|e| e.to_string())?;
+    for (role, addresses) in [
+        (PartyRole::From, &parsed.from),
+        (PartyRole::To, &parsed.to),
+        (PartyRole::Cc, &parsed.cc),
+    ] {
+        for address in addresses {
+            let resolution = match EmailAddress::new(&address.address) {
+                Ok(valid) => resolve_address(store, &valid)?,
+                Err(_) => AddressResolution::Unresolved,
+            };
+            pane.addresses.push(PaneAddress {
+                role,
+                address: address.address.clone(),
+                resolution,
+            });
+        }
+    }
+    Ok(pane)
+}
+
+fn resolve_address<S: CrmStore>(
+    store: &S,
+    address: &EmailAddress,
+) -> Result<AddressResolution, String> {
+    let store_error = |error: StoreError| format!("CRM store: {error}");
+    let candidates = store.records_with_email(address).map_err(store_error)?;
+    let reference = |id| -> Result<RecordRef, String> {
+        let found = store.records(None).map_err(store_error)?;
+        found
+            .into_iter()
+            .find(|r| r.record.id == id)
+            .map(|r| r.record)
+            .ok_or_else(|| "record vanished".to_owned())
+    };
+    Ok(match resolve::resolve(&candidates) {
+        Resolution::Resolved(id) => AddressResolution::Resolved(reference(id)?),
+        Resolution::Ambiguous(ids) => {
+            AddressResolution::Ambiguous(ids.into_iter().map(reference).collect::<Result<_, _>>()?)
+        }
+        Resolution::Unresolved => AddressResolution::Unresolved,
+    })
+}
+
+fn describe_activity<S: CrmStore>(
+    store: &S,
+    pane: &mut ItemPane,
+    activity: &ActivityRow,
+    keyword: &str,
+) -> Result<(), String> {
+    pane.regarding = activity.regarding.clone();
+    if let Some(regarding) = &activity.regarding {
+        let record = store
+            .record(&regarding.number)
+            .map_err(|e| format!("CRM store: {e}"))?;
+        pane.regarding_parent = record.parent;
+    } else {
+        let prefix = format!("{}:", keyword.to_ascii_lowercase());
+        for word in &pane.keywords {
+            if word.to_ascii_lowercase().starts_with(&prefix) {
+                pane.notes.push(format!(
+                    "the keyword {word} names no record: no regarding record is set"
+                ));
+            }
+        }
+    }
+    for party in &activity.parties {
+        let resolution = match (&party.record, party.candidates.is_empty()) {
+            (Some(record), _) => AddressResolution::Resolved(record.clone()),
+            (None, false) => AddressResolution::Ambiguous(party.candidates.clone()),
+            (None, true) => AddressResolution::Unresolved,
+        };
+        pane.addresses.push(PaneAddress {
+            role: party.role,
+            address: party.address.clone(),
+            resolution,
+        });
+    }
+    Ok(())
+}
