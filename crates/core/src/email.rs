@@ -108,6 +108,10 @@ pub struct FolderView {
 pub struct MailboxView {
     pub folders: Vec<FolderView>,
     pub changed: Vec<Observed>,
+    /// An administrator confirmed that folders listing no message really are empty
+    /// (`crmsync sync --accept-empty`); otherwise such a listing is not believed while links
+    /// point into the folder.
+    pub accept_empty: bool,
 }
 
 /// The CRM side of a link.
@@ -178,7 +182,11 @@ pub enum DropReason {
 const REGARDING: &str = "regarding";
 const SIGNAL: &str = "signal";
 
+/// The base of a link. Keywords are kept sorted: servers list flags in no fixed order.
 fn base_for(regarding: Option<&RecordNumber>, keywords: &[String]) -> Snapshot {
+    let mut keywords = keywords.to_vec();
+    keywords.sort_unstable();
+    keywords.dedup();
     let mut base = Snapshot::new();
     base.set(REGARDING, regarding.map_or("", RecordNumber::as_str));
     base.set(SIGNAL, &keywords.join(" "));
@@ -227,7 +235,7 @@ pub fn reconcile(
     // those messages was seen elsewhere in this pass (they were all moved out).
     let mut distrusted: HashSet<&str> = HashSet::new();
     for folder in &view.folders {
-        if !folder.present.is_empty() {
+        if !folder.present.is_empty() || view.accept_empty {
             continue;
         }
         let linked = links

@@ -52,6 +52,11 @@ pub enum Command {
         /// Only this mailbox (its `id` in the config).
         #[arg(long, value_name = "ID")]
         mailbox: Option<String>,
+        /// Believe folders that list no message although tracked messages were in them:
+        /// drop those links (the activities stay). Without it, such a listing changes
+        /// nothing and the mailbox reports an error.
+        #[arg(long)]
+        accept_empty: bool,
         #[command(flatten)]
         output: JsonFlag,
     },

@@ -42,9 +42,11 @@ fn main() -> ExitCode {
         Command::Record(command) => commands::records::run(&cli.config, command),
         Command::Activity(command) => commands::activities::run(&cli.config, command),
         Command::Item(command) => commands::items::run(&cli.config, command),
-        Command::Sync { mailbox, output } => {
-            commands::sync::run(&cli.config, mailbox.as_deref(), output.json)
-        }
+        Command::Sync {
+            mailbox,
+            accept_empty,
+            output,
+        } => commands::sync::run(&cli.config, mailbox.as_deref(), accept_empty, output.json),
         Command::Status(flags) => status::run(&cli.config, &flags),
     };
     match result {

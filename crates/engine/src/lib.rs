@@ -99,9 +99,22 @@ impl PassReport {
     }
 }
 
+/// How a pass runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassOptions {
+    /// Believe folders that list no message although tracked messages were in them (an
+    /// administrator emptied them on purpose): their links are dropped. Without it such a
+    /// listing changes nothing and puts the mailbox in the error state.
+    pub accept_empty: bool,
+}
+
 /// Runs one pass over a mailbox. Never panics on what the servers or the store hold; every
 /// problem ends up in the report.
-pub async fn sync_mailbox<S: CrmStore>(store: &mut S, mailbox: &MailboxConfig) -> PassReport {
+pub async fn sync_mailbox<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    options: PassOptions,
+) -> PassReport {
     let mut report = PassReport::new(&mailbox.id);
     if !mailbox.enabled {
         report.state = MailboxState::Disabled;
@@ -137,7 +150,7 @@ pub async fn sync_mailbox<S: CrmStore>(store: &mut S, mailbox: &MailboxConfig) -
                 return report;
             }
         };
-        if let Err(message) = email_pass(store, mailbox, &password, &mut report).await {
+        if let Err(message) = email_pass(store, mailbox, &password, options, &mut report).await {
             report.fail(message);
         }
     }
@@ -160,6 +173,7 @@ async fn email_pass<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,
     password: &Secret,
+    options: PassOptions,
     report: &mut PassReport,
 ) -> Result<(), String> {
     let imap = mailbox.imap.as_ref().expect("checked by the caller");
@@ -205,7 +219,10 @@ async fn email_pass<S: CrmStore>(
         .collect();
 
     // Observe.
-    let mut view = MailboxView::default();
+    let mut view = MailboxView {
+        accept_empty: options.accept_empty,
+        ..MailboxView::default()
+    };
     let mut markers: Vec<(String, FolderMarkers)> = Vec::new();
     let mut failed_folders: HashSet<String> = HashSet::new();
     for folder in &imap.folders {
@@ -412,7 +429,7 @@ async fn email_pass<S: CrmStore>(
             }
             Effect::SuspiciousEmptyFolder { folder, links } => {
                 report.fail(format!(
-                    "folder {folder:?} lists no message while {links} tracked messages were in it: nothing was changed for them"
+                    "folder {folder:?} lists no message while {links} tracked messages were in it: nothing was changed for them (if it was emptied on purpose, run crmsync sync --accept-empty)"
                 ));
                 failed_folders.insert(folder);
             }

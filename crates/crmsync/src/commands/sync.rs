@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crmsync_engine::{PassReport, sync_mailbox};
+use crmsync_engine::{PassOptions, PassReport, sync_mailbox};
 use crmsync_store::SqliteStore;
 use serde_json::json;
 
@@ -13,7 +13,12 @@ use crate::usage;
 /// The origin of a one-shot pass's writes in the change journal.
 const SYNC_ORIGIN: &str = "crmsync-sync";
 
-pub fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<()> {
+pub fn run(
+    config_path: &Path,
+    only: Option<&str>,
+    accept_empty: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let mailboxes: Vec<_> = match only {
         Some(id) => vec![
@@ -36,7 +41,7 @@ pub fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::Result
     let reports: Vec<PassReport> = runtime.block_on(async {
         let mut reports = Vec::new();
         for mailbox in mailboxes {
-            reports.push(sync_mailbox(&mut store, mailbox).await);
+            reports.push(sync_mailbox(&mut store, mailbox, PassOptions { accept_empty }).await);
         }
         reports
     });

@@ -1,0 +1,496 @@
+//! The email reconciler, as scenarios and as a model checked against random histories.
+//!
+//! The model plays both sides: a mailbox of messages (folder, keywords) and a CRM of activities
+//! (regarding), with the sync links between them, and applies the reconciler's effects the way
+//! the engine does, each effect on its own (so a crash can fall between any two). Random
+//! histories of tracking, untracking, moving, expunging, CRM-side deletes and regarding changes
+//! on both sides, with passes and crashes in between, must end, after two clean passes, in a
+//! state where every tracked message has exactly one activity, both sides agree, nothing is
+//! duplicated, and a further pass does nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crmsync_core::email::{
+    CrmState, Effect, FolderView, MailboxView, Observed, TrackingRules, reconcile,
+};
+use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, SyncLink};
+use crmsync_core::model::{ActivityId, ConflictPolicy, RecordNumber};
+use proptest::prelude::*;
+
+const FOLDERS: [&str; 3] = ["INBOX", "Archive", "Clients"];
+
+fn rules() -> TrackingRules {
+    TrackingRules {
+        keyword: "crm".into(),
+        folders: [("Clients".to_owned(), RecordNumber::new("ACC-1").unwrap())].into(),
+    }
+}
+
+fn identity(n: u8) -> ItemIdentity {
+    ItemIdentity::Email {
+        message_id: format!("m{n}@example.com"),
+        content_hash: ContentHash::new("abcd").unwrap(),
+    }
+}
+
+fn number_of(identity: &ItemIdentity) -> u8 {
+    match identity {
+        ItemIdentity::Email { message_id, .. } => message_id[1..message_id.find('@').unwrap()]
+            .parse()
+            .unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Message {
+    folder: &'static str,
+    uid: u32,
+    keywords: BTreeSet<String>,
+    /// Changed since the last completed pass (what the engine's CHANGEDSINCE returns).
+    dirty: bool,
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    messages: BTreeMap<u8, Message>,
+    /// Activities by message number: their regarding record.
+    activities: BTreeMap<u8, Option<String>>,
+    links: BTreeMap<u8, SyncLink>,
+    next_uid: u32,
+    /// Activities created per message while one already existed: duplicates.
+    duplicates: u32,
+    /// Messages whose keywords the engine wrote during the current pass.
+    written: Vec<u8>,
+    /// Whether passes believe empty folder listings (`sync --accept-empty`).
+    accept_empty: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Deliver(u8, &'static str, bool),
+    Track(u8),
+    Untrack(u8),
+    SetRegardingKeyword(u8, &'static str),
+    Move(u8, &'static str),
+    Expunge(u8),
+    CrmDelete(u8),
+    CrmRegarding(u8, Option<&'static str>),
+    Sync,
+    CrashingSync(usize),
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            messages: BTreeMap::new(),
+            activities: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_uid: 1,
+            duplicates: 0,
+            written: Vec::new(),
+            accept_empty: false,
+        }
+    }
+
+    fn location(message: &Message) -> ItemLocation {
+        ItemLocation::Imap {
+            folder: message.folder.into(),
+            uid_validity: 1,
+            uid: message.uid,
+        }
+    }
+
+    fn view(&self) -> MailboxView {
+        let folders = FOLDERS
+            .iter()
+            .map(|folder| FolderView {
+                folder: (*folder).into(),
+                uid_validity: 1,
+                present: self
+                    .messages
+                    .values()
+                    .filter(|m| m.folder == *folder)
+                    .map(|m| m.uid)
+                    .collect(),
+            })
+            .collect();
+        let changed = self
+            .messages
+            .iter()
+            .filter(|(_, m)| m.dirty)
+            .map(|(n, m)| Observed {
+                identity: identity(*n),
+                location: World::location(m),
+                keywords: m.keywords.iter().cloned().collect(),
+            })
+            .collect();
+        MailboxView {
+            folders,
+            changed,
+            accept_empty: self.accept_empty,
+        }
+    }
+
+    fn links_with_crm(&self) -> Vec<(SyncLink, CrmState)> {
+        self.links
+            .iter()
+            .map(|(n, link)| {
+                let crm = match self.activities.get(n) {
+                    Some(regarding) => CrmState::Present {
+                        regarding: regarding.as_deref().map(|r| RecordNumber::new(r).unwrap()),
+                        owned_by_mailbox_owner: true,
+                    },
+                    None => CrmState::Deleted,
+                };
+                (link.clone(), crm)
+            })
+            .collect()
+    }
+
+    fn effects(&self, policy: ConflictPolicy) -> Vec<Effect> {
+        reconcile(&rules(), policy, &self.view(), &self.links_with_crm())
+    }
+
+    /// One pass; `crash_after` stops after that many effects, as a kill would.
+    fn pass(&mut self, crash_after: Option<usize>) {
+        let effects = self.effects(ConflictPolicy::MailboxWins);
+        let mut pending: BTreeMap<u8, Option<RecordNumber>> = BTreeMap::new();
+        for (index, effect) in effects.into_iter().enumerate() {
+            if crash_after == Some(index) {
+                self.after_pass(false);
+                return;
+            }
+            self.apply(effect, &mut pending);
+        }
+        self.after_pass(true);
+    }
+
+    fn after_pass(&mut self, completed: bool) {
+        if completed {
+            // A completed pass saves the folder markers: what it saw is no longer "changed".
+            for message in self.messages.values_mut() {
+                message.dirty = false;
+            }
+        }
+        // The engine's own keyword writes bump the mod-sequences after the markers were
+        // read, so the next pass sees those messages again.
+        for n in std::mem::take(&mut self.written) {
+            if let Some(message) = self.messages.get_mut(&n) {
+                message.dirty = true;
+            }
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, pending: &mut BTreeMap<u8, Option<RecordNumber>>) {
+        match effect {
+            Effect::Track {
+                observed,
+                regarding,
+                base,
+            } => {
+                let n = number_of(&observed.identity);
+                // The activity and its link in one transaction.
+                if self.activities.contains_key(&n) {
+                    self.duplicates += 1;
+                }
+                self.activities.insert(n, regarding.map(|r| r.to_string()));
+                self.links.insert(
+                    n,
+                    SyncLink {
+                        mailbox: "alice".into(),
+                        kind: ItemKind::Email,
+                        identity: observed.identity,
+                        location: observed.location,
+                        crm: CrmRef::Activity(ActivityId(uuid::Uuid::from_u128(n.into()))),
+                        base,
+                        item_version: None,
+                        crm_version: None,
+                        created_by: ItemCreator::Mailbox,
+                        state: LinkState::Synced,
+                    },
+                );
+            }
+            Effect::SetRegarding {
+                identity,
+                regarding,
+            } => {
+                pending.insert(number_of(&identity), regarding);
+            }
+            Effect::WriteKeywords {
+                location,
+                add,
+                remove,
+            } => {
+                let ItemLocation::Imap { uid, .. } = location else {
+                    unreachable!()
+                };
+                if let Some((n, message)) = self.messages.iter_mut().find(|(_, m)| m.uid == uid) {
+                    for keyword in remove {
+                        message.keywords.remove(&keyword);
+                    }
+                    message.keywords.extend(add);
+                    self.written.push(*n);
+                }
+            }
+            Effect::UpdateLink {
+                identity,
+                location,
+                base,
+            } => {
+                let n = number_of(&identity);
+                // The regarding change and the link in one transaction.
+                if let Some(regarding) = pending.remove(&n)
+                    && let Some(activity) = self.activities.get_mut(&n)
+                {
+                    *activity = regarding.map(|r| r.to_string());
+                }
+                let deleted = !self.activities.contains_key(&n);
+                if let Some(link) = self.links.get_mut(&n) {
+                    link.location = location;
+                    link.base = base;
+                    link.state = if deleted {
+                        LinkState::CrmDeleted
+                    } else {
+                        LinkState::Synced
+                    };
+                }
+            }
+            Effect::DeleteActivity { identity } => {
+                let n = number_of(&identity);
+                self.links.remove(&n);
+                self.activities.remove(&n);
+            }
+            Effect::DropLink { identity, .. } => {
+                self.links.remove(&number_of(&identity));
+            }
+            Effect::Conflict { .. } | Effect::SuspiciousEmptyFolder { .. } => {}
+        }
+    }
+
+    fn edit(&mut self, n: u8, change: impl FnOnce(&mut Message)) {
+        if let Some(message) = self.messages.get_mut(&n) {
+            change(message);
+            message.dirty = true;
+        }
+    }
+
+    fn run(&mut self, step: &Step) {
+        match step {
+            Step::Deliver(n, folder, tracked) => {
+                if !self.messages.contains_key(n) {
+                    let keywords = if *tracked {
+                        ["crm".to_owned()].into()
+                    } else {
+                        BTreeSet::new()
+                    };
+                    let uid = self.next_uid;
+                    self.next_uid += 1;
+                    self.messages.insert(
+                        *n,
+                        Message {
+                            folder,
+                            uid,
+                            keywords,
+                            dirty: true,
+                        },
+                    );
+                }
+            }
+            Step::Track(n) => self.edit(*n, |m| {
+                m.keywords.insert("crm".into());
+            }),
+            Step::Untrack(n) => self.edit(*n, |m| m.keywords.retain(|k| !k.starts_with("crm"))),
+            Step::SetRegardingKeyword(n, number) => self.edit(*n, |m| {
+                m.keywords.retain(|k| !k.starts_with("crm:"));
+                m.keywords.insert(format!("crm:{number}"));
+            }),
+            Step::Move(n, folder) => {
+                let uid = self.next_uid;
+                if let Some(message) = self.messages.get_mut(n) {
+                    message.folder = folder;
+                    message.uid = uid;
+                    message.dirty = true;
+                    self.next_uid += 1;
+                }
+            }
+            Step::Expunge(n) => {
+                self.messages.remove(n);
+            }
+            Step::CrmDelete(n) => {
+                self.activities.remove(n);
+            }
+            Step::CrmRegarding(n, number) => {
+                if let Some(activity) = self.activities.get_mut(n) {
+                    *activity = number.map(str::to_owned);
+                }
+            }
+            Step::Sync => self.pass(None),
+            Step::CrashingSync(after) => self.pass(Some(*after)),
+        }
+    }
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let message = 0u8..4;
+    let folder = prop::sample::select(FOLDERS.to_vec());
+    let number = prop::sample::select(vec!["ACC-1", "ACC-2", "CON-7"]);
+    prop_oneof![
+        (message.clone(), folder.clone(), any::<bool>())
+            .prop_map(|(n, f, t)| Step::Deliver(n, f, t)),
+        message.clone().prop_map(Step::Track),
+        message.clone().prop_map(Step::Untrack),
+        (message.clone(), number.clone()).prop_map(|(n, r)| Step::SetRegardingKeyword(n, r)),
+        (message.clone(), folder).prop_map(|(n, f)| Step::Move(n, f)),
+        message.clone().prop_map(Step::Expunge),
+        message.clone().prop_map(Step::CrmDelete),
+        (message, prop::option::of(number)).prop_map(|(n, r)| Step::CrmRegarding(n, r)),
+        Just(Step::Sync),
+        (0usize..4).prop_map(Step::CrashingSync),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn histories_converge_without_duplicates(steps in prop::collection::vec(step(), 1..30)) {
+        let mut world = World::new();
+        for step in &steps {
+            world.run(step);
+        }
+        world.pass(None);
+        world.pass(None);
+        // Links into folders that list empty are kept, and the pass says why, until an
+        // administrator accepts the empty listing.
+        let effects = world.effects(ConflictPolicy::MailboxWins);
+        prop_assert!(
+            effects.iter().all(|e| matches!(e, Effect::SuspiciousEmptyFolder { .. })),
+            "a further pass is not idle: {:?}\n{:#?}", effects, world
+        );
+        for link in world.links.values() {
+            let ItemLocation::Imap { folder, .. } = &link.location else { unreachable!() };
+            let folder_empty = !world.messages.values().any(|m| m.folder == folder);
+            let message_present = world.messages.contains_key(&number_of(&link.identity));
+            prop_assert!(message_present || folder_empty, "a link outlived its message: {:#?}", world);
+        }
+        world.accept_empty = true;
+        world.pass(None);
+        world.pass(None);
+        let effects = world.effects(ConflictPolicy::MailboxWins);
+        prop_assert!(effects.is_empty(), "a further pass is not idle: {:?}\n{:#?}", effects, world);
+        prop_assert_eq!(world.duplicates, 0);
+
+        let rules = rules();
+        for (n, message) in &world.messages {
+            let keywords: Vec<String> = message.keywords.iter().cloned().collect();
+            let signal = rules.signal(message.folder, &keywords);
+            match (world.links.get(n), world.activities.get(n)) {
+                (Some(link), Some(regarding)) => {
+                    prop_assert!(signal.tracked, "message {} is untracked but linked", n);
+                    prop_assert_eq!(&link.location, &World::location(message));
+                    let mailbox_regarding = signal.regarding.map(|r| r.to_string());
+                    prop_assert_eq!(regarding, &mailbox_regarding, "the sides disagree on {}", n);
+                }
+                (Some(link), None) => {
+                    // A tombstone: deleted in the CRM while the message sits in a tracked
+                    // folder; its keywords are gone and it is not tracked again.
+                    prop_assert_eq!(link.state, LinkState::CrmDeleted);
+                    prop_assert!(rules.folders.contains_key(message.folder));
+                    prop_assert!(signal.keywords.is_empty(), "{:?}", signal);
+                }
+                (None, _) => prop_assert!(
+                    !signal.tracked,
+                    "message {} is tracked but not linked: {:#?}", n, world
+                ),
+            }
+        }
+        for n in world.links.keys() {
+            prop_assert!(world.messages.contains_key(n), "a link outlived message {}", n);
+        }
+    }
+}
+
+#[test]
+fn a_crm_regarding_change_rewrites_only_the_regarding_keyword() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", true));
+    world.run(&Step::SetRegardingKeyword(1, "ACC-1"));
+    world.pass(None);
+    world.run(&Step::CrmRegarding(1, Some("ACC-2")));
+    let effects = world.effects(ConflictPolicy::MailboxWins);
+    let writes: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::WriteKeywords { .. }))
+        .collect();
+    assert_eq!(writes.len(), 1, "{effects:?}");
+    let Effect::WriteKeywords { add, remove, .. } = writes[0] else {
+        unreachable!()
+    };
+    assert_eq!(add, &["crm:ACC-2".to_owned()]);
+    assert_eq!(remove, &["crm:ACC-1".to_owned()]);
+}
+
+#[test]
+fn a_conflict_is_settled_by_the_policy_and_reported() {
+    for (policy, winner) in [
+        (ConflictPolicy::MailboxWins, "ACC-1"),
+        (ConflictPolicy::CrmWins, "ACC-2"),
+    ] {
+        let mut world = World::new();
+        world.run(&Step::Deliver(1, "INBOX", true));
+        world.pass(None);
+        world.run(&Step::SetRegardingKeyword(1, "ACC-1"));
+        world.run(&Step::CrmRegarding(1, Some("ACC-2")));
+        let effects = world.effects(policy);
+        assert!(
+            effects.iter().any(|e| matches!(e, Effect::Conflict { .. })),
+            "{effects:?}"
+        );
+        let base = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::UpdateLink { base, .. } => Some(base.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(base.get("regarding"), Some(winner));
+    }
+}
+
+#[test]
+fn an_untouched_mailbox_gives_no_effect() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", true));
+    world.run(&Step::Deliver(2, "Clients", false));
+    world.run(&Step::Deliver(3, "Archive", false));
+    world.pass(None);
+    world.pass(None);
+    assert_eq!(
+        world.effects(ConflictPolicy::MailboxWins),
+        Vec::<Effect>::new()
+    );
+    assert_eq!(world.links.len(), 2, "INBOX by keyword, Clients by folder");
+}
+
+#[test]
+fn untracking_in_a_shared_activity_drops_only_the_link() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", true));
+    world.pass(None);
+    world.run(&Step::Untrack(1));
+    let mut links = world.links_with_crm();
+    if let CrmState::Present {
+        owned_by_mailbox_owner,
+        ..
+    } = &mut links[0].1
+    {
+        *owned_by_mailbox_owner = false;
+    }
+    let effects = reconcile(&rules(), ConflictPolicy::MailboxWins, &world.view(), &links);
+    assert!(
+        matches!(effects.as_slice(), [Effect::DropLink { .. }]),
+        "{effects:?}"
+    );
+}
