@@ -187,7 +187,14 @@ fn a_message_with_the_keyword_becomes_one_email_activity() {
     }
 
     // A second pass with no change writes nothing and fetches nothing.
+    let journal = || -> i64 {
+        let conn = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+        conn.query_row("SELECT max(seq) FROM change_journal", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = journal();
     let again = &mail.sync_ok()["alice"];
+    assert_eq!(journal(), before, "the second pass wrote to the CRM");
     for counter in [
         "created",
         "linked",

@@ -76,6 +76,8 @@ pub fn activity_json(activity: &ActivityRow) -> Value {
         "parties": activity.parties.iter().map(party_json).collect::<Vec<_>>(),
         "message_id": activity.message_id,
         "direction": activity.direction,
+        "sent": activity.sent,
+        "received": activity.received,
         "state": activity.state.as_str(),
         "description": activity.description,
         "location": activity.location,

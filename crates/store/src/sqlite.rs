@@ -542,7 +542,7 @@ fn load_activity(conn: &Connection, id: ActivityId) -> Result<ActivityRow> {
             "SELECT a.type, u.email, a.regarding_id, a.subject, a.state, a.description,
                     a.message_id, a.direction, a.location, a.start_at, a.end_at, a.all_day,
                     a.due_at, a.priority, a.percent_complete, a.created_by, a.version,
-                    a.created, a.modified
+                    a.created, a.modified, a.sent_at, a.received_at
              FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
              WHERE a.id = ?1",
             [&id_text],
@@ -561,6 +561,8 @@ fn load_activity(conn: &Connection, id: ActivityId) -> Result<ActivityRow> {
                         description: row.get(5)?,
                         message_id: row.get(6)?,
                         direction: row.get(7)?,
+                        sent: row.get(19)?,
+                        received: row.get(20)?,
                         location: row.get(8)?,
                         start: row.get(9)?,
                         end: row.get(10)?,

@@ -172,6 +172,8 @@ pub struct ActivityRow {
     pub description: Option<String>,
     pub message_id: Option<String>,
     pub direction: Option<String>,
+    pub sent: Option<String>,
+    pub received: Option<String>,
     pub location: Option<String>,
     pub start: Option<String>,
     pub end: Option<String>,

@@ -109,7 +109,13 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
                             a.id.to_string()[..8].to_owned(),
                             a.activity_type.to_string(),
                             a.state.to_string(),
-                            or_dash(a.start.as_deref().or(a.due.as_deref())),
+                            or_dash(
+                                a.start
+                                    .as_deref()
+                                    .or(a.due.as_deref())
+                                    .or(a.received.as_deref())
+                                    .or(a.sent.as_deref()),
+                            ),
                             a.owner.clone(),
                             a.regarding
                                 .as_ref()

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The crmsync demo: starts a throwaway Dovecot on a free loopback port with a sample mailbox,
+# sets up a CRM with a user and a few records, lets "another mail client" (Python's imaplib)
+# track some messages, runs one crmsync pass, and shows what landed in the CRM.
+#
+#   bash tests/demo.sh
+#
+# Needs Debian 12 with the Rust toolchain; installs Dovecot when it is missing (as root, or
+# with sudo). Everything lives in a temporary directory that is removed at the end, unless
+# KEEP=1 is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dovecot >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "demo: installing Dovecot"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends dovecot-imapd
+fi
+
+echo "demo: building crmsync"
+cargo build --release --locked -q
+crmsync="$PWD/target/release/crmsync"
+
+work=$(mktemp -d /tmp/crmsync-demo.XXXXXX)
+chmod 755 "$work"
+cleanup() {
+    [ -n "${dovecot_pid:-}" ] && kill "$dovecot_pid" 2>/dev/null || true
+    if [ "${KEEP:-0}" = 1 ]; then echo "demo: kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/dovecot/run" "$work/dovecot/state" "$work/dovecot/mail"
+chown -R mail:mail "$work/dovecot/mail"
+echo 'alice:{PLAIN}demo-password' > "$work/dovecot/passwd"
+cat > "$work/dovecot/dovecot.conf" <<CONF
+base_dir = $work/dovecot/run
+state_dir = $work/dovecot/state
+log_path = $work/dovecot/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+first_valid_uid = 8
+mail_location = maildir:$work/dovecot/mail/%u
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+service imap-login {
+  inet_listener imap {
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $work/dovecot/passwd
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$work/dovecot/mail/%u
+}
+CONF
+dovecot -F -c "$work/dovecot/dovecot.conf" &
+dovecot_pid=$!
+for _ in $(seq 100); do
+    (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+done
+echo "demo: Dovecot is listening on 127.0.0.1:$port"
+
+printf 'demo-password' > "$work/alice.imap"
+chmod 600 "$work/alice.imap"
+cat > "$work/crmsync.toml" <<CONF
+[crm]
+database = "crm.sqlite3"
+
+[status]
+file = "status.json"
+
+[[mailbox]]
+id = "alice"
+owner = "alice@example.com"
+
+[mailbox.imap]
+host = "127.0.0.1"
+port = $port
+security = "none"          # loopback only; use tls or starttls for a real server
+username = "alice"
+password_file = "alice.imap"
+folders = ["INBOX"]
+
+[mailbox.tracking]
+folders = { "Clients/Contoso" = "ACC-1002" }
+CONF
+export CRMSYNC_CONFIG="$work/crmsync.toml"
+
+run() { echo; echo "\$ crmsync $*"; "$crmsync" "$@"; }
+run user add alice@example.com --name "Alice Adams"
+run record add account --name "Adventure Works" --email info@adventure-works.com
+run record add account --name "Contoso"
+run record add contact --name "Dana Smith" --email dana@adventure-works.com --parent ACC-1001
+
+echo
+echo "demo: another mail client appends four messages: one with the keyword crm, one with"
+echo "demo: crm:ACC-1001, one in the tracked folder Clients/Contoso, one private (untracked)"
+python3 - "$port" <<'PY'
+import imaplib, sys
+imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+imap.login("alice", "demo-password")
+imap.create('"Clients/Contoso"')
+def message(mid, sender, subject, body):
+    return (f"Message-ID: <{mid}>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\nFrom: {sender}\r\n"
+            f"To: alice@example.com\r\nSubject: {subject}\r\n\r\n{body}\r\n").encode()
+imap.append("INBOX", "(crm)", None, message("q1@adventure-works.com", "Dana Smith <dana@adventure-works.com>", "Quote request", "Could you send us a quote?"))
+imap.append("INBOX", "(crm:ACC-1001)", None, message("c1@adventure-works.com", "info@adventure-works.com", "Signed contract", "Here it is."))
+imap.append('"Clients/Contoso"', "()", None, message("k1@contoso.example", "ceo@contoso.example", "Kickoff", "See you Monday."))
+imap.append("INBOX", "()", None, message("p1@family.example", "mum@family.example", "Sunday lunch", "Private."))
+imap.logout()
+PY
+
+run sync
+run activity list
+quote=$("$crmsync" activity list --json | python3 -c 'import json,sys; print(next(a["id"] for a in json.load(sys.stdin) if a["subject"] == "Quote request"))')
+run item show --mailbox alice --message-id q1@adventure-works.com
+
+echo
+echo "demo: the CRM sets the regarding of the quote request to Contoso; the next pass writes"
+echo "demo: the keyword crm:ACC-1002 to the message"
+run activity regarding "${quote:0:8}" ACC-1002
+run sync
+python3 - "$port" <<'PY'
+import imaplib, sys
+imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+imap.login("alice", "demo-password")
+imap.select("INBOX")
+typ, data = imap.fetch("1", "(FLAGS)")
+print("demo: flags of the quote request on the server now:", data[0].decode())
+imap.logout()
+PY
+echo
+echo "demo: done. The private message left nothing in the CRM."
