@@ -6,85 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
 use support::Env;
-use support::dovecot::{Dovecot, ImapClient};
-
-/// A crmsync setup with one mailbox per `(id, owner, imap user)`, all on one Dovecot.
-struct Mail {
-    dovecot: Dovecot,
-    env: Env,
-}
-
-const PASSWORD: &str = "secret";
-
-fn message(message_id: &str, from: &str, to: &str, subject: &str) -> String {
-    format!(
-        "Message-ID: <{message_id}>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\nFrom: {from}\nTo: {to}\n\
-         Subject: {subject}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n\
-         Body of {subject}.\n"
-    )
-}
-
-impl Mail {
-    fn new(mailboxes: &[(&str, &str)]) -> Mail {
-        let users: Vec<(&str, &str)> = mailboxes.iter().map(|(id, _)| (*id, PASSWORD)).collect();
-        let dovecot = Dovecot::start(&users);
-        let env = Env::new();
-        let mut config =
-            String::from("[crm]\ndatabase = \"crm.sqlite3\"\n[status]\nfile = \"status.json\"\n");
-        for (id, owner) in mailboxes {
-            let password = env.path(&format!("{id}.imap"));
-            std::fs::write(&password, PASSWORD).unwrap();
-            std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-            config.push_str(&format!(
-                "[[mailbox]]\nid = \"{id}\"\nowner = \"{owner}\"\n[mailbox.imap]\nhost = \"127.0.0.1\"\n\
-                 port = {port}\nsecurity = \"none\"\nusername = \"{id}\"\npassword_file = \"{id}.imap\"\n\
-                 folders = [\"INBOX\", \"Archive\"]\n",
-                port = dovecot.port
-            ));
-            env.ok(&["user", "add", owner, "--name", id]);
-        }
-        env.write_config(&config);
-        let mail = Mail { dovecot, env };
-        for (id, _) in mailboxes {
-            mail.client(id).create("Archive");
-        }
-        mail
-    }
-
-    fn client(&self, user: &str) -> ImapClient {
-        self.dovecot.client(user, PASSWORD)
-    }
-
-    /// One `crmsync sync --json` pass; returns the mailbox reports by id.
-    fn sync(&self) -> Value {
-        let run = self.env.run(&["sync", "--json"]);
-        let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-            panic!("sync printed no JSON ({e}): {}\n{}", run.stdout, run.stderr)
-        });
-        let mut by_id = serde_json::Map::new();
-        for mailbox in report["mailboxes"].as_array().unwrap() {
-            by_id.insert(mailbox["id"].as_str().unwrap().to_owned(), mailbox.clone());
-        }
-        Value::Object(by_id)
-    }
-
-    fn sync_ok(&self) -> Value {
-        let reports = self.sync();
-        for (id, report) in reports.as_object().unwrap() {
-            assert_eq!(report["errors"], serde_json::json!([]), "{id}: {report:#}");
-            assert_eq!(report["failed"], 0, "{id}: {report:#}");
-        }
-        reports
-    }
-
-    fn activities(&self) -> Vec<Value> {
-        self.env
-            .json(&["activity", "list"])
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
+use support::dovecot::Dovecot;
+use support::mail::{Mail, PASSWORD, message};
 
 #[test]
 fn a_message_with_the_keyword_becomes_one_email_activity() {

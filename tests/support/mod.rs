@@ -2,7 +2,9 @@
 //! `crmsync` binary run in it as a user would run it.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod daemon;
 pub mod dovecot;
+pub mod mail;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

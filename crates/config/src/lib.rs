@@ -35,7 +35,33 @@ pub struct Config {
     pub crm: CrmConfig,
     pub connection: ConnectionConfig,
     pub status: StatusConfig,
+    pub log: LogConfig,
+    pub daemon: DaemonConfig,
     pub mailboxes: Vec<MailboxConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`). Default `info`; `RUST_LOG`, when
+    /// set, wins.
+    pub level: String,
+    /// Default `text`; `--log-format` wins.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Seconds between fallback polls of a mailbox that nothing woke. Default 300.
+    pub poll_interval: u64,
+    /// How many folders per mailbox get their own IDLE connection; the rest are polled.
+    /// Default 5.
+    pub idle_folders: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use toml::{Table, Value};
 
 use crate::{
     AutoTracking, CollectionConfig, Config, ConfigError, ConfigErrors, ConnectionConfig, CrmConfig,
-    ImapConfig, MailboxConfig, NeverTrack, SecretSource, Security, SmtpConfig, StatusConfig,
-    TlsConfig, TrackingConfig,
+    DaemonConfig, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack, SecretSource,
+    Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig,
 };
 
 struct Problems<'a> {
@@ -122,6 +122,18 @@ impl<'t> Section<'t> {
             v.as_integer()
                 .and_then(|n| u16::try_from(n).ok())
                 .filter(|n| *n > 0)
+        })
+    }
+
+    fn integer(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        let expected = format!("a number from {} to {}", range.start(), range.end());
+        self.typed(problems, key, &expected, |v| {
+            v.as_integer().filter(|n| range.contains(n))
         })
     }
 
@@ -244,6 +256,47 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         section.finish(&mut problems);
     }
 
+    let mut log = LogConfig {
+        level: "info".to_owned(),
+        format: LogFormat::Text,
+    };
+    if let Some(mut section) = root.sub(&mut problems, "log") {
+        if let Some(level) = section.nonempty_string(&mut problems, "level") {
+            if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+                log.level = level;
+            } else {
+                section.report(
+                    &mut problems,
+                    "level",
+                    format!(
+                        "unknown level {level:?}: expected one of error, warn, info, debug, trace"
+                    ),
+                );
+            }
+        }
+        log.format = section.word(
+            &mut problems,
+            "format",
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            LogFormat::Text,
+        );
+        section.finish(&mut problems);
+    }
+
+    let mut daemon = DaemonConfig {
+        poll_interval: 300,
+        idle_folders: 5,
+    };
+    if let Some(mut section) = root.sub(&mut problems, "daemon") {
+        if let Some(seconds) = section.integer(&mut problems, "poll_interval", 1..=86_400) {
+            daemon.poll_interval = seconds as u64;
+        }
+        if let Some(count) = section.integer(&mut problems, "idle_folders", 0..=100) {
+            daemon.idle_folders = count as usize;
+        }
+        section.finish(&mut problems);
+    }
+
     let mut mailboxes = Vec::new();
     if let Some(value) = root.value("mailbox") {
         match value.as_array() {
@@ -289,6 +342,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             crm,
             connection,
             status,
+            log,
+            daemon,
             mailboxes,
         })
     } else {

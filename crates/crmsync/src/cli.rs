@@ -42,6 +42,15 @@ pub enum Command {
     /// CRM activities: emails, appointments and tasks.
     #[command(subcommand)]
     Activity(ActivityCommand),
+    /// Run the daemon in the foreground: push sync of every enabled mailbox until SIGTERM.
+    ///
+    /// Under systemd it is Type=notify (ready once the config is loaded and the store opened)
+    /// and feeds the watchdog. SIGHUP, or a change to the config file, reloads the config.
+    Run {
+        /// Log as text (default) or as JSON lines; overrides [log] format.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<LogFormatArg>,
+    },
     /// Items of people's stores (messages today).
     #[command(subcommand)]
     Item(ItemCommand),
@@ -69,6 +78,12 @@ pub struct JsonFlag {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

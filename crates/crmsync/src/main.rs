@@ -9,7 +9,10 @@
 
 mod cli;
 mod commands;
+mod daemon;
+mod logging;
 mod output;
+mod sd_notify;
 mod status;
 mod when;
 
@@ -41,6 +44,13 @@ fn main() -> ExitCode {
         Command::User(command) => commands::users::run(&cli.config, command),
         Command::Record(command) => commands::records::run(&cli.config, command),
         Command::Activity(command) => commands::activities::run(&cli.config, command),
+        Command::Run { log_format } => daemon::run(
+            &cli.config,
+            log_format.map(|format| match format {
+                cli::LogFormatArg::Text => crmsync_config::LogFormat::Text,
+                cli::LogFormatArg::Json => crmsync_config::LogFormat::Json,
+            }),
+        ),
         Command::Item(command) => commands::items::run(&cli.config, command),
         Command::Sync {
             mailbox,

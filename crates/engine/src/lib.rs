@@ -9,6 +9,7 @@
 //! failure is retried on the next pass instead of being skipped.
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 pub mod item;
 
 use std::collections::{HashMap, HashSet};
@@ -66,10 +67,13 @@ pub struct PassReport {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
     pub imap: Counters,
+    /// The failure is one that retrying soon will not cure (a bad password, a missing folder,
+    /// an untrusted certificate, an owner who is not a CRM user): retry slowly.
+    pub permanent: bool,
 }
 
 impl PassReport {
-    fn new(mailbox: &str) -> PassReport {
+    pub(crate) fn new(mailbox: &str) -> PassReport {
         PassReport {
             mailbox: mailbox.to_owned(),
             state: MailboxState::Idle,
@@ -84,10 +88,11 @@ impl PassReport {
             errors: Vec::new(),
             warnings: Vec::new(),
             imap: Counters::default(),
+            permanent: false,
         }
     }
 
-    fn fail(&mut self, message: String) {
+    pub(crate) fn fail(&mut self, message: String) {
         tracing::error!(mailbox = %self.mailbox, "{message}");
         self.errors.push(message);
         self.state = MailboxState::Error;
@@ -135,6 +140,7 @@ pub async fn sync_mailbox<S: CrmStore>(
                 "owner {} is not a CRM user (crmsync user add {} --name NAME)",
                 mailbox.owner, mailbox.owner
             ));
+            report.permanent = true;
             return report;
         }
         Err(error) => {
@@ -146,6 +152,7 @@ pub async fn sync_mailbox<S: CrmStore>(
         let password = match imap.password.read() {
             Ok(password) => password,
             Err(error) => {
+                report.permanent = true;
                 report.fail(format!("IMAP password: {error}"));
                 return report;
             }
@@ -183,9 +190,13 @@ async fn email_pass<S: CrmStore>(
     };
     let store_error = |error: StoreError| format!("CRM store: {error}");
 
-    let mut session = ImapSession::connect(imap, password)
-        .await
-        .map_err(|error| format!("IMAP: {error}"))?;
+    let mut session = match ImapSession::connect(imap, password).await {
+        Ok(session) => session,
+        Err(error) => {
+            report.permanent = error.is_permanent();
+            return Err(format!("IMAP: {error}"));
+        }
+    };
     if !imap.tls.verify_certificates {
         report.warn(format!(
             "certificate verification is off for {} (verify_certificates = false)",
@@ -238,6 +249,7 @@ async fn email_pass<S: CrmStore>(
         let scan = match session.scan_folder(folder, saved).await {
             Ok(scan) => scan,
             Err(error @ crmsync_imap::ImapError::FolderMissing(_)) => {
+                report.permanent = true;
                 report.fail(error.to_string());
                 continue;
             }

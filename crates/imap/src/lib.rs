@@ -15,7 +15,7 @@ pub mod session;
 mod stream;
 mod tls;
 
-pub use session::{Counters, FetchedHeader, FolderMarkers, FolderScan, ImapSession};
+pub use session::{Counters, FetchedHeader, FolderMarkers, FolderScan, IdleOutcome, ImapSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {

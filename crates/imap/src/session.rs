@@ -47,6 +47,15 @@ pub struct FetchedHeader {
     pub header: Vec<u8>,
 }
 
+/// How an IDLE ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleOutcome {
+    /// The server reported a change in the folder.
+    Changed,
+    /// Nothing happened within the time given.
+    Timeout,
+}
+
 /// What a scan of one folder saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderScan {
@@ -366,6 +375,45 @@ impl ImapSession {
             .await?;
         }
         Ok(())
+    }
+
+    /// Waits in IDLE (RFC 2177) on `folder` until the server reports something (a new
+    /// message, a flag change, an expunge) or `max` passes. Callers re-issue it well inside the
+    /// 29 minutes after which a server may drop an idle client.
+    pub async fn idle(
+        mut self,
+        folder: &str,
+        max: Duration,
+    ) -> Result<(ImapSession, IdleOutcome), ImapError> {
+        self.select(folder).await?;
+        let ImapSession {
+            session,
+            selected,
+            condstore,
+            counters,
+        } = self;
+        let mut handle = session.idle();
+        bounded("IDLE", handle.init()).await?;
+        let outcome = {
+            let (wait, _interrupt) = handle.wait_with_timeout(max);
+            match wait.await? {
+                async_imap::extensions::idle::IdleResponse::NewData(_) => IdleOutcome::Changed,
+                async_imap::extensions::idle::IdleResponse::Timeout
+                | async_imap::extensions::idle::IdleResponse::ManualInterrupt => {
+                    IdleOutcome::Timeout
+                }
+            }
+        };
+        let session = bounded("DONE", handle.done()).await?;
+        Ok((
+            ImapSession {
+                session,
+                selected,
+                condstore,
+                counters,
+            },
+            outcome,
+        ))
     }
 
     pub async fn logout(mut self) {

@@ -155,6 +155,8 @@ pub trait CrmStore {
     // The change journal.
     /// Journal entries after `after_seq`, oldest first, at most `limit`.
     fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>>;
+    /// The newest journal entry's `seq` (0 when the journal is empty).
+    fn journal_head(&self) -> Result<i64>;
     fn journal_cursor(&self, consumer: &str) -> Result<i64>;
     fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()>;
     /// Removes journal entries at or below `upto_seq`; returns how many went.

@@ -1428,6 +1428,16 @@ impl CrmStore for SqliteStore {
         })
     }
 
+    fn journal_head(&self) -> Result<i64> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT coalesce(max(seq), 0) FROM change_journal",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
     fn journal_cursor(&self, consumer: &str) -> Result<i64> {
         self.read(|conn| {
             Ok(conn

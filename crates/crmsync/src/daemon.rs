@@ -1,0 +1,416 @@
+//! `crmsync run`: the daemon (SPEC sections 7 and 8).
+//!
+//! It loads and validates the config, opens the store, writes the status file, starts one
+//! worker per enabled mailbox (see `crmsync_engine::daemon`) and the change-journal watcher,
+//! then tells systemd it is ready. From then on it writes the status file after every state
+//! change, feeds the watchdog, reloads the config on SIGHUP and when the file changes (a config
+//! that does not validate is refused and the running one kept), and on SIGTERM or SIGINT lets
+//! every worker finish the pass in hand, writes the final status and exits 0.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{SecondsFormat, Utc};
+use crmsync_config::{Config, LogFormat, MailboxConfig};
+use crmsync_engine::daemon::{
+    DAEMON_ORIGIN, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
+};
+use crmsync_engine::{MailboxState, PassReport};
+use crmsync_store::{CrmStore, SqliteStore};
+use notify::Watcher;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+use crate::commands::load_config;
+use crate::status::{DaemonStatus, FolderStatus, MailboxStatus, STATUS_SCHEMA, StatusFile};
+use crate::{logging, sd_notify};
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    logging::init(&config.log, log_format);
+    // The store must open (and be migrated) before the daemon says it is ready.
+    SqliteStore::open(&config.crm.database, DAEMON_ORIGIN)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(daemon(config_path.to_owned(), config))
+}
+
+fn settings(config: &Config) -> WorkerSettings {
+    WorkerSettings {
+        poll_interval: Duration::from_secs(config.daemon.poll_interval),
+        idle_folders: config.daemon.idle_folders,
+        ..WorkerSettings::default()
+    }
+}
+
+/// The running workers, kept in step with the config.
+struct Supervisor {
+    workers: HashMap<String, Worker>,
+    wakers: Arc<Mutex<Vec<mpsc::Sender<()>>>>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    database: PathBuf,
+    settings: WorkerSettings,
+}
+
+impl Supervisor {
+    /// Starts, stops and restarts workers so that exactly the enabled mailboxes of `config`
+    /// run, each with its current settings. Untouched mailboxes keep running.
+    async fn apply(&mut self, config: &Config) {
+        let store_changed = self.database != config.crm.database;
+        let settings_changed = self.settings != settings(config);
+        self.database = config.crm.database.clone();
+        self.settings = settings(config);
+        let wanted: HashMap<&str, &MailboxConfig> = if config.connection.enabled {
+            config
+                .mailboxes
+                .iter()
+                .filter(|m| m.enabled)
+                .map(|m| (m.id.as_str(), m))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let running: Vec<String> = self.workers.keys().cloned().collect();
+        for id in running {
+            let keep = wanted
+                .get(id.as_str())
+                .is_some_and(|m| **m == self.workers[&id].mailbox)
+                && !store_changed
+                && !settings_changed;
+            if !keep {
+                let worker = self.workers.remove(&id).expect("listed");
+                tracing::info!(mailbox = %id, "stopping worker");
+                worker.stop().await;
+            }
+        }
+        for (id, mailbox) in wanted {
+            if !self.workers.contains_key(id) {
+                tracing::info!(mailbox = %id, "starting worker");
+                let worker = spawn_worker(
+                    mailbox.clone(),
+                    self.database.clone(),
+                    self.settings,
+                    self.events.clone(),
+                );
+                self.workers.insert(id.to_owned(), worker);
+            }
+        }
+        *self.wakers.lock().expect("not poisoned") =
+            self.workers.values().map(Worker::waker).collect();
+    }
+
+    async fn stop_all(&mut self) {
+        for (id, worker) in self.workers.drain() {
+            tracing::info!(mailbox = %id, "stopping worker");
+            worker.stop().await;
+        }
+    }
+}
+
+/// The status file and what goes into it.
+struct StatusWriter {
+    path: PathBuf,
+    file: StatusFile,
+    store: Option<SqliteStore>,
+    folders: HashMap<String, Vec<String>>,
+}
+
+impl StatusWriter {
+    fn new(config: &Config, config_path: &Path) -> StatusWriter {
+        let mut writer = StatusWriter {
+            path: config.status.file.clone(),
+            file: StatusFile {
+                schema: STATUS_SCHEMA,
+                updated: now(),
+                daemon: DaemonStatus {
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    pid: std::process::id(),
+                    started: now(),
+                    connection_enabled: config.connection.enabled,
+                    config: config_path.display().to_string(),
+                },
+                mailboxes: Vec::new(),
+            },
+            store: SqliteStore::open(&config.crm.database, DAEMON_ORIGIN).ok(),
+            folders: HashMap::new(),
+        };
+        writer.set_config(config);
+        writer
+    }
+
+    /// Lists the config's mailboxes, keeping what is known of those that stay.
+    fn set_config(&mut self, config: &Config) {
+        self.file.daemon.connection_enabled = config.connection.enabled;
+        self.path = config.status.file.clone();
+        let old: HashMap<String, MailboxStatus> = self
+            .file
+            .mailboxes
+            .drain(..)
+            .map(|m| (m.id.clone(), m))
+            .collect();
+        self.folders.clear();
+        for mailbox in &config.mailboxes {
+            let running = config.connection.enabled && mailbox.enabled;
+            let mut status = old.get(&mailbox.id).cloned().unwrap_or(MailboxStatus {
+                id: mailbox.id.clone(),
+                owner: mailbox.owner.to_string(),
+                state: "starting".into(),
+                last_success: None,
+                last_error: None,
+                tracked: 0,
+                pending: 0,
+                failed: 0,
+                folders: Vec::new(),
+            });
+            status.owner = mailbox.owner.to_string();
+            if !running {
+                status.state = MailboxState::Disabled.as_str().into();
+            } else if status.state == MailboxState::Disabled.as_str() {
+                status.state = "starting".into();
+            }
+            self.folders.insert(
+                mailbox.id.clone(),
+                mailbox
+                    .imap
+                    .as_ref()
+                    .map(|i| i.folders.clone())
+                    .unwrap_or_default(),
+            );
+            self.file.mailboxes.push(status);
+        }
+    }
+
+    fn mailbox(&mut self, id: &str) -> Option<&mut MailboxStatus> {
+        self.file.mailboxes.iter_mut().find(|m| m.id == id)
+    }
+
+    fn apply(&mut self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Syncing { mailbox } => {
+                if let Some(status) = self.mailbox(&mailbox) {
+                    status.state = "syncing".into();
+                }
+            }
+            WorkerEvent::Passed { report } => self.passed(report),
+            WorkerEvent::Stopped { .. } => {}
+        }
+    }
+
+    fn passed(&mut self, report: PassReport) {
+        let folders: Vec<FolderStatus> =
+            self.folders
+                .get(&report.mailbox)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|folder| {
+                    let state = self.store.as_ref().and_then(|store| {
+                        store.sync_state(&report.mailbox, &folder).ok().flatten()
+                    });
+                    FolderStatus {
+                        kind: "imap".into(),
+                        uid_validity: state.as_ref().and_then(|s| s.uid_validity),
+                        highest_modseq: state.as_ref().and_then(|s| s.highest_modseq),
+                        sync_token: None,
+                        last_success: None,
+                        name: folder,
+                    }
+                })
+                .collect();
+        let Some(status) = self.mailbox(&report.mailbox) else {
+            return;
+        };
+        status.state = report.state.as_str().into();
+        status.tracked = report.tracked;
+        status.failed = report.failed;
+        match report.state {
+            MailboxState::Idle => {
+                let at = now();
+                status.last_success = Some(at.clone());
+                status.last_error = report.errors.first().cloned();
+                status.folders = folders
+                    .into_iter()
+                    .map(|mut f| {
+                        f.last_success = Some(at.clone());
+                        f
+                    })
+                    .collect();
+            }
+            MailboxState::Error => {
+                status.last_error = report.errors.first().cloned();
+            }
+            MailboxState::NotPermitted | MailboxState::Disabled => {
+                status.last_error = report.warnings.first().cloned();
+            }
+        }
+    }
+
+    /// Replaces the file atomically: a temporary file in the same directory, written and
+    /// synced, then renamed over the old one. A reader sees the old file or the new one.
+    fn write(&mut self) -> anyhow::Result<()> {
+        self.file.updated = now();
+        let directory = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let temporary = directory.join(format!(
+            ".{}.{}.tmp",
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("status"),
+            std::process::id()
+        ));
+        let text = serde_json::to_string_pretty(&self.file)?;
+        let mut file = std::fs::File::create(&temporary)
+            .with_context(|| format!("cannot write the status file {}", temporary.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &self.path)
+            .with_context(|| format!("cannot replace the status file {}", self.path.display()))?;
+        Ok(())
+    }
+
+    fn write_or_log(&mut self) {
+        if let Err(error) = self.write() {
+            tracing::error!("{error:#}");
+        }
+    }
+}
+
+/// Watches the config file's directory (editors replace files by renaming) and signals when
+/// the config file itself changed.
+fn watch_config(path: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    let (tx, rx) = mpsc::channel(4);
+    let target = path.file_name().map(|n| n.to_owned());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event.kind.is_modify() | event.kind.is_create()
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == target.as_deref())
+        {
+            let _ = tx.try_send(());
+        }
+    })?;
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    watcher.watch(directory, notify::RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
+
+async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut status = StatusWriter::new(&config, &config_path);
+    status.write()?;
+
+    let mut supervisor = Supervisor {
+        workers: HashMap::new(),
+        wakers: Arc::new(Mutex::new(Vec::new())),
+        events: events_tx,
+        database: config.crm.database.clone(),
+        settings: settings(&config),
+    };
+    supervisor.apply(&config).await;
+    let (stop_journal, journal_stop) = watch::channel(false);
+    let journal = tokio::spawn(watch_journal(
+        config.crm.database.clone(),
+        supervisor.wakers.clone(),
+        journal_stop,
+    ));
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (_config_watcher, mut config_changed) = watch_config(&config_path)?;
+    let mut watchdog = sd_notify::watchdog_interval().map(tokio::time::interval);
+
+    sd_notify::notify("READY=1");
+    tracing::info!(
+        config = %config_path.display(),
+        mailboxes = config.mailboxes.len(),
+        connection_enabled = config.connection.enabled,
+        "crmsync daemon ready"
+    );
+
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => {
+                status.apply(event);
+                status.write_or_log();
+            }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                reload(&config_path, &mut config, &mut supervisor, &mut status).await;
+            }
+            Some(()) = config_changed.recv() => {
+                // An editor may write in several steps: let it finish.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while config_changed.try_recv().is_ok() {}
+                tracing::info!("the config file changed: reloading");
+                reload(&config_path, &mut config, &mut supervisor, &mut status).await;
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                sd_notify::notify("WATCHDOG=1");
+            }
+        }
+    }
+
+    sd_notify::notify("STOPPING=1");
+    supervisor.stop_all().await;
+    let _ = stop_journal.send(true);
+    let _ = journal.await;
+    while let Ok(event) = events.try_recv() {
+        status.apply(event);
+    }
+    status.write_or_log();
+    tracing::info!("crmsync daemon stopped");
+    Ok(())
+}
+
+async fn reload(
+    config_path: &Path,
+    config: &mut Config,
+    supervisor: &mut Supervisor,
+    status: &mut StatusWriter,
+) {
+    match Config::load(config_path) {
+        Ok(new) => {
+            if new == *config {
+                tracing::info!("config unchanged");
+                return;
+            }
+            supervisor.apply(&new).await;
+            status.set_config(&new);
+            status.write_or_log();
+            tracing::info!(
+                mailboxes = new.mailboxes.len(),
+                connection_enabled = new.connection.enabled,
+                "config reloaded"
+            );
+            *config = new;
+        }
+        Err(errors) => {
+            for line in errors.to_string().lines() {
+                tracing::error!("config reload refused, the running config is kept: {line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The daemon's moving parts: one worker per mailbox, the IDLE watchers that wake it, and the
+//! change-journal watcher that wakes workers when the CRM changes.
+//!
+//! A worker is a loop of `work` (one [`sync_mailbox`] pass) and `wait_for_work`: it sleeps
+//! until an IDLE watcher or the journal watcher wakes it, the fallback poll interval passes,
+//! or a retry is due, and leaves the loop when shutdown is signalled, never in the middle of a
+//! pass. Failures retry with capped exponential backoff and jitter (backon); permanent ones
+//! (bad password, missing folder) retry slowly. Each worker has its own store connection, so
+//! one mailbox's trouble never holds another up.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use crmsync_config::{ImapConfig, MailboxConfig};
+use crmsync_imap::{IdleOutcome, ImapSession};
+use crmsync_store::{CrmStore, SqliteStore};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::{MailboxState, PassOptions, PassReport, sync_mailbox};
+
+/// The origin of the daemon's writes in the change journal; the journal watcher ignores them.
+pub const DAEMON_ORIGIN: &str = "crmsync-daemon";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The fallback poll when nothing wakes the worker (folders beyond the IDLE limit, servers
+    /// without IDLE, a dead IDLE connection).
+    pub poll_interval: Duration,
+    /// How long one IDLE lasts before it is re-issued (well inside the 29 minutes of RFC 2177).
+    pub idle_renew: Duration,
+    /// How many folders of a mailbox get their own IDLE connection; the rest are polled.
+    pub idle_folders: usize,
+    /// The slow retry after a permanent failure.
+    pub permanent_retry: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings {
+            poll_interval: Duration::from_secs(300),
+            idle_renew: Duration::from_secs(25 * 60),
+            idle_folders: 5,
+            permanent_retry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What workers tell the status writer.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// A pass is starting.
+    Syncing { mailbox: String },
+    /// A pass ended.
+    Passed { report: PassReport },
+    /// The worker stopped (shutdown, or its mailbox was removed or changed by a reload).
+    Stopped { mailbox: String },
+}
+
+/// A running worker.
+pub struct Worker {
+    pub mailbox: MailboxConfig,
+    wake: mpsc::Sender<()>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Wakes the worker for a pass now (a no-op when a wake is already pending).
+    pub fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// Asks the worker to stop after the pass in hand, and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+pub fn spawn_worker(
+    mailbox: MailboxConfig,
+    database: PathBuf,
+    settings: WorkerSettings,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+) -> Worker {
+    let (wake_tx, wake_rx) = mpsc::channel(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run_worker(
+        mailbox.clone(),
+        database,
+        settings,
+        events,
+        wake_tx.clone(),
+        wake_rx,
+        stop_rx,
+    ));
+    Worker {
+        mailbox,
+        wake: wake_tx,
+        stop: stop_tx,
+        task,
+    }
+}
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(60))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn run_worker(
+    mailbox: MailboxConfig,
+    database: PathBuf,
+    settings: WorkerSettings,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    wake_tx: mpsc::Sender<()>,
+    mut wake_rx: mpsc::Receiver<()>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let id = mailbox.id.clone();
+    let mut delays = backoff();
+    let mut watchers: Vec<JoinHandle<()>> = Vec::new();
+    let mut store: Option<SqliteStore> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Work.
+        let _ = events.send(WorkerEvent::Syncing {
+            mailbox: id.clone(),
+        });
+        if store.is_none() {
+            match SqliteStore::open(&database, DAEMON_ORIGIN) {
+                Ok(opened) => store = Some(opened),
+                Err(error) => tracing::error!(mailbox = %id, "CRM store: {error}"),
+            }
+        }
+        let report = match store.as_mut() {
+            Some(store) => sync_mailbox(store, &mailbox, PassOptions::default()).await,
+            None => {
+                let mut report = crate::PassReport::new(&id);
+                report.fail("the CRM store cannot be opened".into());
+                report
+            }
+        };
+        let state = report.state;
+        let permanent = report.permanent;
+        tracing::info!(
+            mailbox = %id,
+            state = state.as_str(),
+            created = report.created,
+            deleted = report.deleted,
+            updated = report.updated,
+            failed = report.failed,
+            "pass done"
+        );
+        let _ = events.send(WorkerEvent::Passed { report });
+
+        // Keep an IDLE watcher on the first folders while the mailbox is healthy.
+        let delay = match state {
+            MailboxState::Idle => {
+                delays = backoff();
+                watchers.retain(|w| !w.is_finished());
+                if watchers.is_empty()
+                    && let Some(imap) = &mailbox.imap
+                {
+                    for folder in imap.folders.iter().take(settings.idle_folders) {
+                        watchers.push(tokio::spawn(idle_watcher(
+                            id.clone(),
+                            imap.clone(),
+                            folder.clone(),
+                            settings.idle_renew,
+                            wake_tx.clone(),
+                        )));
+                    }
+                }
+                settings.poll_interval
+            }
+            MailboxState::Error if permanent => settings.permanent_retry,
+            MailboxState::Error => delays.next().unwrap_or(Duration::from_secs(60)),
+            // Waiting for the privilege or for a reload: the journal watcher wakes the worker
+            // when the user's privilege changes.
+            MailboxState::NotPermitted | MailboxState::Disabled => settings.poll_interval,
+        };
+
+        // Wait for work.
+        tokio::select! {
+            _ = wake_rx.recv() => {}
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    for watcher in watchers {
+        watcher.abort();
+    }
+    let _ = events.send(WorkerEvent::Stopped { mailbox: id });
+}
+
+/// Keeps one IDLE connection on a folder and wakes the worker on every change. It ends on the
+/// first error, waking the worker so that its next pass finds out what is wrong.
+async fn idle_watcher(
+    mailbox: String,
+    imap: ImapConfig,
+    folder: String,
+    renew: Duration,
+    wake: mpsc::Sender<()>,
+) {
+    let result = async {
+        let password = imap
+            .password
+            .read()
+            .map_err(|e| crmsync_imap::ImapError::Protocol(e.to_string()))?;
+        let mut session = ImapSession::connect(&imap, &password).await?;
+        loop {
+            let (next, outcome) = session.idle(&folder, renew).await?;
+            session = next;
+            if outcome == IdleOutcome::Changed {
+                tracing::debug!(mailbox = %mailbox, folder = %folder, "IDLE: change");
+                let _ = wake.try_send(());
+            }
+        }
+    }
+    .await;
+    let result: Result<(), crmsync_imap::ImapError> = result;
+    if let Err(error) = result {
+        tracing::warn!(mailbox = %mailbox, folder = %folder, "IDLE ended: {error}");
+    }
+    let _ = wake.try_send(());
+}
+
+/// Follows the CRM store's change journal and wakes every worker when another program (the
+/// CLI, any writer of the schema) changed something. It reads only the journal's new rows, a
+/// few times a second; the daemon's own writes are skipped.
+pub async fn watch_journal(
+    database: PathBuf,
+    workers: Arc<Mutex<Vec<mpsc::Sender<()>>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let store = loop {
+        match SqliteStore::open(&database, DAEMON_ORIGIN) {
+            Ok(store) => break store,
+            Err(error) => {
+                tracing::error!("journal watcher: CRM store: {error}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    };
+    let mut cursor = store.journal_head().unwrap_or(0);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+        let changes = match store.changes_since(cursor, 1000) {
+            Ok(changes) => changes,
+            Err(error) => {
+                tracing::warn!("journal watcher: {error}");
+                continue;
+            }
+        };
+        let Some(last) = changes.last() else { continue };
+        cursor = last.seq;
+        if changes
+            .iter()
+            .any(|c| c.origin.as_deref() != Some(DAEMON_ORIGIN))
+        {
+            tracing::debug!(changes = changes.len(), "CRM changed: waking workers");
+            for waker in workers.lock().expect("not poisoned").iter() {
+                let _ = waker.try_send(());
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// A sender that wakes this worker, for the journal watcher.
+    pub fn waker(&self) -> mpsc::Sender<()> {
+        self.wake.clone()
+    }
+}

@@ -1,0 +1,268 @@
+//! `crmsync run`: push sync under a real Dovecot, the status file, faults, reload, the
+//! connection switch, the privilege gate and shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::daemon::{Daemon, wait_until};
+use support::mail::{Mail, message};
+
+fn activities(mail: &Mail) -> Vec<Value> {
+    mail.env
+        .json(&["activity", "list"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn wait_for_activities(mail: &Mail, count: usize) -> Vec<Value> {
+    wait_until(
+        &format!("{count} activities"),
+        Duration::from_secs(20),
+        || {
+            let found = activities(mail);
+            (found.len() == count).then_some(found)
+        },
+    )
+}
+
+#[test]
+fn push_both_ways_without_any_command() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    // Another mail client tracks a message: the daemon sees it through IDLE. The poll
+    // interval is 300 s, so only push can make this pass in time.
+    let mut imap = mail.client("alice");
+    let uid = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "p1@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Pushed",
+        ),
+    );
+    let found = wait_for_activities(&mail, 1);
+    assert_eq!(found[0]["subject"], "Pushed");
+
+    // The CRM deletes it: the daemon sees it in the change journal and removes the keyword.
+    let id = found[0]["id"].as_str().unwrap().to_owned();
+    mail.env.ok(&["activity", "delete", &id]);
+    wait_until("the keyword to go", Duration::from_secs(20), || {
+        imap.flags("INBOX", uid).is_empty().then_some(())
+    });
+    assert!(daemon.is_running());
+    let status = daemon.status().unwrap();
+    assert_eq!(status["schema"], 1);
+    assert_eq!(status["daemon"]["pid"], daemon.pid());
+    assert_eq!(status["daemon"]["connection_enabled"], true);
+}
+
+#[test]
+fn a_server_outage_is_an_error_and_the_daemon_recovers() {
+    let mut mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    mail.dovecot.stop();
+    let entry = daemon.wait_for_state("alice", "error");
+    let error = entry["last_error"].as_str().unwrap();
+    assert!(error.contains("cannot connect to 127.0.0.1"), "{error}");
+    assert!(daemon.is_running());
+
+    mail.dovecot.restart();
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "o1@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "After the outage",
+        ),
+    );
+    daemon.wait_for_state("alice", "idle");
+    let found = wait_for_activities(&mail, 1);
+    assert_eq!(found[0]["subject"], "After the outage");
+}
+
+#[test]
+fn a_wrong_password_is_an_authentication_error() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    std::fs::write(mail.env.path("alice.imap"), "not-the-password").unwrap();
+    let mut daemon = Daemon::start(&mail.env);
+    let entry = daemon.wait_for_state("alice", "error");
+    let error = entry["last_error"].as_str().unwrap();
+    assert!(error.contains("authentication failed for alice"), "{error}");
+    assert!(
+        !daemon.log_text().contains("not-the-password"),
+        "the password reached the log"
+    );
+    assert!(
+        !std::fs::read_to_string(mail.env.path("status.json"))
+            .unwrap()
+            .contains("not-the-password")
+    );
+}
+
+#[test]
+fn sighup_keeps_a_broken_config_and_applies_a_good_one() {
+    let mail = Mail::new(&[("alice", "alice@example.com"), ("bob", "bob@example.com")]);
+    let good = std::fs::read_to_string(&mail.env.config).unwrap();
+    // Start with Alice only: Bob's mailbox is disabled.
+    let alice_only = good.replacen("id = \"bob\"", "id = \"bob\"\nenabled = false", 1);
+    mail.env.write_config(&alice_only);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    assert_eq!(daemon.mailbox_state("bob").unwrap()["state"], "disabled");
+
+    // A broken config is refused, and says why; the daemon keeps running as it was.
+    mail.env.write_config("[crm]\ndatabase = 5\n");
+    daemon.signal("HUP");
+    wait_until("the refusal in the log", Duration::from_secs(10), || {
+        daemon
+            .log_text()
+            .contains("config reload refused")
+            .then_some(())
+    });
+    assert!(
+        daemon
+            .log_text()
+            .contains("crm.database: expected a string")
+    );
+    assert!(daemon.is_running());
+    assert_eq!(daemon.mailbox_state("alice").unwrap()["state"], "idle");
+
+    // A good one with Bob enabled starts Bob.
+    mail.env.write_config(&good);
+    daemon.signal("HUP");
+    daemon.wait_for_state("bob", "idle");
+    mail.client("bob").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "b1@x.example",
+            "dana@x.example",
+            "bob@example.com",
+            "For Bob",
+        ),
+    );
+    let found = wait_for_activities(&mail, 1);
+    assert_eq!(found[0]["owner"], "bob@example.com");
+}
+
+#[test]
+fn the_connection_switch_stops_and_resumes_all_traffic() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    let off = config.replacen("[crm]", "[connection]\nenabled = false\n\n[crm]", 1);
+    mail.env.write_config(&off);
+    daemon.wait_for_state("alice", "disabled");
+    assert_eq!(
+        daemon.status().unwrap()["daemon"]["connection_enabled"],
+        false
+    );
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "s1@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "While off",
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        activities(&mail).is_empty(),
+        "nothing is synced while the connection is off"
+    );
+
+    mail.env.write_config(&config);
+    daemon.wait_for_state("alice", "idle");
+    let found = wait_for_activities(&mail, 1);
+    assert_eq!(found[0]["subject"], "While off");
+}
+
+#[test]
+fn the_privilege_gate() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.env
+        .ok(&["user", "set", "alice@example.com", "--sync", "no"]);
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "g1@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Gated",
+        ),
+    );
+    let mut daemon = Daemon::start(&mail.env);
+    let entry = daemon.wait_for_state("alice", "not-permitted");
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("lacks the sync privilege")
+    );
+    assert!(activities(&mail).is_empty());
+
+    // Granting it starts the mailbox without a restart.
+    mail.env
+        .ok(&["user", "set", "alice@example.com", "--sync", "yes"]);
+    let found = wait_for_activities(&mail, 1);
+    assert_eq!(found[0]["subject"], "Gated");
+}
+
+#[test]
+fn sigterm_exits_0_and_the_status_file_is_always_valid_json() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    // Read the status file in a tight loop while the daemon rewrites it.
+    let status = mail.env.path("status.json");
+    let reader = std::thread::spawn(move || {
+        let mut reads = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            let text = std::fs::read_to_string(&status).expect("the status file is always there");
+            serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|e| panic!("invalid status JSON ({e}): {text}"));
+            reads += 1;
+        }
+        reads
+    });
+    let mut imap = mail.client("alice");
+    for n in 0..10 {
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &message(
+                &format!("t{n}@x.example"),
+                "dana@x.example",
+                "alice@example.com",
+                &format!("Load {n}"),
+            ),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let reads = reader.join().unwrap();
+    assert!(reads > 100, "only {reads} reads");
+
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.success(), "{exit}");
+    let text = std::fs::read_to_string(mail.env.path("status.json")).unwrap();
+    let status: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["mailboxes"][0]["id"], "alice");
+}
