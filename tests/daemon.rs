@@ -266,3 +266,46 @@ fn sigterm_exits_0_and_the_status_file_is_always_valid_json() {
     let status: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(status["mailboxes"][0]["id"], "alice");
 }
+
+#[test]
+fn one_process_syncs_a_mailbox_at_a_time() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "l1@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Locked",
+        ),
+    );
+    // Another process (here: the test) is in the middle of a pass of alice.
+    let lock = std::fs::File::create(mail.env.path(".crmsync-alice.lock")).unwrap();
+    lock.lock().unwrap();
+    let stderr = mail.env.path("sync.err");
+    let mut sync = std::process::Command::new(support::binary())
+        .args(["-c", mail.env.config.to_str().unwrap(), "sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        sync.try_wait().unwrap().is_none(),
+        "sync did not wait for the lock"
+    );
+    assert!(activities(&mail).is_empty());
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        said.contains("mailbox alice is being synced by another process"),
+        "{said}"
+    );
+
+    lock.unlock().unwrap();
+    let exit = wait_until("sync to finish", Duration::from_secs(20), || {
+        sync.try_wait().unwrap()
+    });
+    assert!(exit.success());
+    assert_eq!(activities(&mail).len(), 1);
+}

@@ -142,7 +142,14 @@ async fn run_worker(
             }
         }
         let report = match store.as_mut() {
-            Some(store) => sync_mailbox(store, &mailbox, PassOptions::default()).await,
+            Some(store) => match crate::lock::lock_mailbox(&database, &id).await {
+                Ok(_lock) => sync_mailbox(store, &mailbox, PassOptions::default()).await,
+                Err(error) => {
+                    let mut report = crate::PassReport::new(&id);
+                    report.fail(format!("cannot take the mailbox lock: {error}"));
+                    report
+                }
+            },
             None => {
                 let mut report = crate::PassReport::new(&id);
                 report.fail("the CRM store cannot be opened".into());

@@ -11,6 +11,7 @@
 
 pub mod daemon;
 pub mod item;
+pub mod lock;
 
 use std::collections::{HashMap, HashSet};
 

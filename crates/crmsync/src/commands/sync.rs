@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crmsync_engine::lock::{lock_mailbox, try_lock_mailbox};
 use crmsync_engine::{PassOptions, PassReport, sync_mailbox};
 use crmsync_store::SqliteStore;
 use serde_json::json;
@@ -41,10 +42,22 @@ pub fn run(
     let reports: Vec<PassReport> = runtime.block_on(async {
         let mut reports = Vec::new();
         for mailbox in mailboxes {
+            // One process syncs a mailbox at a time: wait for the daemon's pass, if any.
+            let lock = match try_lock_mailbox(&config.crm.database, &mailbox.id)? {
+                Some(lock) => lock,
+                None => {
+                    eprintln!(
+                        "crmsync: mailbox {} is being synced by another process (the daemon?): waiting for it",
+                        mailbox.id
+                    );
+                    lock_mailbox(&config.crm.database, &mailbox.id).await?
+                }
+            };
             reports.push(sync_mailbox(&mut store, mailbox, PassOptions { accept_empty }).await);
+            drop(lock);
         }
-        reports
-    });
+        Ok::<_, std::io::Error>(reports)
+    })?;
     if json {
         print_json(&json!({ "mailboxes": reports.iter().map(report_json).collect::<Vec<_>>() }));
     } else {
