@@ -309,3 +309,57 @@ fn one_process_syncs_a_mailbox_at_a_time() {
     assert!(exit.success());
     assert_eq!(activities(&mail).len(), 1);
 }
+
+#[test]
+fn check_tests_each_mailbox() {
+    let mail = Mail::new(&[("alice", "alice@example.com"), ("bob", "bob@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    // Bob's config names a folder that does not exist, and Bob may not sync.
+    let broken = config.replacen(
+        "username = \"bob\"",
+        "username = \"bob\"\nfolders = [\"INBOX\", \"Nope\"]",
+        1,
+    );
+    let broken = broken.replacen("folders = [\"INBOX\", \"Archive\"]\n", "", 2);
+    let broken = broken.replacen(
+        "password_file = \"alice.imap\"\n",
+        "password_file = \"alice.imap\"\nfolders = [\"INBOX\", \"Archive\"]\n",
+        1,
+    );
+    mail.env.write_config(&broken);
+    mail.env
+        .ok(&["user", "set", "bob@example.com", "--sync", "no"]);
+
+    let run = mail.env.run(&["check", "--json"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let alice = &report["mailboxes"][0];
+    assert_eq!(alice["ok"], true, "{alice:#}");
+    let details: Vec<&str> = alice["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["detail"].as_str().unwrap())
+        .collect();
+    assert!(details.contains(&"yes: push"), "{details:?}");
+    assert!(details.contains(&"yes: incremental"), "{details:?}");
+    let bob = &report["mailboxes"][1];
+    assert_eq!(bob["ok"], false);
+    let failures: Vec<&str> = bob["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            "bob@example.com lacks the sync privilege (crmsync user set bob@example.com --sync yes)",
+            "\"Nope\" does not exist on the server"
+        ]
+    );
+    let text = mail.env.run(&["check", "--mailbox", "alice"]);
+    assert_eq!(text.code, 0, "{}", text.stdout);
+    assert!(text.stdout.contains("alice: ok"), "{}", text.stdout);
+}

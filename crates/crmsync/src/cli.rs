@@ -51,6 +51,17 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "FORMAT")]
         log_format: Option<LogFormatArg>,
     },
+    /// Validate the config and test each mailbox: the owner's privilege, the connection, the
+    /// certificate, the login, the folders, and push (IDLE) and CONDSTORE support.
+    ///
+    /// Exits 1 when a mailbox fails a check.
+    Check {
+        /// Only this mailbox (its `id` in the config).
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Items of people's stores (messages today).
     #[command(subcommand)]
     Item(ItemCommand),

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
                 cli::LogFormatArg::Json => crmsync_config::LogFormat::Json,
             }),
         ),
+        Command::Check { mailbox, output } => {
+            commands::check::run(&cli.config, mailbox.as_deref(), output.json)
+        }
         Command::Item(command) => commands::items::run(&cli.config, command),
         Command::Sync {
             mailbox,

@@ -9,6 +9,7 @@
 //! failure is retried on the next pass instead of being skipped.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod daemon;
 pub mod item;
 pub mod lock;

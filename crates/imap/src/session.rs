@@ -74,6 +74,7 @@ pub struct ImapSession {
     session: Session<MailStream>,
     selected: Option<String>,
     condstore: bool,
+    idle: bool,
     pub counters: Counters,
 }
 
@@ -178,17 +179,30 @@ impl ImapSession {
             other => other.into(),
         })?;
         let capabilities = bounded("CAPABILITY", session.capabilities()).await?;
-        let condstore = capabilities.has_str("CONDSTORE");
         Ok(ImapSession {
             session,
             selected: None,
-            condstore,
+            condstore: capabilities.has_str("CONDSTORE"),
+            idle: capabilities.has_str("IDLE"),
             counters: Counters::default(),
         })
     }
 
     pub fn has_condstore(&self) -> bool {
         self.condstore
+    }
+
+    pub fn has_idle(&self) -> bool {
+        self.idle
+    }
+
+    /// Whether a folder exists (and can be selected).
+    pub async fn folder_exists(&mut self, folder: &str) -> Result<bool, ImapError> {
+        match self.select(folder).await {
+            Ok(_) => Ok(true),
+            Err(ImapError::FolderMissing(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     async fn select(&mut self, folder: &str) -> Result<async_imap::types::Mailbox, ImapError> {
@@ -390,6 +404,7 @@ impl ImapSession {
             session,
             selected,
             condstore,
+            idle,
             counters,
         } = self;
         let mut handle = session.idle();
@@ -410,6 +425,7 @@ impl ImapSession {
                 session,
                 selected,
                 condstore,
+                idle,
                 counters,
             },
             outcome,

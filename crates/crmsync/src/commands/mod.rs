@@ -1,6 +1,7 @@
 //! The commands that work on the CRM store alone: users, records and activities.
 
 pub mod activities;
+pub mod check;
 pub mod items;
 pub mod records;
 pub mod sync;

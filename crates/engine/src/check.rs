@@ -1,0 +1,137 @@
+//! `crmsync check`: for each mailbox, what "test and enable mailbox" checks in a CRM: the owner
+//! may sync, the server answers, the certificate verifies, the login works, the folders exist,
+//! and whether push (IDLE) and incremental sync (CONDSTORE) are available.
+
+use crmsync_config::MailboxConfig;
+use crmsync_imap::ImapSession;
+use crmsync_store::{CrmStore, StoreError};
+
+/// One line of a mailbox's check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub mailbox: String,
+    pub checks: Vec<Check>,
+}
+
+impl CheckReport {
+    /// Every check passed. IDLE and CONDSTORE missing are noted, not failures: crmsync polls
+    /// and rescans without them.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    fn push(&mut self, what: &str, ok: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            what: what.to_owned(),
+            ok,
+            detail: detail.into(),
+        });
+    }
+}
+
+pub async fn check_mailbox<S: CrmStore>(store: &S, mailbox: &MailboxConfig) -> CheckReport {
+    let mut report = CheckReport {
+        mailbox: mailbox.id.clone(),
+        checks: Vec::new(),
+    };
+    match store.user(&mailbox.owner) {
+        Ok(user) if user.sync => report.push("owner", true, format!("{} may sync", mailbox.owner)),
+        Ok(_) => report.push(
+            "owner",
+            false,
+            format!(
+                "{} lacks the sync privilege (crmsync user set {} --sync yes)",
+                mailbox.owner, mailbox.owner
+            ),
+        ),
+        Err(StoreError::NotFound(_)) => report.push(
+            "owner",
+            false,
+            format!(
+                "{} is not a CRM user (crmsync user add {} --name NAME)",
+                mailbox.owner, mailbox.owner
+            ),
+        ),
+        Err(error) => report.push("owner", false, format!("CRM store: {error}")),
+    }
+    if !mailbox.enabled {
+        report.push(
+            "enabled",
+            true,
+            "no: enabled = false, the daemon skips this mailbox",
+        );
+    }
+    let Some(imap) = &mailbox.imap else {
+        return report;
+    };
+    let password = match imap.password.read() {
+        Ok(password) => password,
+        Err(error) => {
+            report.push("password", false, error.to_string());
+            return report;
+        }
+    };
+    let mut session = match ImapSession::connect(imap, &password).await {
+        Ok(session) => session,
+        Err(error) => {
+            report.push("imap", false, error.to_string());
+            return report;
+        }
+    };
+    report.push(
+        "imap",
+        true,
+        format!(
+            "logged in to {}:{} ({}) as {}",
+            imap.host,
+            imap.port,
+            imap.security.as_str(),
+            imap.username
+        ),
+    );
+    if !imap.tls.verify_certificates {
+        report.push(
+            "certificate",
+            true,
+            "NOT verified (verify_certificates = false)",
+        );
+    }
+    report.push(
+        "idle",
+        true,
+        if session.has_idle() {
+            "yes: push"
+        } else {
+            "no: polled"
+        },
+    );
+    report.push(
+        "condstore",
+        true,
+        if session.has_condstore() {
+            "yes: incremental"
+        } else {
+            "no: every pass rescans the folders"
+        },
+    );
+    for folder in &imap.folders {
+        match session.folder_exists(folder).await {
+            Ok(true) => report.push("folder", true, format!("{folder:?} exists")),
+            Ok(false) => report.push(
+                "folder",
+                false,
+                format!("{folder:?} does not exist on the server"),
+            ),
+            Err(error) => report.push("folder", false, format!("{folder:?}: {error}")),
+        }
+    }
+    session.logout().await;
+    report
+}
