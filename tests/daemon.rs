@@ -363,3 +363,55 @@ fn check_tests_each_mailbox() {
     assert_eq!(text.code, 0, "{}", text.stdout);
     assert!(text.stdout.contains("alice: ok"), "{}", text.stdout);
 }
+
+/// The unit file as shipped, with ExecStart pointing at the binary under test (verify wants
+/// the executable to exist).
+fn unit_under_test(dir: &std::path::Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../systemd/crmsync.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/crmsync "));
+    let unit = unit.replace(
+        "/usr/local/bin/crmsync",
+        support::binary().to_str().unwrap(),
+    );
+    let path = dir.join("crmsync.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_is_rated_ok_or_better() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_under_test(dir.path());
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze runs (tests/run installs systemd)");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+
+    let security = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no rating: {text}"));
+    let exposure: f64 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable rating: {line}"));
+    assert!(exposure <= 4.9, "exposure {exposure}: {line}");
+}
