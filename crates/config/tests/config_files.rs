@@ -289,3 +289,31 @@ fn never_rules_match_addresses_and_domains() {
     assert!(single.matches(&address("DOCTOR@example.org")));
     assert!(!single.matches(&address("nurse@example.org")));
 }
+
+#[test]
+fn log_and_daemon_settings() {
+    let config = Config::parse(Path::new("/x.toml"), "").unwrap();
+    assert_eq!(config.log.level, "info");
+    assert_eq!(config.log.format, crmsync_config::LogFormat::Text);
+    assert_eq!(config.daemon.poll_interval, 300);
+    assert_eq!(config.daemon.idle_folders, 5);
+
+    let config = Config::parse(
+        Path::new("/x.toml"),
+        "[log]\nlevel = \"debug\"\nformat = \"json\"\n[daemon]\npoll_interval = 30\nidle_folders = 0\n",
+    )
+    .unwrap();
+    assert_eq!(config.log.level, "debug");
+    assert_eq!(config.log.format, crmsync_config::LogFormat::Json);
+    assert_eq!(config.daemon.poll_interval, 30);
+    assert_eq!(config.daemon.idle_folders, 0);
+
+    let lines = errors("[log]\nlevel = \"loud\"\n[daemon]\npoll_interval = 0\n");
+    assert_eq!(
+        lines,
+        [
+            "/etc/crmsync/crmsync.toml: log.level: unknown level \"loud\": expected one of error, warn, info, debug, trace",
+            "/etc/crmsync/crmsync.toml: daemon.poll_interval: expected a number from 1 to 86400",
+        ]
+    );
+}

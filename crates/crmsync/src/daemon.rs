@@ -277,6 +277,9 @@ impl StatusWriter {
             .with_context(|| format!("cannot write the status file {}", temporary.display()))?;
         file.write_all(text.as_bytes())?;
         file.write_all(b"\n")?;
+        // Readable by everyone, whatever the umask: it holds no secret, and `crmsync status`
+        // is for any administrator.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         file.sync_all()?;
         std::fs::rename(&temporary, &self.path)
             .with_context(|| format!("cannot replace the status file {}", self.path.display()))?;

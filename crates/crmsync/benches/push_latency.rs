@@ -1,0 +1,196 @@
+//! Push latency of `crmsync run`, measured side by side with the bare IDLE notification delay of
+//! the same Dovecot. `cargo bench -p crmsync --bench push_latency [-- TRIALS]`; the results go
+//! to docs/benchmarks.md by hand.
+//!
+//! Each trial, with the daemon running and a bare IDLE client watching INBOX:
+//! - forward: another client stores the keyword `crm` on a message (t0); the bare client sees
+//!   the FETCH (IDLE delay); the daemon commits the activity (push latency, read from the store
+//!   with a 1 ms poll);
+//! - reverse: another program deletes the activity with plain SQL (t0); a second client reads
+//!   the message's flags until the daemon has removed the keyword (reverse latency).
+//!
+//! The daemon's fallback poll is 300 s, so nothing but push can make a trial finish in time.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::daemon::{Daemon, wait_until};
+use support::mail::{Mail, PASSWORD, message};
+
+/// A bare IMAP client in IDLE on INBOX, reporting each untagged line with its arrival.
+fn bare_idle(port: u16) -> mpsc::Receiver<(Instant, String)> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut expect = |reader: &mut BufReader<TcpStream>, prefix: &str| loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.starts_with(prefix) {
+            break;
+        }
+    };
+    expect(&mut reader, "* OK");
+    write!(writer, "a LOGIN alice {PASSWORD}\r\n").unwrap();
+    expect(&mut reader, "a OK");
+    write!(writer, "b SELECT INBOX\r\n").unwrap();
+    expect(&mut reader, "b OK");
+    write!(writer, "c IDLE\r\n").unwrap();
+    expect(&mut reader, "+");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _keep_open = writer;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprint!("idle: {line}");
+            }
+            if line.starts_with('*') && tx.send((Instant::now(), line.clone())).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The arrival of the next untagged line that `wanted` accepts.
+fn next_line(rx: &mpsc::Receiver<(Instant, String)>, wanted: impl Fn(&str) -> bool) -> Instant {
+    loop {
+        let (at, line) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an IDLE notification");
+        if wanted(&line) {
+            return at;
+        }
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+struct Stats {
+    median: f64,
+    p99: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(samples: &[Duration]) -> Stats {
+    let mut sorted: Vec<f64> = samples.iter().copied().map(millis).collect();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    Stats {
+        median: at(0.5),
+        p99: at(0.99),
+        min: sorted[0],
+        max: sorted[sorted.len() - 1],
+    }
+}
+
+fn main() {
+    let trials: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100);
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    let store = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+    store.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut client = mail.client("alice");
+    let mut checker = mail.client("alice");
+    let idle = bare_idle(mail.dovecot.port);
+
+    let (mut idle_delays, mut push, mut reverse) = (Vec::new(), Vec::new(), Vec::new());
+    for trial in 0..trials {
+        let message_id = format!("bench{trial}@x.example");
+        let uid = client.append(
+            "INBOX",
+            &[],
+            &message(&message_id, "dana@x.example", "alice@example.com", "Bench"),
+        );
+        // The bare client must know the message before its flags change, or the server folds
+        // the change into the EXISTS; then let the daemon's pass over it finish.
+        next_line(&idle, |line| line.contains("EXISTS"));
+        std::thread::sleep(Duration::from_millis(150));
+        while idle.try_recv().is_ok() {}
+
+        // Forward: keyword stored by another client -> activity committed.
+        client.select("INBOX");
+        let t0 = Instant::now();
+        client.ok(&format!("UID STORE {uid} +FLAGS.SILENT (crm)"));
+        let seen = next_line(&idle, |line| line.contains("FETCH") && line.contains("crm"));
+        let committed = wait_until("the activity", Duration::from_secs(30), || {
+            let found: i64 = store
+                .query_row(
+                    "SELECT count(*) FROM activities WHERE message_id = ?1",
+                    [&message_id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            (found == 1).then(Instant::now)
+        });
+        idle_delays.push(seen - t0);
+        push.push(committed - t0);
+
+        // Reverse: activity deleted by another program -> keyword removed by the daemon.
+        std::thread::sleep(Duration::from_millis(50));
+        while idle.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        store
+            .execute(
+                "DELETE FROM activities WHERE message_id = ?1",
+                [&message_id],
+            )
+            .unwrap();
+        // Read the flags directly (a UID FETCH every few milliseconds) rather than through IDLE,
+        // whose own delay would be counted again.
+        let removed = wait_until("the keyword to go", Duration::from_secs(30), || {
+            (!checker.flags("INBOX", uid).iter().any(|k| k == "crm")).then(Instant::now)
+        });
+        reverse.push(removed - t0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon.is_running(), "{}", daemon.log_text());
+
+    println!("trials: {trials}");
+    println!("| measure | median ms | p99 ms | min ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for (name, samples) in [
+        (
+            "bare IDLE notification (keyword stored -> FETCH seen)",
+            &idle_delays,
+        ),
+        ("crmsync push (keyword stored -> activity committed)", &push),
+        (
+            "crmsync reverse (activity deleted -> keyword removed)",
+            &reverse,
+        ),
+    ] {
+        let s = stats(samples);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            s.median, s.p99, s.min, s.max
+        );
+    }
+    let over: Vec<Duration> = push
+        .iter()
+        .zip(&idle_delays)
+        .map(|(p, i)| p.saturating_sub(*i))
+        .collect();
+    let s = stats(&over);
+    println!(
+        "| crmsync push minus bare IDLE, per trial | {:.1} | {:.1} | {:.1} | {:.1} |",
+        s.median, s.p99, s.min, s.max
+    );
+}
