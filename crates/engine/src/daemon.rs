@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 
 use crate::{MailboxState, PassOptions, PassReport, sync_mailbox};
 
+/// The least time between two starts of a mailbox's IDLE watchers.
+const WATCH_RESTART: Duration = Duration::from_secs(30);
+
 /// The origin of the daemon's writes in the change journal; the journal watcher ignores them.
 pub const DAEMON_ORIGIN: &str = "crmsync-daemon";
 
@@ -127,6 +130,7 @@ async fn run_worker(
     let mut delays = backoff();
     let mut watchers: Vec<JoinHandle<()>> = Vec::new();
     let mut store: Option<SqliteStore> = None;
+    let mut last_watch: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -158,6 +162,7 @@ async fn run_worker(
         };
         let state = report.state;
         let permanent = report.permanent;
+        let idle_supported = report.idle_supported;
         tracing::info!(
             mailbox = %id,
             state = state.as_str(),
@@ -174,9 +179,15 @@ async fn run_worker(
             MailboxState::Idle => {
                 delays = backoff();
                 watchers.retain(|w| !w.is_finished());
+                // Watchers that died are restarted at most twice a minute, so a server that
+                // refuses IDLE connections (too many per user, say) cannot spin the worker.
+                let due = last_watch.is_none_or(|at: tokio::time::Instant| at.elapsed() >= WATCH_RESTART);
                 if watchers.is_empty()
+                    && idle_supported
+                    && due
                     && let Some(imap) = &mailbox.imap
                 {
+                    last_watch = Some(tokio::time::Instant::now());
                     for folder in imap.folders.iter().take(settings.idle_folders) {
                         watchers.push(tokio::spawn(idle_watcher(
                             id.clone(),

@@ -72,6 +72,8 @@ pub struct PassReport {
     /// The failure is one that retrying soon will not cure (a bad password, a missing folder,
     /// an untrusted certificate, an owner who is not a CRM user): retry slowly.
     pub permanent: bool,
+    /// The IMAP server offers IDLE (known after a pass that reached it).
+    pub idle_supported: bool,
 }
 
 impl PassReport {
@@ -91,6 +93,7 @@ impl PassReport {
             warnings: Vec::new(),
             imap: Counters::default(),
             permanent: false,
+            idle_supported: false,
         }
     }
 
@@ -199,6 +202,7 @@ async fn email_pass<S: CrmStore>(
             return Err(format!("IMAP: {error}"));
         }
     };
+    report.idle_supported = session.has_idle();
     if !imap.tls.verify_certificates {
         report.warn(format!(
             "certificate verification is off for {} (verify_certificates = false)",
