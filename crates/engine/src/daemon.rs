@@ -19,7 +19,7 @@ use crmsync_store::{CrmStore, SqliteStore};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::{MailboxState, PassOptions, PassReport, sync_mailbox};
+use crate::{MailboxState, PassOptions, PassReport, sync_mailbox_keeping};
 
 /// The least time between two starts of a mailbox's IDLE watchers.
 const WATCH_RESTART: Duration = Duration::from_secs(30);
@@ -131,6 +131,7 @@ async fn run_worker(
     let mut watchers: Vec<JoinHandle<()>> = Vec::new();
     let mut store: Option<SqliteStore> = None;
     let mut last_watch: Option<tokio::time::Instant> = None;
+    let mut connection: Option<ImapSession> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -147,7 +148,10 @@ async fn run_worker(
         }
         let report = match store.as_mut() {
             Some(store) => match crate::lock::lock_mailbox(&database, &id).await {
-                Ok(_lock) => sync_mailbox(store, &mailbox, PassOptions::default()).await,
+                Ok(_lock) => {
+                    sync_mailbox_keeping(store, &mailbox, PassOptions::default(), &mut connection)
+                        .await
+                }
                 Err(error) => {
                     let mut report = crate::PassReport::new(&id);
                     report.fail(format!("cannot take the mailbox lock: {error}"));
@@ -181,7 +185,8 @@ async fn run_worker(
                 watchers.retain(|w| !w.is_finished());
                 // Watchers that died are restarted at most twice a minute, so a server that
                 // refuses IDLE connections (too many per user, say) cannot spin the worker.
-                let due = last_watch.is_none_or(|at: tokio::time::Instant| at.elapsed() >= WATCH_RESTART);
+                let due =
+                    last_watch.is_none_or(|at: tokio::time::Instant| at.elapsed() >= WATCH_RESTART);
                 if watchers.is_empty()
                     && idle_supported
                     && due
@@ -216,6 +221,9 @@ async fn run_worker(
     }
     for watcher in watchers {
         watcher.abort();
+    }
+    if let Some(session) = connection {
+        session.logout().await;
     }
     let _ = events.send(WorkerEvent::Stopped { mailbox: id });
 }

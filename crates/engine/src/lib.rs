@@ -125,6 +125,18 @@ pub async fn sync_mailbox<S: CrmStore>(
     mailbox: &MailboxConfig,
     options: PassOptions,
 ) -> PassReport {
+    sync_mailbox_keeping(store, mailbox, options, &mut None).await
+}
+
+/// [`sync_mailbox`] with an IMAP connection kept between passes: the daemon's workers reuse the
+/// connection of their last pass when it still answers, and keep this pass's for the next.
+/// A pass that fails drops its connection, so the next one starts afresh.
+pub async fn sync_mailbox_keeping<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    options: PassOptions,
+    connection: &mut Option<ImapSession>,
+) -> PassReport {
     let mut report = PassReport::new(&mailbox.id);
     if !mailbox.enabled {
         report.state = MailboxState::Disabled;
@@ -162,7 +174,10 @@ pub async fn sync_mailbox<S: CrmStore>(
                 return report;
             }
         };
-        if let Err(message) = email_pass(store, mailbox, &password, options, &mut report).await {
+        if let Err(message) =
+            email_pass(store, mailbox, &password, options, connection, &mut report).await
+        {
+            *connection = None;
             report.fail(message);
         }
     }
@@ -186,6 +201,7 @@ async fn email_pass<S: CrmStore>(
     mailbox: &MailboxConfig,
     password: &Secret,
     options: PassOptions,
+    connection: &mut Option<ImapSession>,
     report: &mut PassReport,
 ) -> Result<(), String> {
     let imap = mailbox.imap.as_ref().expect("checked by the caller");
@@ -195,13 +211,23 @@ async fn email_pass<S: CrmStore>(
     };
     let store_error = |error: StoreError| format!("CRM store: {error}");
 
-    let mut session = match ImapSession::connect(imap, password).await {
-        Ok(session) => session,
-        Err(error) => {
-            report.permanent = error.is_permanent();
-            return Err(format!("IMAP: {error}"));
-        }
+    let mut cached = connection.take();
+    if let Some(session) = cached.as_mut()
+        && !session.is_alive().await
+    {
+        cached = None;
+    }
+    let mut session = match cached {
+        Some(session) => session,
+        None => match ImapSession::connect(imap, password).await {
+            Ok(session) => session,
+            Err(error) => {
+                report.permanent = error.is_permanent();
+                return Err(format!("IMAP: {error}"));
+            }
+        },
     };
+    let counters_before = session.counters;
     report.idle_supported = session.has_idle();
     if !imap.tls.verify_certificates {
         report.warn(format!(
@@ -468,8 +494,8 @@ async fn email_pass<S: CrmStore>(
             .put_sync_state(&mailbox.id, &folder, &state)
             .map_err(store_error)?;
     }
-    report.imap = session.counters;
-    session.logout().await;
+    report.imap = session.counters.since(counters_before);
+    *connection = Some(session);
     Ok(())
 }
 

@@ -31,6 +31,18 @@ pub struct Counters {
     pub store_commands: u64,
 }
 
+impl Counters {
+    /// What was asked since `earlier` (a session kept between passes keeps counting).
+    pub fn since(self, earlier: Counters) -> Counters {
+        Counters {
+            select_commands: self.select_commands - earlier.select_commands,
+            fetch_commands: self.fetch_commands - earlier.fetch_commands,
+            bodies_fetched: self.bodies_fetched - earlier.bodies_fetched,
+            store_commands: self.store_commands - earlier.store_commands,
+        }
+    }
+}
+
 /// Where a folder's last scan left off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FolderMarkers {
@@ -186,6 +198,14 @@ impl ImapSession {
             idle: capabilities.has_str("IDLE"),
             counters: Counters::default(),
         })
+    }
+
+    /// Whether the connection still answers (a cached session may have been dropped by the
+    /// server while it waited).
+    pub async fn is_alive(&mut self) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), self.session.noop())
+            .await
+            .is_ok_and(|result| result.is_ok())
     }
 
     pub fn has_condstore(&self) -> bool {
