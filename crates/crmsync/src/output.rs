@@ -162,3 +162,20 @@ pub fn print_details(pairs: &[(&str, String)]) {
         println!("{label:<width$} {value}");
     }
 }
+
+/// How an address resolved, for people: `contact CON-1001 (Dana)`, `ambiguous: contact
+/// CON-1001, contact CON-1002`, or `unresolved`.
+pub fn resolution_label(record: Option<&RecordRef>, candidates: &[RecordRef]) -> String {
+    match (record, candidates) {
+        (Some(record), _) => format!("{} {} ({})", record.entity, record.number, record.name),
+        (None, []) => "unresolved".to_owned(),
+        (None, candidates) => format!(
+            "ambiguous: {}",
+            candidates
+                .iter()
+                .map(|c| format!("{} {}", c.entity, c.number))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

@@ -7,7 +7,9 @@ use crmsync_store::{ActivityChange, ActivityFilter, ActivityRow, CrmStore, NewAc
 
 use super::{email, key_values, number, open_store, optional_text};
 use crate::cli::ActivityCommand;
-use crate::output::{activity_json, or_dash, print_details, print_json, print_table, ref_label};
+use crate::output::{
+    activity_json, or_dash, print_details, print_json, print_table, ref_label, resolution_label,
+};
 use crate::{usage, when};
 
 const SETTABLE: &[&str] = &[
@@ -279,18 +281,7 @@ fn show(activity: &ActivityRow, json: bool) {
         ("modified", activity.modified.clone()),
     ]);
     for party in &activity.parties {
-        let resolved = match (&party.record, party.candidates.as_slice()) {
-            (Some(record), _) => format!("{} {} ({})", record.entity, record.number, record.name),
-            (None, []) => "unresolved".to_owned(),
-            (None, candidates) => format!(
-                "ambiguous: {}",
-                candidates
-                    .iter()
-                    .map(|c| format!("{} {}", c.entity, c.number))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let resolved = resolution_label(party.record.as_ref(), &party.candidates);
         println!(
             "party:     {} {} -> {}",
             party.role, party.address, resolved

@@ -6,24 +6,14 @@ use crmsync_engine::check::{CheckReport, check_mailbox};
 use crmsync_store::SqliteStore;
 use serde_json::json;
 
-use super::{CLI_ORIGIN, load_config};
+use super::{CLI_ORIGIN, load_config, runtime, selected_mailboxes};
 use crate::output::print_json;
-use crate::usage;
 
 pub fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
-    let mailboxes: Vec<_> = match only {
-        Some(id) => vec![
-            config
-                .mailbox(id)
-                .ok_or_else(|| usage(format!("no mailbox {id:?} in {}", config.path.display())))?,
-        ],
-        None => config.mailboxes.iter().collect(),
-    };
+    let mailboxes = selected_mailboxes(&config, only)?;
     let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let reports: Vec<CheckReport> = runtime.block_on(async {
         let mut reports = Vec::new();
         for mailbox in mailboxes {

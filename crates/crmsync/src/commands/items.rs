@@ -6,9 +6,11 @@ use crmsync_engine::item::{AddressResolution, ItemPane, Locator, item_pane};
 use crmsync_store::{RecordRef, SqliteStore};
 use serde_json::{Value, json};
 
-use super::{CLI_ORIGIN, load_config};
+use super::{CLI_ORIGIN, load_config, runtime, selected_mailboxes};
 use crate::cli::ItemCommand;
-use crate::output::{activity_json, print_details, print_json, record_ref_json, ref_label};
+use crate::output::{
+    activity_json, print_details, print_json, record_ref_json, ref_label, resolution_label,
+};
 use crate::usage;
 
 pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
@@ -39,16 +41,9 @@ pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
         _ => return Err(usage("give --message-id or --uid")),
     };
     let config = load_config(config_path)?;
-    let mailbox = config.mailbox(&mailbox).ok_or_else(|| {
-        usage(format!(
-            "no mailbox {mailbox:?} in {}",
-            config.path.display()
-        ))
-    })?;
+    let mailbox = selected_mailboxes(&config, Some(&mailbox))?[0];
     let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let pane = runtime
         .block_on(item_pane(&store, mailbox, &locator))
         .map_err(anyhow::Error::msg)?;
@@ -135,18 +130,9 @@ fn print_pane(pane: &ItemPane) {
     print_details(&details);
     for address in &pane.addresses {
         let resolved = match &address.resolution {
-            AddressResolution::Resolved(record) => {
-                format!("{} {} ({})", record.entity, record.number, record.name)
-            }
-            AddressResolution::Ambiguous(candidates) => format!(
-                "ambiguous: {}",
-                candidates
-                    .iter()
-                    .map(|c| format!("{} {}", c.entity, c.number))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            AddressResolution::Unresolved => "unresolved".to_owned(),
+            AddressResolution::Resolved(record) => resolution_label(Some(record), &[]),
+            AddressResolution::Ambiguous(candidates) => resolution_label(None, candidates),
+            AddressResolution::Unresolved => resolution_label(None, &[]),
         };
         println!(
             "{:<11} {} -> {}",

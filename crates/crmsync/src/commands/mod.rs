@@ -29,6 +29,26 @@ pub fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {
     Ok(store)
 }
 
+/// The mailboxes a command works on: the one `--mailbox` names, or all.
+pub fn selected_mailboxes<'c>(
+    config: &'c Config,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<&'c crmsync_config::MailboxConfig>> {
+    match only {
+        Some(id) => Ok(vec![config.mailbox(id).ok_or_else(|| {
+            usage(format!("no mailbox {id:?} in {}", config.path.display()))
+        })?]),
+        None => Ok(config.mailboxes.iter().collect()),
+    }
+}
+
+/// The runtime of the one-shot commands that talk to servers.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 pub fn email(text: &str) -> anyhow::Result<EmailAddress> {
     Ok(EmailAddress::new(text)?)
 }

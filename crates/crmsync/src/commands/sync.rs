@@ -7,9 +7,8 @@ use crmsync_engine::{PassOptions, PassReport, sync_mailbox};
 use crmsync_store::SqliteStore;
 use serde_json::json;
 
-use super::load_config;
+use super::{load_config, runtime, selected_mailboxes};
 use crate::output::print_json;
-use crate::usage;
 
 /// The origin of a one-shot pass's writes in the change journal.
 const SYNC_ORIGIN: &str = "crmsync-sync";
@@ -21,14 +20,7 @@ pub fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
-    let mailboxes: Vec<_> = match only {
-        Some(id) => vec![
-            config
-                .mailbox(id)
-                .ok_or_else(|| usage(format!("no mailbox {id:?} in {}", config.path.display())))?,
-        ],
-        None => config.mailboxes.iter().collect(),
-    };
+    let mailboxes = selected_mailboxes(&config, only)?;
     if !config.connection.enabled {
         anyhow::bail!(
             "connection.enabled is false in {}: nothing is synchronized",
@@ -36,9 +28,7 @@ pub fn run(
         );
     }
     let mut store = SqliteStore::open(&config.crm.database, SYNC_ORIGIN)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let reports: Vec<PassReport> = runtime.block_on(async {
         let mut reports = Vec::new();
         for mailbox in mailboxes {
