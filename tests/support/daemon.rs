@@ -76,7 +76,15 @@ impl Daemon {
         let log = self.log.clone();
         let child = &mut self.child;
         let status = self.status.clone();
-        wait_until(&what, Duration::from_secs(30), || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        wait_until(&what, Duration::from_secs(31), || {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; status: {}\nlog:\n{}",
+                    std::fs::read_to_string(&status).unwrap_or_default(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             if let Ok(Some(exit)) = child.try_wait() {
                 panic!(
                     "the daemon exited ({exit}): {}",

@@ -8,6 +8,7 @@
 //! (bad password, missing folder) retry slowly. Each worker has its own store connection, so
 //! one mailbox's trouble never holds another up.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -132,7 +133,7 @@ async fn run_worker(
 ) {
     let id = mailbox.id.clone();
     let mut delays = backoff();
-    let mut watchers: Vec<JoinHandle<()>> = Vec::new();
+    let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut store: Option<SqliteStore> = None;
     let mut last_watch: Option<tokio::time::Instant> = None;
     let mut connection: Option<ImapSession> = None;
@@ -144,6 +145,11 @@ async fn run_worker(
         let _ = events.send(WorkerEvent::Syncing {
             mailbox: id.clone(),
         });
+        // An IDLE connection that ended is a hint that the server went away: do not trust
+        // the kept connection either, so this pass finds out for certain.
+        if watchers.values().any(JoinHandle::is_finished) {
+            connection = None;
+        }
         if store.is_none() {
             match SqliteStore::open(&database, DAEMON_ORIGIN) {
                 Ok(opened) => store = Some(opened),
@@ -186,28 +192,46 @@ async fn run_worker(
         let delay = match state {
             MailboxState::Idle => {
                 delays = backoff();
-                watchers.retain(|w| !w.is_finished());
+                watchers.retain(|_, watcher| !watcher.is_finished());
+                let wanted: Vec<String> = match &mailbox.imap {
+                    Some(imap) if idle_supported => imap
+                        .folders
+                        .iter()
+                        .take(settings.idle_folders)
+                        .cloned()
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let missing: Vec<String> = wanted
+                    .into_iter()
+                    .filter(|folder| !watchers.contains_key(folder))
+                    .collect();
                 // Watchers that died are restarted at most twice a minute, so a server that
-                // refuses IDLE connections (too many per user, say) cannot spin the worker.
-                let due =
-                    last_watch.is_none_or(|at: tokio::time::Instant| at.elapsed() >= WATCH_RESTART);
-                if watchers.is_empty()
-                    && idle_supported
-                    && due
-                    && let Some(imap) = &mailbox.imap
-                {
-                    last_watch = Some(tokio::time::Instant::now());
-                    for folder in imap.folders.iter().take(settings.idle_folders) {
-                        watchers.push(tokio::spawn(idle_watcher(
-                            id.clone(),
-                            imap.clone(),
-                            folder.clone(),
-                            settings.idle_renew,
-                            wake_tx.clone(),
-                        )));
+                // refuses IDLE connections (too many per user, say) cannot spin the worker;
+                // until then the worker comes back when the restart is due, since nothing
+                // else may wake it.
+                let since_start = last_watch.map(|at: tokio::time::Instant| at.elapsed());
+                match (missing.is_empty(), since_start) {
+                    (true, _) => settings.poll_interval,
+                    (false, Some(elapsed)) if elapsed < WATCH_RESTART => {
+                        (WATCH_RESTART - elapsed).min(settings.poll_interval)
+                    }
+                    (false, _) => {
+                        last_watch = Some(tokio::time::Instant::now());
+                        let imap = mailbox.imap.as_ref().expect("folders come from imap");
+                        for folder in missing {
+                            let watcher = tokio::spawn(idle_watcher(
+                                id.clone(),
+                                imap.clone(),
+                                folder.clone(),
+                                settings.idle_renew,
+                                wake_tx.clone(),
+                            ));
+                            watchers.insert(folder, watcher);
+                        }
+                        settings.poll_interval
                     }
                 }
-                settings.poll_interval
             }
             MailboxState::Error if permanent => settings.permanent_retry,
             MailboxState::Error => delays.next().unwrap_or(Duration::from_secs(60)),
@@ -223,7 +247,7 @@ async fn run_worker(
             _ = stop.changed() => {}
         }
     }
-    for watcher in watchers {
+    for watcher in watchers.values() {
         watcher.abort();
     }
     if let Some(session) = connection {
