@@ -1,0 +1,624 @@
+//! Content lines and components (RFC 5545 section 3.1, RFC 6350 section 3.3), lossless.
+//!
+//! A document is parsed into components (`BEGIN:X` ... `END:X`) holding properties and
+//! sub-components in file order. Every property keeps the exact text it was read from
+//! (folded lines and line endings included) until it is changed; [`Document::render`] writes
+//! unchanged properties back from that text and only re-serializes (and folds at 75 octets)
+//! what was changed or added. So `render(parse(text)) == text` for any text that parses.
+
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// One parameter: a name (upper case) and its values, unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    /// Upper case (names are case-insensitive); the original spelling stays in `raw`.
+    pub name: String,
+    pub params: Vec<Param>,
+    /// The value as written, escapes included (see [`unescape_text`]).
+    pub value: String,
+    /// The original text, folded, with its line ending; `None` once changed.
+    raw: Option<String>,
+}
+
+impl Property {
+    pub fn new(name: &str, params: Vec<Param>, value: &str) -> Property {
+        Property {
+            name: name.to_ascii_uppercase(),
+            params,
+            value: value.to_owned(),
+            raw: None,
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .and_then(|p| p.values.first())
+            .map(String::as_str)
+    }
+
+    /// Changes the value; the property is then written anew.
+    pub fn set_value(&mut self, value: &str) {
+        if self.value != value {
+            self.value = value.to_owned();
+            self.raw = None;
+        }
+    }
+
+    fn render(&self, out: &mut String, newline: &str) {
+        if let Some(raw) = &self.raw {
+            out.push_str(raw);
+            return;
+        }
+        let mut line = self.name.clone();
+        for param in &self.params {
+            line.push(';');
+            line.push_str(&param.name);
+            line.push('=');
+            let values: Vec<String> = param
+                .values
+                .iter()
+                .map(|v| {
+                    if v.contains([':', ';', ',']) {
+                        format!("\"{v}\"")
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            line.push_str(&values.join(","));
+        }
+        line.push(':');
+        line.push_str(&self.value);
+        fold(&line, out, newline);
+    }
+}
+
+/// Folds a logical line at 75 octets, never inside a UTF-8 character.
+fn fold(line: &str, out: &mut String, newline: &str) {
+    let mut width = 0;
+    for c in line.chars() {
+        let size = c.len_utf8();
+        if width + size > 75 {
+            out.push_str(newline);
+            out.push(' ');
+            width = 1;
+        }
+        out.push(c);
+        width += size;
+    }
+    out.push_str(newline);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Property(Property),
+    Component(Component),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// Upper case: `VCALENDAR`, `VEVENT`, `VTODO`, `VALARM`, `VCARD`, ...
+    pub name: String,
+    pub children: Vec<Node>,
+    begin_raw: Option<String>,
+    end_raw: Option<String>,
+}
+
+impl Component {
+    pub fn new(name: &str) -> Component {
+        Component {
+            name: name.to_ascii_uppercase(),
+            children: Vec::new(),
+            begin_raw: None,
+            end_raw: None,
+        }
+    }
+
+    pub fn properties<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Property> + 'a {
+        self.children.iter().filter_map(move |node| match node {
+            Node::Property(p) if p.name.eq_ignore_ascii_case(name) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn property(&self, name: &str) -> Option<&Property> {
+        self.children.iter().find_map(|node| match node {
+            Node::Property(p) if p.name.eq_ignore_ascii_case(name) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn components<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Component> + 'a {
+        self.children.iter().filter_map(move |node| match node {
+            Node::Component(c) if c.name.eq_ignore_ascii_case(name) => Some(c),
+            _ => None,
+        })
+    }
+
+    pub fn components_mut<'a>(
+        &'a mut self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a mut Component> + 'a {
+        self.children.iter_mut().filter_map(move |node| match node {
+            Node::Component(c) if c.name.eq_ignore_ascii_case(name) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// Sets the value of the first property of that name, or adds the property at the end of
+    /// the properties. Its parameters are kept when it exists.
+    pub fn set(&mut self, name: &str, value: &str) {
+        for node in &mut self.children {
+            if let Node::Property(p) = node
+                && p.name.eq_ignore_ascii_case(name)
+            {
+                p.set_value(value);
+                return;
+            }
+        }
+        let at = self
+            .children
+            .iter()
+            .position(|n| matches!(n, Node::Component(_)))
+            .unwrap_or(self.children.len());
+        self.children
+            .insert(at, Node::Property(Property::new(name, Vec::new(), value)));
+    }
+
+    /// Removes every property of that name; returns how many went.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.children.len();
+        self.children
+            .retain(|n| !matches!(n, Node::Property(p) if p.name.eq_ignore_ascii_case(name)));
+        before - self.children.len()
+    }
+
+    fn render(&self, out: &mut String, newline: &str) {
+        match &self.begin_raw {
+            Some(raw) => out.push_str(raw),
+            None => {
+                let _ = write!(out, "BEGIN:{}{newline}", self.name);
+            }
+        }
+        for child in &self.children {
+            match child {
+                Node::Property(p) => p.render(out, newline),
+                Node::Component(c) => c.render(out, newline),
+            }
+        }
+        match &self.end_raw {
+            Some(raw) => out.push_str(raw),
+            None => {
+                let _ = write!(out, "END:{}{newline}", self.name);
+            }
+        }
+    }
+}
+
+/// A parsed file: its top-level components (one `VCALENDAR` or one `VCARD`, as vdir wants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub components: Vec<Component>,
+    /// The line ending new lines get: the file's own (`\r\n` as the RFCs say, or `\n`).
+    newline: &'static str,
+    /// Text after the last component (blank lines), kept as is.
+    trailer: String,
+}
+
+impl Document {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for component in &self.components {
+            component.render(&mut out, self.newline);
+        }
+        out.push_str(&self.trailer);
+        out
+    }
+
+    pub fn first(&self, name: &str) -> Option<&Component> {
+        self.components
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn first_mut(&mut self, name: &str) -> Option<&mut Component> {
+        self.components
+            .iter_mut()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Splits `text` into logical lines: (first physical line number, unfolded text, raw text).
+fn logical_lines(text: &str) -> Vec<(usize, String, String)> {
+    let mut lines: Vec<(usize, String, String)> = Vec::new();
+    let mut number = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        number += 1;
+        let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let (physical, after) = rest.split_at(end);
+        rest = after;
+        let content = physical.trim_end_matches(['\r', '\n']);
+        let continuation = content.starts_with([' ', '\t']);
+        match lines.last_mut() {
+            Some(last) if continuation => {
+                last.1.push_str(&content[1..]);
+                last.2.push_str(physical);
+            }
+            _ => lines.push((number, content.to_owned(), physical.to_owned())),
+        }
+    }
+    lines
+}
+
+fn parse_params(text: &str, line: usize) -> Result<(String, Vec<Param>, usize), ParseError> {
+    // Returns the name, the parameters and the byte offset of the value.
+    let bad = |message: &str| ParseError {
+        line,
+        message: message.to_owned(),
+    };
+    let mut chars = text.char_indices().peekable();
+    let mut name = String::new();
+    while let Some(&(_, c)) = chars.peek() {
+        if c == ';' || c == ':' {
+            break;
+        }
+        name.push(c);
+        chars.next();
+    }
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(bad(&format!("invalid property name {name:?}")));
+    }
+    let mut params = Vec::new();
+    loop {
+        match chars.next() {
+            Some((i, ':')) => return Ok((name, params, i + 1)),
+            Some((_, ';')) => {
+                let mut param_name = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    if c == '=' {
+                        break;
+                    }
+                    if c == ':' || c == ';' {
+                        return Err(bad(&format!("parameter {param_name:?} has no value")));
+                    }
+                    param_name.push(c);
+                    chars.next();
+                }
+                chars.next(); // '='
+                let mut values = Vec::new();
+                loop {
+                    let mut value = String::new();
+                    if chars.peek().map(|&(_, c)| c) == Some('"') {
+                        chars.next();
+                        loop {
+                            match chars.next() {
+                                Some((_, '"')) => break,
+                                Some((_, c)) => value.push(c),
+                                None => return Err(bad("unterminated quoted parameter value")),
+                            }
+                        }
+                    } else {
+                        while let Some(&(_, c)) = chars.peek() {
+                            if c == ',' || c == ';' || c == ':' {
+                                break;
+                            }
+                            value.push(c);
+                            chars.next();
+                        }
+                    }
+                    values.push(value);
+                    if chars.peek().map(|&(_, c)| c) == Some(',') {
+                        chars.next();
+                        continue;
+                    }
+                    break;
+                }
+                params.push(Param {
+                    name: param_name.to_ascii_uppercase(),
+                    values,
+                });
+            }
+            _ => return Err(bad("no ':' between the property name and its value")),
+        }
+    }
+}
+
+/// Parses a document. Blank lines between components are kept in place only at the end; a
+/// document whose components do not nest properly is an error naming the line.
+pub fn parse(text: &str) -> Result<Document, ParseError> {
+    let newline = if text.contains("\r\n") || !text.contains('\n') {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut stack: Vec<Component> = Vec::new();
+    let mut done: Vec<Component> = Vec::new();
+    // Blank lines (which the RFCs do not allow, but files have) are kept with the line that
+    // follows them, or at the end.
+    let mut pending = String::new();
+    for (line, logical, raw) in logical_lines(text) {
+        if logical.trim().is_empty() {
+            pending.push_str(&raw);
+            continue;
+        }
+        let raw = std::mem::take(&mut pending) + &raw;
+        let upper = logical.to_ascii_uppercase();
+        if let Some(name) = upper.strip_prefix("BEGIN:") {
+            let mut component = Component::new(name.trim());
+            component.begin_raw = Some(raw);
+            stack.push(component);
+            continue;
+        }
+        if let Some(name) = upper.strip_prefix("END:") {
+            let Some(mut component) = stack.pop() else {
+                return Err(ParseError {
+                    line,
+                    message: format!("END:{} without BEGIN", name.trim()),
+                });
+            };
+            if !component.name.eq_ignore_ascii_case(name.trim()) {
+                return Err(ParseError {
+                    line,
+                    message: format!("END:{} closes BEGIN:{}", name.trim(), component.name),
+                });
+            }
+            component.end_raw = Some(raw);
+            match stack.last_mut() {
+                Some(parent) => parent.children.push(Node::Component(component)),
+                None => done.push(component),
+            }
+            continue;
+        }
+        let Some(current) = stack.last_mut() else {
+            return Err(ParseError {
+                line,
+                message: "a property outside of any BEGIN/END".into(),
+            });
+        };
+        let (name, params, value_at) = parse_params(&logical, line)?;
+        current.children.push(Node::Property(Property {
+            name: name.to_ascii_uppercase(),
+            params,
+            value: logical[value_at..].to_owned(),
+            raw: Some(raw),
+        }));
+    }
+    if let Some(open) = stack.last() {
+        return Err(ParseError {
+            line: text.lines().count(),
+            message: format!("BEGIN:{} is never closed", open.name),
+        });
+    }
+    if done.is_empty() {
+        return Err(ParseError {
+            line: 1,
+            message: "no BEGIN/END component".into(),
+        });
+    }
+    Ok(Document {
+        components: done,
+        newline,
+        trailer: pending,
+    })
+}
+
+/// A TEXT value as written (`\,` `\;` `\\` `\n`) to the text it means.
+pub fn unescape_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') | Some('N') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Text to a TEXT value.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ';' => out.push_str("\\;"),
+            ',' => out.push_str("\\,"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The items of a list value such as CATEGORIES, split on unescaped commas and unescaped.
+pub fn split_list(value: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let mut escaped = false;
+    for c in value.chars() {
+        if escaped {
+            current.push('\\');
+            current.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == ',' {
+            items.push(unescape_text(&current));
+            current.clear();
+        } else {
+            current.push(c);
+        }
+    }
+    if escaped {
+        current.push('\\');
+    }
+    items.push(unescape_text(&current));
+    items.retain(|item| !item.is_empty());
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//khal//NONSGML v1.0//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:abc-123@example.com\r\nSUMMARY:Kickoff with Adventure Works\\, Inc.\r\n\
+DTSTART;TZID=Europe/Berlin:20261201T100000\r\nDTEND;TZID=Europe/Berlin:20261201T110000\r\n\
+ATTENDEE;CN=\"Smith, Dana\";ROLE=REQ-PARTICIPANT:mailto:dana@adventure-works.com\r\n\
+DESCRIPTION:A long description that goes on and on and on and on and on and o\r\n n and is folded.\r\n\
+CATEGORIES:CRM,Work\r\nX-CRM-REGARDING:ACC-1001\r\nx-vendor-thing;x-param=1:kept as is\r\n\
+BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    #[test]
+    fn parse_and_render_is_lossless() {
+        let document = parse(EVENT).unwrap();
+        assert_eq!(document.render(), EVENT);
+        let calendar = document.first("VCALENDAR").unwrap();
+        let event = calendar.components("VEVENT").next().unwrap();
+        assert_eq!(event.property("uid").unwrap().value, "abc-123@example.com");
+        assert_eq!(
+            unescape_text(&event.property("SUMMARY").unwrap().value),
+            "Kickoff with Adventure Works, Inc."
+        );
+        let attendee = event.property("ATTENDEE").unwrap();
+        assert_eq!(attendee.param("cn"), Some("Smith, Dana"));
+        assert_eq!(attendee.value, "mailto:dana@adventure-works.com");
+        assert_eq!(
+            event.property("DESCRIPTION").unwrap().value,
+            "A long description that goes on and on and on and on and on and on and is folded."
+        );
+        assert_eq!(
+            split_list(&event.property("CATEGORIES").unwrap().value),
+            ["CRM", "Work"]
+        );
+        assert_eq!(event.components("VALARM").count(), 1);
+    }
+
+    #[test]
+    fn a_change_rewrites_only_the_changed_property() {
+        let mut document = parse(EVENT).unwrap();
+        let event = document
+            .first_mut("VCALENDAR")
+            .unwrap()
+            .components_mut("VEVENT")
+            .next()
+            .unwrap();
+        event.set("SUMMARY", &escape_text("Kickoff (moved)"));
+        event.set("LOCATION", "Room 2");
+        assert_eq!(event.remove("X-CRM-REGARDING"), 1);
+        let rendered = document.render();
+        let expected = EVENT
+            .replace(
+                "SUMMARY:Kickoff with Adventure Works\\, Inc.\r\n",
+                "SUMMARY:Kickoff (moved)\r\n",
+            )
+            .replace("X-CRM-REGARDING:ACC-1001\r\n", "")
+            .replace(
+                "x-vendor-thing;x-param=1:kept as is\r\n",
+                "x-vendor-thing;x-param=1:kept as is\r\nLOCATION:Room 2\r\n",
+            );
+        assert_eq!(rendered, expected);
+    }
+
+    #[test]
+    fn blank_lines_are_kept_where_they_were() {
+        let text = "\nBEGIN:VCARD\n\nFN:x\n\nEND:VCARD\n\n";
+        assert_eq!(parse(text).unwrap().render(), text);
+    }
+
+    #[test]
+    fn long_values_are_folded_at_75_octets_and_unfold_again() {
+        let mut document = parse("BEGIN:VCARD\nVERSION:4.0\nFN:x\nEND:VCARD\n").unwrap();
+        let long = "é".repeat(100);
+        document.first_mut("VCARD").unwrap().set("NOTE", &long);
+        let rendered = document.render();
+        assert!(rendered.lines().all(|l| l.len() <= 75), "{rendered}");
+        assert!(
+            !rendered.contains('\r'),
+            "the file's own line ending is kept"
+        );
+        let again = parse(&rendered).unwrap();
+        assert_eq!(
+            again
+                .first("VCARD")
+                .unwrap()
+                .property("NOTE")
+                .unwrap()
+                .value,
+            long
+        );
+    }
+
+    #[test]
+    fn malformed_documents_name_the_line() {
+        let cases = [
+            (
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nEND:VCALENDAR\r\n",
+                3,
+                "END:VCALENDAR closes BEGIN:VEVENT",
+            ),
+            ("BEGIN:VCARD\r\nFN\r\nEND:VCARD\r\n", 2, "no ':'"),
+            ("SUMMARY:x\r\n", 1, "outside"),
+            ("BEGIN:VCARD\r\nFN:x\r\n", 2, "never closed"),
+            ("", 1, "no BEGIN/END"),
+        ];
+        for (text, line, fragment) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.line, line, "{text:?}: {error}");
+            assert!(error.message.contains(fragment), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn text_escapes_round_trip() {
+        for text in ["a,b;c\\d\ne", "", "plain"] {
+            assert_eq!(unescape_text(&escape_text(text)), text);
+        }
+        assert_eq!(split_list("CRM,Work\\,Life,"), ["CRM", "Work,Life"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever parses renders back to itself, byte for byte.
+        #[test]
+        fn any_parsed_text_renders_back(
+            lines in proptest::collection::vec("[A-Z]{1,6}(;[A-Z]{1,3}=[a-z\"]{0,4})?:[ -~é]{0,90}", 0..8),
+            crlf in proptest::bool::ANY,
+        ) {
+            let newline = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("BEGIN:VCALENDAR{newline}");
+            for line in &lines {
+                let mut folded = String::new();
+                fold(line, &mut folded, newline);
+                text.push_str(&folded);
+            }
+            text.push_str(&format!("END:VCALENDAR{newline}"));
+            if let Ok(document) = parse(&text) {
+                proptest::prop_assert_eq!(document.render(), text);
+            }
+        }
+    }
+}

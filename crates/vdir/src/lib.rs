@@ -1,0 +1,15 @@
+//! The collection adapter of crmsync (groundwork for calendar, task and address-book sync).
+//!
+//! - [`content`]: the content-line layer shared by iCalendar (RFC 5545) and vCard (RFC 6350):
+//!   folded lines, properties with parameters, components. It round-trips losslessly: a
+//!   property crmsync does not touch is written back byte for byte (its folding, its case, its
+//!   line ending), so X- properties, VALARMs, VTIMEZONEs and recurrence exceptions survive.
+//! - [`vdir`]: a vdir directory (one item per file, the layout of vdirsyncer, khal, khard and
+//!   todoman): listing with etags, reading, and writing the way vdir requires (a temporary file
+//!   in the same directory, then a rename: never a half-written file).
+//!
+//! Not wired into the engine or the daemon yet (issue 5).
+#![forbid(unsafe_code)]
+
+pub mod content;
+pub mod vdir;

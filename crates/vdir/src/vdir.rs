@@ -1,0 +1,262 @@
+//! A vdir: a directory with one item per file (`.ics` for calendars and task lists, `.vcf` for
+//! address books), as vdirsyncer, khal, khard and todoman share it.
+//!
+//! An item's *href* is its file name; its *etag* is a hash of its content, so any change of the
+//! bytes is a new etag whatever the clock says. Writes follow the vdir rules: the content goes to
+//! a temporary file in the same directory (a name starting with `.`, which readers skip) and is
+//! renamed over the target, so a reader sees the old item or the new one, never half of one.
+//! Updates and deletes take the etag the caller last saw and refuse when the file changed since,
+//! so an edit made by the person in between is never overwritten unseen.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VdirError {
+    #[error("collection {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{href} changed since it was read (etag {expected} is now {found})")]
+    Changed {
+        href: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} does not exist")]
+    Missing(String),
+    #[error("{0:?} is not a valid item file name")]
+    BadHref(String),
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> VdirError {
+    VdirError::Io {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// One item as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub href: String,
+    pub etag: String,
+}
+
+pub struct Vdir {
+    path: PathBuf,
+    extension: &'static str,
+}
+
+/// The etag of some content.
+pub fn etag(content: &[u8]) -> String {
+    Sha256::digest(content)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Vdir {
+    /// A calendar or task list (`.ics` files).
+    pub fn calendar(path: &Path) -> Vdir {
+        Vdir {
+            path: path.to_owned(),
+            extension: "ics",
+        }
+    }
+
+    /// An address book (`.vcf` files).
+    pub fn contacts(path: &Path) -> Vdir {
+        Vdir {
+            path: path.to_owned(),
+            extension: "vcf",
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn item_path(&self, href: &str) -> Result<PathBuf, VdirError> {
+        let valid = !href.is_empty()
+            && !href.starts_with('.')
+            && !href.contains(['/', '\0'])
+            && href.ends_with(&format!(".{}", self.extension));
+        if !valid {
+            return Err(VdirError::BadHref(href.to_owned()));
+        }
+        Ok(self.path.join(href))
+    }
+
+    /// Every item, sorted by href. Hidden files (temporary files of writers) are skipped. A
+    /// directory that cannot be read is an error, never an empty listing.
+    pub fn list(&self) -> Result<Vec<Entry>, VdirError> {
+        let reader = std::fs::read_dir(&self.path).map_err(|e| io_error(&self.path, e))?;
+        let mut entries = Vec::new();
+        for item in reader {
+            let item = item.map_err(|e| io_error(&self.path, e))?;
+            let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') || !name.ends_with(&format!(".{}", self.extension)) {
+                continue;
+            }
+            let path = item.path();
+            if !path.is_file() {
+                continue;
+            }
+            // A file removed between the listing and the read is simply not listed.
+            match std::fs::read(&path) {
+                Ok(content) => entries.push(Entry {
+                    href: name,
+                    etag: etag(&content),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        entries.sort_by(|a, b| a.href.cmp(&b.href));
+        Ok(entries)
+    }
+
+    /// An item's content and etag.
+    pub fn read(&self, href: &str) -> Result<(String, String), VdirError> {
+        let path = self.item_path(href)?;
+        let content = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => VdirError::Missing(href.to_owned()),
+            _ => io_error(&path, e),
+        })?;
+        let tag = etag(&content);
+        let text = String::from_utf8(content).map_err(|_| VdirError::Io {
+            path: path.display().to_string(),
+            message: "not UTF-8".into(),
+        })?;
+        Ok((text, tag))
+    }
+
+    fn check_etag(&self, href: &str, expected: &str) -> Result<(), VdirError> {
+        let (_, found) = self.read(href)?;
+        if found != expected {
+            return Err(VdirError::Changed {
+                href: href.to_owned(),
+                expected: expected.to_owned(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes through a temporary file and a rename; returns the new etag.
+    fn replace(&self, target: &Path, content: &str) -> Result<String, VdirError> {
+        let temporary = self.path.join(format!(
+            ".{}.{}.tmp",
+            target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("item"),
+            std::process::id()
+        ));
+        let mut file = std::fs::File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
+        file.write_all(content.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&temporary, e))?;
+        std::fs::rename(&temporary, target).map_err(|e| io_error(target, e))?;
+        Ok(etag(content.as_bytes()))
+    }
+
+    /// Creates an item; refuses when the href exists.
+    pub fn create(&self, href: &str, content: &str) -> Result<String, VdirError> {
+        let path = self.item_path(href)?;
+        if path.exists() {
+            return Err(VdirError::Exists(href.to_owned()));
+        }
+        self.replace(&path, content)
+    }
+
+    /// Replaces an item whose etag is still `expected`.
+    pub fn update(&self, href: &str, content: &str, expected: &str) -> Result<String, VdirError> {
+        let path = self.item_path(href)?;
+        self.check_etag(href, expected)?;
+        self.replace(&path, content)
+    }
+
+    /// Deletes an item whose etag is still `expected`.
+    pub fn delete(&self, href: &str, expected: &str) -> Result<(), VdirError> {
+        let path = self.item_path(href)?;
+        self.check_etag(href, expected)?;
+        std::fs::remove_file(&path).map_err(|e| io_error(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CARD: &str = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c1\r\nFN:Dana Smith\r\nEND:VCARD\r\n";
+
+    #[test]
+    fn create_list_read_update_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = Vdir::contacts(dir.path());
+        assert_eq!(vdir.list().unwrap(), []);
+        let tag = vdir.create("c1.vcf", CARD).unwrap();
+        // Files of other kinds and hidden files are not items.
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        std::fs::write(dir.path().join(".c2.vcf.tmp"), "x").unwrap();
+        assert_eq!(
+            vdir.list().unwrap(),
+            [Entry {
+                href: "c1.vcf".into(),
+                etag: tag.clone()
+            }]
+        );
+        assert_eq!(vdir.read("c1.vcf").unwrap(), (CARD.to_owned(), tag.clone()));
+        assert!(matches!(
+            vdir.create("c1.vcf", CARD),
+            Err(VdirError::Exists(_))
+        ));
+
+        let edited = CARD.replace("Dana Smith", "Dana Smith-Jones");
+        let new_tag = vdir.update("c1.vcf", &edited, &tag).unwrap();
+        assert_ne!(new_tag, tag);
+        // A writer holding the old etag is refused: the person's edit is not overwritten.
+        assert!(matches!(
+            vdir.update("c1.vcf", CARD, &tag),
+            Err(VdirError::Changed { .. })
+        ));
+        assert!(matches!(
+            vdir.delete("c1.vcf", &tag),
+            Err(VdirError::Changed { .. })
+        ));
+        vdir.delete("c1.vcf", &new_tag).unwrap();
+        assert!(matches!(vdir.read("c1.vcf"), Err(VdirError::Missing(_))));
+        // No temporary file is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp") && n != ".c2.vcf.tmp")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn hrefs_cannot_leave_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = Vdir::calendar(dir.path());
+        for bad in ["../x.ics", "a/b.ics", ".hidden.ics", "x.vcf", ""] {
+            assert!(
+                matches!(vdir.create(bad, "x"), Err(VdirError::BadHref(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_collection_is_an_error_not_an_empty_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = Vdir::calendar(&dir.path().join("gone"));
+        assert!(matches!(vdir.list(), Err(VdirError::Io { .. })));
+    }
+}
