@@ -51,6 +51,21 @@ impl Property {
             .map(String::as_str)
     }
 
+    /// Sets a parameter (replacing its values), or removes it with `None`.
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        let before = self.params.clone();
+        self.params.retain(|p| !p.name.eq_ignore_ascii_case(name));
+        if let Some(value) = value {
+            self.params.push(Param {
+                name: name.to_ascii_uppercase(),
+                values: vec![value.to_owned()],
+            });
+        }
+        if self.params != before {
+            self.raw = None;
+        }
+    }
+
     /// Changes the value; the property is then written anew.
     pub fn set_value(&mut self, value: &str) {
         if self.value != value {
@@ -178,6 +193,13 @@ impl Component {
             .unwrap_or(self.children.len());
         self.children
             .insert(at, Node::Property(Property::new(name, Vec::new(), value)));
+    }
+
+    pub fn property_mut(&mut self, name: &str) -> Option<&mut Property> {
+        self.children.iter_mut().find_map(|node| match node {
+            Node::Property(p) if p.name.eq_ignore_ascii_case(name) => Some(p),
+            _ => None,
+        })
     }
 
     /// Removes every property of that name; returns how many went.

@@ -4,6 +4,8 @@
 //!   folded lines, properties with parameters, components. It round-trips losslessly: a
 //!   property crmsync does not touch is written back byte for byte (its folding, its case, its
 //!   line ending), so X- properties, VALARMs, VTIMEZONEs and recurrence exceptions survive.
+//! - [`calendar`]: the fields of a VEVENT (appointment) or VTODO (task) as a snapshot for the
+//!   three-way merge, the tracking category, and writing merged fields back into a component.
 //! - [`vdir`]: a vdir directory (one item per file, the layout of vdirsyncer, khal, khard and
 //!   todoman): listing with etags, reading, and writing the way vdir requires (a temporary file
 //!   in the same directory, then a rename: never a half-written file).
@@ -11,5 +13,6 @@
 //! Not wired into the engine or the daemon yet (issue 5).
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod content;
 pub mod vdir;
