@@ -6,6 +6,7 @@
 //!   line ending), so X- properties, VALARMs, VTIMEZONEs and recurrence exceptions survive.
 //! - [`calendar`]: the fields of a VEVENT (appointment) or VTODO (task) as a snapshot for the
 //!   three-way merge, the tracking category, and writing merged fields back into a component.
+//! - [`contacts`]: the fields of a vCard (a contact record), and writing them back.
 //! - [`vdir`]: a vdir directory (one item per file, the layout of vdirsyncer, khal, khard and
 //!   todoman): listing with etags, reading, and writing the way vdir requires (a temporary file
 //!   in the same directory, then a rename: never a half-written file).
@@ -14,5 +15,6 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod contacts;
 pub mod content;
 pub mod vdir;
