@@ -9,7 +9,9 @@ use crmsync_config::MailboxConfig;
 use crmsync_core::email::TrackingRules;
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
-use crmsync_core::model::{EmailAddress, PartyRole};
+use std::collections::HashMap;
+
+use crmsync_core::model::{EmailAddress, PartyRole, RecordId};
 use crmsync_core::resolve::{self, Resolution};
 use crmsync_imap::ImapSession;
 use crmsync_imap::message;
@@ -190,6 +192,7 @@ pub async fn item_pane<S: CrmStore>(
     let summary = message::summarize(&header.header).map_err(|e| e.to_string())?;
     pane.message_id = summary.message_id;
     let parsed = message::parse(&header.header).map_err(|e| e.to_string())?;
+    let mut records = None;
     for (role, addresses) in [
         (PartyRole::From, &parsed.from),
         (PartyRole::To, &parsed.to),
@@ -197,7 +200,7 @@ pub async fn item_pane<S: CrmStore>(
     ] {
         for address in addresses {
             let resolution = match EmailAddress::new(&address.address) {
-                Ok(valid) => resolve_address(store, &valid)?,
+                Ok(valid) => resolve_address(store, &valid, &mut records)?,
                 Err(_) => AddressResolution::Unresolved,
             };
             pane.addresses.push(PaneAddress {
@@ -213,16 +216,24 @@ pub async fn item_pane<S: CrmStore>(
 fn resolve_address<S: CrmStore>(
     store: &S,
     address: &EmailAddress,
+    records: &mut Option<HashMap<RecordId, RecordRef>>,
 ) -> Result<AddressResolution, String> {
     let store_error = |error: StoreError| format!("CRM store: {error}");
     let candidates = store.records_with_email(address).map_err(store_error)?;
-    let reference = |id| -> Result<RecordRef, String> {
-        let found = store.records(None).map_err(store_error)?;
-        found
-            .into_iter()
-            .find(|r| r.record.id == id)
-            .map(|r| r.record)
-            .ok_or_else(|| "record vanished".to_owned())
+    if candidates.is_empty() {
+        return Ok(AddressResolution::Unresolved);
+    }
+    // The records are loaded once per pane, on the first address that has candidates.
+    if records.is_none() {
+        let all = store.records(None).map_err(store_error)?;
+        *records = Some(all.into_iter().map(|r| (r.record.id, r.record)).collect());
+    }
+    let known = records.as_ref().expect("loaded above");
+    let reference = |id: RecordId| -> Result<RecordRef, String> {
+        known
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| "a record vanished while the pane was built".to_owned())
     };
     Ok(match resolve::resolve(&candidates) {
         Resolution::Resolved(id) => AddressResolution::Resolved(reference(id)?),

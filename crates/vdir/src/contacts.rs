@@ -5,29 +5,11 @@
 use crmsync_core::link::Snapshot;
 use crmsync_core::merge::FieldWrite;
 
-use crate::content::{Component, Node, Property, escape_text, unescape_text};
+use crate::content::{Component, Node, Property, escape_text, split_unescaped, unescape_text};
 
 /// Splits a structured value (N, ADR, ORG) on unescaped `;`.
 fn components(value: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for c in value.chars() {
-        if escaped {
-            current.push('\\');
-            current.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == ';' {
-            parts.push(unescape_text(&current));
-            current.clear();
-        } else {
-            current.push(c);
-        }
-    }
-    parts.push(unescape_text(&current));
-    parts
+    split_unescaped(value, ';')
 }
 
 fn values(card: &Component, property: &str, normalize: fn(&str) -> String) -> String {

@@ -474,9 +474,10 @@ pub fn escape_text(text: &str) -> String {
     out
 }
 
-/// The items of a list value such as CATEGORIES, split on unescaped commas and unescaped.
-pub fn split_list(value: &str) -> Vec<String> {
-    let mut items = Vec::new();
+/// The parts of a value split on an unescaped `separator` (`,` in lists such as CATEGORIES,
+/// `;` in structured values such as N and ADR), each unescaped. Empty parts are kept.
+pub fn split_unescaped(value: &str, separator: char) -> Vec<String> {
+    let mut parts = Vec::new();
     let mut current = String::new();
     let mut escaped = false;
     for c in value.chars() {
@@ -486,8 +487,8 @@ pub fn split_list(value: &str) -> Vec<String> {
             escaped = false;
         } else if c == '\\' {
             escaped = true;
-        } else if c == ',' {
-            items.push(unescape_text(&current));
+        } else if c == separator {
+            parts.push(unescape_text(&current));
             current.clear();
         } else {
             current.push(c);
@@ -496,7 +497,13 @@ pub fn split_list(value: &str) -> Vec<String> {
     if escaped {
         current.push('\\');
     }
-    items.push(unescape_text(&current));
+    parts.push(unescape_text(&current));
+    parts
+}
+
+/// The items of a list value such as CATEGORIES; empty items are dropped.
+pub fn split_list(value: &str) -> Vec<String> {
+    let mut items = split_unescaped(value, ',');
     items.retain(|item| !item.is_empty());
     items
 }
