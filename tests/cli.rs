@@ -737,6 +737,12 @@ fn every_command_has_help() {
         &["activity", "delete"],
         &["activity", "regarding"],
         &["status"],
+        &["sync"],
+        &["run"],
+        &["check"],
+        &["conflicts"],
+        &["item"],
+        &["item", "show"],
     ];
     for command in commands {
         let mut args = command.to_vec();

@@ -783,3 +783,59 @@ fn a_tracked_folder_tracks_every_message_in_it() {
     assert_eq!(report["deleted"], 1, "{report:#}");
     assert!(mail.activities().is_empty());
 }
+
+#[test]
+fn a_regarding_changed_on_both_sides_is_settled_by_the_policy_and_logged() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    for name in ["Adventure Works", "Contoso", "Fabrikam"] {
+        mail.env.ok(&["record", "add", "account", "--name", name]);
+    }
+    let mut imap = mail.client("alice");
+    let uid = imap.append(
+        "INBOX",
+        &["crm:ACC-1001"],
+        &message(
+            "c@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Contested",
+        ),
+    );
+    mail.sync_ok();
+    assert_eq!(mail.env.ok(&["conflicts"]).trim(), "no conflicts");
+
+    // Both sides change the regarding record before the next pass.
+    imap.store("INBOX", uid, "-FLAGS (crm:ACC-1001)");
+    imap.store("INBOX", uid, "+FLAGS (crm:ACC-1002)");
+    let id = activity_id(&mail, "Contested");
+    mail.env.ok(&["activity", "regarding", &id, "ACC-1003"]);
+    let report = &mail.sync_ok()["alice"];
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("conflict on regarding"),
+        "{report:#}"
+    );
+
+    // mailbox-wins (the default): the CRM takes the mailbox's value.
+    assert_eq!(mail.activities()[0]["regarding"]["number"], "ACC-1002");
+    let log = mail.env.json(&["conflicts"]);
+    let entry = &log[0];
+    assert_eq!(entry["mailbox"], "alice");
+    assert_eq!(entry["field"], "regarding");
+    assert_eq!(entry["base"], "ACC-1001");
+    assert_eq!(entry["mailbox_value"], "ACC-1002");
+    assert_eq!(entry["crm_value"], "ACC-1003");
+    assert_eq!(entry["winner"], "mailbox");
+    assert_eq!(entry["crm"], format!("activity:{id}"));
+    let table = mail.env.ok(&["conflicts", "--mailbox", "alice"]);
+    assert!(
+        table.contains("regarding") && table.contains("ACC-1003"),
+        "{table}"
+    );
+    assert_eq!(
+        mail.env.json(&["conflicts", "--mailbox", "bob"]),
+        serde_json::json!([])
+    );
+}

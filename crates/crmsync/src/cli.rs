@@ -80,6 +80,18 @@ pub enum Command {
         #[command(flatten)]
         output: JsonFlag,
     },
+    /// The conflict log: fields changed on both sides to different values, newest first, with
+    /// what each side held and which side won under the mailbox's policy.
+    Conflicts {
+        /// Only this mailbox's conflicts.
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Show the daemon's status file.
     Status(JsonFlag),
 }

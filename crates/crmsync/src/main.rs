@@ -60,6 +60,11 @@ fn main() -> ExitCode {
             accept_empty,
             output,
         } => commands::sync::run(&cli.config, mailbox.as_deref(), accept_empty, output.json),
+        Command::Conflicts {
+            mailbox,
+            limit,
+            output,
+        } => commands::conflicts::run(&cli.config, mailbox.as_deref(), limit, output.json),
         Command::Status(flags) => status::run(&cli.config, &flags),
     };
     match result {

@@ -459,17 +459,37 @@ async fn email_pass<S: CrmStore>(
                 }
             }
             Effect::Conflict { identity, conflict } => {
+                let winner = match conflict.winner {
+                    crmsync_core::merge::Side::Mailbox => "mailbox",
+                    crmsync_core::merge::Side::Crm => "crm",
+                };
                 report.warn(format!(
                     "conflict on {} of {}: mailbox {:?}, CRM {:?}; the {} wins",
                     conflict.field,
                     identity.storage_key(),
-                    conflict.mailbox.unwrap_or_default(),
-                    conflict.crm.unwrap_or_default(),
-                    match conflict.winner {
-                        crmsync_core::merge::Side::Mailbox => "mailbox",
-                        crmsync_core::merge::Side::Crm => "CRM",
-                    }
+                    conflict.mailbox.clone().unwrap_or_default(),
+                    conflict.crm.clone().unwrap_or_default(),
+                    if winner == "crm" { "CRM" } else { "mailbox" }
                 ));
+                let crm = links_by_identity.get(&identity).map(|link| match link.crm {
+                    CrmRef::Activity(id) => format!("activity:{id}"),
+                    CrmRef::Record(id) => format!("record:{id}"),
+                });
+                let row = crmsync_store::ConflictRow {
+                    mailbox: mailbox.id.clone(),
+                    item_kind: ItemKind::Email.as_str().to_owned(),
+                    item: identity.storage_key(),
+                    crm,
+                    field: conflict.field,
+                    base: conflict.base,
+                    mailbox_value: conflict.mailbox,
+                    crm_value: conflict.crm,
+                    winner: winner.to_owned(),
+                    at: String::new(),
+                };
+                if let Err(error) = store.log_conflict(&row) {
+                    report.warn(format!("the conflict could not be logged: {error}"));
+                }
             }
             Effect::SuspiciousEmptyFolder { folder, links } => {
                 report.fail(format!(

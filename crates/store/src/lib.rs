@@ -133,6 +133,12 @@ pub trait CrmStore {
     /// Drops a link and deletes its activity (an owner untracked it), in one transaction.
     fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()>;
 
+    // The conflict log.
+    /// Records one conflict (its `at` is set by the store).
+    fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()>;
+    /// The newest conflicts first, of one mailbox or all, at most `limit`.
+    fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>>;
+
     // Sync links and sync state.
     /// Inserts or replaces the link of (mailbox, kind, identity).
     fn put_link(&mut self, link: &SyncLink) -> Result<()>;

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "email_identity",
         sql: include_str!("migrations/0002_email_identity.sql"),
     },
+    Migration {
+        version: 3,
+        name: "conflict_log",
+        sql: include_str!("migrations/0003_conflict_log.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

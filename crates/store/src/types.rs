@@ -285,3 +285,21 @@ pub struct LinkedActivity {
     pub regarding: Option<RecordNumber>,
     pub version: i64,
 }
+
+/// One field changed on both sides to different values, as the conflict log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictRow {
+    pub mailbox: String,
+    pub item_kind: String,
+    /// The item's identity (for an email: Message-ID and content hash).
+    pub item: String,
+    /// The CRM row, as `activity:UUID` or `record:UUID`.
+    pub crm: Option<String>,
+    pub field: String,
+    pub base: Option<String>,
+    pub mailbox_value: Option<String>,
+    pub crm_value: Option<String>,
+    /// `mailbox` or `crm`.
+    pub winner: String,
+    pub at: String,
+}

@@ -2,6 +2,7 @@
 
 pub mod activities;
 pub mod check;
+pub mod conflicts;
 pub mod items;
 pub mod records;
 pub mod sync;
