@@ -300,7 +300,7 @@ fn watch_config(path: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc
     let target = path.file_name().map(|n| n.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
-            && event.kind.is_modify() | event.kind.is_create()
+            && (event.kind.is_modify() || event.kind.is_create())
             && event
                 .paths
                 .iter()

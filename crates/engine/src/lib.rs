@@ -181,8 +181,8 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
             report.fail(message);
         }
     }
-    if let Ok(links) = store.links(&mailbox.id) {
-        report.tracked = links.iter().filter(|l| l.kind == ItemKind::Email).count() as u64;
+    if let Ok(count) = store.link_count(&mailbox.id, ItemKind::Email) {
+        report.tracked = count;
     }
     report
 }

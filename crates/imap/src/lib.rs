@@ -21,6 +21,8 @@ pub use session::{Counters, FetchedHeader, FolderMarkers, FolderScan, IdleOutcom
 pub enum ImapError {
     #[error("cannot connect to {address}: {message}")]
     Connect { address: String, message: String },
+    /// The TLS configuration cannot work (an unreadable or empty `ca_file`, a host name that
+    /// cannot be a TLS name).
     #[error("TLS: {0}")]
     Tls(String),
     #[error(
@@ -69,7 +71,9 @@ impl ImapError {
                 host: host.to_owned(),
                 detail,
             },
-            _ => ImapError::Tls(format!("handshake with {host} failed: {error}")),
+            // A handshake cut short (a reset, a timeout) is a connection problem that a retry
+            // may cure, not a TLS configuration problem.
+            _ => ImapError::Protocol(format!("TLS handshake with {host} failed: {error}")),
         }
     }
 }

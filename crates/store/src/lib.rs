@@ -149,6 +149,8 @@ pub trait CrmStore {
         identity: &ItemIdentity,
     ) -> Result<Option<SyncLink>>;
     fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>>;
+    /// How many links of one kind a mailbox has (without loading them).
+    fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64>;
     fn delete_link(
         &mut self,
         mailbox: &str,

@@ -1381,6 +1381,17 @@ impl CrmStore for SqliteStore {
         })
     }
 
+    fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
+        self.read(|conn| {
+            let count: i64 = conn.query_row(
+                "SELECT count(*) FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2",
+                params![mailbox, kind.as_str()],
+                |row| row.get(0),
+            )?;
+            Ok(count.max(0) as u64)
+        })
+    }
+
     fn delete_link(
         &mut self,
         mailbox: &str,

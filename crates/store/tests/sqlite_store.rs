@@ -679,6 +679,8 @@ fn sync_links_round_trip_and_upsert_by_identity() {
     fx.store.put_link(&original).unwrap();
     let links = fx.store.links("alice").unwrap();
     assert_eq!(links, vec![original.clone()]);
+    assert_eq!(fx.store.link_count("alice", ItemKind::Email).unwrap(), 1);
+    assert_eq!(fx.store.link_count("alice", ItemKind::Event).unwrap(), 0);
 
     // The same message in a second mailbox is a second link to the same activity.
     fx.store
