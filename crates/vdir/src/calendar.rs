@@ -1,29 +1,34 @@
 //! What crmsync maps from a VEVENT or VTODO (SPEC section 4), as a field snapshot for the
 //! three-way merge, and how merged fields are written back into the component.
 //!
-//! Fields are canonical text: a date-time is its value with its time zone in a field of its
-//! own, text is unescaped, lists are sorted. Version markers (DTSTAMP, LAST-MODIFIED,
-//! SEQUENCE, PRODID) are not fields, so a change of a marker alone compares equal. Writing back
-//! touches only the properties of changed fields; everything else stays byte for byte.
+//! Fields are canonical text, the same on both sides: a moment is a UTC instant
+//! (`2026-12-01T09:00:00Z`) or a date for whole days, with the event's time zone in a field of
+//! its own (see [`crate::time`]); text is unescaped; lists are sorted. Version markers (DTSTAMP,
+//! LAST-MODIFIED, SEQUENCE, PRODID) are not fields, so a change of a marker alone compares
+//! equal. Writing back touches only the properties of changed fields; everything else stays
+//! byte for byte, recurrence exceptions (other VEVENTs with a RECURRENCE-ID) included.
 
 use crmsync_core::link::Snapshot;
 use crmsync_core::merge::FieldWrite;
 
-use crate::content::{Component, Property, escape_text, split_list, unescape_text};
+use crate::content::{Component, Node, Param, Property, escape_text, split_list, unescape_text};
+use crate::time::{self, Moment};
 
-/// A date-time property (DTSTART, DTEND, DUE, COMPLETED) as `VALUE` plus its `TZID` and whether
-/// it is a whole day.
-fn date_fields(component: &Component, property: &str, field: &str, snapshot: &mut Snapshot) {
-    if let Some(p) = component.property(property) {
-        snapshot.set(field, &p.value);
-        if let Some(tz) = p.param("TZID") {
-            snapshot.set(&format!("{field}_tz"), tz);
-        }
-        if p.param("VALUE")
-            .is_some_and(|v| v.eq_ignore_ascii_case("DATE"))
-        {
-            snapshot.set("all_day", "yes");
-        }
+/// The fields that hold moments, and their properties.
+const MOMENTS: &[(&str, &str)] = &[
+    ("start", "DTSTART"),
+    ("end", "DTEND"),
+    ("due", "DUE"),
+    ("completed", "COMPLETED"),
+];
+
+/// The fields a CRM-side change cannot carry into the file: parties come from the person's
+/// calendar (the organizer sends the invitations), so they flow one way.
+pub const MAILBOX_ONLY: &[&str] = &["organizer", "attendees"];
+
+fn moment_field(component: &Component, property: &str, field: &str, snapshot: &mut Snapshot) {
+    if let Some(moment) = component.property(property).and_then(time::read) {
+        snapshot.set(field, &moment.canonical());
     }
 }
 
@@ -57,22 +62,104 @@ pub fn is_tracked(component: &Component, category: &str) -> bool {
         .any(|c| c.eq_ignore_ascii_case(category))
 }
 
+/// Adds the tracking category (to the first CATEGORIES property, or a new one).
+pub fn add_category(component: &mut Component, category: &str) {
+    if is_tracked(component, category) {
+        return;
+    }
+    match component.property_mut("CATEGORIES") {
+        Some(p) => {
+            let value = format!("{},{}", p.value, escape_text(category));
+            p.set_value(&value);
+        }
+        None => component.set("CATEGORIES", &escape_text(category)),
+    }
+}
+
+/// Removes the tracking category from every CATEGORIES property, dropping properties left
+/// empty; the other categories stay as written.
+pub fn remove_category(component: &mut Component, category: &str) {
+    for node in &mut component.children {
+        if let Node::Property(p) = node
+            && p.name.eq_ignore_ascii_case("CATEGORIES")
+        {
+            let kept: Vec<String> = split_list(&p.value)
+                .into_iter()
+                .filter(|c| !c.eq_ignore_ascii_case(category))
+                .map(|c| escape_text(&c))
+                .collect();
+            if kept.len() != split_list(&p.value).len() {
+                p.set_value(&kept.join(","));
+            }
+        }
+    }
+    component.children.retain(|n| {
+        !matches!(n, Node::Property(p) if p.name.eq_ignore_ascii_case("CATEGORIES") && p.value.is_empty())
+    });
+}
+
+/// The master component of a calendar object: the first VEVENT or VTODO without a
+/// RECURRENCE-ID (the others are exceptions of its recurrence and are kept as they are).
+pub fn master(calendar: &Component) -> Option<&Component> {
+    calendar.children.iter().find_map(|node| match node {
+        Node::Component(c)
+            if (c.name.eq_ignore_ascii_case("VEVENT") || c.name.eq_ignore_ascii_case("VTODO"))
+                && c.property("RECURRENCE-ID").is_none() =>
+        {
+            Some(c)
+        }
+        _ => None,
+    })
+}
+
+pub fn master_mut(calendar: &mut Component) -> Option<&mut Component> {
+    calendar.children.iter_mut().find_map(|node| match node {
+        Node::Component(c)
+            if (c.name.eq_ignore_ascii_case("VEVENT") || c.name.eq_ignore_ascii_case("VTODO"))
+                && c.property("RECURRENCE-ID").is_none() =>
+        {
+            Some(c)
+        }
+        _ => None,
+    })
+}
+
+/// The time zone of a component: the TZID of its DTSTART (or DUE).
+fn time_zone(component: &Component) -> Option<&str> {
+    component
+        .property("DTSTART")
+        .or_else(|| component.property("DUE"))
+        .and_then(|p| p.param("TZID"))
+}
+
 /// The fields of a VEVENT (an appointment).
 pub fn event_fields(event: &Component) -> Snapshot {
     let mut fields = Snapshot::new();
     text_field(event, "SUMMARY", "subject", &mut fields);
     text_field(event, "LOCATION", "location", &mut fields);
     text_field(event, "DESCRIPTION", "description", &mut fields);
-    date_fields(event, "DTSTART", "start", &mut fields);
-    date_fields(event, "DTEND", "end", &mut fields);
+    moment_field(event, "DTSTART", "start", &mut fields);
+    moment_field(event, "DTEND", "end", &mut fields);
+    if let Some(tz) = time_zone(event) {
+        fields.set("time_zone", tz);
+    }
     if let Some(rule) = event.property("RRULE") {
         fields.set("recurrence", &rule.value);
     }
     let mut exceptions: Vec<String> = event
         .properties("EXDATE")
-        .flat_map(|p| p.value.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|p| {
+            p.value
+                .split(',')
+                .filter_map(|v| {
+                    let one = Property::new("EXDATE", p.params.clone(), v.trim());
+                    time::read(&one).map(Moment::canonical)
+                })
+                .collect::<Vec<_>>()
+        })
         .collect();
     exceptions.sort();
+    exceptions.dedup();
     fields.set("exceptions", &exceptions.join(","));
     let status = match (
         event
@@ -93,9 +180,10 @@ pub fn event_fields(event: &Component) -> Snapshot {
     }
     let mut attendees: Vec<String> = event.properties("ATTENDEE").map(address).collect();
     attendees.sort();
+    attendees.dedup();
     fields.set("attendees", &attendees.join(","));
     if let Some(regarding) = event.property("X-CRM-REGARDING") {
-        fields.set("regarding", regarding.value.trim());
+        fields.set("regarding", &regarding.value.trim().to_ascii_uppercase());
     }
     fields
 }
@@ -105,11 +193,17 @@ pub fn task_fields(task: &Component) -> Snapshot {
     let mut fields = Snapshot::new();
     text_field(task, "SUMMARY", "subject", &mut fields);
     text_field(task, "DESCRIPTION", "description", &mut fields);
-    date_fields(task, "DUE", "due", &mut fields);
-    date_fields(task, "DTSTART", "start", &mut fields);
-    date_fields(task, "COMPLETED", "completed", &mut fields);
+    moment_field(task, "DUE", "due", &mut fields);
+    moment_field(task, "DTSTART", "start", &mut fields);
+    moment_field(task, "COMPLETED", "completed", &mut fields);
+    if let Some(tz) = time_zone(task) {
+        fields.set("time_zone", tz);
+    }
     if let Some(priority) = task.property("PRIORITY") {
-        fields.set("priority", priority.value.trim());
+        let priority = priority.value.trim();
+        if priority != "0" {
+            fields.set("priority", priority);
+        }
     }
     if let Some(percent) = task.property("PERCENT-COMPLETE") {
         fields.set("percent", percent.value.trim());
@@ -125,28 +219,86 @@ pub fn task_fields(task: &Component) -> Snapshot {
     };
     fields.set("status", status);
     if let Some(regarding) = task.property("X-CRM-REGARDING") {
-        fields.set("regarding", regarding.value.trim());
+        fields.set("regarding", &regarding.value.trim().to_ascii_uppercase());
     }
     fields
 }
 
+/// Writes one moment property from the merged fields, in the merged time zone.
+fn write_moment(component: &mut Component, property: &str, value: Option<&str>, tz: Option<&str>) {
+    let Some(moment) = value.and_then(Moment::from_canonical) else {
+        component.remove(property);
+        return;
+    };
+    // COMPLETED is always UTC (RFC 5545 3.8.2.1).
+    let tz = if property == "COMPLETED" { None } else { tz };
+    let (text, value_param, tzid) = time::write(moment, tz);
+    component.set(property, &text);
+    let p = component.property_mut(property).expect("just set");
+    p.set_param("VALUE", value_param);
+    p.set_param("TZID", tzid.as_deref());
+}
+
+fn write_exceptions(component: &mut Component, value: Option<&str>, tz: Option<&str>) {
+    let moments: Vec<Moment> = value
+        .unwrap_or("")
+        .split(',')
+        .filter_map(Moment::from_canonical)
+        .collect();
+    component.remove("EXDATE");
+    if moments.is_empty() {
+        return;
+    }
+    let written: Vec<_> = moments.iter().map(|m| time::write(*m, tz)).collect();
+    let text: Vec<&str> = written.iter().map(|(t, _, _)| t.as_str()).collect();
+    let mut params = Vec::new();
+    if let Some((_, Some(value), _)) = written.first() {
+        params.push(Param {
+            name: "VALUE".into(),
+            values: vec![(*value).to_owned()],
+        });
+    }
+    if let Some((_, _, Some(tzid))) = written.first() {
+        params.push(Param {
+            name: "TZID".into(),
+            values: vec![tzid.clone()],
+        });
+    }
+    let at = component
+        .children
+        .iter()
+        .position(|n| matches!(n, Node::Component(_)))
+        .unwrap_or(component.children.len());
+    component.children.insert(
+        at,
+        Node::Property(Property::new("EXDATE", params, &text.join(","))),
+    );
+}
+
 /// Writes merged fields back into a VEVENT or VTODO: only the properties of the fields in
-/// `writes` change. Fields crmsync cannot write back (organizer, attendees) are left alone.
-pub fn apply(component: &mut Component, writes: &[FieldWrite]) {
+/// `writes` change (a change of the time zone rewrites the moments in the new zone). Fields
+/// that flow one way only ([`MAILBOX_ONLY`]) are left alone.
+pub fn apply(component: &mut Component, merged: &Snapshot, writes: &[FieldWrite]) {
     let is_task = component.name.eq_ignore_ascii_case("VTODO");
+    let tz = merged.get("time_zone").map(str::to_owned);
+    let tz = tz.as_deref();
+    let zone_changed = writes.iter().any(|w| w.field == "time_zone");
+    for (field, property) in MOMENTS {
+        if zone_changed || writes.iter().any(|w| w.field == *field) {
+            if merged.get(field).is_some() || component.property(property).is_some() {
+                write_moment(component, property, merged.get(field), tz);
+            }
+        }
+    }
+    if !is_task && (zone_changed || writes.iter().any(|w| w.field == "exceptions")) {
+        write_exceptions(component, merged.get("exceptions"), tz);
+    }
     for write in writes {
         let value = write.value.as_deref();
         match write.field.as_str() {
             "subject" => set_text(component, "SUMMARY", value),
             "location" => set_text(component, "LOCATION", value),
             "description" => set_text(component, "DESCRIPTION", value),
-            "start" => set_raw(component, "DTSTART", value),
-            "end" => set_raw(component, "DTEND", value),
-            "due" => set_raw(component, "DUE", value),
-            "completed" => set_raw(component, "COMPLETED", value),
-            "start_tz" => set_tz(component, "DTSTART", value),
-            "end_tz" => set_tz(component, "DTEND", value),
-            "due_tz" => set_tz(component, "DUE", value),
             "recurrence" => set_raw(component, "RRULE", value),
             "priority" => set_raw(component, "PRIORITY", value),
             "percent" => set_raw(component, "PERCENT-COMPLETE", value),
@@ -178,6 +330,41 @@ pub fn apply(component: &mut Component, writes: &[FieldWrite]) {
     }
 }
 
+/// A new calendar object for an appointment or task the CRM created: a VEVENT or VTODO with
+/// the given UID, the fields, the attendees and the tracking category.
+pub fn new_object(task: bool, uid: &str, fields: &Snapshot, category: &str, stamp: &str) -> String {
+    let mut component = Component::new(if task { "VTODO" } else { "VEVENT" });
+    component.set("UID", &escape_text(uid));
+    component.set("DTSTAMP", stamp);
+    let writes: Vec<FieldWrite> = fields
+        .fields()
+        .filter(|(name, _)| !MAILBOX_ONLY.contains(name))
+        .map(|(name, value)| FieldWrite {
+            field: name.to_owned(),
+            value: Some(value.to_owned()),
+        })
+        .collect();
+    apply(&mut component, fields, &writes);
+    if let Some(organizer) = fields.get("organizer") {
+        component.set("ORGANIZER", &format!("mailto:{organizer}"));
+    }
+    for attendee in fields.get("attendees").unwrap_or("").split(',') {
+        if !attendee.is_empty() {
+            component.children.push(Node::Property(Property::new(
+                "ATTENDEE",
+                Vec::new(),
+                &format!("mailto:{attendee}"),
+            )));
+        }
+    }
+    add_category(&mut component, category);
+    let mut calendar = Component::new("VCALENDAR");
+    calendar.set("VERSION", "2.0");
+    calendar.set("PRODID", "-//crmsync//crmsync//EN");
+    calendar.children.push(Node::Component(component));
+    crate::content::Document::new(vec![calendar]).render()
+}
+
 fn drop_status(component: &mut Component) {
     if component.property("STATUS").is_some_and(|p| {
         matches!(
@@ -199,12 +386,6 @@ fn set_raw(component: &mut Component, property: &str, value: Option<&str>) {
         None => {
             component.remove(property);
         }
-    }
-}
-
-fn set_tz(component: &mut Component, property: &str, value: Option<&str>) {
-    if let Some(p) = component.property_mut(property) {
-        p.set_param("TZID", value);
     }
 }
 
@@ -239,16 +420,15 @@ BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT\r\n
         let fields = event_fields(&event(EVENT));
         let expected = [
             ("attendees", "dana@adventure-works.com"),
-            ("end", "20261201T110000"),
-            ("end_tz", "Europe/Berlin"),
-            ("exceptions", "20261215T100000"),
+            ("end", "2026-12-01T10:00:00Z"),
+            ("exceptions", "2026-12-15T09:00:00Z"),
             ("organizer", "alice@example.com"),
             ("recurrence", "FREQ=WEEKLY;COUNT=4"),
             ("regarding", "ACC-1001"),
-            ("start", "20261201T100000"),
-            ("start_tz", "Europe/Berlin"),
+            ("start", "2026-12-01T09:00:00Z"),
             ("status", "busy"),
             ("subject", "Kickoff, round 1"),
+            ("time_zone", "Europe/Berlin"),
         ];
         let got: Vec<(&str, &str)> = fields.fields().collect();
         assert_eq!(got, expected);
@@ -284,7 +464,7 @@ BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT\r\n
         let mut document = parse(&edited).unwrap();
         let calendar = document.first_mut("VCALENDAR").unwrap();
         let target = calendar.components_mut("VEVENT").next().unwrap();
-        apply(target, &outcome.mailbox_writes);
+        apply(target, &outcome.merged, &outcome.mailbox_writes);
         assert_eq!(event_fields(target), outcome.merged);
         let rendered = document.render();
         assert!(
@@ -320,24 +500,22 @@ PRIORITY:1\r\nPERCENT-COMPLETE:40\r\nSTATUS:IN-PROCESS\r\nCATEGORIES:crm\r\nEND:
             .next()
             .unwrap();
         let fields = task_fields(task);
-        assert_eq!(fields.get("due"), Some("20261203"));
-        assert_eq!(fields.get("all_day"), Some("yes"));
+        assert_eq!(fields.get("due"), Some("2026-12-03"));
         assert_eq!(fields.get("status"), Some("open"));
         assert_eq!(fields.get("percent"), Some("40"));
         assert!(is_tracked(task, "CRM"));
-        apply(
-            task,
-            &[
-                FieldWrite {
-                    field: "status".into(),
-                    value: Some("completed".into()),
-                },
-                FieldWrite {
-                    field: "percent".into(),
-                    value: Some("100".into()),
-                },
-            ],
-        );
+        let writes = [
+            FieldWrite {
+                field: "status".into(),
+                value: Some("completed".into()),
+            },
+            FieldWrite {
+                field: "percent".into(),
+                value: Some("100".into()),
+            },
+        ];
+        let merged = crmsync_core::merge::apply(&fields, &writes);
+        apply(task, &merged, &writes);
         let after = task_fields(task);
         assert_eq!(after.get("status"), Some("completed"));
         assert_eq!(after.get("percent"), Some("100"));

@@ -148,6 +148,27 @@ pub fn apply(card: &mut Component, writes: &[FieldWrite]) {
     }
 }
 
+/// A new vCard (version 3.0, which every client reads) for a contact record of the CRM, with
+/// the given UID, the fields and the tracking category.
+pub fn new_card(uid: &str, fields: &Snapshot, category: &str) -> String {
+    let mut card = Component::new("VCARD");
+    card.set("VERSION", "3.0");
+    card.set("PRODID", "-//crmsync//crmsync//EN");
+    card.set("UID", &escape_text(uid));
+    card.set("FN", "");
+    card.set("N", ";;;;");
+    let writes: Vec<FieldWrite> = fields
+        .fields()
+        .map(|(name, value)| FieldWrite {
+            field: name.to_owned(),
+            value: Some(value.to_owned()),
+        })
+        .collect();
+    apply(&mut card, &writes);
+    crate::calendar::add_category(&mut card, category);
+    crate::content::Document::new(vec![card]).render()
+}
+
 fn set_or_remove(card: &mut Component, property: &str, value: &str) {
     set_or_remove_raw(card, property, &escape_text(value));
 }

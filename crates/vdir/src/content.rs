@@ -243,6 +243,15 @@ pub struct Document {
 }
 
 impl Document {
+    /// A new document of these components, with the line ending the RFCs ask for.
+    pub fn new(components: Vec<Component>) -> Document {
+        Document {
+            components,
+            newline: "\r\n",
+            trailer: String::new(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         for component in &self.components {

@@ -17,4 +17,5 @@
 pub mod calendar;
 pub mod contacts;
 pub mod content;
+pub mod time;
 pub mod vdir;

@@ -1,8 +1,10 @@
 //! A vdir: a directory with one item per file (`.ics` for calendars and task lists, `.vcf` for
 //! address books), as vdirsyncer, khal, khard and todoman share it.
 //!
-//! An item's *href* is its file name; its *etag* is a hash of its content, so any change of the
-//! bytes is a new etag whatever the clock says. Writes follow the vdir rules: the content goes to
+//! An item's *href* is its file name; its *etag* is made of the file's modification time (to the
+//! nanosecond), size and inode, as vdirsyncer does with the modification time: listing a
+//! collection of 10,000 items is one `stat` each, no read. A file replaced by a rename (every
+//! vdir writer) gets a new inode, so a rewrite within one clock tick is still seen. Writes follow the vdir rules: the content goes to
 //! a temporary file in the same directory (a name starting with `.`, which readers skip) and is
 //! renamed over the target, so a reader sees the old item or the new one, never half of one.
 //! Updates and deletes take the etag the caller last saw and refuse when the file changed since,
@@ -11,7 +13,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use std::os::unix::fs::MetadataExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VdirError {
@@ -50,12 +52,10 @@ pub struct Vdir {
     extension: &'static str,
 }
 
-/// The etag of some content.
-pub fn etag(content: &[u8]) -> String {
-    Sha256::digest(content)[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The etag of a file, from its metadata.
+pub fn etag(metadata: &std::fs::Metadata) -> String {
+    let nanos = metadata.mtime() as i128 * 1_000_000_000 + metadata.mtime_nsec() as i128;
+    format!("{nanos:x}-{:x}-{:x}", metadata.size(), metadata.ino())
 }
 
 impl Vdir {
@@ -104,15 +104,13 @@ impl Vdir {
                 continue;
             }
             let path = item.path();
-            if !path.is_file() {
-                continue;
-            }
-            // A file removed between the listing and the read is simply not listed.
-            match std::fs::read(&path) {
-                Ok(content) => entries.push(Entry {
+            // A file removed between the listing and the stat is simply not listed.
+            match std::fs::metadata(&path) {
+                Ok(metadata) if metadata.is_file() => entries.push(Entry {
                     href: name,
-                    etag: etag(&content),
+                    etag: etag(&metadata),
                 }),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error(&path, e)),
             }
@@ -124,11 +122,14 @@ impl Vdir {
     /// An item's content and etag.
     pub fn read(&self, href: &str) -> Result<(String, String), VdirError> {
         let path = self.item_path(href)?;
-        let content = std::fs::read(&path).map_err(|e| match e.kind() {
+        let missing = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => VdirError::Missing(href.to_owned()),
             _ => io_error(&path, e),
-        })?;
-        let tag = etag(&content);
+        };
+        let mut file = std::fs::File::open(&path).map_err(missing)?;
+        let tag = etag(&file.metadata().map_err(missing)?);
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut content).map_err(missing)?;
         let text = String::from_utf8(content).map_err(|_| VdirError::Io {
             path: path.display().to_string(),
             message: "not UTF-8".into(),
@@ -136,8 +137,19 @@ impl Vdir {
         Ok((text, tag))
     }
 
+    /// An item's etag, without reading it.
+    pub fn etag_of(&self, href: &str) -> Result<String, VdirError> {
+        let path = self.item_path(href)?;
+        std::fs::metadata(&path)
+            .map(|m| etag(&m))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => VdirError::Missing(href.to_owned()),
+                _ => io_error(&path, e),
+            })
+    }
+
     fn check_etag(&self, href: &str, expected: &str) -> Result<(), VdirError> {
-        let (_, found) = self.read(href)?;
+        let found = self.etag_of(href)?;
         if found != expected {
             return Err(VdirError::Changed {
                 href: href.to_owned(),
@@ -162,8 +174,15 @@ impl Vdir {
         file.write_all(content.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| io_error(&temporary, e))?;
+        drop(file);
         std::fs::rename(&temporary, target).map_err(|e| io_error(target, e))?;
-        Ok(etag(content.as_bytes()))
+        // The rename is made durable by syncing the directory.
+        if let Ok(directory) = std::fs::File::open(&self.path) {
+            let _ = directory.sync_all();
+        }
+        std::fs::metadata(target)
+            .map(|m| etag(&m))
+            .map_err(|e| io_error(target, e))
     }
 
     /// Creates an item; refuses when the href exists.
