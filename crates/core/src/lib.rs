@@ -20,6 +20,7 @@
 //! - [`email`]: what one pass over a mailbox does about each message and link.
 #![forbid(unsafe_code)]
 
+pub mod collection;
 pub mod email;
 pub mod item;
 pub mod link;

@@ -14,7 +14,7 @@ use crate::model::{ActivityId, InvalidValue, RecordId};
 
 /// The CRM row a link points at: an activity for emails, events and tasks; a contact record for
 /// contacts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CrmRef {
     Activity(ActivityId),
     Record(RecordId),

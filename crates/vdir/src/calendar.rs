@@ -22,9 +22,7 @@ const MOMENTS: &[(&str, &str)] = &[
     ("completed", "COMPLETED"),
 ];
 
-/// The fields a CRM-side change cannot carry into the file: parties come from the person's
-/// calendar (the organizer sends the invitations), so they flow one way.
-pub const MAILBOX_ONLY: &[&str] = &["organizer", "attendees"];
+use crmsync_core::collection::ONE_WAY_FIELDS;
 
 fn moment_field(component: &Component, property: &str, field: &str, snapshot: &mut Snapshot) {
     if let Some(moment) = component.property(property).and_then(time::read) {
@@ -277,7 +275,7 @@ fn write_exceptions(component: &mut Component, value: Option<&str>, tz: Option<&
 
 /// Writes merged fields back into a VEVENT or VTODO: only the properties of the fields in
 /// `writes` change (a change of the time zone rewrites the moments in the new zone). Fields
-/// that flow one way only ([`MAILBOX_ONLY`]) are left alone.
+/// that flow one way only ([`ONE_WAY_FIELDS`]) are left alone.
 pub fn apply(component: &mut Component, merged: &Snapshot, writes: &[FieldWrite]) {
     let is_task = component.name.eq_ignore_ascii_case("VTODO");
     let tz = merged.get("time_zone").map(str::to_owned);
@@ -338,7 +336,7 @@ pub fn new_object(task: bool, uid: &str, fields: &Snapshot, category: &str, stam
     component.set("DTSTAMP", stamp);
     let writes: Vec<FieldWrite> = fields
         .fields()
-        .filter(|(name, _)| !MAILBOX_ONLY.contains(name))
+        .filter(|(name, _)| !ONE_WAY_FIELDS.contains(name))
         .map(|(name, value)| FieldWrite {
             field: name.to_owned(),
             value: Some(value.to_owned()),

@@ -1,0 +1,539 @@
+//! Collection reconciliation: for one pass over one calendar or address-book collection, what
+//! to do about each item and each sync link (SPEC sections 3 to 6, for events, tasks and
+//! contacts).
+//!
+//! The adapter lists the collection and hands in a [`CollectionView`]: every file name listed,
+//! the files it could not read, and every item that is new or changed since its link last saw
+//! it, with its fields and whether it carries the tracking category. It also hands in the
+//! collection's links with the state of each link's CRM row, and the CRM rows that should
+//! appear in the collection and have no link yet. [`reconcile`] returns the [`Effect`]s, which
+//! the adapter applies in order.
+//!
+//! A link's base snapshot holds every mapped field as both sides agreed on it; fields are
+//! settled one by one by [`crate::merge::three_way`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::item::{ItemIdentity, ItemKind, ItemLocation};
+use crate::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
+use crate::merge::{self, MergeOutcome};
+use crate::model::ConflictPolicy;
+
+/// Fields that flow from the person's store to the CRM only: the organizer and attendees of an
+/// event come from the person's calendar (the organizer's client sends the invitations), so a
+/// CRM-side change of parties is not written into the file.
+pub const ONE_WAY_FIELDS: &[&str] = &["organizer", "attendees"];
+
+/// An item that is new or changed since its link last saw it (or has no link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedItem {
+    pub kind: ItemKind,
+    pub identity: ItemIdentity,
+    pub location: ItemLocation,
+    /// The file's etag when it was read.
+    pub etag: String,
+    /// Whether it carries the tracking category.
+    pub tracked: bool,
+    pub fields: Snapshot,
+}
+
+impl ObservedItem {
+    pub fn href(&self) -> &str {
+        href(&self.location)
+    }
+}
+
+/// The file name of a collection location.
+pub fn href(location: &ItemLocation) -> &str {
+    match location {
+        ItemLocation::Collection { href, .. } => href,
+        ItemLocation::Imap { .. } => "",
+    }
+}
+
+/// A collection as this pass saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionView {
+    /// Every item file listed, readable or not.
+    pub hrefs: BTreeSet<String>,
+    /// Files listed but not readable (malformed, no UID): their links are left alone.
+    pub unreadable: BTreeSet<String>,
+    pub changed: Vec<ObservedItem>,
+    /// An administrator confirmed that a collection listing no item really is empty
+    /// (`crmsync sync --accept-empty`).
+    pub accept_empty: bool,
+}
+
+/// The CRM side of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmItem {
+    Present {
+        fields: Snapshot,
+        version: i64,
+        /// Whether the mailbox's owner owns the CRM copy (and may delete it).
+        owned_by_mailbox_owner: bool,
+    },
+    Deleted,
+}
+
+/// A CRM row that belongs in the collection (created in the CRM for the mailbox's owner) and
+/// has no link from this mailbox yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmCreated {
+    pub kind: ItemKind,
+    pub crm: CrmRef,
+    /// The UID the new item gets.
+    pub identity: ItemIdentity,
+    pub fields: Snapshot,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Track an item: link it to the CRM row with its UID if one exists (the same meeting in
+    /// another person's calendar, or an item this mailbox wrote before a crash), else create
+    /// the CRM copy. Row and link in one transaction.
+    Track { observed: ObservedItem },
+    /// Carry changes: `outcome.mailbox_writes` into the file (refused if its etag moved), then
+    /// `outcome.crm_writes` into the CRM row and `outcome.merged` as the link's new base, in one
+    /// transaction (refused if the row's version moved since `crm_version`).
+    Update {
+        link: SyncLink,
+        location: ItemLocation,
+        etag: String,
+        outcome: MergeOutcome,
+        crm_version: i64,
+    },
+    /// The tracking category was removed: the owner's CRM copy is deleted, another user's is
+    /// kept; the link goes either way.
+    Untrack { link: SyncLink, delete_crm: bool },
+    /// The file was deleted: as [`Effect::Untrack`].
+    ItemDeleted { link: SyncLink, delete_crm: bool },
+    /// The CRM row was deleted: an item the CRM created is deleted from the collection, one the
+    /// person created loses its tracking category; the link goes.
+    CrmDeleted {
+        link: SyncLink,
+        location: ItemLocation,
+        etag: String,
+        delete_item: bool,
+    },
+    /// Write a CRM-created row into the collection and link it.
+    CreateItem { created: CrmCreated },
+    /// The collection lists no item while links point into it: nothing is deleted, and the
+    /// mailbox goes to the error state until the collection answers again or an administrator
+    /// forces it.
+    SuspiciousEmpty { links: usize },
+}
+
+/// Merges one item, keeping the one-way fields to the person's side.
+pub fn merge_item(
+    base: &Snapshot,
+    mailbox: &Snapshot,
+    crm: &Snapshot,
+    policy: ConflictPolicy,
+) -> MergeOutcome {
+    let mut crm = crm.clone();
+    for field in ONE_WAY_FIELDS {
+        crm.set(field, base.get(field).unwrap_or(""));
+    }
+    merge::three_way(base, mailbox, &crm, policy)
+}
+
+pub fn reconcile(
+    view: &CollectionView,
+    links: &[SyncLink],
+    crm: &BTreeMap<CrmRef, CrmItem>,
+    created: &[CrmCreated],
+    policy: ConflictPolicy,
+) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    let observed: BTreeMap<(ItemKind, &ItemIdentity), &ObservedItem> = view
+        .changed
+        .iter()
+        .map(|item| ((item.kind, &item.identity), item))
+        .collect();
+    let linked: BTreeSet<(ItemKind, &ItemIdentity)> =
+        links.iter().map(|l| (l.kind, &l.identity)).collect();
+
+    let suspicious = view.hrefs.is_empty() && !links.is_empty() && !view.accept_empty;
+    if suspicious {
+        effects.push(Effect::SuspiciousEmpty { links: links.len() });
+    }
+
+    for link in links {
+        let state = crm.get(&link.crm).unwrap_or(&CrmItem::Deleted);
+        let owned = matches!(
+            state,
+            CrmItem::Present {
+                owned_by_mailbox_owner: true,
+                ..
+            }
+        );
+        if let Some(item) = observed.get(&(link.kind, &link.identity)) {
+            if !item.tracked {
+                effects.push(Effect::Untrack {
+                    link: link.clone(),
+                    delete_crm: owned,
+                });
+                continue;
+            }
+            match state {
+                CrmItem::Deleted => effects.push(Effect::CrmDeleted {
+                    link: link.clone(),
+                    location: item.location.clone(),
+                    etag: item.etag.clone(),
+                    delete_item: link.created_by == ItemCreator::Crm,
+                }),
+                CrmItem::Present {
+                    fields, version, ..
+                } => {
+                    let outcome = merge_item(&link.base, &item.fields, fields, policy);
+                    effects.push(Effect::Update {
+                        link: link.clone(),
+                        location: item.location.clone(),
+                        etag: item.etag.clone(),
+                        outcome,
+                        crm_version: *version,
+                    });
+                }
+            }
+            continue;
+        }
+        let at = href(&link.location);
+        if view.unreadable.contains(at) {
+            continue;
+        }
+        if !view.hrefs.contains(at) {
+            if suspicious {
+                continue;
+            }
+            effects.push(Effect::ItemDeleted {
+                link: link.clone(),
+                delete_crm: owned,
+            });
+            continue;
+        }
+        // The file is as the link last saw it.
+        let etag = link
+            .item_version
+            .as_ref()
+            .map(|v| v.0.clone())
+            .unwrap_or_default();
+        match state {
+            CrmItem::Deleted => effects.push(Effect::CrmDeleted {
+                link: link.clone(),
+                location: link.location.clone(),
+                etag,
+                delete_item: link.created_by == ItemCreator::Crm,
+            }),
+            CrmItem::Present {
+                fields, version, ..
+            } if Some(*version) != link.crm_version => {
+                let outcome = merge_item(&link.base, &link.base, fields, policy);
+                effects.push(Effect::Update {
+                    link: link.clone(),
+                    location: link.location.clone(),
+                    etag,
+                    outcome,
+                    crm_version: *version,
+                });
+            }
+            CrmItem::Present { .. } => {}
+        }
+    }
+
+    for item in &view.changed {
+        if item.tracked && !linked.contains(&(item.kind, &item.identity)) {
+            effects.push(Effect::Track {
+                observed: item.clone(),
+            });
+        }
+    }
+    for row in created {
+        let seen = observed.contains_key(&(row.kind, &row.identity))
+            || linked.contains(&(row.kind, &row.identity));
+        if !seen {
+            effects.push(Effect::CreateItem {
+                created: row.clone(),
+            });
+        }
+    }
+    effects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{LinkState, VersionMarker};
+    use crate::model::ActivityId;
+
+    fn uid(u: &str) -> ItemIdentity {
+        ItemIdentity::Calendar { uid: u.into() }
+    }
+
+    fn at(href: &str) -> ItemLocation {
+        ItemLocation::Collection {
+            collection: "calendar".into(),
+            href: href.into(),
+        }
+    }
+
+    fn fields(subject: &str) -> Snapshot {
+        Snapshot::new().with("subject", subject)
+    }
+
+    fn activity(n: u128) -> CrmRef {
+        CrmRef::Activity(ActivityId(uuid::Uuid::from_u128(n)))
+    }
+
+    fn link(u: &str, href: &str, crm: CrmRef, created_by: ItemCreator) -> SyncLink {
+        SyncLink {
+            mailbox: "alice".into(),
+            kind: ItemKind::Event,
+            identity: uid(u),
+            location: at(href),
+            crm,
+            base: fields("Call"),
+            item_version: Some(VersionMarker("e1".into())),
+            crm_version: Some(1),
+            created_by,
+            state: LinkState::Synced,
+        }
+    }
+
+    fn observed(u: &str, href: &str, tracked: bool, subject: &str) -> ObservedItem {
+        ObservedItem {
+            kind: ItemKind::Event,
+            identity: uid(u),
+            location: at(href),
+            etag: "e2".into(),
+            tracked,
+            fields: fields(subject),
+        }
+    }
+
+    fn view(hrefs: &[&str], changed: Vec<ObservedItem>) -> CollectionView {
+        CollectionView {
+            hrefs: hrefs.iter().map(|h| (*h).to_owned()).collect(),
+            unreadable: BTreeSet::new(),
+            changed,
+            accept_empty: false,
+        }
+    }
+
+    fn present(subject: &str, version: i64, owned: bool) -> CrmItem {
+        CrmItem::Present {
+            fields: fields(subject),
+            version,
+            owned_by_mailbox_owner: owned,
+        }
+    }
+
+    #[test]
+    fn unchanged_on_both_sides_is_quiet() {
+        let l = link("u1", "u1.ics", activity(1), ItemCreator::Mailbox);
+        let crm = BTreeMap::from([(activity(1), present("Call", 1, true))]);
+        let effects = reconcile(
+            &view(&["u1.ics"], vec![]),
+            &[l],
+            &crm,
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        assert_eq!(effects, []);
+    }
+
+    #[test]
+    fn the_delete_matrix() {
+        let mine = link("u1", "u1.ics", activity(1), ItemCreator::Mailbox);
+        let from_crm = link("u2", "u2.ics", activity(2), ItemCreator::Crm);
+        let theirs = link("u3", "u3.ics", activity(3), ItemCreator::Mailbox);
+        let links = [mine.clone(), from_crm.clone(), theirs.clone()];
+        let crm = BTreeMap::from([
+            (activity(1), present("Call", 1, true)),
+            (activity(2), present("Call", 1, true)),
+            (activity(3), present("Call", 1, false)),
+        ]);
+        // Files deleted: the owner's copies go, another user's stays.
+        let effects = reconcile(
+            &view(&["other.ics"], vec![]),
+            &links,
+            &crm,
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        assert_eq!(
+            effects,
+            [
+                Effect::ItemDeleted {
+                    link: mine.clone(),
+                    delete_crm: true
+                },
+                Effect::ItemDeleted {
+                    link: from_crm.clone(),
+                    delete_crm: true
+                },
+                Effect::ItemDeleted {
+                    link: theirs.clone(),
+                    delete_crm: false
+                },
+            ]
+        );
+        // Category removed: the same rule.
+        let effects = reconcile(
+            &view(
+                &["u1.ics", "u3.ics"],
+                vec![
+                    observed("u1", "u1.ics", false, "Call"),
+                    observed("u3", "u3.ics", false, "Call"),
+                ],
+            ),
+            &[mine.clone(), theirs.clone()],
+            &crm,
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        assert!(matches!(
+            &effects[..],
+            [
+                Effect::Untrack {
+                    delete_crm: true,
+                    ..
+                },
+                Effect::Untrack {
+                    delete_crm: false,
+                    ..
+                }
+            ]
+        ));
+        // Deleted in the CRM: the item the CRM created goes; the person's loses its category.
+        let effects = reconcile(
+            &view(&["u1.ics", "u2.ics"], vec![]),
+            &[mine.clone(), from_crm.clone()],
+            &BTreeMap::new(),
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        assert!(matches!(
+            &effects[..],
+            [
+                Effect::CrmDeleted {
+                    delete_item: false,
+                    ..
+                },
+                Effect::CrmDeleted {
+                    delete_item: true,
+                    ..
+                }
+            ]
+        ));
+    }
+
+    #[test]
+    fn an_empty_listing_deletes_nothing_unless_accepted() {
+        let l = link("u1", "u1.ics", activity(1), ItemCreator::Mailbox);
+        let crm = BTreeMap::from([(activity(1), present("Call", 1, true))]);
+        let effects = reconcile(
+            &view(&[], vec![]),
+            std::slice::from_ref(&l),
+            &crm,
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        assert_eq!(effects, [Effect::SuspiciousEmpty { links: 1 }]);
+        let mut accepted = view(&[], vec![]);
+        accepted.accept_empty = true;
+        let effects = reconcile(&accepted, &[l], &crm, &[], ConflictPolicy::MailboxWins);
+        assert!(matches!(&effects[..], [Effect::ItemDeleted { .. }]));
+    }
+
+    #[test]
+    fn edits_renames_and_unreadable_files() {
+        let l = link("u1", "u1.ics", activity(1), ItemCreator::Mailbox);
+        // Renamed and edited by the person; the CRM unchanged.
+        let crm = BTreeMap::from([(activity(1), present("Call", 1, true))]);
+        let effects = reconcile(
+            &view(&["new.ics"], vec![observed("u1", "new.ics", true, "Call 2")]),
+            std::slice::from_ref(&l),
+            &crm,
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        let [Effect::Update {
+            location, outcome, ..
+        }] = &effects[..]
+        else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(location, &at("new.ics"));
+        assert_eq!(outcome.crm_writes.len(), 1);
+        assert!(outcome.mailbox_writes.is_empty());
+        // Changed in the CRM only: written to the file as the link last saw it.
+        let crm = BTreeMap::from([(activity(1), present("Call 3", 2, true))]);
+        let effects = reconcile(
+            &view(&["u1.ics"], vec![]),
+            std::slice::from_ref(&l),
+            &crm,
+            &[],
+            ConflictPolicy::MailboxWins,
+        );
+        let [Effect::Update { outcome, etag, .. }] = &effects[..] else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(etag, "e1");
+        assert_eq!(outcome.mailbox_writes.len(), 1);
+        // A file that cannot be read is left alone, not taken for deleted.
+        let mut unreadable = view(&["u1.ics"], vec![]);
+        unreadable.unreadable.insert("u1.ics".into());
+        let effects = reconcile(&unreadable, &[l], &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(effects, []);
+    }
+
+    #[test]
+    fn new_items_on_either_side() {
+        let crm = BTreeMap::new();
+        let created = CrmCreated {
+            kind: ItemKind::Event,
+            crm: activity(9),
+            identity: uid("a9"),
+            fields: fields("From the CRM"),
+            version: 1,
+        };
+        let effects = reconcile(
+            &view(
+                &["n.ics", "p.ics"],
+                vec![
+                    observed("n", "n.ics", true, "New"),
+                    observed("p", "p.ics", false, "Private"),
+                ],
+            ),
+            &[],
+            &crm,
+            std::slice::from_ref(&created),
+            ConflictPolicy::MailboxWins,
+        );
+        assert!(matches!(&effects[..], [Effect::Track { observed }, Effect::CreateItem { .. }] if observed.href() == "n.ics"));
+        // A CRM-created item already written (a crash before its link) is tracked, not
+        // written twice.
+        let effects = reconcile(
+            &view(&["a9.ics"], vec![observed("a9", "a9.ics", true, "From the CRM")]),
+            &[],
+            &crm,
+            &[created],
+            ConflictPolicy::MailboxWins,
+        );
+        assert!(matches!(&effects[..], [Effect::Track { .. }]));
+    }
+
+    #[test]
+    fn parties_flow_one_way() {
+        let base = Snapshot::new().with("attendees", "a@x.example");
+        let crm = Snapshot::new().with("attendees", "b@x.example");
+        let outcome = merge_item(&base, &base, &crm, ConflictPolicy::CrmWins);
+        assert!(outcome.is_noop());
+        let mailbox = Snapshot::new().with("attendees", "c@x.example");
+        let outcome = merge_item(&base, &mailbox, &crm, ConflictPolicy::CrmWins);
+        assert!(outcome.conflicts.is_empty());
+        assert_eq!(outcome.merged, mailbox);
+    }
+}
