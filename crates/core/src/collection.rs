@@ -453,15 +453,20 @@ mod tests {
         // Renamed and edited by the person; the CRM unchanged.
         let crm = BTreeMap::from([(activity(1), present("Call", 1, true))]);
         let effects = reconcile(
-            &view(&["new.ics"], vec![observed("u1", "new.ics", true, "Call 2")]),
+            &view(
+                &["new.ics"],
+                vec![observed("u1", "new.ics", true, "Call 2")],
+            ),
             std::slice::from_ref(&l),
             &crm,
             &[],
             ConflictPolicy::MailboxWins,
         );
-        let [Effect::Update {
-            location, outcome, ..
-        }] = &effects[..]
+        let [
+            Effect::Update {
+                location, outcome, ..
+            },
+        ] = &effects[..]
         else {
             panic!("{effects:?}")
         };
@@ -512,11 +517,16 @@ mod tests {
             std::slice::from_ref(&created),
             ConflictPolicy::MailboxWins,
         );
-        assert!(matches!(&effects[..], [Effect::Track { observed }, Effect::CreateItem { .. }] if observed.href() == "n.ics"));
+        assert!(
+            matches!(&effects[..], [Effect::Track { observed }, Effect::CreateItem { .. }] if observed.href() == "n.ics")
+        );
         // A CRM-created item already written (a crash before its link) is tracked, not
         // written twice.
         let effects = reconcile(
-            &view(&["a9.ics"], vec![observed("a9", "a9.ics", true, "From the CRM")]),
+            &view(
+                &["a9.ics"],
+                vec![observed("a9", "a9.ics", true, "From the CRM")],
+            ),
             &[],
             &crm,
             &[created],

@@ -28,7 +28,8 @@ pub use sqlite::SqliteStore;
 pub use types::*;
 
 use crmsync_core::item::{ItemIdentity, ItemKind};
-use crmsync_core::link::SyncLink;
+use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
+use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
 use crmsync_core::resolve::Candidate;
 use std::collections::HashMap;
@@ -132,6 +133,42 @@ pub trait CrmStore {
     ) -> Result<Option<String>>;
     /// Drops a link and deletes its activity (an owner untracked it), in one transaction.
     fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()>;
+
+    // Tracked events, tasks and contacts.
+    /// The version and owner of every row the mailbox's event, task and contact links point at,
+    /// in one query (rows that are gone are absent).
+    fn linked_items(&self, mailbox: &str) -> Result<HashMap<CrmRef, LinkedItem>>;
+    /// The fields of an appointment, task or contact row, as the collection adapter names
+    /// them; `None` when the row is gone.
+    fn item_fields(&self, crm: CrmRef) -> Result<Option<Snapshot>>;
+    /// The row copying the item with this UID, and who created the item: the CRM when the UID
+    /// is the row's own id (crmsync wrote the item for a CRM-created row).
+    fn item_by_uid(&self, kind: ItemKind, uid: &str) -> Result<Option<(CrmRef, ItemCreator)>>;
+    /// Creates the CRM row of a newly tracked item (at `link.crm`) and its link, in one
+    /// transaction; returns the row's version and warnings (an unknown regarding number, say).
+    fn track_item(&mut self, item: &NewItem, link: &SyncLink) -> Result<(i64, Vec<String>)>;
+    /// Saves a link to an existing row, recording the item's UID on the row if it has none.
+    fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64>;
+    /// Applies merged field writes to the row and saves the link, in one transaction; refused
+    /// with [`StoreError::Conflict`] when the row's version is no longer `expected_version`.
+    fn update_item(
+        &mut self,
+        link: &SyncLink,
+        expected_version: i64,
+        writes: &[FieldWrite],
+        owner: &EmailAddress,
+    ) -> Result<(i64, Vec<String>)>;
+    /// Drops a link and deletes its row, in one transaction. A contact that is the regarding
+    /// record of activities is refused ([`StoreError::Refused`]) and both stay.
+    fn delete_item(&mut self, link: &SyncLink) -> Result<()>;
+    /// The rows that belong in the owner's collections with no link from the mailbox yet.
+    fn created_items(
+        &self,
+        mailbox: &str,
+        owner: &EmailAddress,
+        calendar: bool,
+        contacts: bool,
+    ) -> Result<Vec<CreatedItem>>;
 
     // The conflict log.
     /// Records one conflict (its `at` is set by the store).

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "conflict_log",
         sql: include_str!("migrations/0003_conflict_log.sql"),
     },
+    Migration {
+        version: 4,
+        name: "item_uid",
+        sql: include_str!("migrations/0004_item_uid.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
+use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{
     ActivityId, ActivityState, ActivityType, EmailAddress, EntityName, InvalidValue, PartyRole,
     RecordId, RecordNumber,
@@ -23,6 +24,8 @@ use rusqlite::types::Value;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
+
+mod items;
 
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::{
@@ -1287,6 +1290,107 @@ impl CrmStore for SqliteStore {
         })
     }
 
+    fn linked_items(&self, mailbox: &str) -> Result<HashMap<CrmRef, crate::LinkedItem>> {
+        self.read(|conn| items::linked(conn, mailbox))
+    }
+
+    fn item_fields(&self, crm: CrmRef) -> Result<Option<Snapshot>> {
+        self.read(|conn| items::item_fields(conn, crm))
+    }
+
+    fn item_by_uid(&self, kind: ItemKind, uid: &str) -> Result<Option<(CrmRef, ItemCreator)>> {
+        self.read(|conn| items::by_uid(conn, kind, uid))
+    }
+
+    fn track_item(&mut self, item: &crate::NewItem, link: &SyncLink) -> Result<(i64, Vec<String>)> {
+        self.write(|tx| {
+            let mut warnings = Vec::new();
+            items::insert_item(tx, link.crm, item, &mut warnings)?;
+            let version = items::row_version(tx, link.crm)?.unwrap_or(1);
+            let mut link = link.clone();
+            link.crm_version = Some(version);
+            upsert_link(tx, &link)?;
+            Ok((version, warnings))
+        })
+    }
+
+    fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64> {
+        self.write(|tx| {
+            items::set_uid(tx, link.crm, uid)?;
+            let version = items::row_version(tx, link.crm)?
+                .ok_or_else(|| StoreError::NotFound("the linked CRM row".into()))?;
+            let mut link = link.clone();
+            link.crm_version = Some(version);
+            upsert_link(tx, &link)?;
+            Ok(version)
+        })
+    }
+
+    fn update_item(
+        &mut self,
+        link: &SyncLink,
+        expected_version: i64,
+        writes: &[FieldWrite],
+        owner: &EmailAddress,
+    ) -> Result<(i64, Vec<String>)> {
+        self.write(|tx| {
+            let mut warnings = Vec::new();
+            let found = items::row_version(tx, link.crm)?
+                .ok_or_else(|| StoreError::NotFound("the linked CRM row".into()))?;
+            if found != expected_version {
+                return Err(StoreError::Conflict(format!(
+                    "the CRM row changed while it was merged (version {expected_version} is now {found}); merged again on the next pass"
+                )));
+            }
+            match link.crm {
+                CrmRef::Activity(id) => items::write_activity(tx, id, writes, &mut warnings)?,
+                CrmRef::Record(id) => items::write_contact(tx, id, owner, writes, &mut warnings)?,
+            }
+            let version = items::row_version(tx, link.crm)?.unwrap_or(found);
+            let mut link = link.clone();
+            link.crm_version = Some(version);
+            upsert_link(tx, &link)?;
+            Ok((version, warnings))
+        })
+    }
+
+    fn delete_item(&mut self, link: &SyncLink) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+                params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
+            )?;
+            match link.crm {
+                CrmRef::Activity(id) => {
+                    tx.execute("DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+                }
+                CrmRef::Record(id) => {
+                    let key = id.to_string();
+                    let regarding =
+                        count(tx, "SELECT count(*) FROM activities WHERE regarding_id = ?1", &key)?;
+                    if regarding > 0 {
+                        return Err(StoreError::Refused(format!(
+                            "the contact is the regarding record of {}: it is kept",
+                            how_many(regarding, "activity", "activities")
+                        )));
+                    }
+                    tx.execute("DELETE FROM records WHERE id = ?1", [key])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn created_items(
+        &self,
+        mailbox: &str,
+        owner: &EmailAddress,
+        calendar: bool,
+        contacts: bool,
+    ) -> Result<Vec<crate::CreatedItem>> {
+        self.read(|conn| items::created(conn, mailbox, owner, calendar, contacts))
+    }
+
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()> {
         let (crm_kind, crm_id) = match conflict.crm.as_deref().and_then(|c| c.split_once(':')) {
             Some((kind, id)) => (Some(kind.to_owned()), Some(id.to_owned())),
@@ -1535,8 +1639,15 @@ impl CrmStore for SqliteStore {
 }
 
 /// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
+/// Adds parties after the activity's existing ones.
 fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]) -> Result<()> {
-    for (position, party) in parties.iter().enumerate() {
+    let first: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(position) + 1, 0) FROM parties WHERE activity_id = ?1",
+        [id.to_string()],
+        |row| row.get(0),
+    )?;
+    for (offset, party) in parties.iter().enumerate() {
+        let position = first + offset as i64;
         let resolution = resolve::resolve(&candidates_for(conn, &party.address)?);
         let record_id = match &resolution {
             Resolution::Resolved(record) => Some(record.to_string()),
@@ -1547,7 +1658,7 @@ fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 id.to_string(),
-                position as i64,
+                position,
                 party.role.as_str(),
                 party.address.as_str(),
                 party.display_name,

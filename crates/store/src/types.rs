@@ -303,3 +303,35 @@ pub struct ConflictRow {
     pub winner: String,
     pub at: String,
 }
+
+/// The CRM copy of a tracked event, task or contact, as the collection adapter read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub kind: crmsync_core::item::ItemKind,
+    pub owner: EmailAddress,
+    /// The mailbox that tracked it first.
+    pub mailbox: String,
+    /// The iCalendar or vCard UID.
+    pub uid: String,
+    /// The mapped fields (the names of `docs/collections.md`).
+    pub fields: crmsync_core::link::Snapshot,
+}
+
+/// The CRM side of one linked event, task or contact, as a pass needs it without its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedItem {
+    /// The owning user's address (a contact record may have none).
+    pub owner: Option<String>,
+    pub version: i64,
+}
+
+/// A CRM row that belongs in a person's collection and has no link from the mailbox yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedItem {
+    pub kind: crmsync_core::item::ItemKind,
+    pub crm: crmsync_core::link::CrmRef,
+    /// The UID its item gets: the row's own UID when it has one, else its id.
+    pub uid: String,
+    pub fields: crmsync_core::link::Snapshot,
+    pub version: i64,
+}

@@ -837,3 +837,191 @@ fn a_parent_cycle_is_refused() {
         .update_record(&a, &[RecordChange::Parent(Some(a.clone()))]);
     assert!(matches!(own, Err(StoreError::Invalid(_))));
 }
+
+fn item_link(kind: ItemKind, uid: &str, crm: CrmRef) -> SyncLink {
+    SyncLink {
+        mailbox: "alice".into(),
+        kind,
+        identity: match kind {
+            ItemKind::Contact => ItemIdentity::Contact { uid: uid.into() },
+            _ => ItemIdentity::Calendar { uid: uid.into() },
+        },
+        location: ItemLocation::Collection {
+            collection: "calendar".into(),
+            href: format!("{uid}.ics"),
+        },
+        crm,
+        base: Snapshot::new(),
+        item_version: Some(VersionMarker("e1".into())),
+        crm_version: None,
+        created_by: ItemCreator::Mailbox,
+        state: LinkState::Synced,
+    }
+}
+
+fn snapshot(fields: &[(&str, &str)]) -> Snapshot {
+    fields
+        .iter()
+        .fold(Snapshot::new(), |s, (k, v)| s.with(k, v))
+}
+
+#[test]
+fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    add_record(
+        &mut fx.store,
+        "account",
+        "Adventure Works",
+        &["dana@adventure-works.com"],
+        Some("ACC-1001"),
+    );
+    let fields = snapshot(&[
+        ("subject", "Kickoff"),
+        ("location", "Room 2"),
+        ("start", "2026-12-01T09:00:00Z"),
+        ("end", "2026-12-01T10:00:00Z"),
+        ("time_zone", "Europe/Berlin"),
+        ("recurrence", "FREQ=WEEKLY;COUNT=4"),
+        ("exceptions", "2026-12-15T09:00:00Z"),
+        ("status", "tentative"),
+        ("organizer", "alice@example.com"),
+        ("attendees", "dana@adventure-works.com"),
+        ("regarding", "ACC-1001"),
+    ]);
+    let crm = CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4()));
+    let link = item_link(ItemKind::Event, "e1@example.com", crm);
+    let item = crmsync_store::NewItem {
+        kind: ItemKind::Event,
+        owner: email("alice@example.com"),
+        mailbox: "alice".into(),
+        uid: "e1@example.com".into(),
+        fields: fields.clone(),
+    };
+    let (version, warnings) = fx.store.track_item(&item, &link).unwrap();
+    assert_eq!(warnings, Vec::<String>::new());
+    assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields.clone()));
+    let CrmRef::Activity(id) = crm else {
+        unreachable!()
+    };
+    let row = fx.store.activity(id).unwrap();
+    assert_eq!(row.regarding.unwrap().number.as_str(), "ACC-1001");
+    let dana = row
+        .parties
+        .iter()
+        .find(|p| p.address == "dana@adventure-works.com")
+        .unwrap();
+    assert_eq!(dana.role, PartyRole::Required);
+    assert_eq!(dana.record.as_ref().unwrap().number.as_str(), "ACC-1001");
+    // The UID finds the row again (the same meeting in a second calendar).
+    assert_eq!(
+        fx.store
+            .item_by_uid(ItemKind::Event, "e1@example.com")
+            .unwrap(),
+        Some((crm, ItemCreator::Mailbox))
+    );
+    assert_eq!(
+        fx.store
+            .item_by_uid(ItemKind::Task, "e1@example.com")
+            .unwrap(),
+        None
+    );
+
+    let writes = [crmsync_core::merge::FieldWrite {
+        field: "status".into(),
+        value: Some("cancelled".into()),
+    }];
+    let owner = email("alice@example.com");
+    let (new_version, _) = fx
+        .store
+        .update_item(&link, version, &writes, &owner)
+        .unwrap();
+    assert!(new_version > version);
+    assert_eq!(
+        fx.store.activity(id).unwrap().state,
+        ActivityState::Cancelled
+    );
+    // A writer holding the old version is refused: an edit made in between is not lost.
+    assert!(matches!(
+        fx.store.update_item(&link, version, &writes, &owner),
+        Err(StoreError::Conflict(_))
+    ));
+    fx.store.delete_item(&link).unwrap();
+    assert_eq!(fx.store.item_fields(crm).unwrap(), None);
+    assert_eq!(fx.store.links("alice").unwrap(), []);
+}
+
+#[test]
+fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let crm = CrmRef::Record(crmsync_core::model::RecordId(uuid::Uuid::new_v4()));
+    let fields = snapshot(&[
+        ("name", "Dana Smith"),
+        ("given_name", "Dana"),
+        ("family_name", "Smith"),
+        ("emails", "dana@adventure-works.com,dana@home.example"),
+        ("phones", "+1 555 0100"),
+        ("organization", "Adventure Works"),
+        ("job_title", "Buyer"),
+    ]);
+    let link = item_link(ItemKind::Contact, "c1", crm);
+    let item = crmsync_store::NewItem {
+        kind: ItemKind::Contact,
+        owner: email("alice@example.com"),
+        mailbox: "alice".into(),
+        uid: "c1".into(),
+        fields: fields.clone(),
+    };
+    fx.store.track_item(&item, &link).unwrap();
+    assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields));
+    let accounts = fx.store.records(Some(&entity("account"))).unwrap();
+    assert_eq!(accounts.len(), 1, "ORG created the account");
+    assert_eq!(accounts[0].owner.as_deref(), Some("alice@example.com"));
+    // The contact is linked, so it is not a CRM-created item to write; a new CRM contact
+    // owned by Alice and a CRM appointment for her are.
+    assert_eq!(
+        fx.store
+            .created_items("alice", &email("alice@example.com"), true, true)
+            .unwrap(),
+        []
+    );
+    fx.store
+        .add_record(&NewRecord {
+            entity: entity("contact"),
+            name: "Eve Doe".into(),
+            emails: vec![email("eve@example.org")],
+            number: None,
+            parent: Some(accounts[0].record.number.clone()),
+            owner: Some(email("alice@example.com")),
+        })
+        .unwrap();
+    fx.store
+        .add_activity(&new_activity("alice@example.com", None, &[]))
+        .unwrap();
+    let created = fx
+        .store
+        .created_items("alice", &email("alice@example.com"), true, true)
+        .unwrap();
+    let kinds: Vec<ItemKind> = created.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [ItemKind::Event, ItemKind::Contact]);
+    assert_eq!(
+        created[1].fields.get("organization"),
+        Some("Adventure Works")
+    );
+    assert_eq!(created[1].fields.get("emails"), Some("eve@example.org"));
+    // Only what the filter asks for.
+    let only_contacts = fx
+        .store
+        .created_items("alice", &email("alice@example.com"), false, true)
+        .unwrap();
+    assert_eq!(only_contacts.len(), 1);
+    // The item written for a CRM-created row carries the row's id as its UID: found again.
+    let uid = created[0].uid.clone();
+    assert_eq!(
+        fx.store
+            .item_by_uid(ItemKind::Event, &uid.to_ascii_uppercase())
+            .unwrap(),
+        Some((created[0].crm, ItemCreator::Crm))
+    );
+}
