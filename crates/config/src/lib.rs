@@ -165,6 +165,18 @@ pub struct SmtpConfig {
 pub struct CollectionConfig {
     /// A vdir: a directory of `.ics` or `.vcf` files, one item each.
     pub path: PathBuf,
+    /// Which CRM rows that no item of the collection tracks are written into it.
+    pub from_crm: FromCrm,
+}
+
+/// The sync filter from the CRM to a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromCrm {
+    /// A calendar gets the appointments and tasks created in the CRM for the mailbox's owner;
+    /// an address book gets the contact records the owner owns. The default.
+    Owned,
+    /// Nothing: only items the person tracked are synchronized.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use toml::{Table, Value};
 
 use crate::{
     AutoTracking, CollectionConfig, Config, ConfigError, ConfigErrors, ConnectionConfig, CrmConfig,
-    DaemonConfig, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack, SecretSource,
-    Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig,
+    DaemonConfig, FromCrm, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack,
+    SecretSource, Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig,
 };
 
 struct Problems<'a> {
@@ -676,8 +676,17 @@ fn collection(
         section.report(problems, "path", "missing (required)");
     }
     let path = section.path(problems, "path", base);
+    let from_crm = section.word(
+        problems,
+        "from_crm",
+        &[("owned", FromCrm::Owned), ("none", FromCrm::None)],
+        FromCrm::Owned,
+    );
     section.finish(problems);
-    Some(CollectionConfig { path: path? })
+    Some(CollectionConfig {
+        path: path?,
+        from_crm,
+    })
 }
 
 impl Default for TrackingConfig {

@@ -26,7 +26,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::commands::load_config;
-use crate::status::{DaemonStatus, FolderStatus, MailboxStatus, STATUS_SCHEMA, StatusFile};
+use crate::status::{
+    CollectionStatus, DaemonStatus, FolderStatus, MailboxStatus, STATUS_SCHEMA, StatusFile,
+};
 use crate::{logging, sd_notify};
 
 fn now() -> String {
@@ -171,6 +173,7 @@ impl StatusWriter {
                 pending: 0,
                 failed: 0,
                 folders: Vec::new(),
+                collections: Vec::new(),
             });
             status.owner = mailbox.owner.to_string();
             if !running {
@@ -233,6 +236,30 @@ impl StatusWriter {
         status.state = report.state.as_str().into();
         status.tracked = report.tracked;
         status.failed = report.failed;
+        let at = now();
+        let previous: HashMap<String, Option<String>> = status
+            .collections
+            .iter()
+            .map(|c| (c.name.clone(), c.last_success.clone()))
+            .collect();
+        status.collections = report
+            .collections
+            .iter()
+            .map(|c| CollectionStatus {
+                name: c.name.to_owned(),
+                path: c.path.clone(),
+                state: c.state.to_owned(),
+                items: c.items,
+                tracked: c.tracked,
+                failed: c.failed,
+                last_error: c.last_error.clone(),
+                last_success: if c.state == "idle" {
+                    Some(at.clone())
+                } else {
+                    previous.get(c.name).cloned().flatten()
+                },
+            })
+            .collect();
         match report.state {
             MailboxState::Idle => {
                 let at = now();

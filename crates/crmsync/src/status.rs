@@ -47,13 +47,33 @@ pub struct MailboxStatus {
     pub failed: u64,
     #[serde(default)]
     pub folders: Vec<FolderStatus>,
+    #[serde(default)]
+    pub collections: Vec<CollectionStatus>,
+}
+
+/// A calendar or address book (a vdir) of a mailbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectionStatus {
+    /// `calendar` or `contacts`.
+    pub name: String,
+    pub path: String,
+    /// `idle` or `error`.
+    pub state: String,
+    /// Item files listed by the last pass.
+    pub items: u64,
+    /// Items linked to the CRM.
+    pub tracked: u64,
+    /// Files the last pass could not read or write.
+    pub failed: u64,
+    pub last_error: Option<String>,
+    pub last_success: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FolderStatus {
-    /// The IMAP folder name, or `calendar` / `contacts` for a collection.
+    /// The IMAP folder name.
     pub name: String,
-    /// `imap` or `vdir`.
+    /// `imap`.
     pub kind: String,
     pub uid_validity: Option<u32>,
     pub highest_modseq: Option<u64>,

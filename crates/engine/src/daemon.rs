@@ -20,7 +20,7 @@ use crmsync_store::{CrmStore, SqliteStore};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::{MailboxState, PassOptions, PassReport, sync_mailbox_keeping};
+use crate::{Kept, MailboxState, PassOptions, PassReport, sync_mailbox_keeping};
 
 /// How often the journal watcher reads the journal's new rows: one indexed range query, cheap
 /// enough to run twenty times a second.
@@ -136,7 +136,7 @@ async fn run_worker(
     let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut store: Option<SqliteStore> = None;
     let mut last_watch: Option<tokio::time::Instant> = None;
-    let mut connection: Option<ImapSession> = None;
+    let mut kept = Kept::default();
     loop {
         if *stop.borrow() {
             break;
@@ -148,7 +148,7 @@ async fn run_worker(
         // An IDLE connection that ended is a hint that the server went away: do not trust
         // the kept connection either, so this pass finds out for certain.
         if watchers.values().any(JoinHandle::is_finished) {
-            connection = None;
+            kept.connection = None;
         }
         if store.is_none() {
             match SqliteStore::open(&database, DAEMON_ORIGIN) {
@@ -159,8 +159,7 @@ async fn run_worker(
         let report = match store.as_mut() {
             Some(store) => match crate::lock::lock_mailbox(&database, &id).await {
                 Ok(_lock) => {
-                    sync_mailbox_keeping(store, &mailbox, PassOptions::default(), &mut connection)
-                        .await
+                    sync_mailbox_keeping(store, &mailbox, PassOptions::default(), &mut kept).await
                 }
                 Err(error) => {
                     let mut report = crate::PassReport::new(&id);
@@ -250,7 +249,7 @@ async fn run_worker(
     for watcher in watchers.values() {
         watcher.abort();
     }
-    if let Some(session) = connection {
+    if let Some(session) = kept.connection {
         session.logout().await;
     }
     let _ = events.send(WorkerEvent::Stopped { mailbox: id });

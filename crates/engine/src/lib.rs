@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod collection;
 pub mod daemon;
 pub mod item;
 pub mod lock;
@@ -62,6 +63,8 @@ pub struct PassReport {
     pub updated: u64,
     /// Messages whose keywords were written back.
     pub keywords_written: u64,
+    /// Collection files crmsync wrote, created or deleted.
+    pub items_written: u64,
     /// Items that could not be synced (a malformed message, say); retried next pass.
     pub failed: u64,
     /// Email links of the mailbox after the pass.
@@ -69,6 +72,8 @@ pub struct PassReport {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
     pub imap: Counters,
+    /// The calendar and address book, when the mailbox has them.
+    pub collections: Vec<collection::CollectionReport>,
     /// The failure is one that retrying soon will not cure (a bad password, a missing folder,
     /// an untrusted certificate, an owner who is not a CRM user): retry slowly.
     pub permanent: bool,
@@ -87,11 +92,13 @@ impl PassReport {
             unlinked: 0,
             updated: 0,
             keywords_written: 0,
+            items_written: 0,
             failed: 0,
             tracked: 0,
             errors: Vec::new(),
             warnings: Vec::new(),
             imap: Counters::default(),
+            collections: Vec::new(),
             permanent: false,
             idle_supported: false,
         }
@@ -125,18 +132,28 @@ pub async fn sync_mailbox<S: CrmStore>(
     mailbox: &MailboxConfig,
     options: PassOptions,
 ) -> PassReport {
-    sync_mailbox_keeping(store, mailbox, options, &mut None).await
+    sync_mailbox_keeping(store, mailbox, options, &mut Kept::default()).await
 }
 
-/// [`sync_mailbox`] with an IMAP connection kept between passes: the daemon's workers reuse the
+/// What a worker keeps between passes.
+#[derive(Default)]
+pub struct Kept {
+    /// The IMAP connection of the last pass, reused while it answers.
+    pub connection: Option<ImapSession>,
+    /// The untracked files of the collections, so an unchanged one is not read again.
+    pub collections: collection::CollectionMemory,
+}
+
+/// [`sync_mailbox`] with state kept between passes: the daemon's workers reuse the IMAP
 /// connection of their last pass when it still answers, and keep this pass's for the next.
 /// A pass that fails drops its connection, so the next one starts afresh.
 pub async fn sync_mailbox_keeping<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,
     options: PassOptions,
-    connection: &mut Option<ImapSession>,
+    kept: &mut Kept,
 ) -> PassReport {
+    let connection = &mut kept.connection;
     let mut report = PassReport::new(&mailbox.id);
     if !mailbox.enabled {
         report.state = MailboxState::Disabled;
@@ -181,9 +198,28 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
             report.fail(message);
         }
     }
-    if let Ok(count) = store.link_count(&mailbox.id, ItemKind::Email) {
-        report.tracked = count;
+    let collections = [
+        (collection::Which::Calendar, &mailbox.calendar),
+        (collection::Which::Contacts, &mailbox.contacts),
+    ];
+    for (which, config) in collections {
+        if let Some(config) = config {
+            let status = collection::collection_pass(
+                store,
+                mailbox,
+                which,
+                config,
+                options.accept_empty,
+                &mut kept.collections,
+                &mut report,
+            );
+            report.collections.push(status);
+        }
     }
+    report.tracked = ItemKind::ALL
+        .iter()
+        .filter_map(|kind| store.link_count(&mailbox.id, *kind).ok())
+        .sum();
     report
 }
 

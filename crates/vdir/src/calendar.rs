@@ -282,10 +282,9 @@ pub fn apply(component: &mut Component, merged: &Snapshot, writes: &[FieldWrite]
     let tz = tz.as_deref();
     let zone_changed = writes.iter().any(|w| w.field == "time_zone");
     for (field, property) in MOMENTS {
-        if zone_changed || writes.iter().any(|w| w.field == *field) {
-            if merged.get(field).is_some() || component.property(property).is_some() {
-                write_moment(component, property, merged.get(field), tz);
-            }
+        let wanted = zone_changed || writes.iter().any(|w| w.field == *field);
+        if wanted && (merged.get(field).is_some() || component.property(property).is_some()) {
+            write_moment(component, property, merged.get(field), tz);
         }
     }
     if !is_task && (zone_changed || writes.iter().any(|w| w.field == "exceptions")) {

@@ -78,10 +78,20 @@ fn report_json(report: &PassReport) -> serde_json::Value {
         "unlinked": report.unlinked,
         "updated": report.updated,
         "keywords_written": report.keywords_written,
+        "items_written": report.items_written,
         "failed": report.failed,
         "tracked": report.tracked,
         "errors": report.errors,
         "warnings": report.warnings,
+        "collections": report.collections.iter().map(|c| json!({
+            "name": c.name,
+            "path": c.path,
+            "state": c.state,
+            "items": c.items,
+            "tracked": c.tracked,
+            "failed": c.failed,
+            "last_error": c.last_error,
+        })).collect::<Vec<_>>(),
         "imap": {
             "select_commands": report.imap.select_commands,
             "fetch_commands": report.imap.fetch_commands,
@@ -105,6 +115,15 @@ fn print_report(report: &PassReport) {
         report.failed,
         report.tracked
     );
+    for c in &report.collections {
+        println!(
+            "  {} {}: {}; {} items, {} tracked, {} failed",
+            c.name, c.path, c.state, c.items, c.tracked, c.failed
+        );
+    }
+    if report.items_written > 0 {
+        println!("  {} collection files written", report.items_written);
+    }
     for error in &report.errors {
         println!("  error: {error}");
     }
