@@ -280,7 +280,7 @@ pub enum ActivityCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ItemCommand {
-    /// The tracking pane of one message: tracked or not, its regarding record and that record's
+    /// The tracking pane of one message, event, task or contact: tracked or not, its regarding record and that record's
     /// parent, each address and the record it resolved to, and its sync state.
     Show {
         /// The mailbox's `id` in the config.
@@ -290,13 +290,16 @@ pub enum ItemCommand {
         #[arg(
             long,
             value_name = "MID",
-            conflicts_with = "uid",
-            required_unless_present = "uid"
+            conflicts_with_all = ["uid", "href"],
+            required_unless_present_any = ["uid", "href"]
         )]
         message_id: Option<String>,
         /// The message's folder and UID, as FOLDER:UID.
-        #[arg(long, value_name = "FOLDER:UID")]
+        #[arg(long, value_name = "FOLDER:UID", conflicts_with = "href")]
         uid: Option<String>,
+        /// A calendar or address-book item's file name (`e1.ics`, or `calendar/e1.ics`).
+        #[arg(long, value_name = "HREF")]
+        href: Option<String>,
         #[command(flatten)]
         output: JsonFlag,
     },

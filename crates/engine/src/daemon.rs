@@ -137,6 +137,8 @@ async fn run_worker(
     let mut store: Option<SqliteStore> = None;
     let mut last_watch: Option<tokio::time::Instant> = None;
     let mut kept = Kept::default();
+    // Kept alive as long as the worker: they wake it when a collection's files change.
+    let _collection_watchers = watch_collections(&mailbox, &wake_tx);
     loop {
         if *stop.borrow() {
             break;
@@ -253,6 +255,77 @@ async fn run_worker(
         session.logout().await;
     }
     let _ = events.send(WorkerEvent::Stopped { mailbox: id });
+}
+
+/// How often the polling fallback looks at a collection when inotify watches have run out.
+const COLLECTION_POLL: Duration = Duration::from_secs(2);
+
+/// Watches the mailbox's calendar and address book directories with inotify, or with a
+/// polling watcher when inotify cannot (its watch limit reached, say), and wakes the worker
+/// when an item file appears, changes or goes. Temporary files (names starting with `.`, as
+/// vdir writers make them) do not wake it; the rename that follows does.
+fn watch_collections(
+    mailbox: &MailboxConfig,
+    wake: &mpsc::Sender<()>,
+) -> Vec<Box<dyn notify::Watcher + Send>> {
+    use notify::Watcher;
+    let mut watchers: Vec<Box<dyn notify::Watcher + Send>> = Vec::new();
+    let paths = [&mailbox.calendar, &mailbox.contacts]
+        .into_iter()
+        .flatten()
+        .map(|c| c.path.clone());
+    for path in paths {
+        let handler = {
+            let wake = wake.clone();
+            move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(event) => {
+                        !event.kind.is_access()
+                            && event.paths.iter().any(|p| {
+                                p.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(|n| !n.starts_with('.'))
+                            })
+                    }
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = wake.try_send(());
+                }
+            }
+        };
+        let inotify = notify::recommended_watcher(handler.clone()).and_then(|mut watcher| {
+            watcher.watch(&path, notify::RecursiveMode::NonRecursive)?;
+            Ok(watcher)
+        });
+        match inotify {
+            Ok(watcher) => watchers.push(Box::new(watcher)),
+            Err(error) => {
+                let config = notify::Config::default().with_poll_interval(COLLECTION_POLL);
+                let polled = notify::PollWatcher::new(handler, config).and_then(|mut watcher| {
+                    watcher.watch(&path, notify::RecursiveMode::NonRecursive)?;
+                    Ok(watcher)
+                });
+                match polled {
+                    Ok(watcher) => {
+                        tracing::warn!(
+                            mailbox = %mailbox.id,
+                            "cannot watch {} with inotify ({error}): polling it every {} s",
+                            path.display(),
+                            COLLECTION_POLL.as_secs()
+                        );
+                        watchers.push(Box::new(watcher));
+                    }
+                    Err(poll_error) => tracing::warn!(
+                        mailbox = %mailbox.id,
+                        "cannot watch {} ({poll_error}): it is synchronized on the poll interval",
+                        path.display()
+                    ),
+                }
+            }
+        }
+    }
+    watchers
 }
 
 /// Keeps one IDLE connection on a folder and wakes the worker on every change. It ends on the

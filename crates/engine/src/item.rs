@@ -21,7 +21,13 @@ use crmsync_store::{ActivityRow, CrmStore, RecordRef, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locator {
     MessageId(String),
-    Uid { folder: String, uid: u32 },
+    Uid {
+        folder: String,
+        uid: u32,
+    },
+    /// A collection item's file name, alone (`e1.ics`) or with its collection
+    /// (`calendar/e1.ics`).
+    Href(String),
 }
 
 /// What an address resolved to.
@@ -52,6 +58,8 @@ pub struct ItemPane {
     /// The parent of the regarding record (the account of a contact, say).
     pub regarding_parent: Option<RecordRef>,
     pub addresses: Vec<PaneAddress>,
+    /// The contact record a tracked vCard is linked to.
+    pub record: Option<RecordRef>,
     /// The sync link's state, for a tracked message.
     pub link_state: Option<String>,
     pub notes: Vec<String>,
@@ -97,9 +105,13 @@ pub async fn item_pane<S: CrmStore>(
         regarding: None,
         regarding_parent: None,
         addresses: Vec::new(),
+        record: None,
         link_state: None,
         notes: Vec::new(),
     };
+    if let Locator::Href(href) = locator {
+        return collection_pane(store, mailbox, href, pane);
+    }
     let link = store
         .links(&mailbox.id)
         .map_err(store_error)?
@@ -153,6 +165,7 @@ pub async fn item_pane<S: CrmStore>(
                 .map_err(|e| format!("IMAP: {e}"))?;
             found = header.map(|h| (folder.clone(), h));
         }
+        Locator::Href(_) => unreachable!("answered from the collection"),
         Locator::MessageId(message_id) => {
             for folder in &imap.folders {
                 let uids = session
@@ -209,6 +222,132 @@ pub async fn item_pane<S: CrmStore>(
                 resolution,
             });
         }
+    }
+    Ok(pane)
+}
+
+/// The pane of a calendar or address-book item: from its link when tracked, else from the file.
+fn collection_pane<S: CrmStore>(
+    store: &S,
+    mailbox: &MailboxConfig,
+    wanted: &str,
+    mut pane: ItemPane,
+) -> Result<ItemPane, String> {
+    let store_error = |error: StoreError| format!("CRM store: {error}");
+    let (collection, href) = match wanted.split_once('/') {
+        Some((collection, href)) => (Some(collection), href),
+        None => (None, wanted),
+    };
+    let link = store
+        .links(&mailbox.id)
+        .map_err(store_error)?
+        .into_iter()
+        .find(|link| match &link.location {
+            ItemLocation::Collection {
+                collection: c,
+                href: h,
+            } => h == href && collection.is_none_or(|wanted| wanted == c),
+            ItemLocation::Imap { .. } => false,
+        });
+    let mut records = None;
+    if let Some(link) = link {
+        pane.tracked = true;
+        pane.location = Some(location_text(&link.location));
+        pane.link_state = Some(link.state.as_str().to_owned());
+        match link.crm {
+            CrmRef::Activity(id) => match store.activity(id) {
+                Ok(activity) => {
+                    describe_activity(store, &mut pane, &activity, &mailbox.tracking.keyword)?;
+                    pane.activity = Some(activity);
+                }
+                Err(StoreError::NotFound(_)) => pane.notes.push(
+                    "the activity was deleted in the CRM; the next pass settles the item".into(),
+                ),
+                Err(error) => return Err(store_error(error)),
+            },
+            CrmRef::Record(id) => {
+                let all = store.records(None).map_err(store_error)?;
+                match all.into_iter().find(|r| r.record.id == id) {
+                    Some(record) => {
+                        pane.regarding_parent = record.parent.clone();
+                        for address in &record.emails {
+                            if let Ok(valid) = EmailAddress::new(address) {
+                                let resolution = resolve_address(store, &valid, &mut records)?;
+                                pane.addresses.push(PaneAddress {
+                                    role: PartyRole::To,
+                                    address: address.clone(),
+                                    resolution,
+                                });
+                            }
+                        }
+                        pane.record = Some(record.record);
+                    }
+                    None => pane.notes.push(
+                        "the contact was deleted in the CRM; the next pass settles the item".into(),
+                    ),
+                }
+            }
+        }
+        return Ok(pane);
+    }
+    // Not tracked: read the file.
+    let candidates = [
+        ("calendar", mailbox.calendar.as_ref()),
+        ("contacts", mailbox.contacts.as_ref()),
+    ];
+    let found = candidates
+        .into_iter()
+        .filter(|(name, config)| config.is_some() && collection.is_none_or(|c| c == *name))
+        .find_map(|(name, config)| {
+            let path = config.expect("filtered").path.join(href);
+            std::fs::read_to_string(&path).ok().map(|text| (name, text))
+        });
+    let Some((name, text)) = found else {
+        return Err(format!(
+            "no item {wanted} in the collections of mailbox {}",
+            mailbox.id
+        ));
+    };
+    pane.location = Some(format!("{name}/{href}"));
+    let document = crmsync_vdir::content::parse(&text).map_err(|e| format!("{href}: {e}"))?;
+    let component = document
+        .first("VCALENDAR")
+        .and_then(crmsync_vdir::calendar::master)
+        .or_else(|| document.first("VCARD"))
+        .ok_or_else(|| format!("{href}: no VEVENT, VTODO or VCARD"))?;
+    let category = &mailbox.tracking.category;
+    pane.keywords = crmsync_vdir::calendar::categories(component);
+    pane.notes
+        .push(if crmsync_vdir::calendar::is_tracked(component, category) {
+            "not tracked yet: it carries the tracking category, so the next pass tracks it".into()
+        } else {
+            format!("not tracked: give it the category {category:?} to track it")
+        });
+    let mut addresses: Vec<(PartyRole, String)> = Vec::new();
+    for (property, role) in [
+        ("ORGANIZER", PartyRole::Organizer),
+        ("ATTENDEE", PartyRole::Required),
+        ("EMAIL", PartyRole::To),
+    ] {
+        for p in component.properties(property) {
+            let value = p.value.trim();
+            let address = value
+                .get(..7)
+                .filter(|prefix| prefix.eq_ignore_ascii_case("mailto:"))
+                .map_or(value, |_| &value[7..]);
+            addresses.push((role, address.to_owned()));
+        }
+    }
+    for (role, address) in addresses {
+        let resolution = match EmailAddress::new(&address) {
+            Ok(valid) => resolve_address(store, &valid, &mut records)?,
+            Err(_) => AddressResolution::Unresolved,
+        };
+        pane.addresses.push(PaneAddress {
+            role,
+            address,
+            resolution,
+        });
     }
     Ok(pane)
 }

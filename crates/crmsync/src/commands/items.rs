@@ -1,4 +1,4 @@
-//! `crmsync item show`: the tracking pane of one message.
+//! `crmsync item show`: the tracking pane of one message, event, task or contact.
 
 use std::path::Path;
 
@@ -18,9 +18,11 @@ pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
         mailbox,
         message_id,
         uid,
+        href,
         output,
     } = command;
     let locator = match (message_id, uid) {
+        _ if href.is_some() => Locator::Href(href.unwrap_or_default()),
         (Some(message_id), None) => {
             Locator::MessageId(message_id.trim().trim_matches(['<', '>']).to_owned())
         }
@@ -38,7 +40,7 @@ pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
                 uid: number,
             }
         }
-        _ => return Err(usage("give --message-id or --uid")),
+        _ => return Err(usage("give --message-id, --uid or --href")),
     };
     let config = load_config(config_path)?;
     let mailbox = selected_mailboxes(&config, Some(&mailbox))?[0];
@@ -82,6 +84,7 @@ fn pane_json(pane: &ItemPane) -> Value {
             json!({"role": a.role.as_str(), "address": a.address, "record": record, "candidates": candidates})
         }).collect::<Vec<_>>(),
         "activity": pane.activity.as_ref().map_or(Value::Null, activity_json),
+        "record": optional(&pane.record),
         "link_state": pane.link_state,
         "notes": pane.notes,
     })
@@ -124,6 +127,9 @@ fn print_pane(pane: &ItemPane) {
                 activity.owner
             ),
         ));
+    }
+    if let Some(record) = &pane.record {
+        details.push(("record", ref_label(Some(record))));
     }
     details.push(("regarding", ref_label(pane.regarding.as_ref())));
     details.push(("parent", ref_label(pane.regarding_parent.as_ref())));
