@@ -1,0 +1,640 @@
+//! Calendar and address-book sync with the real binary on real vdir directories (issue 5):
+//! tracking by category, edits on either side, per-field merge and conflicts, the delete matrix,
+//! renames, malformed files, empty listings, CRM-created items, the daemon's filesystem push,
+//! and files that a real client library (Python's icalendar and vobject) accepts.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::Env;
+use support::daemon::{Daemon, wait_until};
+
+struct Collections {
+    env: Env,
+    calendar: PathBuf,
+    contacts: PathBuf,
+}
+
+fn setup(extra: &str) -> Collections {
+    let env = Env::new();
+    let calendar = env.path("calendar");
+    let contacts = env.path("contacts");
+    std::fs::create_dir(&calendar).unwrap();
+    std::fs::create_dir(&contacts).unwrap();
+    env.write_config(&format!(
+        "[crm]\ndatabase = \"crm.sqlite3\"\n\n[status]\nfile = \"status.json\"\n\n\
+         [[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n{extra}\n\
+         [mailbox.calendar]\npath = \"calendar\"\n\n[mailbox.contacts]\npath = \"contacts\"\n"
+    ));
+    env.ok(&["user", "add", "alice@example.com", "--name", "Alice"]);
+    env.ok(&[
+        "record",
+        "add",
+        "account",
+        "--name",
+        "Adventure Works",
+        "--number",
+        "ACC-1001",
+        "--email",
+        "sales@adventure-works.com",
+    ]);
+    Collections {
+        env,
+        calendar,
+        contacts,
+    }
+}
+
+fn event(uid: &str, summary: &str, categories: &str, extra: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//khal//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\n\
+BEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+END:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261129T100000Z\r\nSUMMARY:{summary}\r\n\
+DTSTART;TZID=Europe/Berlin:20261201T100000\r\nDTEND;TZID=Europe/Berlin:20261201T110000\r\n\
+RRULE:FREQ=WEEKLY;COUNT=4\r\nORGANIZER:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Sales;X-CUSTOM=1:mailto:sales@adventure-works.com\r\nCATEGORIES:{categories}\r\n\
+X-CRM-REGARDING:ACC-1001\r\nX-KHAL-THING:kept\r\n{extra}BEGIN:VALARM\r\nACTION:DISPLAY\r\n\
+TRIGGER:-PT15M\r\nDESCRIPTION:Reminder\r\nEND:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+fn sync(env: &Env) -> Value {
+    let value = env.json(&["sync"]);
+    value["mailboxes"][0].clone()
+}
+
+fn activities(env: &Env, kind: &str) -> Vec<Value> {
+    env.json(&["activity", "list", "--type", kind])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn activity(env: &Env, kind: &str) -> Value {
+    let all = activities(env, kind);
+    assert_eq!(all.len(), 1, "{all:?}");
+    all[0].clone()
+}
+
+#[test]
+fn events_track_by_category_and_edits_cross_both_ways() {
+    let c = setup("");
+    let env = &c.env;
+    write(
+        &c.calendar,
+        "e1.ics",
+        &event("e1@example.com", "Kickoff", "Work,CRM", ""),
+    );
+    write(
+        &c.calendar,
+        "private.ics",
+        &event("p1@example.com", "Dentist", "Private", ""),
+    );
+    let pass = sync(env);
+    assert_eq!(pass["created"], 1, "{pass}");
+    let kickoff = activity(env, "appointment");
+    assert_eq!(kickoff["subject"], "Kickoff");
+    assert_eq!(
+        kickoff["start"], "2026-12-01T09:00:00Z",
+        "Berlin time to UTC"
+    );
+    assert_eq!(kickoff["regarding"]["number"], "ACC-1001");
+    let sales = kickoff["parties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["address"] == "sales@adventure-works.com")
+        .unwrap();
+    assert_eq!(sales["record"]["number"], "ACC-1001", "attendee resolved");
+    let id = kickoff["id"].as_str().unwrap().to_owned();
+
+    // A pass with nothing new changes nothing, on either side.
+    let before = read(&c.calendar, "e1.ics");
+    let pass = sync(env);
+    assert_eq!(
+        (pass["created"].as_u64(), pass["updated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(read(&c.calendar, "e1.ics"), before);
+
+    // A CRM edit reaches the file; what crmsync does not map stays byte for byte.
+    env.ok(&["activity", "set", &id, "location=Room 4"]);
+    sync(env);
+    let after = read(&c.calendar, "e1.ics");
+    assert!(after.contains("LOCATION:Room 4\r\n"), "{after}");
+    for kept in [
+        "X-KHAL-THING:kept\r\n",
+        "ATTENDEE;CN=Sales;X-CUSTOM=1:mailto:sales@adventure-works.com\r\n",
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:Reminder\r\nEND:VALARM\r\n",
+        "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\n",
+        "DTSTART;TZID=Europe/Berlin:20261201T100000\r\n",
+    ] {
+        assert!(after.contains(kept), "lost {kept:?}:\n{after}");
+    }
+
+    // A move of the start in the CRM is written in the event's own time zone.
+    env.ok(&[
+        "activity",
+        "set",
+        &id,
+        "start=2026-12-01T10:00:00Z",
+        "end=2026-12-01T11:00:00Z",
+    ]);
+    sync(env);
+    let moved = read(&c.calendar, "e1.ics");
+    assert!(
+        moved.contains("DTSTART;TZID=Europe/Berlin:20261201T110000\r\n"),
+        "{moved}"
+    );
+
+    // Both sides edit different fields: both kept.
+    let text = read(&c.calendar, "e1.ics").replace("SUMMARY:Kickoff", "SUMMARY:Kickoff (v2)");
+    write(&c.calendar, "e1.ics", &text);
+    env.ok(&["activity", "set", &id, "location=Room 5"]);
+    sync(env);
+    let both = activity(env, "appointment");
+    assert_eq!(both["subject"], "Kickoff (v2)");
+    assert!(read(&c.calendar, "e1.ics").contains("LOCATION:Room 5\r\n"));
+
+    // Both sides edit the same field: the mailbox wins by default, and the log says so.
+    let text = read(&c.calendar, "e1.ics").replace("SUMMARY:Kickoff (v2)", "SUMMARY:Person's");
+    write(&c.calendar, "e1.ics", &text);
+    env.ok(&["activity", "set", &id, "subject=CRM's"]);
+    sync(env);
+    assert_eq!(activity(env, "appointment")["subject"], "Person's");
+    assert!(read(&c.calendar, "e1.ics").contains("SUMMARY:Person's\r\n"));
+    let conflicts = env.json(&["conflicts"]);
+    let conflict = &conflicts.as_array().unwrap()[0];
+    assert_eq!(conflict["field"], "subject");
+    assert_eq!(conflict["mailbox_value"], "Person's");
+    assert_eq!(conflict["crm_value"], "CRM's");
+    assert_eq!(conflict["winner"], "mailbox");
+    assert_eq!(conflict["kind"], "event");
+
+    // A rename is the same item.
+    std::fs::rename(c.calendar.join("e1.ics"), c.calendar.join("renamed.ics")).unwrap();
+    sync(env);
+    let renamed = activity(env, "appointment");
+    assert_eq!(renamed["id"], id.as_str());
+    assert!(
+        renamed["links"][0]["item"]
+            .as_str()
+            .unwrap()
+            .ends_with("renamed.ics"),
+        "{renamed}"
+    );
+    let pane = env.json(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--href",
+        "renamed.ics",
+    ]);
+    assert_eq!(pane["tracked"], true);
+    assert_eq!(pane["activity"]["id"], id.as_str());
+
+    // Untracking (the category removed) deletes the owner's CRM copy; the file stays.
+    let text = read(&c.calendar, "renamed.ics").replace("CATEGORIES:Work,CRM", "CATEGORIES:Work");
+    write(&c.calendar, "renamed.ics", &text);
+    let pass = sync(env);
+    assert_eq!(pass["deleted"], 1, "{pass}");
+    assert!(activities(env, "appointment").is_empty());
+    assert!(c.calendar.join("renamed.ics").exists());
+}
+
+fn task(uid: &str, summary: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//todoman//EN\nBEGIN:VTODO\nUID:{uid}\nSUMMARY:{summary}\n\
+DUE;VALUE=DATE:20261205\nPRIORITY:1\nSTATUS:NEEDS-ACTION\nCATEGORIES:crm\nX-TODOMAN:kept\nEND:VTODO\nEND:VCALENDAR\n"
+    )
+}
+
+#[test]
+fn tasks_follow_the_crm_wins_policy_and_deletes_cross() {
+    let c = setup("conflict_policy = \"crm-wins\"");
+    let env = &c.env;
+    write(&c.calendar, "t1.ics", &task("t1", "Send quote"));
+    sync(env);
+    let quote = activity(env, "task");
+    assert_eq!(quote["due"], "2026-12-05");
+    let id = quote["id"].as_str().unwrap().to_owned();
+
+    env.ok(&["activity", "set", &id, "state=completed"]);
+    sync(env);
+    let text = read(&c.calendar, "t1.ics");
+    assert!(text.contains("STATUS:COMPLETED\n"), "{text}");
+    assert!(
+        text.contains("X-TODOMAN:kept\n"),
+        "the file's own line endings and lines stay"
+    );
+
+    // The same field on both sides: the CRM wins under crm-wins.
+    write(
+        &c.calendar,
+        "t1.ics",
+        &text.replace("SUMMARY:Send quote", "SUMMARY:Mine"),
+    );
+    env.ok(&["activity", "set", &id, "subject=Theirs"]);
+    sync(env);
+    assert!(read(&c.calendar, "t1.ics").contains("SUMMARY:Theirs\n"));
+    assert_eq!(activity(env, "task")["subject"], "Theirs");
+    let conflicts = env.json(&["conflicts", "--mailbox", "alice"]);
+    assert_eq!(conflicts[0]["winner"], "crm");
+    assert_eq!(conflicts[0]["kind"], "task");
+
+    // Deleting the file deletes the owner's CRM copy.
+    std::fs::remove_file(c.calendar.join("t1.ics")).unwrap();
+    write(&c.calendar, "other.ics", &task("t2", "Other"));
+    let pass = sync(env);
+    assert_eq!(pass["deleted"], 1, "{pass}");
+    let left = activities(env, "task");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["subject"], "Other");
+}
+
+#[test]
+fn contacts_become_records_under_their_account_and_sync_both_ways() {
+    let c = setup("");
+    let env = &c.env;
+    write(
+        &c.contacts,
+        "dana.vcf",
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:dana-1\r\nFN:Dana Smith\r\nN:Smith;Dana;;;\r\n\
+EMAIL;TYPE=work:Dana@Contoso.example\r\nTEL;TYPE=cell:+1 555 0100\r\nORG:Contoso\r\nTITLE:Buyer\r\n\
+CATEGORIES:CRM\r\nX-KHARD:kept\r\nEND:VCARD\r\n",
+    );
+    sync(env);
+    let contacts = env.json(&["record", "list", "contact"]);
+    let dana = &contacts.as_array().unwrap()[0];
+    assert_eq!(dana["name"], "Dana Smith");
+    assert_eq!(dana["emails"][0], "dana@contoso.example");
+    assert_eq!(dana["parent"]["name"], "Contoso", "ORG created the account");
+    assert_eq!(dana["owner"], "alice@example.com");
+    let number = dana["number"].as_str().unwrap().to_owned();
+
+    env.ok(&["record", "set", &number, "job_title=Head of Buying"]);
+    sync(env);
+    let card = read(&c.contacts, "dana.vcf");
+    assert!(card.contains("TITLE:Head of Buying\r\n"), "{card}");
+    assert!(card.contains("EMAIL;TYPE=work:Dana@Contoso.example\r\n"));
+    assert!(card.contains("X-KHARD:kept\r\n"));
+
+    write(
+        &c.contacts,
+        "dana.vcf",
+        &card.replace("TEL;TYPE=cell:+1 555 0100", "TEL;TYPE=cell:+1 555 0199"),
+    );
+    sync(env);
+    let shown = env.json(&["record", "show", &number]);
+    assert_eq!(shown["phones"][0], "+1 555 0199", "{shown}");
+
+    // Deleted in the CRM: the person's card stays and loses its tracking category.
+    env.ok(&["record", "delete", &number]);
+    let pass = sync(env);
+    assert_eq!(pass["unlinked"], 1, "{pass}");
+    let card = read(&c.contacts, "dana.vcf");
+    assert!(!card.contains("CATEGORIES:CRM"), "{card}");
+    assert!(card.contains("FN:Dana Smith\r\n"));
+    // And it is not tracked again.
+    sync(env);
+    assert_eq!(
+        env.json(&["record", "list", "contact"]),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn crm_created_items_appear_and_leave_per_the_delete_matrix() {
+    let c = setup("");
+    let env = &c.env;
+    let created = env.json(&[
+        "activity",
+        "add",
+        "appointment",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "Demo",
+        "--start",
+        "2026-12-03T14:00:00Z",
+        "--end",
+        "2026-12-03T15:00:00Z",
+        "--regarding",
+        "ACC-1001",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Eve Doe",
+        "--email",
+        "eve@example.org",
+        "--parent",
+        "ACC-1001",
+    ]);
+    // Contacts the owner owns appear; set the owner as a CRM user would.
+    let eve = env.json(&["record", "list", "contact"])[0]["number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.ok(&["record", "set", &eve, "owner=alice@example.com"]);
+    sync(env);
+    let file = format!("{id}.ics");
+    let text = read(&c.calendar, &file);
+    assert!(text.contains(&format!("UID:{id}\r\n")), "{text}");
+    assert!(text.contains("CATEGORIES:CRM\r\n"));
+    assert!(text.contains("SUMMARY:Demo\r\n"));
+    assert!(text.contains("X-CRM-REGARDING:ACC-1001\r\n"));
+    let cards: Vec<_> = std::fs::read_dir(&c.contacts).unwrap().collect();
+    assert_eq!(cards.len(), 1);
+    // Written once: a second pass neither duplicates nor rewrites.
+    let pass = sync(env);
+    assert_eq!(pass["items_written"], 0, "{pass}");
+    assert_eq!(std::fs::read_dir(&c.calendar).unwrap().count(), 1);
+
+    // An item the person created loses only its category when its activity is deleted in the
+    // CRM; the one the CRM created is removed.
+    write(
+        &c.calendar,
+        "mine.ics",
+        &event("mine@example.com", "Mine", "CRM", ""),
+    );
+    sync(env);
+    let mine = activities(env, "appointment")
+        .into_iter()
+        .find(|a| a["subject"] == "Mine")
+        .unwrap();
+    env.ok(&["activity", "delete", mine["id"].as_str().unwrap()]);
+    env.ok(&["activity", "delete", &id]);
+    sync(env);
+    assert!(
+        !c.calendar.join(&file).exists(),
+        "the CRM's item is removed"
+    );
+    let kept = read(&c.calendar, "mine.ics");
+    assert!(
+        kept.contains("CATEGORIES:\r\n") || !kept.contains("CATEGORIES"),
+        "{kept}"
+    );
+    assert!(kept.contains("SUMMARY:Mine\r\n"));
+    assert!(
+        activities(env, "appointment").is_empty(),
+        "not tracked again"
+    );
+}
+
+#[test]
+fn the_from_crm_filter_none_writes_nothing_into_the_calendar() {
+    let env = Env::new();
+    let calendar = env.path("calendar");
+    std::fs::create_dir(&calendar).unwrap();
+    env.write_config(
+        "[crm]\ndatabase = \"crm.sqlite3\"\n\n[status]\nfile = \"status.json\"\n\n[[mailbox]]\n\
+         id = \"alice\"\nowner = \"alice@example.com\"\n\n[mailbox.calendar]\npath = \"calendar\"\n\
+         from_crm = \"none\"\n",
+    );
+    env.ok(&["user", "add", "alice@example.com", "--name", "Alice"]);
+    env.ok(&[
+        "activity",
+        "add",
+        "task",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "Call",
+    ]);
+    env.ok(&["sync"]);
+    assert_eq!(std::fs::read_dir(&calendar).unwrap().count(), 0);
+}
+
+#[test]
+fn a_malformed_file_is_counted_and_the_rest_synced() {
+    let c = setup("");
+    let env = &c.env;
+    write(&c.calendar, "good.ics", &event("g1", "Good", "CRM", ""));
+    write(
+        &c.calendar,
+        "broken.ics",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:no end\r\n",
+    );
+    write(
+        &c.calendar,
+        "no-uid.ics",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    );
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 1, "failures make the exit code 1");
+    let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+    let pass = &pass["mailboxes"][0];
+    assert_eq!(pass["failed"], 2, "{pass}");
+    assert_eq!(pass["created"], 1);
+    let warnings = pass["warnings"].to_string();
+    assert!(warnings.contains("broken.ics"), "{warnings}");
+    assert!(
+        warnings.contains("no-uid.ics") && warnings.contains("no UID"),
+        "{warnings}"
+    );
+    assert_eq!(pass["collections"][0]["failed"], 2);
+    assert_eq!(activity(env, "appointment")["subject"], "Good");
+}
+
+#[test]
+fn an_empty_listing_deletes_nothing_until_an_administrator_accepts_it() {
+    let c = setup("");
+    let env = &c.env;
+    write(&c.calendar, "a.ics", &event("a", "A", "CRM", ""));
+    write(&c.calendar, "b.ics", &event("b", "B", "CRM", ""));
+    sync(env);
+    assert_eq!(activities(env, "appointment").len(), 2);
+    // The collection lists empty (an unmounted share, a sync tool that wiped it).
+    std::fs::remove_file(c.calendar.join("a.ics")).unwrap();
+    std::fs::remove_file(c.calendar.join("b.ics")).unwrap();
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 1);
+    let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+    let pass = &pass["mailboxes"][0];
+    assert_eq!(pass["state"], "error");
+    assert_eq!(pass["collections"][0]["state"], "error");
+    assert!(
+        pass["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("lists no item"),
+        "{pass}"
+    );
+    assert_eq!(activities(env, "appointment").len(), 2, "nothing deleted");
+    // The administrator confirms it.
+    env.ok(&["sync", "--accept-empty"]);
+    assert!(activities(env, "appointment").is_empty());
+}
+
+#[test]
+fn the_daemon_sees_a_file_written_and_writes_crm_changes_back() {
+    let c = setup("");
+    let env = &c.env;
+    let mut daemon = Daemon::start(env);
+    daemon.wait_for_state("alice", "idle");
+    write(&c.calendar, "live.ics", &event("live", "Live", "CRM", ""));
+    let created = wait_until("the appointment", Duration::from_secs(20), || {
+        activities(env, "appointment").into_iter().next()
+    });
+    assert_eq!(created["subject"], "Live");
+    let id = created["id"].as_str().unwrap().to_owned();
+    env.ok(&["activity", "set", &id, "location=Room 9"]);
+    wait_until("the location in the file", Duration::from_secs(20), || {
+        read(&c.calendar, "live.ics")
+            .contains("LOCATION:Room 9\r\n")
+            .then_some(())
+    });
+    let status = daemon.wait_for_state("alice", "idle");
+    let calendar = &status["collections"][0];
+    assert_eq!(calendar["name"], "calendar", "{status}");
+    assert_eq!(calendar["tracked"], 1);
+    daemon.terminate(Duration::from_secs(10));
+}
+
+/// Every file crmsync writes is read by Python's icalendar and vobject, the libraries behind
+/// many clients, with the properties crmsync does not know kept. `tests/run` makes the
+/// virtual environment; without it this test fails, saying so, rather than skipping.
+#[test]
+fn written_files_are_accepted_by_python_icalendar_and_vobject() {
+    let python = std::env::var("CRMSYNC_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/test-venv/bin/python"
+        )
+        .to_owned()
+    });
+    assert!(
+        Path::new(&python).exists(),
+        "{python} is missing: run the tests with `bash tests/run`, which creates the venv with icalendar and vobject"
+    );
+    let c = setup("");
+    let env = &c.env;
+    write(&c.calendar, "e1.ics", &event("e1", "Kickoff", "CRM", ""));
+    write(
+        &c.contacts,
+        "dana.vcf",
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:dana-1\r\nFN:Dana Smith\r\nN:Smith;Dana;;;\r\nORG:Contoso\r\n\
+EMAIL:dana@contoso.example\r\nCATEGORIES:CRM\r\nX-KHARD:kept\r\nEND:VCARD\r\n",
+    );
+    env.ok(&[
+        "activity",
+        "add",
+        "task",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "Quote, final",
+        "--due",
+        "2026-12-05",
+    ]);
+    env.ok(&[
+        "activity",
+        "add",
+        "appointment",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "Demo; café",
+        "--start",
+        "2026-12-03T14:00:00Z",
+        "--end",
+        "2026-12-03T15:00:00Z",
+    ]);
+    env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Eve Doe",
+        "--email",
+        "eve@example.org",
+        "--owner",
+        "alice@example.com",
+        "--parent",
+        "ACC-1001",
+    ]);
+    env.ok(&["sync"]);
+    // Edits from the CRM into the person's files.
+    let kickoff = activities(env, "appointment")
+        .into_iter()
+        .find(|a| a["subject"] == "Kickoff")
+        .unwrap();
+    env.ok(&[
+        "activity",
+        "set",
+        kickoff["id"].as_str().unwrap(),
+        "body=Line one\nLine two, with; marks",
+    ]);
+    let dana = env
+        .json(&["record", "list", "contact"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Dana Smith")
+        .unwrap()
+        .clone();
+    env.ok(&[
+        "record",
+        "set",
+        dana["number"].as_str().unwrap(),
+        "job_title=Buyer; EMEA",
+    ]);
+    env.ok(&["sync"]);
+
+    let script = r#"
+import sys, pathlib, icalendar, vobject
+seen = 0
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.ics")):
+    cal = icalendar.Calendar.from_ical(path.read_bytes())
+    items = [c for c in cal.walk() if c.name in ("VEVENT", "VTODO")]
+    assert items, path
+    for item in items:
+        assert "CRM" in str(item.get("CATEGORIES").to_ical(), "utf-8"), path
+        print(path.name, item.name, item.get("SUMMARY"), item.get("DESCRIPTION"), item.get("X-KHAL-THING"))
+    list(vobject.readComponents(path.read_text()))
+    seen += 1
+for path in sorted(pathlib.Path(sys.argv[2]).glob("*.vcf")):
+    card = vobject.readOne(path.read_text())
+    print(path.name, card.fn.value, card.contents.get("title", [None])[0] and card.title.value, card.contents.get("x-khard", [None])[0] and card.x_khard.value)
+    seen += 1
+print("files", seen)
+"#;
+    let output = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&c.calendar)
+        .arg(&c.contacts)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python refused a file:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("files 5"), "{stdout}");
+    assert!(stdout.contains("VTODO Quote, final"), "{stdout}");
+    assert!(stdout.contains("VEVENT Demo; café"), "{stdout}");
+    assert!(
+        stdout.contains("Line one\nLine two, with; marks kept"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Dana Smith Buyer; EMEA kept"), "{stdout}");
+    assert!(stdout.contains("Eve Doe"), "{stdout}");
+}
