@@ -45,10 +45,10 @@ impl Which {
         }
     }
 
-    fn holds(self, kind: ItemKind) -> bool {
+    fn kinds(self) -> &'static [ItemKind] {
         match self {
-            Which::Calendar => matches!(kind, ItemKind::Event | ItemKind::Task),
-            Which::Contacts => kind == ItemKind::Contact,
+            Which::Calendar => &[ItemKind::Event, ItemKind::Task],
+            Which::Contacts => &[ItemKind::Contact],
         }
     }
 
@@ -188,9 +188,11 @@ pub(crate) fn collection_pass<S: CrmStore>(
         status.state = "error";
         status.last_error = Some(message);
     }
-    if let Ok(links) = store.links(&mailbox.id) {
-        status.tracked = links.iter().filter(|l| which.holds(l.kind)).count() as u64;
-    }
+    status.tracked = which
+        .kinds()
+        .iter()
+        .filter_map(|kind| store.link_count(&mailbox.id, *kind).ok())
+        .sum();
     status
 }
 
@@ -218,11 +220,8 @@ fn run<S: CrmStore>(
     status.items = entries.len() as u64;
 
     let links: Vec<SyncLink> = store
-        .links(&mailbox.id)
-        .map_err(store_error)?
-        .into_iter()
-        .filter(|l| which.holds(l.kind))
-        .collect();
+        .links_of(&mailbox.id, which.kinds())
+        .map_err(store_error)?;
     let unchanged: BTreeSet<(&str, &str)> = links
         .iter()
         .filter_map(|l| {
@@ -372,6 +371,7 @@ fn run<S: CrmStore>(
 
     // Decide and apply.
     let effects = collection::reconcile(&view, &links, &crm, &created, mailbox.conflict_policy);
+    let mut batch = Vec::new();
     for effect in effects {
         if let Effect::SuspiciousEmpty { links } = effect {
             status.state = "error";
@@ -380,13 +380,17 @@ fn run<S: CrmStore>(
             ));
             continue;
         }
-        let outcome = apply(store, mailbox, which, &vdir, effect, report);
+        let outcome = apply(store, mailbox, which, &vdir, effect, &mut batch, report);
         if let Err(message) = outcome {
             report.failed += 1;
             status.failed += 1;
             report.warn(format!("{}: {message}", which.as_str()));
         }
+        if batch.len() >= TRACK_BATCH {
+            flush(store, which, &mut batch, report, status);
+        }
     }
+    flush(store, which, &mut batch, report, status);
     if status.state == "error" {
         return Err(status.last_error.clone().unwrap_or_default());
     }
@@ -413,12 +417,58 @@ fn unreadable(
     ));
 }
 
+/// How many newly tracked items one transaction creates: a first import of 10,000 items is 40
+/// commits, not 10,000, and still all or nothing per transaction.
+const TRACK_BATCH: usize = 256;
+
+/// Creates the CRM rows and links of newly tracked items. A batch that fails is retried item
+/// by item, so one bad item fails alone.
+fn flush<S: CrmStore>(
+    store: &mut S,
+    which: Which,
+    batch: &mut Vec<(NewItem, SyncLink)>,
+    report: &mut PassReport,
+    status: &mut CollectionReport,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let items = std::mem::take(batch);
+    let mut results = Vec::new();
+    match store.track_items(&items) {
+        Ok(done) => results.extend(items.iter().zip(done).map(|(item, r)| (item, Ok(r)))),
+        Err(_) => {
+            for item in &items {
+                let one = store.track_items(std::slice::from_ref(item));
+                results.push((item, one.map(|mut r| r.remove(0))));
+            }
+        }
+    }
+    for ((_, link), result) in results {
+        let href = collection::href(&link.location);
+        match result {
+            Ok((_, warnings)) => {
+                report.created += 1;
+                for warning in warnings {
+                    report.warn(format!("{} {href}: {warning}", which.as_str()));
+                }
+            }
+            Err(error) => {
+                report.failed += 1;
+                status.failed += 1;
+                report.warn(format!("{} {href}: CRM store: {error}", which.as_str()));
+            }
+        }
+    }
+}
+
 fn apply<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,
     which: Which,
     vdir: &Vdir,
     effect: Effect,
+    batch: &mut Vec<(NewItem, SyncLink)>,
     report: &mut PassReport,
 ) -> Result<(), String> {
     let store_error = |error: StoreError| format!("CRM store: {error}");
@@ -468,11 +518,8 @@ fn apply<S: CrmStore>(
                         uid,
                         fields: observed.fields.clone(),
                     };
-                    let (_, warnings) = store.track_item(&item, &link).map_err(store_error)?;
-                    for warning in warnings {
-                        report.warn(format!("{} {}: {warning}", which.as_str(), observed.href()));
-                    }
-                    report.created += 1;
+                    // Committed with others by the caller (`flush`).
+                    batch.push((item, link));
                 }
             }
         }

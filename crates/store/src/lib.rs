@@ -144,9 +144,10 @@ pub trait CrmStore {
     /// The row copying the item with this UID, and who created the item: the CRM when the UID
     /// is the row's own id (crmsync wrote the item for a CRM-created row).
     fn item_by_uid(&self, kind: ItemKind, uid: &str) -> Result<Option<(CrmRef, ItemCreator)>>;
-    /// Creates the CRM row of a newly tracked item (at `link.crm`) and its link, in one
-    /// transaction; returns the row's version and warnings (an unknown regarding number, say).
-    fn track_item(&mut self, item: &NewItem, link: &SyncLink) -> Result<(i64, Vec<String>)>;
+    /// Creates the CRM rows of newly tracked items (each at its `link.crm`) and their links,
+    /// all in one transaction (a first import commits thousands of items in a few); returns
+    /// each row's version and warnings (an unknown regarding number, say).
+    fn track_items(&mut self, items: &[(NewItem, SyncLink)]) -> Result<Vec<(i64, Vec<String>)>>;
     /// Saves a link to an existing row, recording the item's UID on the row if it has none.
     fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64>;
     /// Applies merged field writes to the row and saves the link, in one transaction; refused
@@ -186,6 +187,8 @@ pub trait CrmStore {
         identity: &ItemIdentity,
     ) -> Result<Option<SyncLink>>;
     fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>>;
+    /// The links of a mailbox whose items are of these kinds.
+    fn links_of(&self, mailbox: &str, kinds: &[ItemKind]) -> Result<Vec<SyncLink>>;
     /// How many links of one kind a mailbox has (without loading them).
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64>;
     fn delete_link(

@@ -76,6 +76,7 @@ impl SqliteStore {
     fn configure_connection(&self) -> Result<(), String> {
         let setup = || -> rusqlite::Result<String> {
             self.conn.busy_timeout(Duration::from_secs(10))?;
+            self.conn.set_prepared_statement_cache_capacity(128);
             self.conn.execute_batch(
                 "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
             )?;
@@ -104,7 +105,8 @@ impl SqliteStore {
                  applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              )",
         )?;
-        let current: i64 = tx.query_row(
+        let current: i64 = query_row_cached(
+            &tx,
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
             [],
             |row| row.get(0),
@@ -118,7 +120,8 @@ impl SqliteStore {
         }
         for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
             tx.execute_batch(migration.sql)?;
-            tx.execute(
+            execute_cached(
+                &tx,
                 "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
                 params![migration.version, migration.name],
             )?;
@@ -150,12 +153,17 @@ impl SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
+        execute_cached(
+            &tx,
             "UPDATE journal_writer SET origin = ?1 WHERE id = 1",
             [&self.origin],
         )?;
         let value = body(&tx)?;
-        tx.execute("UPDATE journal_writer SET origin = NULL WHERE id = 1", [])?;
+        execute_cached(
+            &tx,
+            "UPDATE journal_writer SET origin = NULL WHERE id = 1",
+            [],
+        )?;
         tx.commit()?;
         Ok(value)
     }
@@ -171,6 +179,22 @@ impl SqliteStore {
 
 // Reading rows that any program may have written: a value that does not follow the schema is
 // a `BadRow`, naming the table and the row, never a panic.
+
+/// Runs a statement through the connection's statement cache: the statements of a sync pass
+/// run thousands of times, and compiling one (with the triggers it fires) costs more than
+/// running it.
+fn execute_cached(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+fn query_row_cached<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
 
 fn bad_row(table: &'static str, row: &str, message: impl ToString) -> StoreError {
     StoreError::BadRow {
@@ -243,7 +267,8 @@ fn record_ref_where(conn: &Connection, condition: &str, key: &str) -> Result<Rec
 }
 
 fn user_id_by_email(conn: &Connection, email: &EmailAddress) -> Result<String> {
-    conn.query_row(
+    query_row_cached(
+        conn,
         "SELECT record_id FROM users WHERE email = ?1",
         [email.as_str()],
         |row| row.get(0),
@@ -254,7 +279,8 @@ fn user_id_by_email(conn: &Connection, email: &EmailAddress) -> Result<String> {
 
 /// Registers a custom entity type on first use, choosing a number prefix no other entity has.
 fn ensure_entity(conn: &Connection, entity: &EntityName) -> Result<()> {
-    let known: bool = conn.query_row(
+    let known: bool = query_row_cached(
+        conn,
         "SELECT EXISTS (SELECT 1 FROM entities WHERE name = ?1)",
         [entity.as_str()],
         |row| row.get(0),
@@ -274,13 +300,15 @@ fn ensure_entity(conn: &Connection, entity: &EntityName) -> Result<()> {
         .chain(std::iter::once(whole))
         .chain((2..100).map(|n| format!("{base}{n}")));
     for prefix in choices {
-        let taken: bool = conn.query_row(
+        let taken: bool = query_row_cached(
+            conn,
             "SELECT EXISTS (SELECT 1 FROM entities WHERE number_prefix = ?1)",
             [&prefix],
             |row| row.get(0),
         )?;
         if !taken {
-            conn.execute(
+            execute_cached(
+                conn,
                 "INSERT INTO entities (name, number_prefix) VALUES (?1, ?2)",
                 params![entity.as_str(), prefix],
             )?;
@@ -303,7 +331,8 @@ fn number_taken(conn: &Connection, number: &RecordNumber) -> Result<Option<Recor
 /// The next free automatic number of an entity. Numbers given by hand may have taken some of
 /// the sequence; those are skipped.
 fn next_number(conn: &Connection, entity: &EntityName) -> Result<RecordNumber> {
-    let (prefix, mut next): (String, i64) = conn.query_row(
+    let (prefix, mut next): (String, i64) = query_row_cached(
+        conn,
         "SELECT number_prefix, next_number FROM entities WHERE name = ?1",
         [entity.as_str()],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -312,7 +341,8 @@ fn next_number(conn: &Connection, entity: &EntityName) -> Result<RecordNumber> {
         let candidate = RecordNumber::from_parts(&prefix, next.max(1) as u64)?;
         next += 1;
         if number_taken(conn, &candidate)?.is_none() {
-            conn.execute(
+            execute_cached(
+                conn,
                 "UPDATE entities SET next_number = ?1 WHERE name = ?2",
                 params![next, entity.as_str()],
             )?;
@@ -340,7 +370,8 @@ fn insert_record(
     owner_id: Option<&str>,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
-    conn.execute(
+    execute_cached(
+        conn,
         "INSERT INTO records (id, entity, number, name, parent_id, owner_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -356,12 +387,14 @@ fn insert_record(
 }
 
 fn replace_emails(conn: &Connection, record_id: &str, emails: &[EmailAddress]) -> Result<()> {
-    conn.execute(
+    execute_cached(
+        conn,
         "DELETE FROM record_emails WHERE record_id = ?1",
         [record_id],
     )?;
     for (position, email) in emails.iter().enumerate() {
-        conn.execute(
+        execute_cached(
+            conn,
             "INSERT INTO record_emails (record_id, position, address) VALUES (?1, ?2, ?3)",
             params![record_id, position as i64, email.as_str()],
         )?;
@@ -370,12 +403,14 @@ fn replace_emails(conn: &Connection, record_id: &str, emails: &[EmailAddress]) -
 }
 
 fn replace_phones(conn: &Connection, record_id: &str, phones: &[String]) -> Result<()> {
-    conn.execute(
+    execute_cached(
+        conn,
         "DELETE FROM record_phones WHERE record_id = ?1",
         [record_id],
     )?;
     for (position, phone) in phones.iter().enumerate() {
-        conn.execute(
+        execute_cached(
+            conn,
             "INSERT INTO record_phones (record_id, position, number) VALUES (?1, ?2, ?3)",
             params![record_id, position as i64, phone],
         )?;
@@ -670,7 +705,7 @@ fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<PartyRow>> {
 
 /// A count of rows that point at a record, for a refusal clearer than the trigger's.
 fn count(conn: &Connection, sql: &str, id: &str) -> Result<i64> {
-    Ok(conn.query_row(sql, [id], |row| row.get(0))?)
+    Ok(query_row_cached(conn, sql, [id], |row| row.get(0))?)
 }
 
 /// `1 activity`, `2 activities`.
@@ -778,7 +813,8 @@ impl CrmStore for SqliteStore {
             let number = next_number(tx, &entity)?;
             let id = insert_record(tx, &entity, &number, &user.name, None, None)?;
             replace_emails(tx, &id, std::slice::from_ref(&user.email))?;
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO users (record_id, email, sync) VALUES (?1, ?2, ?3)",
                 params![id, user.email.as_str(), user.sync],
             )?;
@@ -798,7 +834,8 @@ impl CrmStore for SqliteStore {
         self.write(|tx| {
             // Setting the privilege a user already has writes nothing, so the journal only
             // shows real changes.
-            tx.execute(
+            execute_cached(
+                tx,
                 "UPDATE users SET sync = ?1 WHERE email = ?2 AND sync <> ?1",
                 params![sync, email.as_str()],
             )?;
@@ -930,7 +967,7 @@ impl CrmStore for SqliteStore {
                     how_many(owned, "record", "records")
                 )));
             }
-            tx.execute("DELETE FROM records WHERE id = ?1", [&id])?;
+            execute_cached(tx, "DELETE FROM records WHERE id = ?1", [&id])?;
             Ok(())
         })
     }
@@ -950,7 +987,8 @@ impl CrmStore for SqliteStore {
                 ))
                 .into());
             }
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO connections (record1_id, role1, record2_id, role2)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![
@@ -1007,7 +1045,8 @@ impl CrmStore for SqliteStore {
                 None => None,
             };
             let all_day = activity.start.is_some_and(|w| w.is_day());
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
                      description, location, start_at, end_at, all_day, due_at, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -1147,7 +1186,8 @@ impl CrmStore for SqliteStore {
 
     fn delete_activity(&mut self, id: ActivityId) -> Result<()> {
         self.write(|tx| {
-            let deleted = tx.execute("DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+            let deleted =
+                execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
             if deleted == 0 {
                 return Err(StoreError::NotFound(format!("activity {id}")));
             }
@@ -1184,7 +1224,7 @@ impl CrmStore for SqliteStore {
             } else {
                 ("received", "incoming")
             };
-            tx.execute(
+            execute_cached(tx,
                 "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
                      description, html_body, message_id, content_hash, in_reply_to,
                      message_references, direction, sent_at, received_at, created_by)
@@ -1209,7 +1249,7 @@ impl CrmStore for SqliteStore {
             )?;
             insert_parties(tx, id, &email.parties)?;
             for (position, attachment) in email.attachments.iter().enumerate() {
-                tx.execute(
+                execute_cached(tx,
                     "INSERT INTO attachments (activity_id, position, name, content_type, size, content)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
@@ -1267,7 +1307,7 @@ impl CrmStore for SqliteStore {
                 let id = link_activity(link)?;
                 let (record_id, unknown) = regarding_id(tx, number)?;
                 warning = unknown;
-                tx.execute(
+                execute_cached(tx,
                     "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
                     params![record_id, id.to_string()],
                 )?;
@@ -1281,11 +1321,11 @@ impl CrmStore for SqliteStore {
         let id = link_activity(link)?;
         self.write(|tx| {
             // Drop the link first, then delete the target.
-            tx.execute(
+            execute_cached(tx,
                 "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
                 params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
             )?;
-            tx.execute("DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+            execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
             Ok(())
         })
     }
@@ -1302,15 +1342,22 @@ impl CrmStore for SqliteStore {
         self.read(|conn| items::by_uid(conn, kind, uid))
     }
 
-    fn track_item(&mut self, item: &crate::NewItem, link: &SyncLink) -> Result<(i64, Vec<String>)> {
+    fn track_items(
+        &mut self,
+        items: &[(crate::NewItem, SyncLink)],
+    ) -> Result<Vec<(i64, Vec<String>)>> {
         self.write(|tx| {
-            let mut warnings = Vec::new();
-            items::insert_item(tx, link.crm, item, &mut warnings)?;
-            let version = items::row_version(tx, link.crm)?.unwrap_or(1);
-            let mut link = link.clone();
-            link.crm_version = Some(version);
-            upsert_link(tx, &link)?;
-            Ok((version, warnings))
+            let mut results = Vec::with_capacity(items.len());
+            for (item, link) in items {
+                let mut warnings = Vec::new();
+                items::insert_item(tx, link.crm, item, &mut warnings)?;
+                let version = items::row_version(tx, link.crm)?.unwrap_or(1);
+                let mut link = link.clone();
+                link.crm_version = Some(version);
+                upsert_link(tx, &link)?;
+                results.push((version, warnings));
+            }
+            Ok(results)
         })
     }
 
@@ -1356,13 +1403,13 @@ impl CrmStore for SqliteStore {
 
     fn delete_item(&mut self, link: &SyncLink) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
+            execute_cached(tx,
                 "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
                 params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
             )?;
             match link.crm {
                 CrmRef::Activity(id) => {
-                    tx.execute("DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+                    execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
                 }
                 CrmRef::Record(id) => {
                     let key = id.to_string();
@@ -1374,7 +1421,7 @@ impl CrmStore for SqliteStore {
                             how_many(regarding, "activity", "activities")
                         )));
                     }
-                    tx.execute("DELETE FROM records WHERE id = ?1", [key])?;
+                    execute_cached(tx, "DELETE FROM records WHERE id = ?1", [key])?;
                 }
             }
             Ok(())
@@ -1397,7 +1444,8 @@ impl CrmStore for SqliteStore {
             None => (None, None),
         };
         self.write(|tx| {
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO conflicts (mailbox, item_kind, item_identity, crm_kind, crm_id, field,
                      base_value, mailbox_value, crm_value, winner)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -1485,9 +1533,26 @@ impl CrmStore for SqliteStore {
         })
     }
 
+    fn links_of(&self, mailbox: &str, kinds: &[ItemKind]) -> Result<Vec<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 ORDER BY id"
+            ))?;
+            let mut links = Vec::new();
+            for kind in kinds {
+                let mut rows = statement.query(params![mailbox, kind.as_str()])?;
+                while let Some(row) = rows.next()? {
+                    links.push(link_from_row(row)?);
+                }
+            }
+            Ok(links)
+        })
+    }
+
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
         self.read(|conn| {
-            let count: i64 = conn.query_row(
+            let count: i64 = query_row_cached(
+                conn,
                 "SELECT count(*) FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2",
                 params![mailbox, kind.as_str()],
                 |row| row.get(0),
@@ -1503,7 +1568,7 @@ impl CrmStore for SqliteStore {
         identity: &ItemIdentity,
     ) -> Result<bool> {
         self.write(|tx| {
-            let deleted = tx.execute(
+            let deleted = execute_cached(tx,
                 "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
                 params![mailbox, kind.as_str(), identity.storage_key()],
             )?;
@@ -1543,7 +1608,7 @@ impl CrmStore for SqliteStore {
             })
             .transpose()?;
         self.write(|tx| {
-            tx.execute(
+            execute_cached(tx,
                 "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token, last_full_scan)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (mailbox, scope) DO UPDATE SET
@@ -1601,7 +1666,8 @@ impl CrmStore for SqliteStore {
 
     fn journal_head(&self) -> Result<i64> {
         self.read(|conn| {
-            Ok(conn.query_row(
+            Ok(query_row_cached(
+                conn,
                 "SELECT coalesce(max(seq), 0) FROM change_journal",
                 [],
                 |row| row.get(0),
@@ -1624,7 +1690,8 @@ impl CrmStore for SqliteStore {
 
     fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO journal_cursors (consumer, seq) VALUES (?1, ?2)
                  ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
                 params![consumer, seq],
@@ -1634,14 +1701,21 @@ impl CrmStore for SqliteStore {
     }
 
     fn prune_journal(&mut self, upto_seq: i64) -> Result<usize> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM change_journal WHERE seq <= ?1", [upto_seq])?))
+        self.write(|tx| {
+            execute_cached(
+                tx,
+                "DELETE FROM change_journal WHERE seq <= ?1",
+                [upto_seq],
+            )
+        })
     }
 }
 
 /// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
 /// Adds parties after the activity's existing ones.
 fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]) -> Result<()> {
-    let first: i64 = conn.query_row(
+    let first: i64 = query_row_cached(
+        conn,
         "SELECT COALESCE(MAX(position) + 1, 0) FROM parties WHERE activity_id = ?1",
         [id.to_string()],
         |row| row.get(0),
@@ -1653,7 +1727,8 @@ fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]
             Resolution::Resolved(record) => Some(record.to_string()),
             _ => None,
         };
-        conn.execute(
+        execute_cached(
+            conn,
             "INSERT INTO parties (activity_id, position, role, address, display_name, record_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -1668,7 +1743,8 @@ fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]
         if let Resolution::Ambiguous(candidates) = resolution {
             let party_id = conn.last_insert_rowid();
             for candidate in candidates {
-                conn.execute(
+                execute_cached(
+                    conn,
                     "INSERT INTO party_candidates (party_id, record_id) VALUES (?1, ?2)",
                     params![party_id, candidate.to_string()],
                 )?;
@@ -1689,7 +1765,8 @@ fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
         CrmRef::Activity(id) => ("activity", id.to_string()),
         CrmRef::Record(id) => ("record", id.to_string()),
     };
-    conn.execute(
+    execute_cached(
+        conn,
         "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
              crm_id, base, item_version, crm_version, created_by, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -1800,6 +1877,6 @@ fn update_columns(
     );
     let mut args: Vec<Value> = vec![Value::Text(id.to_owned())];
     args.extend(columns.into_iter().map(|(_, value)| value));
-    conn.execute(&sql, rusqlite::params_from_iter(args))?;
+    execute_cached(conn, &sql, rusqlite::params_from_iter(args))?;
     Ok(())
 }

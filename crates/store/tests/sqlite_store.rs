@@ -898,7 +898,11 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
         uid: "e1@example.com".into(),
         fields: fields.clone(),
     };
-    let (version, warnings) = fx.store.track_item(&item, &link).unwrap();
+    let (version, warnings) = fx
+        .store
+        .track_items(&[(item, link.clone())])
+        .unwrap()
+        .remove(0);
     assert_eq!(warnings, Vec::<String>::new());
     assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields.clone()));
     let CrmRef::Activity(id) = crm else {
@@ -973,7 +977,7 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
         uid: "c1".into(),
         fields: fields.clone(),
     };
-    fx.store.track_item(&item, &link).unwrap();
+    fx.store.track_items(&[(item, link.clone())]).unwrap();
     assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields));
     let accounts = fx.store.records(Some(&entity("account"))).unwrap();
     assert_eq!(accounts.len(), 1, "ORG created the account");

@@ -12,8 +12,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    bad_row, insert_parties, insert_record, next_number, parse_uuid, regarding_id, replace_emails,
-    replace_phones, update_columns, user_id_by_email,
+    bad_row, execute_cached, insert_parties, insert_record, next_number, parse_uuid,
+    query_row_cached, regarding_id, replace_emails, replace_phones, update_columns,
+    user_id_by_email,
 };
 use crate::{CreatedItem, LinkedItem, NewParty, Result, StoreError};
 
@@ -271,7 +272,8 @@ pub(super) fn write_activity(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let key = id.to_string();
-    let (kind, state): (String, String) = conn.query_row(
+    let (kind, state): (String, String) = query_row_cached(
+        conn,
         "SELECT type, state FROM activities WHERE id = ?1",
         [&key],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -368,7 +370,8 @@ fn replace_parties(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     for old in roles {
-        conn.execute(
+        execute_cached(
+            conn,
             "DELETE FROM parties WHERE activity_id = ?1 AND role = ?2",
             params![id.to_string(), old],
         )?;
@@ -508,7 +511,8 @@ pub(super) fn insert_item(
             } else {
                 "appointment"
             };
-            conn.execute(
+            execute_cached(
+                conn,
                 "INSERT INTO activities (id, type, owner_id, subject, state, created_by, uid)
                  VALUES (?1, ?2, ?3, '', 'open', ?4, ?5)",
                 params![id.to_string(), kind, owner_id, item.mailbox, item.uid],
@@ -536,7 +540,8 @@ pub(super) fn insert_item(
                 .unwrap_or_else(|| item.uid.clone());
             let entity = EntityName::new("contact")?;
             let number = next_number(conn, &entity)?;
-            conn.execute(
+            execute_cached(
+                conn,
                 "INSERT INTO records (id, entity, number, name, owner_id, uid)
                  VALUES (?1, 'contact', ?2, ?3, ?4, ?5)",
                 params![id.to_string(), number.as_str(), name, owner_id, item.uid],
@@ -605,7 +610,7 @@ pub(super) fn set_uid(conn: &Connection, crm: CrmRef, uid: &str) -> Result<()> {
         CrmRef::Activity(_) => "UPDATE activities SET uid = ?2 WHERE id = ?1 AND uid IS NULL",
         CrmRef::Record(_) => "UPDATE records SET uid = ?2 WHERE id = ?1 AND uid IS NULL",
     };
-    conn.execute(sql, params![crm_id(crm), uid])?;
+    execute_cached(conn, sql, params![crm_id(crm), uid])?;
     Ok(())
 }
 
