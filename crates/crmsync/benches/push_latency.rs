@@ -11,6 +11,7 @@
 //!
 //! The daemon's fallback poll is 300 s, so nothing but push can make a trial finish in time.
 
+mod common;
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
@@ -19,6 +20,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{poll, row};
 use support::daemon::Daemon;
 use support::mail::{Mail, PASSWORD, message};
 
@@ -71,41 +73,6 @@ fn next_line(rx: &mpsc::Receiver<(Instant, String)>, wanted: impl Fn(&str) -> bo
         if wanted(&line) {
             return at;
         }
-    }
-}
-
-/// Polls `check` every millisecond (the shared `wait_until` sleeps 50 ms: too coarse here).
-fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-struct Stats {
-    median: f64,
-    p99: f64,
-    min: f64,
-    max: f64,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut sorted: Vec<f64> = samples.iter().copied().map(millis).collect();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1)];
-    Stats {
-        median: at(0.5),
-        p99: at(0.99),
-        min: sorted[0],
-        max: sorted[sorted.len() - 1],
     }
 }
 
@@ -189,20 +156,12 @@ fn main() {
             &reverse,
         ),
     ] {
-        let s = stats(samples);
-        println!(
-            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            s.median, s.p99, s.min, s.max
-        );
+        row(name, samples);
     }
     let over: Vec<Duration> = push
         .iter()
         .zip(&idle_delays)
         .map(|(p, i)| p.saturating_sub(*i))
         .collect();
-    let s = stats(&over);
-    println!(
-        "| crmsync push minus bare IDLE, per trial | {:.1} | {:.1} | {:.1} | {:.1} |",
-        s.median, s.p99, s.min, s.max
-    );
+    row("crmsync push minus bare IDLE, per trial", &over);
 }

@@ -1702,11 +1702,7 @@ impl CrmStore for SqliteStore {
 
     fn prune_journal(&mut self, upto_seq: i64) -> Result<usize> {
         self.write(|tx| {
-            execute_cached(
-                tx,
-                "DELETE FROM change_journal WHERE seq <= ?1",
-                [upto_seq],
-            )
+            execute_cached(tx, "DELETE FROM change_journal WHERE seq <= ?1", [upto_seq])
         })
     }
 }
