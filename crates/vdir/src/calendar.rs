@@ -138,6 +138,14 @@ pub fn event_fields(event: &Component) -> Snapshot {
     text_field(event, "DESCRIPTION", "description", &mut fields);
     moment_field(event, "DTSTART", "start", &mut fields);
     moment_field(event, "DTEND", "end", &mut fields);
+    // An event may give its length instead of its end.
+    if event.property("DTEND").is_none()
+        && let Some(start) = event.property("DTSTART").and_then(time::read)
+        && let Some(length) = event.property("DURATION").and_then(|p| time::duration(&p.value))
+        && let Some(end) = time::add(start, length)
+    {
+        fields.set("end", &end.canonical());
+    }
     if let Some(tz) = time_zone(event) {
         fields.set("time_zone", tz);
     }
@@ -224,6 +232,13 @@ pub fn task_fields(task: &Component) -> Snapshot {
 
 /// Writes one moment property from the merged fields, in the merged time zone.
 fn write_moment(component: &mut Component, property: &str, value: Option<&str>, tz: Option<&str>) {
+    // An end written where the length was: DTEND replaces DURATION (they exclude each other).
+    if property == "DTEND" && component.property("DURATION").is_some() {
+        if value.is_none() || component.property("DTSTART").is_none() {
+            return;
+        }
+        component.remove("DURATION");
+    }
     let Some(moment) = value.and_then(Moment::from_canonical) else {
         component.remove(property);
         return;
@@ -483,6 +498,32 @@ BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT\r\n
             rendered.len(),
             edited.len() - "Kickoff\\, round 1ACC-1001".len() + "Kickoff (moved)OPP-1001".len()
         );
+    }
+
+    #[test]
+    fn an_event_with_a_duration_has_an_end_and_gets_dtend_when_it_moves() {
+        let text = EVENT.replace(
+            "DTEND;TZID=Europe/Berlin:20261201T110000\r\n",
+            "DURATION:PT90M\r\n",
+        );
+        let mut document = parse(&text).unwrap();
+        let component = calendar_master(&mut document);
+        let fields = event_fields(component);
+        assert_eq!(fields.get("end"), Some("2026-12-01T10:30:00Z"));
+        let writes = [FieldWrite {
+            field: "end".into(),
+            value: Some("2026-12-01T11:00:00Z".into()),
+        }];
+        let merged = crmsync_core::merge::apply(&fields, &writes);
+        apply(component, &merged, &writes);
+        assert_eq!(event_fields(component).get("end"), Some("2026-12-01T11:00:00Z"));
+        let rendered = document.render();
+        assert!(!rendered.contains("DURATION"), "{rendered}");
+        assert!(rendered.contains("DTEND;TZID=Europe/Berlin:20261201T120000\r\n"));
+    }
+
+    fn calendar_master(document: &mut crate::content::Document) -> &mut Component {
+        master_mut(document.first_mut("VCALENDAR").unwrap()).unwrap()
     }
 
     #[test]

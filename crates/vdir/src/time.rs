@@ -76,6 +76,49 @@ pub fn read(property: &Property) -> Option<Moment> {
     Some(Moment::At(at))
 }
 
+/// An RFC 5545 duration (`PT1H30M`, `P1D`, `-P2W`).
+pub fn duration(text: &str) -> Option<chrono::Duration> {
+    let text = text.trim();
+    let (negative, text) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let mut rest = text.strip_prefix(['P', 'p'])?;
+    let mut total = chrono::Duration::zero();
+    let mut in_time = false;
+    let mut any = false;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix(['T', 't']) {
+            in_time = true;
+            rest = after;
+            continue;
+        }
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: i64 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?.to_ascii_uppercase();
+        total += match (unit, in_time) {
+            ('W', false) => chrono::Duration::try_weeks(n)?,
+            ('D', false) => chrono::Duration::try_days(n)?,
+            ('H', true) => chrono::Duration::try_hours(n)?,
+            ('M', true) => chrono::Duration::try_minutes(n)?,
+            ('S', true) => chrono::Duration::try_seconds(n)?,
+            _ => return None,
+        };
+        any = true;
+        rest = &rest[digits + 1..];
+    }
+    any.then_some(if negative { -total } else { total })
+}
+
+/// A moment moved by a duration (a whole day stays a day).
+pub fn add(moment: Moment, by: chrono::Duration) -> Option<Moment> {
+    match moment {
+        Moment::At(at) => at.checked_add_signed(by).map(Moment::At),
+        Moment::Day(day) => day.checked_add_signed(by).map(Moment::Day),
+    }
+}
+
 /// The iCalendar form of a moment: the value and the parameters it needs. An instant is written
 /// in the zone `tzid` when that is an IANA name (as `TZID` local time), else in UTC.
 pub fn write(moment: Moment, tzid: Option<&str>) -> (String, Option<&'static str>, Option<String>) {
@@ -138,6 +181,13 @@ mod tests {
             "20261201T100000Z"
         );
         assert_eq!(read(&property(&[], "tomorrow")), None);
+        assert_eq!(duration("PT1H30M"), Some(chrono::Duration::minutes(90)));
+        assert_eq!(duration("P1D"), Some(chrono::Duration::days(1)));
+        assert_eq!(duration("-P2W"), Some(-chrono::Duration::weeks(2)));
+        assert_eq!(duration("P1DT2H"), Some(chrono::Duration::hours(26)));
+        for bad in ["", "P", "PT", "1H", "PH", "P1H", "PT1D", "P99999999999999999999D"] {
+            assert_eq!(duration(bad), None, "{bad}");
+        }
         assert_eq!(
             Moment::from_canonical("2026-12-01T10:00:00+01:00").map(Moment::canonical),
             Some("2026-12-01T09:00:00Z".into())
