@@ -638,3 +638,190 @@ print("files", seen)
     assert!(stdout.contains("Dana Smith Buyer; EMEA kept"), "{stdout}");
     assert!(stdout.contains("Eve Doe"), "{stdout}");
 }
+
+/// One item of each kind, as a person's client writes it.
+struct Kind {
+    name: &'static str,
+    dir: fn(&Collections) -> &Path,
+    file: &'static str,
+    text: &'static str,
+    /// How the CRM lists it: `activity list --type T`, or the contact records.
+    list: fn(&Env) -> Vec<Value>,
+    /// Deletes the CRM copy as a CRM user would.
+    delete: fn(&Env, &Value),
+}
+
+fn contacts_of(env: &Env) -> Vec<Value> {
+    env.json(&["record", "list", "contact"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "event",
+        dir: |c| &c.calendar,
+        file: "k.ics",
+        text: "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:k-event\r\nSUMMARY:Visit\r\n\
+DTSTART:20261202T090000Z\r\nDTEND:20261202T100000Z\r\nCATEGORIES:CRM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        list: |env| activities(env, "appointment"),
+        delete: |env, row| {
+            env.ok(&["activity", "delete", row["id"].as_str().unwrap()]);
+        },
+    },
+    Kind {
+        name: "task",
+        dir: |c| &c.calendar,
+        file: "k.ics",
+        text: "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:k-task\r\nSUMMARY:Visit\r\n\
+DUE:20261202T090000Z\r\nCATEGORIES:CRM\r\nEND:VTODO\r\nEND:VCALENDAR\r\n",
+        list: |env| activities(env, "task"),
+        delete: |env, row| {
+            env.ok(&["activity", "delete", row["id"].as_str().unwrap()]);
+        },
+    },
+    Kind {
+        name: "contact",
+        dir: |c| &c.contacts,
+        file: "k.vcf",
+        text: "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:k-contact\r\nFN:Visit\r\nN:Visit;;;;\r\n\
+CATEGORIES:CRM\r\nEND:VCARD\r\n",
+        list: contacts_of,
+        delete: |env, row| {
+            env.ok(&["record", "delete", row["number"].as_str().unwrap()]);
+        },
+    },
+];
+
+fn subject_of(kind: &Kind, row: &Value) -> String {
+    let key = if kind.name == "contact" {
+        "name"
+    } else {
+        "subject"
+    };
+    row[key].as_str().unwrap().to_owned()
+}
+
+/// Every kind through the same life: tracked, renamed, edited in the file, untracked (the
+/// owner's copy goes), tracked again and deleted as a file (the copy goes), tracked again and
+/// deleted in the CRM (the file stays without its category), and a malformed sibling.
+#[test]
+fn every_kind_follows_the_delete_matrix() {
+    for kind in KINDS {
+        let c = setup("");
+        let env = &c.env;
+        let dir = (kind.dir)(&c);
+        let what = kind.name;
+        write(dir, kind.file, kind.text);
+        let bad = if kind.file.ends_with(".vcf") {
+            "bad.vcf"
+        } else {
+            "bad.ics"
+        };
+        write(dir, bad, "BEGIN:VCARD\r\nBEGIN:VEVENT\r\n");
+        let run = env.run(&["sync", "--json"]);
+        assert_eq!(run.code, 1, "{what}: the malformed file fails the pass");
+        let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(pass["mailboxes"][0]["created"], 1, "{what}: {pass}");
+        std::fs::remove_file(dir.join(bad)).unwrap();
+        let rows = (kind.list)(env);
+        assert_eq!(rows.len(), 1, "{what}");
+        assert_eq!(subject_of(kind, &rows[0]), "Visit", "{what}");
+
+        // Renamed and edited in the same move: one item, the edit carried.
+        let renamed = format!("renamed-{}", kind.file);
+        std::fs::remove_file(dir.join(kind.file)).unwrap();
+        let edited = kind.text.replace("Visit", "Visit two");
+        write(dir, &renamed, &edited);
+        env.ok(&["sync"]);
+        let rows = (kind.list)(env);
+        assert_eq!(rows.len(), 1, "{what}: a rename is the same item");
+        assert_eq!(subject_of(kind, &rows[0]), "Visit two", "{what}");
+
+        // Untracked: the owner's copy goes, the file stays.
+        write(dir, &renamed, &edited.replace("CATEGORIES:CRM\r\n", ""));
+        env.ok(&["sync"]);
+        assert!(
+            (kind.list)(env).is_empty(),
+            "{what}: untrack deletes the copy"
+        );
+        assert!(dir.join(&renamed).exists());
+
+        // Tracked again, then the file deleted: the copy goes.
+        write(dir, &renamed, &edited);
+        env.ok(&["sync"]);
+        assert_eq!((kind.list)(env).len(), 1, "{what}: tracked again");
+        // (An untracked sibling keeps the listing from being empty, which would stop deletes.)
+        std::fs::remove_file(dir.join(&renamed)).unwrap();
+        let sibling = if kind.file.ends_with(".vcf") {
+            "sibling.vcf"
+        } else {
+            "sibling.ics"
+        };
+        write(
+            dir,
+            sibling,
+            &kind
+                .text
+                .replace("CATEGORIES:CRM\r\n", "")
+                .replace("UID:k-", "UID:s-"),
+        );
+        env.ok(&["sync"]);
+        assert!(
+            (kind.list)(env).is_empty(),
+            "{what}: a deleted file deletes the copy"
+        );
+
+        // Tracked again, then deleted in the CRM: the person's file stays, untracked.
+        write(dir, &renamed, &edited);
+        env.ok(&["sync"]);
+        let row = (kind.list)(env).remove(0);
+        (kind.delete)(env, &row);
+        env.ok(&["sync"]);
+        let text = read(dir, &renamed);
+        assert!(!text.contains("CATEGORIES:CRM"), "{what}: {text}");
+        assert!(text.contains("Visit two"), "{what}");
+        env.ok(&["sync"]);
+        assert!((kind.list)(env).is_empty(), "{what}: not tracked again");
+    }
+}
+
+/// The same meeting in two people's calendars is one appointment with two links; the one who
+/// does not own it untracking it removes only their link.
+#[test]
+fn a_shared_meeting_is_one_appointment_and_a_non_owner_untracks_only_their_link() {
+    let env = Env::new();
+    for dir in ["alice-cal", "bob-cal"] {
+        std::fs::create_dir(env.path(dir)).unwrap();
+    }
+    env.write_config(
+        "[crm]\ndatabase = \"crm.sqlite3\"\n\n[status]\nfile = \"status.json\"\n\n\
+         [[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\n[mailbox.calendar]\npath = \"alice-cal\"\n\n\
+         [[mailbox]]\nid = \"bob\"\nowner = \"bob@example.com\"\n\n[mailbox.calendar]\npath = \"bob-cal\"\n",
+    );
+    env.ok(&["user", "add", "alice@example.com", "--name", "Alice"]);
+    env.ok(&["user", "add", "bob@example.com", "--name", "Bob"]);
+    let meeting = event("meeting@example.com", "Pricing", "CRM", "");
+    write(&env.path("alice-cal"), "m.ics", &meeting);
+    env.ok(&["sync", "--mailbox", "alice"]);
+    write(&env.path("bob-cal"), "invite.ics", &meeting);
+    env.ok(&["sync", "--mailbox", "bob"]);
+    let shared = activity(&env, "appointment");
+    assert_eq!(shared["owner"], "alice@example.com");
+    assert_eq!(shared["links"].as_array().unwrap().len(), 2, "{shared}");
+
+    write(
+        &env.path("bob-cal"),
+        "invite.ics",
+        &meeting.replace("CATEGORIES:CRM", "CATEGORIES:Work"),
+    );
+    env.ok(&["sync", "--mailbox", "bob"]);
+    let kept = activity(&env, "appointment");
+    assert_eq!(
+        kept["links"].as_array().unwrap().len(),
+        1,
+        "only Bob's link went"
+    );
+    assert_eq!(kept["links"][0]["mailbox"], "alice");
+}

@@ -211,11 +211,15 @@ fn main() {
     for trial in 0..vdirsyncer_trials {
         let name = format!("vlive{trial}.ics");
         let text = event(&format!("vlive{trial}@bench"), "Live", false);
-        let before = std::fs::read_dir(env.path("calendar-copy")).unwrap().count();
+        let before = std::fs::read_dir(env.path("calendar-copy"))
+            .unwrap()
+            .count();
         let t0 = Instant::now();
         write_atomically(&calendar, &name, &text);
         timed(&mut vdirsyncer_command(&["sync", "calendar"]));
-        let after = std::fs::read_dir(env.path("calendar-copy")).unwrap().count();
+        let after = std::fs::read_dir(env.path("calendar-copy"))
+            .unwrap()
+            .count();
         assert_eq!(after, before + 1, "vdirsyncer copied the new item");
         vdirsyncer_delays.push(t0.elapsed());
     }

@@ -141,7 +141,9 @@ pub fn event_fields(event: &Component) -> Snapshot {
     // An event may give its length instead of its end.
     if event.property("DTEND").is_none()
         && let Some(start) = event.property("DTSTART").and_then(time::read)
-        && let Some(length) = event.property("DURATION").and_then(|p| time::duration(&p.value))
+        && let Some(length) = event
+            .property("DURATION")
+            .and_then(|p| time::duration(&p.value))
         && let Some(end) = time::add(start, length)
     {
         fields.set("end", &end.canonical());
@@ -516,7 +518,10 @@ BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT\r\n
         }];
         let merged = crmsync_core::merge::apply(&fields, &writes);
         apply(component, &merged, &writes);
-        assert_eq!(event_fields(component).get("end"), Some("2026-12-01T11:00:00Z"));
+        assert_eq!(
+            event_fields(component).get("end"),
+            Some("2026-12-01T11:00:00Z")
+        );
         let rendered = document.render();
         assert!(!rendered.contains("DURATION"), "{rendered}");
         assert!(rendered.contains("DTEND;TZID=Europe/Berlin:20261201T120000\r\n"));

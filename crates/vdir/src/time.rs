@@ -185,7 +185,16 @@ mod tests {
         assert_eq!(duration("P1D"), Some(chrono::Duration::days(1)));
         assert_eq!(duration("-P2W"), Some(-chrono::Duration::weeks(2)));
         assert_eq!(duration("P1DT2H"), Some(chrono::Duration::hours(26)));
-        for bad in ["", "P", "PT", "1H", "PH", "P1H", "PT1D", "P99999999999999999999D"] {
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "1H",
+            "PH",
+            "P1H",
+            "PT1D",
+            "P99999999999999999999D",
+        ] {
             assert_eq!(duration(bad), None, "{bad}");
         }
         assert_eq!(
