@@ -825,3 +825,86 @@ fn a_shared_meeting_is_one_appointment_and_a_non_owner_untracks_only_their_link(
     );
     assert_eq!(kept["links"][0]["mailbox"], "alice");
 }
+
+/// A kill -9 in the middle of a first import, or of writing CRM-created items into the
+/// calendar, loses and duplicates nothing: the next pass converges to one row per item and one
+/// file per row.
+#[test]
+fn a_kill_in_the_middle_of_a_pass_loses_and_duplicates_nothing() {
+    let c = setup("");
+    let env = &c.env;
+    const FILES: usize = 1500;
+    const ROWS: usize = 600;
+    for i in 0..FILES {
+        write(
+            &c.calendar,
+            &format!("f{i}.ics"),
+            &event(&format!("f{i}@example.com"), &format!("F{i}"), "CRM", ""),
+        );
+    }
+    // Appointments created in the CRM by another program, as the documented schema allows.
+    let store = rusqlite::Connection::open(env.path("crm.sqlite3")).unwrap();
+    store.busy_timeout(Duration::from_secs(10)).unwrap();
+    let owner: String = store
+        .query_row(
+            "SELECT record_id FROM users WHERE email = 'alice@example.com'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for i in 0..ROWS {
+        store
+            .execute(
+                "INSERT INTO activities (id, type, owner_id, subject, state, start_at, end_at)
+                 VALUES (?1, 'appointment', ?2, ?3, 'open', '2026-12-03T14:00:00Z', '2026-12-03T15:00:00Z')",
+                rusqlite::params![format!("00000000-0000-4000-8000-{i:012}"), owner, format!("R{i}")],
+            )
+            .unwrap();
+    }
+    // Kill the pass at a few different moments; each restart goes on from where it was.
+    for delay in [150u64, 400, 700] {
+        let mut child = std::process::Command::new(support::binary())
+            .arg("-c")
+            .arg(&env.config)
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    env.ok(&["sync"]);
+    env.ok(&["sync"]);
+    let count = |sql: &str| -> i64 { store.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM activities"),
+        (FILES + ROWS) as i64
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT uid) FROM activities"),
+        (FILES + ROWS) as i64
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM sync_links"),
+        (FILES + ROWS) as i64
+    );
+    let files = std::fs::read_dir(&c.calendar).unwrap().count();
+    assert_eq!(
+        files,
+        FILES + ROWS,
+        "one file per CRM-created row, none twice"
+    );
+    let leftovers = std::fs::read_dir(&c.calendar)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(leftovers, 0, "no temporary file is left visible as an item");
+}

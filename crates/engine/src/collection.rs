@@ -183,6 +183,7 @@ pub(crate) fn collection_pass<S: CrmStore>(
         memory,
         report,
         &mut status,
+        false,
     ) {
         report.fail(format!("{}: {message}", which.as_str()));
         status.state = "error";
@@ -206,6 +207,7 @@ fn run<S: CrmStore>(
     memory: &mut CollectionMemory,
     report: &mut PassReport,
     status: &mut CollectionReport,
+    again: bool,
 ) -> Result<(), String> {
     let store_error = |error: StoreError| format!("CRM store: {error}");
     let vdir = which.vdir(config);
@@ -237,6 +239,7 @@ fn run<S: CrmStore>(
     };
     let mut present: BTreeSet<(ItemKind, ItemIdentity)> = BTreeSet::new();
     let mut seen_uids: BTreeMap<ItemIdentity, String> = BTreeMap::new();
+    let mut unreadable: Vec<(String, String)> = Vec::new();
     memory
         .untracked
         .retain(|(w, href), _| *w != which || entries.iter().any(|e| &e.href == href));
@@ -261,15 +264,7 @@ fn run<S: CrmStore>(
         let (item, etag) = match read {
             Ok(found) => found,
             Err(message) => {
-                unreadable(
-                    report,
-                    status,
-                    &mut view,
-                    which,
-                    &config.path,
-                    &entry.href,
-                    &message,
-                );
+                unreadable.push((entry.href.clone(), message));
                 continue;
             }
         };
@@ -278,15 +273,7 @@ fn run<S: CrmStore>(
                 "UID {} is also the UID of {first}: only that one is synchronized",
                 item.identity.storage_key()
             );
-            unreadable(
-                report,
-                status,
-                &mut view,
-                which,
-                &config.path,
-                &entry.href,
-                &message,
-            );
+            unreadable.push((entry.href.clone(), message));
             continue;
         }
         seen_uids.insert(item.identity.clone(), entry.href.clone());
@@ -306,6 +293,19 @@ fn run<S: CrmStore>(
             tracked: item.tracked,
             fields: item.fields,
         });
+    }
+    for (href, message) in unreadable {
+        // A second round of the same pass (see below) reports nothing twice.
+        if !again {
+            report.failed += 1;
+            status.failed += 1;
+            report.warn(format!(
+                "{} {}: skipped: {message}",
+                which.as_str(),
+                config.path.join(&href).display()
+            ));
+        }
+        view.unreadable.insert(href);
     }
     for link in &links {
         present.insert((link.kind, link.identity.clone()));
@@ -371,7 +371,7 @@ fn run<S: CrmStore>(
 
     // Decide and apply.
     let effects = collection::reconcile(&view, &links, &crm, &created, mailbox.conflict_policy);
-    let mut batch = Vec::new();
+    let mut pending = Pending::default();
     for effect in effects {
         if let Effect::SuspiciousEmpty { links } = effect {
             status.state = "error";
@@ -380,41 +380,44 @@ fn run<S: CrmStore>(
             ));
             continue;
         }
-        let outcome = apply(store, mailbox, which, &vdir, effect, &mut batch, report);
+        let outcome = apply(store, mailbox, which, &vdir, effect, &mut pending, report);
         if let Err(message) = outcome {
             report.failed += 1;
             status.failed += 1;
             report.warn(format!("{}: {message}", which.as_str()));
         }
-        if batch.len() >= TRACK_BATCH {
-            flush(store, which, &mut batch, report, status);
+        if pending.batch.len() >= TRACK_BATCH {
+            flush(store, which, &mut pending.batch, report, status);
         }
     }
-    flush(store, which, &mut batch, report, status);
+    flush(store, which, &mut pending.batch, report, status);
+    if pending.merge_due && !again {
+        // Items just linked to existing rows: merge them now rather than on some later wake.
+        return run(
+            store,
+            mailbox,
+            which,
+            config,
+            accept_empty,
+            memory,
+            report,
+            status,
+            true,
+        );
+    }
     if status.state == "error" {
         return Err(status.last_error.clone().unwrap_or_default());
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn unreadable(
-    report: &mut PassReport,
-    status: &mut CollectionReport,
-    view: &mut CollectionView,
-    which: Which,
-    path: &std::path::Path,
-    href: &str,
-    message: &str,
-) {
-    report.failed += 1;
-    status.failed += 1;
-    view.unreadable.insert(href.to_owned());
-    report.warn(format!(
-        "{} {}: skipped: {message}",
-        which.as_str(),
-        path.join(href).display()
-    ));
+/// What applying effects leaves for the end of the pass.
+#[derive(Default)]
+struct Pending {
+    /// Newly tracked items whose CRM rows are created together (`flush`).
+    batch: Vec<(NewItem, SyncLink)>,
+    /// Items were linked to existing rows and want a merge.
+    merge_due: bool,
 }
 
 /// How many newly tracked items one transaction creates: a first import of 10,000 items is 40
@@ -468,7 +471,7 @@ fn apply<S: CrmStore>(
     which: Which,
     vdir: &Vdir,
     effect: Effect,
-    batch: &mut Vec<(NewItem, SyncLink)>,
+    pending: &mut Pending,
     report: &mut PassReport,
 ) -> Result<(), String> {
     let store_error = |error: StoreError| format!("CRM store: {error}");
@@ -495,15 +498,21 @@ fn apply<S: CrmStore>(
             };
             match existing {
                 Some((crm, creator)) => {
-                    // Linked to the row that already copies it: the CRM's fields are the base,
-                    // so the person's version is what the next pass carries to the CRM.
+                    // Linked to the row that already copies it, without a CRM version, so a
+                    // merge follows at once (`run` goes round again). The base is what both
+                    // sides are known to have shared: for a file crmsync wrote for this row
+                    // (a crash came before its link), the file as written; for the same item
+                    // tracked in another mailbox, nothing, so every field on which the two
+                    // differ is a conflict, settled by the policy and logged.
                     link.crm = crm;
                     link.created_by = creator;
-                    if let Some(fields) = store.item_fields(crm).map_err(store_error)? {
-                        link.base = fields;
+                    link.crm_version = None;
+                    if creator == ItemCreator::Mailbox {
+                        link.base = crmsync_core::link::Snapshot::new();
                     }
                     store.link_item(&link, &uid).map_err(store_error)?;
                     report.linked += 1;
+                    pending.merge_due = true;
                 }
                 None => {
                     let id = uuid::Uuid::new_v4();
@@ -519,7 +528,7 @@ fn apply<S: CrmStore>(
                         fields: observed.fields.clone(),
                     };
                     // Committed with others by the caller (`flush`).
-                    batch.push((item, link));
+                    pending.batch.push((item, link));
                 }
             }
         }

@@ -149,6 +149,7 @@ pub trait CrmStore {
     /// each row's version and warnings (an unknown regarding number, say).
     fn track_items(&mut self, items: &[(NewItem, SyncLink)]) -> Result<Vec<(i64, Vec<String>)>>;
     /// Saves a link to an existing row, recording the item's UID on the row if it has none.
+    /// A link without a CRM version is saved without one, so the next pass merges it.
     fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64>;
     /// Applies merged field writes to the row and saves the link, in one transaction; refused
     /// with [`StoreError::Conflict`] when the row's version is no longer `expected_version`.

@@ -1367,7 +1367,11 @@ impl CrmStore for SqliteStore {
             let version = items::row_version(tx, link.crm)?
                 .ok_or_else(|| StoreError::NotFound("the linked CRM row".into()))?;
             let mut link = link.clone();
-            link.crm_version = Some(version);
+            // Recording the UID bumped the version: a link that knew the row's version
+            // still does; one that did not (a merge is due) still does not.
+            if link.crm_version.is_some() {
+                link.crm_version = Some(version);
+            }
             upsert_link(tx, &link)?;
             Ok(version)
         })
