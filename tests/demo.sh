@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The crmsync demo: starts a throwaway Dovecot on a free loopback port with a sample mailbox,
 # sets up a CRM with a user and a few records, lets "another mail client" (Python's imaplib)
-# track some messages, runs one crmsync pass, and shows what landed in the CRM.
+# track some messages and "a calendar and address-book client" (files in vdir directories)
+# track an event, a task and a contact, runs crmsync passes, and shows what landed in the CRM
+# and what the CRM's changes did to the person's files.
 #
 #   bash tests/demo.sh
 #
@@ -95,9 +97,16 @@ username = "alice"
 password_file = "alice.imap"
 folders = ["INBOX"]
 
+[mailbox.calendar]
+path = "calendar"
+
+[mailbox.contacts]
+path = "contacts"
+
 [mailbox.tracking]
 folders = { "Clients/Contoso" = "ACC-1002" }
 CONF
+mkdir -p "$work/calendar" "$work/contacts"
 export CRMSYNC_CONFIG="$work/crmsync.toml"
 
 run() { echo; echo "\$ crmsync $*"; "$crmsync" "$@"; }
@@ -124,8 +133,26 @@ imap.append("INBOX", "()", None, message("p1@family.example", "mum@family.exampl
 imap.logout()
 PY
 
+echo
+echo "demo: a calendar client (khal, Thunderbird through vdirsyncer...) has an event with the"
+echo "demo: category CRM regarding ACC-1001, a task with the category, and a private event; an"
+echo "demo: address-book client has a contact with the category"
+printf '%s\r\n' BEGIN:VCALENDAR VERSION:2.0 PRODID:-//demo//EN BEGIN:VEVENT UID:kickoff@demo \
+    DTSTAMP:20261129T100000Z 'SUMMARY:Kickoff with Adventure Works' \
+    'DTSTART;TZID=Europe/Berlin:20261201T100000' 'DTEND;TZID=Europe/Berlin:20261201T110000' \
+    ATTENDEE:mailto:dana@adventure-works.com CATEGORIES:Work,CRM X-CRM-REGARDING:ACC-1001 \
+    BEGIN:VALARM ACTION:DISPLAY TRIGGER:-PT15M DESCRIPTION:Kickoff END:VALARM \
+    END:VEVENT END:VCALENDAR > "$work/calendar/kickoff.ics"
+printf '%s\r\n' BEGIN:VCALENDAR VERSION:2.0 BEGIN:VTODO UID:quote@demo 'SUMMARY:Send the quote' \
+    'DUE;VALUE=DATE:20261204' CATEGORIES:CRM END:VTODO END:VCALENDAR > "$work/calendar/quote.ics"
+printf '%s\r\n' BEGIN:VCALENDAR VERSION:2.0 BEGIN:VEVENT UID:dentist@demo SUMMARY:Dentist \
+    DTSTART:20261202T080000Z CATEGORIES:Private END:VEVENT END:VCALENDAR > "$work/calendar/dentist.ics"
+printf '%s\r\n' BEGIN:VCARD VERSION:3.0 UID:eve@demo 'FN:Eve Doe' 'N:Doe;Eve;;;' \
+    EMAIL:eve@contoso.example ORG:Contoso TITLE:Buyer CATEGORIES:CRM END:VCARD > "$work/contacts/eve.vcf"
+
 run sync
 run activity list
+run record list contact
 quote=$("$crmsync" activity list --json | python3 -c 'import json,sys; print(next(a["id"] for a in json.load(sys.stdin) if a["subject"] == "Quote request"))')
 run item show --mailbox alice --message-id q1@adventure-works.com
 
@@ -143,5 +170,18 @@ typ, data = imap.fetch("1", "(FLAGS)")
 print("demo: flags of the quote request on the server now:", data[0].decode())
 imap.logout()
 PY
+
 echo
-echo "demo: done. The private message left nothing in the CRM."
+echo "demo: the CRM moves the kickoff by an hour and creates a call for Alice; the next pass"
+echo "demo: writes both into her calendar (the kickoff stays in her time zone, its alarm kept)"
+kickoff=$("$crmsync" activity list --type appointment --json | python3 -c 'import json,sys; print(next(a["id"] for a in json.load(sys.stdin) if a["subject"].startswith("Kickoff")))')
+run activity set "${kickoff:0:8}" start=2026-12-01T10:00:00Z end=2026-12-01T11:00:00Z
+run activity add appointment --owner alice@example.com --subject "Call Contoso" \
+    --start 2026-12-02T15:00:00Z --end 2026-12-02T15:30:00Z --regarding ACC-1002
+run sync
+echo; echo "\$ cat calendar/kickoff.ics"; cat "$work/calendar/kickoff.ics"
+echo; echo "\$ ls calendar"; ls "$work/calendar"
+run item show --mailbox alice --href kickoff.ics
+
+echo
+echo "demo: done. The private message and the private event left nothing in the CRM."

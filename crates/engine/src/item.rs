@@ -253,6 +253,22 @@ fn collection_pane<S: CrmStore>(
     if let Some(link) = link {
         pane.tracked = true;
         pane.location = Some(location_text(&link.location));
+        // The categories as the file has them now, when it can be read.
+        let config = match &link.location {
+            ItemLocation::Collection { collection, .. } if collection == "contacts" => {
+                mailbox.contacts.as_ref()
+            }
+            _ => mailbox.calendar.as_ref(),
+        };
+        if let Some(text) = config.and_then(|c| std::fs::read_to_string(c.path.join(href)).ok())
+            && let Ok(document) = crmsync_vdir::content::parse(&text)
+            && let Some(component) = document
+                .first("VCALENDAR")
+                .and_then(crmsync_vdir::calendar::master)
+                .or_else(|| document.first("VCARD"))
+        {
+            pane.keywords = crmsync_vdir::calendar::categories(component);
+        }
         pane.link_state = Some(link.state.as_str().to_owned());
         match link.crm {
             CrmRef::Activity(id) => match store.activity(id) {

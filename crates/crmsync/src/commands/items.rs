@@ -95,6 +95,15 @@ fn print_pane(pane: &ItemPane) {
         Some(state) => format!("yes (link {state})"),
         None => "no".to_owned(),
     };
+    let collection_item = pane
+        .location
+        .as_deref()
+        .is_some_and(|l| l.starts_with("calendar/") || l.starts_with("contacts/"));
+    let signal = if pane.keywords.is_empty() {
+        "-".into()
+    } else {
+        pane.keywords.join(if collection_item { "," } else { " " })
+    };
     let mut details = vec![
         ("mailbox", pane.mailbox.clone()),
         ("tracked", tracked),
@@ -102,19 +111,16 @@ fn print_pane(pane: &ItemPane) {
             "location",
             pane.location.clone().unwrap_or_else(|| "-".into()),
         ),
-        (
+    ];
+    if collection_item {
+        details.push(("categories", signal));
+    } else {
+        details.push((
             "message id",
             pane.message_id.clone().unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "keywords",
-            if pane.keywords.is_empty() {
-                "-".into()
-            } else {
-                pane.keywords.join(" ")
-            },
-        ),
-    ];
+        ));
+        details.push(("keywords", signal));
+    }
     if let Some(activity) = &pane.activity {
         details.push((
             "activity",
