@@ -908,3 +908,34 @@ fn a_kill_in_the_middle_of_a_pass_loses_and_duplicates_nothing() {
         "one file per CRM-created row, none twice"
     );
 }
+
+/// A collection on a network file system is polled (`watch = "poll"`): a file written there
+/// still reaches the CRM without any other wake-up (the fallback poll interval is 300 s).
+#[test]
+fn a_polled_collection_is_synced_by_the_daemon() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("calendar")).unwrap();
+    env.write_config(
+        "[crm]\ndatabase = \"crm.sqlite3\"\n\n[status]\nfile = \"status.json\"\n\n[[mailbox]]\n\
+         id = \"alice\"\nowner = \"alice@example.com\"\n\n[mailbox.calendar]\npath = \"calendar\"\n\
+         watch = \"poll\"\n",
+    );
+    env.ok(&["user", "add", "alice@example.com", "--name", "Alice"]);
+    let mut daemon = Daemon::start(&env);
+    daemon.wait_for_state("alice", "idle");
+    write(
+        &env.path("calendar"),
+        "polled.ics",
+        &event("polled", "Polled", "CRM", ""),
+    );
+    let created = wait_until("the appointment", Duration::from_secs(20), || {
+        activities(&env, "appointment").into_iter().next()
+    });
+    assert_eq!(created["subject"], "Polled");
+    assert!(
+        daemon.log_text().contains("polling it every 2 s"),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.terminate(Duration::from_secs(10));
+}

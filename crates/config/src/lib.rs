@@ -167,6 +167,18 @@ pub struct CollectionConfig {
     pub path: PathBuf,
     /// Which CRM rows that no item of the collection tracks are written into it.
     pub from_crm: FromCrm,
+    /// How the daemon notices changes of the directory.
+    pub watch: WatchMode,
+}
+
+/// How the daemon notices a collection's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// inotify, falling back to polling when its watches run out. The default.
+    Inotify,
+    /// Polling every 2 seconds: for network file systems (NFS, SMB), where inotify does not
+    /// see changes made on other machines.
+    Poll,
 }
 
 /// The sync filter from the CRM to a collection.

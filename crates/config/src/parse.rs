@@ -14,7 +14,7 @@ use toml::{Table, Value};
 use crate::{
     AutoTracking, CollectionConfig, Config, ConfigError, ConfigErrors, ConnectionConfig, CrmConfig,
     DaemonConfig, FromCrm, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack,
-    SecretSource, Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig,
+    SecretSource, Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig, WatchMode,
 };
 
 struct Problems<'a> {
@@ -682,10 +682,17 @@ fn collection(
         &[("owned", FromCrm::Owned), ("none", FromCrm::None)],
         FromCrm::Owned,
     );
+    let watch = section.word(
+        problems,
+        "watch",
+        &[("inotify", WatchMode::Inotify), ("poll", WatchMode::Poll)],
+        WatchMode::Inotify,
+    );
     section.finish(problems);
     Some(CollectionConfig {
         path: path?,
         from_crm,
+        watch,
     })
 }
 

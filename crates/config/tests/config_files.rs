@@ -317,3 +317,38 @@ fn log_and_daemon_settings() {
         ]
     );
 }
+
+#[test]
+fn collection_settings() {
+    let text = format!(
+        "{MAILBOX}[mailbox.calendar]\npath = \"/srv/cal\"\nfrom_crm = \"none\"\nwatch = \"poll\"\n\
+         [mailbox.contacts]\npath = \"/srv/cards\"\n"
+    );
+    let config = Config::parse(Path::new("/etc/crmsync/crmsync.toml"), &text).unwrap();
+    let alice = config.mailbox("alice").unwrap();
+    let calendar = alice.calendar.as_ref().unwrap();
+    assert_eq!(calendar.from_crm, crmsync_config::FromCrm::None);
+    assert_eq!(calendar.watch, crmsync_config::WatchMode::Poll);
+    let contacts = alice.contacts.as_ref().unwrap();
+    assert_eq!(
+        contacts.from_crm,
+        crmsync_config::FromCrm::Owned,
+        "the default"
+    );
+    assert_eq!(
+        contacts.watch,
+        crmsync_config::WatchMode::Inotify,
+        "the default"
+    );
+
+    let bad = format!(
+        "{MAILBOX}[mailbox.calendar]\npath = \"/srv/cal\"\nfrom_crm = \"all\"\nwatch = \"fanotify\"\n"
+    );
+    assert_eq!(
+        errors(&bad),
+        [
+            "/etc/crmsync/crmsync.toml: mailbox \"alice\": calendar.from_crm: unknown value \"all\": expected one of owned, none",
+            "/etc/crmsync/crmsync.toml: mailbox \"alice\": calendar.watch: unknown value \"fanotify\": expected one of inotify, poll",
+        ]
+    );
+}

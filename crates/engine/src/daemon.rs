@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use crmsync_config::{ImapConfig, MailboxConfig};
+use crmsync_config::{ImapConfig, MailboxConfig, WatchMode};
 use crmsync_imap::{IdleOutcome, ImapSession};
 use crmsync_store::{CrmStore, SqliteStore};
 use tokio::sync::{mpsc, watch};
@@ -270,11 +270,11 @@ fn watch_collections(
 ) -> Vec<Box<dyn notify::Watcher + Send>> {
     use notify::Watcher;
     let mut watchers: Vec<Box<dyn notify::Watcher + Send>> = Vec::new();
-    let paths = [&mailbox.calendar, &mailbox.contacts]
+    let collections = [&mailbox.calendar, &mailbox.contacts]
         .into_iter()
         .flatten()
-        .map(|c| c.path.clone());
-    for path in paths {
+        .map(|c| (c.path.clone(), c.watch));
+    for (path, mode) in collections {
         let handler = {
             let wake = wake.clone();
             move |event: notify::Result<notify::Event>| {
@@ -294,10 +294,15 @@ fn watch_collections(
                 }
             }
         };
-        let inotify = notify::recommended_watcher(handler.clone()).and_then(|mut watcher| {
-            watcher.watch(&path, notify::RecursiveMode::NonRecursive)?;
-            Ok(watcher)
-        });
+        let inotify = match mode {
+            WatchMode::Inotify => notify::recommended_watcher(handler.clone())
+                .and_then(|mut watcher| {
+                    watcher.watch(&path, notify::RecursiveMode::NonRecursive)?;
+                    Ok(watcher)
+                })
+                .map_err(|error| error.to_string()),
+            WatchMode::Poll => Err("the config asks for polling (watch = \"poll\")".to_owned()),
+        };
         match inotify {
             Ok(watcher) => watchers.push(Box::new(watcher)),
             Err(error) => {
@@ -308,9 +313,9 @@ fn watch_collections(
                 });
                 match polled {
                     Ok(watcher) => {
-                        tracing::warn!(
+                        tracing::info!(
                             mailbox = %mailbox.id,
-                            "cannot watch {} with inotify ({error}): polling it every {} s",
+                            "not watching {} with inotify ({error}): polling it every {} s",
                             path.display(),
                             COLLECTION_POLL.as_secs()
                         );
