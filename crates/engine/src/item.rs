@@ -260,7 +260,13 @@ fn collection_pane<S: CrmStore>(
             }
             _ => mailbox.calendar.as_ref(),
         };
-        if let Some(text) = config.and_then(|c| std::fs::read_to_string(c.path.join(href)).ok())
+        let vdir = config.map(|c| match &link.location {
+            ItemLocation::Collection { collection, .. } if collection == "contacts" => {
+                crmsync_vdir::vdir::Vdir::contacts(&c.path)
+            }
+            _ => crmsync_vdir::vdir::Vdir::calendar(&c.path),
+        });
+        if let Some((text, _)) = vdir.and_then(|v| v.read(href).ok())
             && let Ok(document) = crmsync_vdir::content::parse(&text)
             && let Some(component) = document
                 .first("VCALENDAR")
@@ -315,8 +321,15 @@ fn collection_pane<S: CrmStore>(
         .into_iter()
         .filter(|(name, config)| config.is_some() && collection.is_none_or(|c| c == *name))
         .find_map(|(name, config)| {
-            let path = config.expect("filtered").path.join(href);
-            std::fs::read_to_string(&path).ok().map(|text| (name, text))
+            let path = &config?.path;
+            // Read as the collection adapter reads: no path outside the directory, no link
+            // followed, no oversized file.
+            let vdir = if name == "contacts" {
+                crmsync_vdir::vdir::Vdir::contacts(path)
+            } else {
+                crmsync_vdir::vdir::Vdir::calendar(path)
+            };
+            vdir.read(href).ok().map(|(text, _)| (name, text))
         });
     let Some((name, text)) = found else {
         return Err(format!(

@@ -241,9 +241,15 @@ fn write_moment(component: &mut Component, property: &str, value: Option<&str>, 
         }
         component.remove("DURATION");
     }
-    let Some(moment) = value.and_then(Moment::from_canonical) else {
-        component.remove(property);
-        return;
+    let moment = match value.map(Moment::from_canonical) {
+        None => {
+            component.remove(property);
+            return;
+        }
+        // A value that is not a moment (written by another program in some other form) is not
+        // written: the property stays as it is rather than being lost.
+        Some(None) => return,
+        Some(Some(moment)) => moment,
     };
     // COMPLETED is always UTC (RFC 5545 3.8.2.1).
     let tz = if property == "COMPLETED" { None } else { tz };

@@ -370,6 +370,9 @@ fn parse_params(text: &str, line: usize) -> Result<(String, Vec<Param>, usize), 
     }
 }
 
+/// How deep components may nest.
+pub const MAX_DEPTH: usize = 16;
+
 /// Parses a document. Blank lines between components are kept in place only at the end; a
 /// document whose components do not nest properly is an error naming the line.
 pub fn parse(text: &str) -> Result<Document, ParseError> {
@@ -391,6 +394,14 @@ pub fn parse(text: &str) -> Result<Document, ParseError> {
         let raw = std::mem::take(&mut pending) + &raw;
         let upper = logical.to_ascii_uppercase();
         if let Some(name) = upper.strip_prefix("BEGIN:") {
+            // Real files nest three or four deep (VCALENDAR, VEVENT, VALARM); a deeper one is
+            // refused before its recursion could exhaust the stack.
+            if stack.len() >= MAX_DEPTH {
+                return Err(ParseError {
+                    line,
+                    message: format!("components nested deeper than {MAX_DEPTH}"),
+                });
+            }
             let mut component = Component::new(name.trim());
             component.begin_raw = Some(raw);
             stack.push(component);

@@ -3,9 +3,10 @@
 //! The CRM keeps instants in UTC (`2026-12-01T09:00:00Z`) and whole days as dates
 //! (`2026-12-01`); an event keeps its time zone in a field of its own. Reading converts a
 //! `TZID` local time to UTC with the IANA database; writing converts back to the same zone, so
-//! a person's event keeps being expressed in their zone. A `TZID` that is not an IANA name (a
-//! Windows name from a custom VTIMEZONE) and a floating time are read as UTC, and written back
-//! the same way, so a round trip never moves the event.
+//! a person's event keeps being expressed in their zone. Windows zone names (Outlook, Exchange)
+//! are mapped to their IANA zones. A `TZID` that is neither, and a floating time, are read as if
+//! they were UTC and written back the same way (the same `TZID`, the UTC digits), so a change
+//! made in the CRM moves the event by exactly that change and a round trip never moves it.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -39,10 +40,116 @@ impl Moment {
     }
 }
 
+/// The IANA zone of a TZID: an IANA name (some clients prefix it with '/'), or one of the
+/// Windows names that Outlook and Exchange write, mapped as CLDR's windowsZones maps them (the
+/// zone of the territory "001").
 fn zone(tzid: &str) -> Option<Tz> {
-    // Some clients prefix a globally unique TZID with '/'.
-    tzid.trim().trim_start_matches('/').parse().ok()
+    let name = tzid.trim().trim_matches('"').trim_start_matches('/');
+    if let Ok(tz) = name.parse() {
+        return Some(tz);
+    }
+    WINDOWS_ZONES
+        .iter()
+        .find(|(windows, _)| windows.eq_ignore_ascii_case(name))
+        .and_then(|(_, iana)| iana.parse().ok())
 }
+
+/// Windows time zone names and their IANA zones (CLDR windowsZones.xml, territory 001).
+const WINDOWS_ZONES: &[(&str, &str)] = &[
+    ("Dateline Standard Time", "Etc/GMT+12"),
+    ("UTC-11", "Etc/GMT+11"),
+    ("Hawaiian Standard Time", "Pacific/Honolulu"),
+    ("Alaskan Standard Time", "America/Anchorage"),
+    ("Pacific Standard Time (Mexico)", "America/Tijuana"),
+    ("Pacific Standard Time", "America/Los_Angeles"),
+    ("US Mountain Standard Time", "America/Phoenix"),
+    ("Mountain Standard Time (Mexico)", "America/Mazatlan"),
+    ("Mountain Standard Time", "America/Denver"),
+    ("Central America Standard Time", "America/Guatemala"),
+    ("Central Standard Time", "America/Chicago"),
+    ("Central Standard Time (Mexico)", "America/Mexico_City"),
+    ("Canada Central Standard Time", "America/Regina"),
+    ("SA Pacific Standard Time", "America/Bogota"),
+    ("Eastern Standard Time", "America/New_York"),
+    ("Eastern Standard Time (Mexico)", "America/Cancun"),
+    ("US Eastern Standard Time", "America/Indianapolis"),
+    ("Venezuela Standard Time", "America/Caracas"),
+    ("Atlantic Standard Time", "America/Halifax"),
+    ("SA Western Standard Time", "America/La_Paz"),
+    ("Pacific SA Standard Time", "America/Santiago"),
+    ("Newfoundland Standard Time", "America/St_Johns"),
+    ("E. South America Standard Time", "America/Sao_Paulo"),
+    ("Argentina Standard Time", "America/Buenos_Aires"),
+    ("SA Eastern Standard Time", "America/Cayenne"),
+    ("Greenland Standard Time", "America/Godthab"),
+    ("Montevideo Standard Time", "America/Montevideo"),
+    ("UTC-02", "Etc/GMT+2"),
+    ("Azores Standard Time", "Atlantic/Azores"),
+    ("Cape Verde Standard Time", "Atlantic/Cape_Verde"),
+    ("UTC", "Etc/UTC"),
+    ("GMT Standard Time", "Europe/London"),
+    ("Greenwich Standard Time", "Atlantic/Reykjavik"),
+    ("Morocco Standard Time", "Africa/Casablanca"),
+    ("W. Europe Standard Time", "Europe/Berlin"),
+    ("Central Europe Standard Time", "Europe/Budapest"),
+    ("Romance Standard Time", "Europe/Paris"),
+    ("Central European Standard Time", "Europe/Warsaw"),
+    ("W. Central Africa Standard Time", "Africa/Lagos"),
+    ("GTB Standard Time", "Europe/Bucharest"),
+    ("E. Europe Standard Time", "Europe/Chisinau"),
+    ("FLE Standard Time", "Europe/Kiev"),
+    ("Israel Standard Time", "Asia/Jerusalem"),
+    ("Egypt Standard Time", "Africa/Cairo"),
+    ("South Africa Standard Time", "Africa/Johannesburg"),
+    ("Kaliningrad Standard Time", "Europe/Kaliningrad"),
+    ("Turkey Standard Time", "Europe/Istanbul"),
+    ("Jordan Standard Time", "Asia/Amman"),
+    ("Arabic Standard Time", "Asia/Baghdad"),
+    ("Arab Standard Time", "Asia/Riyadh"),
+    ("Russian Standard Time", "Europe/Moscow"),
+    ("E. Africa Standard Time", "Africa/Nairobi"),
+    ("Iran Standard Time", "Asia/Tehran"),
+    ("Arabian Standard Time", "Asia/Dubai"),
+    ("Azerbaijan Standard Time", "Asia/Baku"),
+    ("Georgian Standard Time", "Asia/Tbilisi"),
+    ("Caucasus Standard Time", "Asia/Yerevan"),
+    ("Afghanistan Standard Time", "Asia/Kabul"),
+    ("West Asia Standard Time", "Asia/Tashkent"),
+    ("Ekaterinburg Standard Time", "Asia/Yekaterinburg"),
+    ("Pakistan Standard Time", "Asia/Karachi"),
+    ("India Standard Time", "Asia/Calcutta"),
+    ("Sri Lanka Standard Time", "Asia/Colombo"),
+    ("Nepal Standard Time", "Asia/Katmandu"),
+    ("Central Asia Standard Time", "Asia/Almaty"),
+    ("Bangladesh Standard Time", "Asia/Dhaka"),
+    ("Myanmar Standard Time", "Asia/Rangoon"),
+    ("SE Asia Standard Time", "Asia/Bangkok"),
+    ("N. Central Asia Standard Time", "Asia/Novosibirsk"),
+    ("China Standard Time", "Asia/Shanghai"),
+    ("North Asia Standard Time", "Asia/Krasnoyarsk"),
+    ("Singapore Standard Time", "Asia/Singapore"),
+    ("W. Australia Standard Time", "Australia/Perth"),
+    ("Taipei Standard Time", "Asia/Taipei"),
+    ("North Asia East Standard Time", "Asia/Irkutsk"),
+    ("Tokyo Standard Time", "Asia/Tokyo"),
+    ("Korea Standard Time", "Asia/Seoul"),
+    ("Yakutsk Standard Time", "Asia/Yakutsk"),
+    ("Cen. Australia Standard Time", "Australia/Adelaide"),
+    ("AUS Central Standard Time", "Australia/Darwin"),
+    ("E. Australia Standard Time", "Australia/Brisbane"),
+    ("AUS Eastern Standard Time", "Australia/Sydney"),
+    ("West Pacific Standard Time", "Pacific/Port_Moresby"),
+    ("Tasmania Standard Time", "Australia/Hobart"),
+    ("Vladivostok Standard Time", "Asia/Vladivostok"),
+    ("Central Pacific Standard Time", "Pacific/Guadalcanal"),
+    ("Magadan Standard Time", "Asia/Magadan"),
+    ("New Zealand Standard Time", "Pacific/Auckland"),
+    ("UTC+12", "Etc/GMT-12"),
+    ("Fiji Standard Time", "Pacific/Fiji"),
+    ("Tonga Standard Time", "Pacific/Tongatapu"),
+    ("Samoa Standard Time", "Pacific/Apia"),
+    ("Line Islands Standard Time", "Pacific/Kiritimati"),
+];
 
 /// Reads a DATE or DATE-TIME property. `None` for a value that is neither.
 pub fn read(property: &Property) -> Option<Moment> {
@@ -97,7 +204,7 @@ pub fn duration(text: &str) -> Option<chrono::Duration> {
         let digits = rest.find(|c: char| !c.is_ascii_digit())?;
         let n: i64 = rest[..digits].parse().ok()?;
         let unit = rest[digits..].chars().next()?.to_ascii_uppercase();
-        total += match (unit, in_time) {
+        let part = match (unit, in_time) {
             ('W', false) => chrono::Duration::try_weeks(n)?,
             ('D', false) => chrono::Duration::try_days(n)?,
             ('H', true) => chrono::Duration::try_hours(n)?,
@@ -105,6 +212,7 @@ pub fn duration(text: &str) -> Option<chrono::Duration> {
             ('S', true) => chrono::Duration::try_seconds(n)?,
             _ => return None,
         };
+        total = total.checked_add(&part)?;
         any = true;
         rest = &rest[digits + 1..];
     }
@@ -119,15 +227,18 @@ pub fn add(moment: Moment, by: chrono::Duration) -> Option<Moment> {
     }
 }
 
-/// The iCalendar form of a moment: the value and the parameters it needs. An instant is written
-/// in the zone `tzid` when that is an IANA name (as `TZID` local time), else in UTC.
+/// The iCalendar form of a moment: the value, its `VALUE` parameter and its `TZID` parameter.
+/// An instant is written as local time in `tzid` (kept as spelled), or in UTC without one.
 pub fn write(moment: Moment, tzid: Option<&str>) -> (String, Option<&'static str>, Option<String>) {
     match moment {
         Moment::Day(day) => (day.format("%Y%m%d").to_string(), Some("DATE"), None),
-        Moment::At(at) => match tzid.filter(|t| zone(t).is_some()) {
+        Moment::At(at) => match tzid {
             Some(tzid) => {
-                let tz = zone(tzid).expect("checked above");
-                let local = at.with_timezone(&tz).naive_local();
+                let local = match zone(tzid) {
+                    Some(tz) => at.with_timezone(&tz).naive_local(),
+                    // Read as UTC: written as UTC digits, so the two stay each other's inverse.
+                    None => at.naive_utc(),
+                };
                 (
                     local.format("%Y%m%dT%H%M%S").to_string(),
                     None,
@@ -172,13 +283,28 @@ mod tests {
         let day = property(&[("VALUE", "DATE")], "20261201");
         assert_eq!(read(&day).unwrap().canonical(), "2026-12-01");
         assert_eq!(write(read(&day).unwrap(), None).1, Some("DATE"));
-        // A zone that is not an IANA name reads and writes as UTC: no drift.
+        // A Windows name is its IANA zone, and stays spelled as it was.
         let windows = property(&[("TZID", "W. Europe Standard Time")], "20261201T100000");
         let moment = read(&windows).unwrap();
+        assert_eq!(moment.canonical(), "2026-12-01T09:00:00Z");
+        assert_eq!(
+            write(moment, Some("W. Europe Standard Time")),
+            (
+                "20261201T100000".into(),
+                None,
+                Some("W. Europe Standard Time".into())
+            )
+        );
+        for (windows, iana) in WINDOWS_ZONES {
+            assert!(zone(windows).is_some(), "{windows} -> {iana}");
+        }
+        // A zone that is neither reads and writes as UTC digits under its own TZID: no drift.
+        let custom = property(&[("TZID", "My Office")], "20261201T100000");
+        let moment = read(&custom).unwrap();
         assert_eq!(moment.canonical(), "2026-12-01T10:00:00Z");
         assert_eq!(
-            write(moment, Some("W. Europe Standard Time")).0,
-            "20261201T100000Z"
+            write(moment, Some("My Office")),
+            ("20261201T100000".into(), None, Some("My Office".into()))
         );
         assert_eq!(read(&property(&[], "tomorrow")), None);
         assert_eq!(duration("PT1H30M"), Some(chrono::Duration::minutes(90)));

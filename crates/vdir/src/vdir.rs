@@ -9,11 +9,16 @@
 //! renamed over the target, so a reader sees the old item or the new one, never half of one.
 //! Updates and deletes take the etag the caller last saw and refuse when the file changed since,
 //! so an edit made by the person in between is never overwritten unseen.
+//!
+//! The directory is shared with the person (and their sync tools), so nothing in it is trusted:
+//! symbolic links are never followed (an item that is a link is not listed, not read and not
+//! written through), temporary files get unpredictable names and are created exclusively, and
+//! an item larger than [`MAX_ITEM_BYTES`] is refused.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VdirError {
@@ -31,6 +36,22 @@ pub enum VdirError {
     Missing(String),
     #[error("{0:?} is not a valid item file name")]
     BadHref(String),
+    #[error("{0} is not a regular file (a symbolic link, say): not followed")]
+    NotAFile(String),
+    #[error("{href} is {size} bytes, more than the {MAX_ITEM_BYTES} an item may have")]
+    TooLarge { href: String, size: u64 },
+}
+
+/// The largest item file crmsync reads (attachments inlined in an event can be large; a file
+/// beyond this is not a calendar item anyone meant).
+pub const MAX_ITEM_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Opens without following a symbolic link in the last component.
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> VdirError {
@@ -104,12 +125,15 @@ impl Vdir {
                 continue;
             }
             let path = item.path();
-            // A file removed between the listing and the stat is simply not listed.
-            match std::fs::metadata(&path) {
-                Ok(metadata) if metadata.is_file() => entries.push(Entry {
-                    href: name,
-                    etag: etag(&metadata),
-                }),
+            // A file removed between the listing and the stat is simply not listed. A symbolic
+            // link is listed (so that a tracked item replaced by one is not taken for deleted)
+            // but never read: `read` refuses it.
+            match std::fs::symlink_metadata(&path) {
+                Ok(metadata) if metadata.is_file() || metadata.file_type().is_symlink() => entries
+                    .push(Entry {
+                        href: name,
+                        etag: etag(&metadata),
+                    }),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error(&path, e)),
@@ -126,10 +150,29 @@ impl Vdir {
             std::io::ErrorKind::NotFound => VdirError::Missing(href.to_owned()),
             _ => io_error(&path, e),
         };
-        let mut file = std::fs::File::open(&path).map_err(missing)?;
-        let tag = etag(&file.metadata().map_err(missing)?);
+        let file = match open_no_follow(&path) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(VdirError::NotAFile(href.to_owned()));
+            }
+            other => other.map_err(missing)?,
+        };
+        let metadata = file.metadata().map_err(missing)?;
+        if !metadata.is_file() {
+            return Err(VdirError::NotAFile(href.to_owned()));
+        }
+        if metadata.len() > MAX_ITEM_BYTES {
+            return Err(VdirError::TooLarge {
+                href: href.to_owned(),
+                size: metadata.len(),
+            });
+        }
+        let tag = etag(&metadata);
         let mut content = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut content).map_err(missing)?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_ITEM_BYTES + 1),
+            &mut content,
+        )
+        .map_err(missing)?;
         let text = String::from_utf8(content).map_err(|_| VdirError::Io {
             path: path.display().to_string(),
             message: "not UTF-8".into(),
@@ -140,12 +183,14 @@ impl Vdir {
     /// An item's etag, without reading it.
     pub fn etag_of(&self, href: &str) -> Result<String, VdirError> {
         let path = self.item_path(href)?;
-        std::fs::metadata(&path)
-            .map(|m| etag(&m))
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => VdirError::Missing(href.to_owned()),
-                _ => io_error(&path, e),
-            })
+        let metadata = std::fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => VdirError::Missing(href.to_owned()),
+            _ => io_error(&path, e),
+        })?;
+        if !metadata.is_file() {
+            return Err(VdirError::NotAFile(href.to_owned()));
+        }
+        Ok(etag(&metadata))
     }
 
     fn check_etag(&self, href: &str, expected: &str) -> Result<(), VdirError> {
@@ -160,35 +205,62 @@ impl Vdir {
         Ok(())
     }
 
-    /// Writes through a temporary file and a rename; returns the new etag.
+    /// Writes through a temporary file and a rename; returns the new etag. The temporary file
+    /// has a random name and is created exclusively (never through an existing file or link),
+    /// and the etag is taken from it before the rename (a rename keeps mtime and inode), so a
+    /// write by someone else right after the rename is a different etag.
     fn replace(&self, target: &Path, content: &str) -> Result<String, VdirError> {
+        // A replaced item keeps its permissions (the person's client must still read it).
+        let mode = std::fs::symlink_metadata(target)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.mode() & 0o7777);
         let temporary = self.path.join(format!(
             ".{}.{}.tmp",
             target
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("item"),
-            std::process::id()
+            uuid::Uuid::new_v4().simple()
         ));
-        let mut file = std::fs::File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
-        file.write_all(content.as_bytes())
-            .and_then(|()| file.sync_all())
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&temporary)
             .map_err(|e| io_error(&temporary, e))?;
+        let permissions = match mode {
+            Some(mode) => file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode)),
+            None => Ok(()),
+        };
+        let written = permissions
+            .and_then(|()| file.write_all(content.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| file.metadata());
+        let metadata = match written {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(io_error(&temporary, e));
+            }
+        };
         drop(file);
-        std::fs::rename(&temporary, target).map_err(|e| io_error(target, e))?;
+        if let Err(e) = std::fs::rename(&temporary, target) {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(io_error(target, e));
+        }
         // The rename is made durable by syncing the directory.
         if let Ok(directory) = std::fs::File::open(&self.path) {
             let _ = directory.sync_all();
         }
-        std::fs::metadata(target)
-            .map(|m| etag(&m))
-            .map_err(|e| io_error(target, e))
+        Ok(etag(&metadata))
     }
 
     /// Creates an item; refuses when the href exists.
     pub fn create(&self, href: &str, content: &str) -> Result<String, VdirError> {
         let path = self.item_path(href)?;
-        if path.exists() {
+        if std::fs::symlink_metadata(&path).is_ok() {
             return Err(VdirError::Exists(href.to_owned()));
         }
         self.replace(&path, content)
@@ -258,6 +330,31 @@ mod tests {
             .filter(|n| n.to_string_lossy().ends_with(".tmp") && n != ".c2.vcf.tmp")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn symbolic_links_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, "not yours").unwrap();
+        let vdir = Vdir::contacts(dir.path());
+        std::os::unix::fs::symlink(&secret, dir.path().join("link.vcf")).unwrap();
+        assert_eq!(
+            vdir.list().unwrap().len(),
+            1,
+            "listed, so not taken for deleted"
+        );
+        assert!(matches!(vdir.read("link.vcf"), Err(VdirError::NotAFile(_))));
+        assert!(matches!(
+            vdir.update("link.vcf", CARD, "x"),
+            Err(VdirError::NotAFile(_))
+        ));
+        assert!(matches!(
+            vdir.create("link.vcf", CARD),
+            Err(VdirError::Exists(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "not yours");
     }
 
     #[test]
