@@ -939,3 +939,114 @@ fn a_polled_collection_is_synced_by_the_daemon() {
     );
     daemon.terminate(Duration::from_secs(10));
 }
+
+/// A copy of a tracked file (the same UID) is a duplicate, reported and left out; the CRM row
+/// does not flip between the two files.
+#[test]
+fn a_copied_file_is_a_duplicate_not_a_rename() {
+    let c = setup("");
+    let env = &c.env;
+    write(&c.calendar, "a.ics", &event("same", "Original", "CRM", ""));
+    sync(env);
+    let copy = event("same", "Copy", "CRM", "");
+    write(&c.calendar, "b.ics", &copy);
+    for _ in 0..3 {
+        let run = env.run(&["sync", "--json"]);
+        assert_eq!(run.code, 1, "the duplicate fails the pass");
+        assert!(run.stdout.contains("b.ics"), "{}", run.stdout);
+        let row = activity(env, "appointment");
+        assert_eq!(row["subject"], "Original");
+        assert!(row["links"][0]["item"].as_str().unwrap().ends_with("a.ics"));
+    }
+}
+
+/// What the CRM cannot hold (a regarding number that names no record, an address that is
+/// none) stays in the person's file when something else changes.
+#[test]
+fn values_the_crm_cannot_hold_stay_in_the_file() {
+    let c = setup("");
+    let env = &c.env;
+    let text = event("e", "Call", "CRM", "")
+        .replace("X-CRM-REGARDING:ACC-1001", "X-CRM-REGARDING:OPP-4242");
+    write(&c.calendar, "e.ics", &text);
+    write(
+        &c.contacts,
+        "c.vcf",
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c\r\nFN:Dana\r\nN:;Dana;;;\r\nEMAIL:dana@contoso.example\r\n\
+EMAIL:not-an-address\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n",
+    );
+    let pass = sync(env);
+    let warnings = pass["warnings"].to_string();
+    assert!(warnings.contains("OPP-4242"), "{warnings}");
+    assert!(warnings.contains("not-an-address"), "{warnings}");
+    // The person edits something else in both files; the CRM edits the event too.
+    write(
+        &c.calendar,
+        "e.ics",
+        &text.replace("SUMMARY:Call", "SUMMARY:Call back"),
+    );
+    let card = read(&c.contacts, "c.vcf").replace("FN:Dana", "FN:Dana Smith");
+    write(&c.contacts, "c.vcf", &card);
+    let id = activity(env, "appointment")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.ok(&["activity", "set", &id, "location=Room 1"]);
+    sync(env);
+    let event_text = read(&c.calendar, "e.ics");
+    assert!(
+        event_text.contains("X-CRM-REGARDING:OPP-4242\r\n"),
+        "{event_text}"
+    );
+    assert!(event_text.contains("LOCATION:Room 1\r\n"));
+    let card = read(&c.contacts, "c.vcf");
+    assert!(card.contains("EMAIL:not-an-address\r\n"), "{card}");
+    assert_eq!(contacts_of(env)[0]["name"], "Dana Smith");
+}
+
+/// A contact deleted from the address book that other activities regard is kept in the CRM
+/// (deleting it is refused), reported, and not written back into the address book.
+#[test]
+fn a_contact_the_crm_must_keep_is_not_written_back() {
+    let c = setup("");
+    let env = &c.env;
+    write(
+        &c.contacts,
+        "dana.vcf",
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:dana\r\nFN:Dana\r\nN:;Dana;;;\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n",
+    );
+    write(
+        &c.contacts,
+        "other.vcf",
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:other\r\nFN:Other\r\nN:;Other;;;\r\nEND:VCARD\r\n",
+    );
+    sync(env);
+    let number = contacts_of(env)[0]["number"].as_str().unwrap().to_owned();
+    env.ok(&[
+        "activity",
+        "add",
+        "task",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "Call Dana",
+        "--regarding",
+        &number,
+    ]);
+    std::fs::remove_file(c.contacts.join("dana.vcf")).unwrap();
+    for _ in 0..2 {
+        let run = env.run(&["sync", "--json"]);
+        assert_eq!(run.code, 1, "reported as failed");
+        assert!(run.stdout.contains("regarding record"), "{}", run.stdout);
+    }
+    assert_eq!(contacts_of(env).len(), 1, "kept in the CRM");
+    let cards: Vec<String> = std::fs::read_dir(&c.contacts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        cards,
+        ["other.vcf"],
+        "not written back into the address book"
+    );
+}

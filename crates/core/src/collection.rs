@@ -20,9 +20,10 @@ use crate::merge::{self, MergeOutcome};
 use crate::model::ConflictPolicy;
 
 /// Fields that flow from the person's store to the CRM only: the organizer and attendees of an
-/// event come from the person's calendar (the organizer's client sends the invitations), so a
-/// CRM-side change of parties is not written into the file.
-pub const ONE_WAY_FIELDS: &[&str] = &["organizer", "attendees"];
+/// event come from the person's calendar (the organizer's client sends the invitations), and
+/// its time zone is the person's own (the same meeting in two calendars may be kept in two
+/// zones); a CRM-side change of these is not written into the file.
+pub const ONE_WAY_FIELDS: &[&str] = &["organizer", "attendees", "time_zone"];
 
 /// An item that is new or changed since its link last saw it (or has no link).
 #[derive(Debug, Clone, PartialEq, Eq)]

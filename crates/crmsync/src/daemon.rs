@@ -58,7 +58,7 @@ fn settings(config: &Config) -> WorkerSettings {
 /// The running workers, kept in step with the config.
 struct Supervisor {
     workers: HashMap<String, Worker>,
-    wakers: Arc<Mutex<Vec<mpsc::Sender<()>>>>,
+    wakers: Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
     database: PathBuf,
     settings: WorkerSettings,
@@ -107,8 +107,11 @@ impl Supervisor {
                 self.workers.insert(id.to_owned(), worker);
             }
         }
-        *self.wakers.lock().expect("not poisoned") =
-            self.workers.values().map(Worker::waker).collect();
+        *self.wakers.lock().expect("not poisoned") = self
+            .workers
+            .iter()
+            .map(|(id, worker)| (id.clone(), worker.waker()))
+            .collect();
     }
 
     async fn stop_all(&mut self) {

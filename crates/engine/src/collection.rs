@@ -238,7 +238,16 @@ fn run<S: CrmStore>(
         ..CollectionView::default()
     };
     let mut present: BTreeSet<(ItemKind, ItemIdentity)> = BTreeSet::new();
-    let mut seen_uids: BTreeMap<ItemIdentity, String> = BTreeMap::new();
+    let listed: BTreeSet<&str> = entries.iter().map(|e| e.href.as_str()).collect();
+    let linked_identities: BTreeSet<(ItemKind, &ItemIdentity)> =
+        links.iter().map(|l| (l.kind, &l.identity)).collect();
+    // A UID belongs to the file its link points at while that file is listed: another file
+    // with the same UID (a copy) is a duplicate, not a rename.
+    let mut seen_uids: BTreeMap<ItemIdentity, String> = links
+        .iter()
+        .map(|l| (l.identity.clone(), collection::href(&l.location).to_owned()))
+        .filter(|(_, href)| listed.contains(href.as_str()))
+        .collect();
     let mut unreadable: Vec<(String, String)> = Vec::new();
     memory
         .untracked
@@ -268,7 +277,9 @@ fn run<S: CrmStore>(
                 continue;
             }
         };
-        if let Some(first) = seen_uids.get(&item.identity) {
+        if let Some(first) = seen_uids.get(&item.identity)
+            && *first != entry.href
+        {
             let message = format!(
                 "UID {} is also the UID of {first}: only that one is synchronized",
                 item.identity.storage_key()
@@ -278,7 +289,9 @@ fn run<S: CrmStore>(
         }
         seen_uids.insert(item.identity.clone(), entry.href.clone());
         present.insert((item.kind, item.identity.clone()));
-        if item.tracked {
+        // Remembered only when untracked and unlinked: an untracked file whose link is still
+        // to go is read again until its untrack has been carried out.
+        if item.tracked || linked_identities.contains(&(item.kind, &item.identity)) {
             memory.untracked.remove(&key);
         } else {
             memory
@@ -317,6 +330,7 @@ fn run<S: CrmStore>(
         view.changed.iter().map(|o| (o.kind, &o.identity)).collect();
     let owner = mailbox.owner.key();
     let mut crm: BTreeMap<CrmRef, CrmItem> = BTreeMap::new();
+    let mut skipped: BTreeSet<CrmRef> = BTreeSet::new();
     for link in &links {
         let Some(row) = linked.get(&link.crm) else {
             continue;
@@ -326,9 +340,22 @@ fn run<S: CrmStore>(
         {
             link.base.clone()
         } else {
-            match store.item_fields(link.crm).map_err(store_error)? {
-                Some(fields) => fields,
-                None => continue,
+            match store.item_fields(link.crm) {
+                Ok(Some(fields)) => fields,
+                Ok(None) => continue,
+                // A row another program wrote against the schema (a priority that is no
+                // number, say): this item is skipped and counted, the rest goes on.
+                Err(error) => {
+                    report.failed += 1;
+                    status.failed += 1;
+                    report.warn(format!(
+                        "{} {}: skipped: CRM store: {error}",
+                        which.as_str(),
+                        collection::href(&link.location)
+                    ));
+                    skipped.insert(link.crm);
+                    continue;
+                }
             }
         };
         crm.insert(
@@ -370,6 +397,11 @@ fn run<S: CrmStore>(
     };
 
     // Decide and apply.
+    // A skipped row must not look deleted: its link is left out of this pass.
+    let links: Vec<SyncLink> = links
+        .into_iter()
+        .filter(|l| !skipped.contains(&l.crm))
+        .collect();
     let effects = collection::reconcile(&view, &links, &crm, &created, mailbox.conflict_policy);
     let mut pending = Pending::default();
     for effect in effects {
@@ -387,10 +419,10 @@ fn run<S: CrmStore>(
             report.warn(format!("{}: {message}", which.as_str()));
         }
         if pending.batch.len() >= TRACK_BATCH {
-            flush(store, which, &mut pending.batch, report, status);
+            flush(store, which, &mut pending, report, status);
         }
     }
-    flush(store, which, &mut pending.batch, report, status);
+    flush(store, which, &mut pending, report, status);
     if pending.merge_due && !again {
         // Items just linked to existing rows: merge them now rather than on some later wake.
         return run(
@@ -416,7 +448,7 @@ fn run<S: CrmStore>(
 struct Pending {
     /// Newly tracked items whose CRM rows are created together (`flush`).
     batch: Vec<(NewItem, SyncLink)>,
-    /// Items were linked to existing rows and want a merge.
+    /// Items were linked to rows that already had their UID and want a merge.
     merge_due: bool,
 }
 
@@ -429,14 +461,14 @@ const TRACK_BATCH: usize = 256;
 fn flush<S: CrmStore>(
     store: &mut S,
     which: Which,
-    batch: &mut Vec<(NewItem, SyncLink)>,
+    pending: &mut Pending,
     report: &mut PassReport,
     status: &mut CollectionReport,
 ) {
-    if batch.is_empty() {
+    if pending.batch.is_empty() {
         return;
     }
-    let items = std::mem::take(batch);
+    let items = std::mem::take(&mut pending.batch);
     let mut results = Vec::new();
     match store.track_items(&items) {
         Ok(done) => results.extend(items.iter().zip(done).map(|(item, r)| (item, Ok(r)))),
@@ -450,9 +482,14 @@ fn flush<S: CrmStore>(
     for ((_, link), result) in results {
         let href = collection::href(&link.location);
         match result {
-            Ok((_, warnings)) => {
-                report.created += 1;
-                for warning in warnings {
+            Ok(tracked) => {
+                if tracked.linked.is_some() {
+                    report.linked += 1;
+                    pending.merge_due = true;
+                } else {
+                    report.created += 1;
+                }
+                for warning in tracked.warnings {
                     report.warn(format!("{} {href}: {warning}", which.as_str()));
                 }
             }
@@ -480,57 +517,31 @@ fn apply<S: CrmStore>(
         // Settled by the caller.
         Effect::SuspiciousEmpty { .. } => {}
         Effect::Track { observed } => {
-            let uid = observed.identity.storage_key();
-            let existing = store
-                .item_by_uid(observed.kind, &uid)
-                .map_err(store_error)?;
-            let mut link = SyncLink {
+            // Created, or linked to the row that already has its UID, by `flush`.
+            let id = uuid::Uuid::new_v4();
+            let link = SyncLink {
                 mailbox: mailbox.id.clone(),
                 kind: observed.kind,
                 identity: observed.identity.clone(),
                 location: observed.location.clone(),
-                crm: CrmRef::Activity(ActivityId(uuid::Uuid::nil())),
+                crm: match observed.kind {
+                    ItemKind::Contact => CrmRef::Record(RecordId(id)),
+                    _ => CrmRef::Activity(ActivityId(id)),
+                },
                 base: observed.fields.clone(),
                 item_version: Some(VersionMarker(observed.etag.clone())),
                 crm_version: None,
                 created_by: ItemCreator::Mailbox,
                 state: LinkState::Synced,
             };
-            match existing {
-                Some((crm, creator)) => {
-                    // Linked to the row that already copies it, without a CRM version, so a
-                    // merge follows at once (`run` goes round again). The base is what both
-                    // sides are known to have shared: for a file crmsync wrote for this row
-                    // (a crash came before its link), the file as written; for the same item
-                    // tracked in another mailbox, nothing, so every field on which the two
-                    // differ is a conflict, settled by the policy and logged.
-                    link.crm = crm;
-                    link.created_by = creator;
-                    link.crm_version = None;
-                    if creator == ItemCreator::Mailbox {
-                        link.base = crmsync_core::link::Snapshot::new();
-                    }
-                    store.link_item(&link, &uid).map_err(store_error)?;
-                    report.linked += 1;
-                    pending.merge_due = true;
-                }
-                None => {
-                    let id = uuid::Uuid::new_v4();
-                    link.crm = match observed.kind {
-                        ItemKind::Contact => CrmRef::Record(RecordId(id)),
-                        _ => CrmRef::Activity(ActivityId(id)),
-                    };
-                    let item = NewItem {
-                        kind: observed.kind,
-                        owner: mailbox.owner.clone(),
-                        mailbox: mailbox.id.clone(),
-                        uid,
-                        fields: observed.fields.clone(),
-                    };
-                    // Committed with others by the caller (`flush`).
-                    pending.batch.push((item, link));
-                }
-            }
+            let item = NewItem {
+                kind: observed.kind,
+                owner: mailbox.owner.clone(),
+                mailbox: mailbox.id.clone(),
+                uid: observed.identity.storage_key(),
+                fields: observed.fields,
+            };
+            pending.batch.push((item, link));
         }
         Effect::Update {
             link,
@@ -579,9 +590,19 @@ fn apply<S: CrmStore>(
                         report.warn(format!("{} {href}: {warning}", which.as_str()));
                     }
                 }
-                // Changed or deleted in the CRM meanwhile: the next pass sees it.
+                // Changed in the CRM meanwhile: the next pass merges again. If the file was
+                // written, the link records that it now holds those values (from the CRM), so
+                // the newer CRM edit is taken as the change it is, not as a conflict with the
+                // values just written.
                 Err(StoreError::Conflict(message)) => {
                     report.warn(format!("{} {href}: {message}", which.as_str()));
+                    if !outcome.mailbox_writes.is_empty() {
+                        let written = SyncLink {
+                            base: crmsync_core::merge::apply(&link.base, &outcome.mailbox_writes),
+                            ..new_link
+                        };
+                        store.put_link(&written).map_err(store_error)?;
+                    }
                     return Ok(());
                 }
                 Err(StoreError::NotFound(_)) => return Ok(()),
@@ -619,16 +640,15 @@ fn apply<S: CrmStore>(
             if delete_crm {
                 match store.delete_item(&link) {
                     Ok(()) => report.deleted += 1,
+                    // The CRM keeps the row (a contact other activities regard): so does the
+                    // link, so the row is neither written back into the collection as a new
+                    // item nor forgotten; the pass counts it failed until an administrator
+                    // settles it (or the person tracks the item again).
                     Err(StoreError::Refused(message)) => {
-                        report.warn(format!(
-                            "{} {}: {message}",
-                            which.as_str(),
+                        return Err(format!(
+                            "{}: not deleted in the CRM: {message}",
                             collection::href(&link.location)
                         ));
-                        store
-                            .delete_link(&link.mailbox, link.kind, &link.identity)
-                            .map_err(store_error)?;
-                        report.unlinked += 1;
                     }
                     Err(error) => return Err(store_error(error)),
                 }

@@ -29,8 +29,15 @@ const JOURNAL_INTERVAL: Duration = Duration::from_millis(50);
 /// The least time between two starts of a mailbox's IDLE watchers.
 const WATCH_RESTART: Duration = Duration::from_secs(30);
 
-/// The origin of the daemon's writes in the change journal; the journal watcher ignores them.
+/// The origin of the daemon's writes in the change journal. A worker's writes carry
+/// `crmsync-daemon:MAILBOX` ([`worker_origin`]): the journal watcher wakes every other worker
+/// for them (another mailbox may link the same row) but not the one that wrote.
 pub const DAEMON_ORIGIN: &str = "crmsync-daemon";
+
+/// The journal origin of one worker's writes.
+pub fn worker_origin(mailbox: &str) -> String {
+    format!("{DAEMON_ORIGIN}:{mailbox}")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSettings {
@@ -153,7 +160,7 @@ async fn run_worker(
             kept.connection = None;
         }
         if store.is_none() {
-            match SqliteStore::open(&database, DAEMON_ORIGIN) {
+            match SqliteStore::open(&database, &worker_origin(&id)) {
                 Ok(opened) => store = Some(opened),
                 Err(error) => tracing::error!(mailbox = %id, "CRM store: {error}"),
             }
@@ -370,7 +377,7 @@ async fn idle_watcher(
 /// every [`JOURNAL_INTERVAL`]; the daemon's own writes are skipped.
 pub async fn watch_journal(
     database: PathBuf,
-    workers: Arc<Mutex<Vec<mpsc::Sender<()>>>>,
+    workers: Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let store = loop {
@@ -400,12 +407,27 @@ pub async fn watch_journal(
         };
         let Some(last) = changes.last() else { continue };
         cursor = last.seq;
-        if changes
-            .iter()
-            .any(|c| c.origin.as_deref() != Some(DAEMON_ORIGIN))
-        {
-            tracing::debug!(changes = changes.len(), "CRM changed: waking workers");
-            for waker in workers.lock().expect("not poisoned").iter() {
+        // Who wrote: another program or the CLI wakes every worker; a worker wakes the others;
+        // the daemon's own bookkeeping wakes none.
+        let worker_prefix = format!("{DAEMON_ORIGIN}:");
+        let mut everyone = false;
+        let mut writers: Vec<&str> = Vec::new();
+        for change in &changes {
+            match change.origin.as_deref() {
+                Some(DAEMON_ORIGIN) => {}
+                Some(origin) if origin.starts_with(&worker_prefix) => {
+                    writers.push(&origin[worker_prefix.len()..]);
+                }
+                _ => everyone = true,
+            }
+        }
+        if !everyone && writers.is_empty() {
+            continue;
+        }
+        tracing::debug!(changes = changes.len(), "CRM changed: waking workers");
+        for (mailbox, waker) in workers.lock().expect("not poisoned").iter() {
+            let only_own = writers.iter().all(|w| w == mailbox);
+            if everyone || !only_own {
                 let _ = waker.try_send(());
             }
         }

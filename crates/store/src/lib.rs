@@ -142,12 +142,18 @@ pub trait CrmStore {
     /// them; `None` when the row is gone.
     fn item_fields(&self, crm: CrmRef) -> Result<Option<Snapshot>>;
     /// The row copying the item with this UID, and who created the item: the CRM when the UID
-    /// is the row's own id (crmsync wrote the item for a CRM-created row).
-    fn item_by_uid(&self, kind: ItemKind, uid: &str) -> Result<Option<(CrmRef, ItemCreator)>>;
-    /// Creates the CRM rows of newly tracked items (each at its `link.crm`) and their links,
-    /// all in one transaction (a first import commits thousands of items in a few); returns
-    /// each row's version and warnings (an unknown regarding number, say).
-    fn track_items(&mut self, items: &[(NewItem, SyncLink)]) -> Result<Vec<(i64, Vec<String>)>>;
+    /// is the id of a row created in the CRM for `owner` (crmsync wrote the item for it).
+    fn item_by_uid(
+        &self,
+        kind: ItemKind,
+        uid: &str,
+        owner: &EmailAddress,
+    ) -> Result<Option<(CrmRef, ItemCreator)>>;
+    /// Tracks items, all in one transaction (a first import commits thousands of items in a
+    /// few): an item whose UID a row already has is linked to that row, without a CRM
+    /// version, so that the next merge settles their differences; otherwise its row is
+    /// created (at `link.crm`) and linked, with the fields as the CRM stored them as the base.
+    fn track_items(&mut self, items: &[(NewItem, SyncLink)]) -> Result<Vec<Tracked>>;
     /// Saves a link to an existing row, recording the item's UID on the row if it has none.
     /// A link without a CRM version is saved without one, so the next pass merges it.
     fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64>;

@@ -1338,24 +1338,53 @@ impl CrmStore for SqliteStore {
         self.read(|conn| items::item_fields(conn, crm))
     }
 
-    fn item_by_uid(&self, kind: ItemKind, uid: &str) -> Result<Option<(CrmRef, ItemCreator)>> {
-        self.read(|conn| items::by_uid(conn, kind, uid))
+    fn item_by_uid(
+        &self,
+        kind: ItemKind,
+        uid: &str,
+        owner: &EmailAddress,
+    ) -> Result<Option<(CrmRef, ItemCreator)>> {
+        self.read(|conn| items::by_uid(conn, kind, uid, owner))
     }
 
-    fn track_items(
-        &mut self,
-        items: &[(crate::NewItem, SyncLink)],
-    ) -> Result<Vec<(i64, Vec<String>)>> {
+    fn track_items(&mut self, items: &[(crate::NewItem, SyncLink)]) -> Result<Vec<crate::Tracked>> {
         self.write(|tx| {
             let mut results = Vec::with_capacity(items.len());
             for (item, link) in items {
                 let mut warnings = Vec::new();
-                items::insert_item(tx, link.crm, item, &mut warnings)?;
-                let version = items::row_version(tx, link.crm)?.unwrap_or(1);
                 let mut link = link.clone();
-                link.crm_version = Some(version);
+                // Looked up inside the write transaction, so two mailboxes tracking the same
+                // meeting at the same moment make one row.
+                let linked = match items::by_uid(tx, item.kind, &item.uid, &item.owner)? {
+                    Some((crm, creator)) => {
+                        // Linked without a CRM version, so a merge follows. The base is what
+                        // both sides are known to share: for a file crmsync wrote for this
+                        // CRM-created row (a crash came before its link), the file as written;
+                        // for the same item tracked in another mailbox, nothing, so every
+                        // field on which the two differ is a conflict the policy settles.
+                        items::set_uid(tx, crm, &item.uid)?;
+                        link.crm = crm;
+                        link.created_by = creator;
+                        link.crm_version = None;
+                        if creator == ItemCreator::Mailbox {
+                            link.base = Snapshot::new();
+                        }
+                        Some(creator)
+                    }
+                    None => {
+                        items::insert_item(tx, link.crm, item, &mut warnings)?;
+                        link.crm_version = items::row_version(tx, link.crm)?;
+                        // The base is what the CRM holds, which is the item's fields unless
+                        // the CRM could not take some (an unknown regarding number, an address
+                        // that is none): those stay differences, never taken for CRM edits.
+                        if let Some(stored) = items::item_fields(tx, link.crm)? {
+                            link.base = stored;
+                        }
+                        None
+                    }
+                };
                 upsert_link(tx, &link)?;
-                results.push((version, warnings));
+                results.push(crate::Tracked { linked, warnings });
             }
             Ok(results)
         })
@@ -1363,15 +1392,18 @@ impl CrmStore for SqliteStore {
 
     fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64> {
         self.write(|tx| {
-            items::set_uid(tx, link.crm, uid)?;
-            let version = items::row_version(tx, link.crm)?
+            let before = items::row_version(tx, link.crm)?
                 .ok_or_else(|| StoreError::NotFound("the linked CRM row".into()))?;
+            items::set_uid(tx, link.crm, uid)?;
+            let version = items::row_version(tx, link.crm)?.unwrap_or(before);
             let mut link = link.clone();
-            // Recording the UID bumped the version: a link that knew the row's version
-            // still does; one that did not (a merge is due) still does not.
-            if link.crm_version.is_some() {
-                link.crm_version = Some(version);
-            }
+            // Recording the UID bumped the version. A link that knew the row's version still
+            // does; one whose version moved since its base was read (an edit came in between)
+            // or that never knew it does not, so the next pass merges.
+            link.crm_version = match link.crm_version {
+                Some(expected) if expected == before => Some(version),
+                _ => None,
+            };
             upsert_link(tx, &link)?;
             Ok(version)
         })
@@ -1400,6 +1432,10 @@ impl CrmStore for SqliteStore {
             let version = items::row_version(tx, link.crm)?.unwrap_or(found);
             let mut link = link.clone();
             link.crm_version = Some(version);
+            // The CRM's fields as stored become the base (see `track_items`).
+            if let Some(stored) = items::item_fields(tx, link.crm)? {
+                link.base = stored;
+            }
             upsert_link(tx, &link)?;
             Ok((version, warnings))
         })

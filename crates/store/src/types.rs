@@ -335,3 +335,13 @@ pub struct CreatedItem {
     pub fields: crmsync_core::link::Snapshot,
     pub version: i64,
 }
+
+/// What tracking one item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    /// `Some`: linked to the row that already had its UID (and who created the item); `None`:
+    /// its row was created.
+    pub linked: Option<crmsync_core::link::ItemCreator>,
+    /// What the CRM could not take (an unknown regarding number, say).
+    pub warnings: Vec<String>,
+}

@@ -898,17 +898,38 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
         uid: "e1@example.com".into(),
         fields: fields.clone(),
     };
-    let (version, warnings) = fx
+    let tracked = fx
         .store
-        .track_items(&[(item, link.clone())])
+        .track_items(&[(item.clone(), link.clone())])
         .unwrap()
         .remove(0);
-    assert_eq!(warnings, Vec::<String>::new());
+    assert_eq!(tracked.linked, None, "created");
+    assert_eq!(tracked.warnings, Vec::<String>::new());
     assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields.clone()));
     let CrmRef::Activity(id) = crm else {
         unreachable!()
     };
     let row = fx.store.activity(id).unwrap();
+    let version = row.version;
+    // The same UID tracked from a second mailbox is linked to the same row, not copied.
+    let mut bobs = link.clone();
+    bobs.mailbox = "bob".into();
+    bobs.crm = CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4()));
+    let again = fx.store.track_items(&[(item, bobs)]).unwrap().remove(0);
+    assert_eq!(again.linked, Some(ItemCreator::Mailbox));
+    let bob_link = &fx.store.links("bob").unwrap()[0];
+    assert_eq!(bob_link.crm, crm);
+    assert_eq!(bob_link.crm_version, None, "a merge is due");
+    assert_eq!(
+        fx.store
+            .activities(&ActivityFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+    fx.store
+        .delete_link("bob", ItemKind::Event, &bob_link.identity)
+        .unwrap();
     assert_eq!(row.regarding.unwrap().number.as_str(), "ACC-1001");
     let dana = row
         .parties
@@ -920,13 +941,21 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     // The UID finds the row again (the same meeting in a second calendar).
     assert_eq!(
         fx.store
-            .item_by_uid(ItemKind::Event, "e1@example.com")
+            .item_by_uid(
+                ItemKind::Event,
+                "e1@example.com",
+                &email("alice@example.com")
+            )
             .unwrap(),
         Some((crm, ItemCreator::Mailbox))
     );
     assert_eq!(
         fx.store
-            .item_by_uid(ItemKind::Task, "e1@example.com")
+            .item_by_uid(
+                ItemKind::Task,
+                "e1@example.com",
+                &email("alice@example.com")
+            )
             .unwrap(),
         None
     );
@@ -1024,8 +1053,20 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
     let uid = created[0].uid.clone();
     assert_eq!(
         fx.store
-            .item_by_uid(ItemKind::Event, &uid.to_ascii_uppercase())
+            .item_by_uid(
+                ItemKind::Event,
+                &uid.to_ascii_uppercase(),
+                &email("alice@example.com")
+            )
             .unwrap(),
         Some((created[0].crm, ItemCreator::Crm))
+    );
+    // The same file reaching Bob (an invitation) is his item, not one the CRM made for him.
+    add_user(&mut fx.store, "bob@example.com");
+    assert_eq!(
+        fx.store
+            .item_by_uid(ItemKind::Event, &uid, &email("bob@example.com"))
+            .unwrap(),
+        Some((created[0].crm, ItemCreator::Mailbox))
     );
 }

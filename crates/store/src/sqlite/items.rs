@@ -18,18 +18,28 @@ use super::{
 };
 use crate::{CreatedItem, LinkedItem, NewParty, Result, StoreError};
 
-/// A moment as stored by another program (RFC 3339 with any offset) in the canonical form.
+/// A moment as stored by another program (RFC 3339 with any offset, or SQLite's own
+/// `YYYY-MM-DD HH:MM:SS`, which is UTC) in the canonical form. Text that is no moment is kept
+/// as it is: the collection adapter then leaves the file's property alone.
 fn canonical_moment(text: &str) -> String {
+    let text = text.trim();
     if NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok() {
         return text.to_owned();
     }
-    match DateTime::parse_from_rfc3339(text) {
-        Ok(at) => at
-            .with_timezone(&Utc)
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string(),
-        Err(_) => text.to_owned(),
+    let utc = |at: DateTime<Utc>| at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return utc(at.with_timezone(&Utc));
     }
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return utc(at.and_utc());
+        }
+    }
+    text.to_owned()
 }
 
 fn crm_id(crm: CrmRef) -> String {
@@ -123,7 +133,11 @@ fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
         fields.set("completed", &moment(&completed));
         fields.set(
             "priority",
-            &priority.map(|p| p.to_string()).unwrap_or_default(),
+            // Priority 0 is "none" in iCalendar: the same as no priority.
+            &priority
+                .filter(|p| *p != 0)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
         );
         fields.set(
             "percent",
@@ -559,34 +573,45 @@ pub(super) fn insert_item(
 }
 
 /// The CRM row copying the item with this UID: one with that UID, or (for an item crmsync
-/// wrote for a CRM-created row) the row whose id is the UID.
+/// wrote for a CRM-created row) the row whose id is the UID. The item counts as created by the
+/// CRM only when it is that: a row created in the CRM, owned by `owner`, whose id is the UID
+/// (the same event reaching another person as an invitation is theirs).
 pub(super) fn by_uid(
     conn: &Connection,
     kind: ItemKind,
     uid: &str,
+    owner: &EmailAddress,
 ) -> Result<Option<(CrmRef, ItemCreator)>> {
     let (sql, activity) = match kind {
         ItemKind::Event => (
-            "SELECT id, uid IS NULL OR uid = id FROM activities
-             WHERE type = 'appointment' AND (uid = ?1 OR id = lower(?1)) ORDER BY uid IS NULL LIMIT 1",
+            "SELECT a.id, a.created_by = 'crm' AND u.email = ?2 COLLATE NOCASE
+             FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
+             WHERE a.type = 'appointment' AND (a.uid = ?1 OR a.id = lower(?1))
+             ORDER BY a.uid IS NULL LIMIT 1",
             true,
         ),
         ItemKind::Task => (
-            "SELECT id, uid IS NULL OR uid = id FROM activities
-             WHERE type = 'task' AND (uid = ?1 OR id = lower(?1)) ORDER BY uid IS NULL LIMIT 1",
+            "SELECT a.id, a.created_by = 'crm' AND u.email = ?2 COLLATE NOCASE
+             FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
+             WHERE a.type = 'task' AND (a.uid = ?1 OR a.id = lower(?1))
+             ORDER BY a.uid IS NULL LIMIT 1",
             true,
         ),
         ItemKind::Contact => (
-            "SELECT id, uid IS NULL OR uid = id FROM records
-             WHERE entity = 'contact' AND (uid = ?1 OR id = lower(?1)) ORDER BY uid IS NULL LIMIT 1",
+            "SELECT r.id, u.email = ?2 COLLATE NOCASE
+             FROM records r LEFT JOIN users u ON u.record_id = r.owner_id
+             WHERE r.entity = 'contact' AND (r.uid = ?1 OR r.id = lower(?1))
+             ORDER BY r.uid IS NULL LIMIT 1",
             false,
         ),
         ItemKind::Email => return Ok(None),
     };
-    let found: Option<(String, bool)> = conn
-        .query_row(sql, [uid], |row| Ok((row.get(0)?, row.get(1)?)))
+    let found: Option<(String, Option<bool>)> =
+        query_row_cached(conn, sql, params![uid, owner.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
-    let Some((id, written_by_crm)) = found else {
+    let Some((id, crm_owned)) = found else {
         return Ok(None);
     };
     let table = if activity { "activities" } else { "records" };
@@ -596,7 +621,7 @@ pub(super) fn by_uid(
     } else {
         CrmRef::Record(RecordId(id))
     };
-    let creator = if written_by_crm && id.to_string() == uid.to_ascii_lowercase() {
+    let creator = if crm_owned == Some(true) && id.to_string() == uid.to_ascii_lowercase() {
         ItemCreator::Crm
     } else {
         ItemCreator::Mailbox
