@@ -17,7 +17,7 @@ use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use crmsync_config::{Config, LogFormat, MailboxConfig};
 use crmsync_engine::daemon::{
-    DAEMON_ORIGIN, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
+    DAEMON_ORIGIN, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
 };
 use crmsync_engine::{MailboxState, PassReport};
 use crmsync_store::{CrmStore, SqliteStore};
@@ -58,7 +58,7 @@ fn settings(config: &Config) -> WorkerSettings {
 /// The running workers, kept in step with the config.
 struct Supervisor {
     workers: HashMap<String, Worker>,
-    wakers: Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>,
+    wakers: Wakers,
     events: mpsc::UnboundedSender<WorkerEvent>,
     database: PathBuf,
     settings: WorkerSettings,

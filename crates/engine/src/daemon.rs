@@ -375,11 +375,10 @@ async fn idle_watcher(
 /// Follows the CRM store's change journal and wakes every worker when another program (the
 /// CLI, any writer of the schema) changed something. It reads only the journal's new rows,
 /// every [`JOURNAL_INTERVAL`]; the daemon's own writes are skipped.
-pub async fn watch_journal(
-    database: PathBuf,
-    workers: Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// The workers' wakers by mailbox, shared between the supervisor and the journal watcher.
+pub type Wakers = Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>;
+
+pub async fn watch_journal(database: PathBuf, workers: Wakers, mut stop: watch::Receiver<bool>) {
     let store = loop {
         match SqliteStore::open(&database, DAEMON_ORIGIN) {
             Ok(store) => break store,
