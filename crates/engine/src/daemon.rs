@@ -165,12 +165,42 @@ async fn run_worker(
                 Err(error) => tracing::error!(mailbox = %id, "CRM store: {error}"),
             }
         }
-        let report = match store.as_mut() {
-            Some(store) => match crate::lock::lock_mailbox(&database, &id).await {
+        let report = match store.take() {
+            Some(mut owned) => match crate::lock::lock_mailbox(&database, &id).await {
                 Ok(_lock) => {
-                    sync_mailbox_keeping(store, &mailbox, PassOptions::default(), &mut kept).await
+                    // The pass runs as a task of its own, so that a bug that panics on some
+                    // input fails this pass (reported, retried with backoff) instead of
+                    // silently ending the worker. Its store and kept state go with a panic
+                    // and are made afresh.
+                    let for_pass = mailbox.clone();
+                    let mut for_kept = std::mem::take(&mut kept);
+                    let pass = tokio::spawn(async move {
+                        let report = sync_mailbox_keeping(
+                            &mut owned,
+                            &for_pass,
+                            PassOptions::default(),
+                            &mut for_kept,
+                        )
+                        .await;
+                        (owned, for_kept, report)
+                    });
+                    match pass.await {
+                        Ok((owned, returned, report)) => {
+                            store = Some(owned);
+                            kept = returned;
+                            report
+                        }
+                        Err(error) => {
+                            let mut report = crate::PassReport::new(&id);
+                            report.fail(format!(
+                                "internal error, the pass was abandoned (please report it): {error}"
+                            ));
+                            report
+                        }
+                    }
                 }
                 Err(error) => {
+                    store = Some(owned);
                     let mut report = crate::PassReport::new(&id);
                     report.fail(format!("cannot take the mailbox lock: {error}"));
                     report
