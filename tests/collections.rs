@@ -452,6 +452,33 @@ fn a_malformed_file_is_counted_and_the_rest_synced() {
     assert_eq!(activity(env, "appointment")["subject"], "Good");
 }
 
+/// The address book too: an empty listing deletes no contact.
+#[test]
+fn an_empty_address_book_deletes_no_contact() {
+    let c = setup("");
+    let env = &c.env;
+    write(
+        &c.contacts,
+        "d.vcf",
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:d\r\nFN:Dana\r\nN:;Dana;;;\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n",
+    );
+    sync(env);
+    std::fs::remove_file(c.contacts.join("d.vcf")).unwrap();
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 1);
+    let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+    let contacts = &pass["mailboxes"][0]["collections"][1];
+    assert_eq!(contacts["name"], "contacts");
+    assert_eq!(contacts["state"], "error", "{pass}");
+    assert_eq!(contacts_of(env).len(), 1, "nothing deleted");
+    // A missing directory is the same: an error, nothing deleted.
+    std::fs::remove_dir(&c.contacts).unwrap();
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("is not a directory"), "{}", run.stdout);
+    assert_eq!(contacts_of(env).len(), 1);
+}
+
 #[test]
 fn an_empty_listing_deletes_nothing_until_an_administrator_accepts_it() {
     let c = setup("");
