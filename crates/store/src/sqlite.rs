@@ -252,14 +252,14 @@ fn record_ref_by_id(conn: &Connection, id: &str) -> Result<RecordRef> {
 
 /// The one record matching `condition` on `r` with `key` as `?1`; `key` names it when missing.
 fn record_ref_where(conn: &Connection, condition: &str, key: &str) -> Result<RecordRef> {
-    let raw = conn
-        .query_row(
-            &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE {condition}"),
-            [key],
-            |row| raw_record_ref(row, 0),
-        )
-        .optional()?
-        .flatten();
+    let raw = query_row_cached(
+        conn,
+        &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE {condition}"),
+        [key],
+        |row| raw_record_ref(row, 0),
+    )
+    .optional()?
+    .flatten();
     match raw {
         Some(raw) => record_ref_from(raw),
         None => Err(StoreError::NotFound(format!("record {key}"))),
@@ -441,14 +441,14 @@ fn check_parent(conn: &Connection, record_id: &str, parent: &RecordRef) -> Resul
         if steps > 10_000 {
             break;
         }
-        current = conn
-            .query_row(
-                "SELECT parent_id FROM records WHERE id = ?1",
-                [&id],
-                |row| row.get::<_, Option<String>>(0),
-            )
-            .optional()?
-            .flatten();
+        current = query_row_cached(
+            conn,
+            "SELECT parent_id FROM records WHERE id = ?1",
+            [&id],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten();
     }
     Ok(())
 }
@@ -575,52 +575,52 @@ fn candidates_for(conn: &Connection, address: &EmailAddress) -> Result<Vec<Candi
 
 fn load_activity(conn: &Connection, id: ActivityId) -> Result<ActivityRow> {
     let id_text = id.to_string();
-    let row = conn
-        .query_row(
-            "SELECT a.type, u.email, a.regarding_id, a.subject, a.state, a.description,
+    let row = query_row_cached(
+        conn,
+        "SELECT a.type, u.email, a.regarding_id, a.subject, a.state, a.description,
                     a.message_id, a.direction, a.location, a.start_at, a.end_at, a.all_day,
                     a.due_at, a.priority, a.percent_complete, a.created_by, a.version,
                     a.created, a.modified, a.sent_at, a.received_at
              FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
              WHERE a.id = ?1",
-            [&id_text],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    ActivityRow {
-                        id,
-                        activity_type: ActivityType::Email,
-                        owner: String::new(),
-                        regarding: None,
-                        subject: row.get(3)?,
-                        state: ActivityState::Open,
-                        description: row.get(5)?,
-                        message_id: row.get(6)?,
-                        direction: row.get(7)?,
-                        sent: row.get(19)?,
-                        received: row.get(20)?,
-                        location: row.get(8)?,
-                        start: row.get(9)?,
-                        end: row.get(10)?,
-                        all_day: row.get(11)?,
-                        due: row.get(12)?,
-                        priority: row.get(13)?,
-                        percent_complete: row.get(14)?,
-                        parties: Vec::new(),
-                        attachments: Vec::new(),
-                        links: Vec::new(),
-                        created_by: row.get(15)?,
-                        version: row.get(16)?,
-                        created: row.get(17)?,
-                        modified: row.get(18)?,
-                    },
-                    row.get::<_, String>(4)?,
-                ))
-            },
-        )
-        .optional()?;
+        [&id_text],
+        |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                ActivityRow {
+                    id,
+                    activity_type: ActivityType::Email,
+                    owner: String::new(),
+                    regarding: None,
+                    subject: row.get(3)?,
+                    state: ActivityState::Open,
+                    description: row.get(5)?,
+                    message_id: row.get(6)?,
+                    direction: row.get(7)?,
+                    sent: row.get(19)?,
+                    received: row.get(20)?,
+                    location: row.get(8)?,
+                    start: row.get(9)?,
+                    end: row.get(10)?,
+                    all_day: row.get(11)?,
+                    due: row.get(12)?,
+                    priority: row.get(13)?,
+                    percent_complete: row.get(14)?,
+                    parties: Vec::new(),
+                    attachments: Vec::new(),
+                    links: Vec::new(),
+                    created_by: row.get(15)?,
+                    version: row.get(16)?,
+                    created: row.get(17)?,
+                    modified: row.get(18)?,
+                },
+                row.get::<_, String>(4)?,
+            ))
+        },
+    )
+    .optional()?;
     let Some((activity_type, owner, regarding_id, mut activity, state)) = row else {
         return Err(StoreError::NotFound(format!("activity {id}")));
     };
@@ -1197,14 +1197,14 @@ impl CrmStore for SqliteStore {
 
     fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>> {
         self.read(|conn| {
-            let id: Option<String> = conn
-                .query_row(
-                    "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
+            let id: Option<String> = query_row_cached(
+                conn,
+                "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
                      AND content_hash = ?2 ORDER BY created LIMIT 1",
-                    [message_id, content_hash],
-                    |row| row.get(0),
-                )
-                .optional()?;
+                [message_id, content_hash],
+                |row| row.get(0),
+            )
+            .optional()?;
             id.map(|id| Ok(ActivityId(parse_uuid("activities", &id)?)))
                 .transpose()
         })
@@ -1618,23 +1618,23 @@ impl CrmStore for SqliteStore {
 
     fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>> {
         self.read(|conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT uid_validity, highest_modseq, sync_token, last_full_scan
+            Ok(query_row_cached(
+                conn,
+                "SELECT uid_validity, highest_modseq, sync_token, last_full_scan
                      FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
-                    [mailbox, scope],
-                    |row| {
-                        Ok(SyncState {
-                            uid_validity: row.get(0)?,
-                            highest_modseq: row
-                                .get::<_, Option<i64>>(1)?
-                                .map(|modseq| modseq.max(0) as u64),
-                            sync_token: row.get(2)?,
-                            last_full_scan: row.get(3)?,
-                        })
-                    },
-                )
-                .optional()?)
+                [mailbox, scope],
+                |row| {
+                    Ok(SyncState {
+                        uid_validity: row.get(0)?,
+                        highest_modseq: row
+                            .get::<_, Option<i64>>(1)?
+                            .map(|modseq| modseq.max(0) as u64),
+                        sync_token: row.get(2)?,
+                        last_full_scan: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
         })
     }
 
@@ -1717,14 +1717,14 @@ impl CrmStore for SqliteStore {
 
     fn journal_cursor(&self, consumer: &str) -> Result<i64> {
         self.read(|conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT seq FROM journal_cursors WHERE consumer = ?1",
-                    [consumer],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0))
+            Ok(query_row_cached(
+                conn,
+                "SELECT seq FROM journal_cursors WHERE consumer = ?1",
+                [consumer],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
         })
     }
 

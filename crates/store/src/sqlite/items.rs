@@ -67,38 +67,38 @@ type ActivityColumns = (
 );
 
 fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
-    let row: Option<ActivityColumns> = conn
-        .query_row(
-            "SELECT a.type, a.subject, a.location, a.description, a.start_at, a.end_at,
+    let row: Option<ActivityColumns> = query_row_cached(
+        conn,
+        "SELECT a.type, a.subject, a.location, a.description, a.start_at, a.end_at,
                     a.time_zone, a.recurrence_rule, a.recurrence_exceptions, a.show_as, a.state,
                     a.due_at, a.completed_at, a.priority, a.percent_complete,
                     (SELECT number FROM records WHERE id = a.regarding_id)
              FROM activities a WHERE a.id = ?1",
-            [id],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    [
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                        row.get(7)?,
-                        row.get(8)?,
-                        row.get(9)?,
-                        row.get(10)?,
-                        row.get(11)?,
-                        row.get(12)?,
-                    ],
-                    row.get(13)?,
-                    row.get(14)?,
-                    row.get(15)?,
-                ))
-            },
-        )
-        .optional()?;
+        [id],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                [
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                    row.get(10)?,
+                    row.get(11)?,
+                    row.get(12)?,
+                ],
+                row.get(13)?,
+                row.get(14)?,
+                row.get(15)?,
+            ))
+        },
+    )
+    .optional()?;
     let Some((kind, subject, columns, priority, percent, regarding)) = row else {
         return Ok(None);
     };
@@ -186,27 +186,27 @@ fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
 
 fn contact_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
     type Columns = (String, [Option<String>; 6]);
-    let row: Option<Columns> = conn
-        .query_row(
-            "SELECT r.name, r.given_name, r.family_name, r.job_title, r.postal_address, r.notes,
+    let row: Option<Columns> = query_row_cached(
+        conn,
+        "SELECT r.name, r.given_name, r.family_name, r.job_title, r.postal_address, r.notes,
                     (SELECT p.name FROM records p WHERE p.id = r.parent_id)
              FROM records r WHERE r.id = ?1",
-            [id],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    [
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                    ],
-                ))
-            },
-        )
-        .optional()?;
+        [id],
+        |row| {
+            Ok((
+                row.get(0)?,
+                [
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ],
+            ))
+        },
+    )
+    .optional()?;
     let Some((name, [given, family, title, address, notes, organization])) = row else {
         return Ok(None);
     };
@@ -245,9 +245,7 @@ pub(super) fn row_version(conn: &Connection, crm: CrmRef) -> Result<Option<i64>>
         CrmRef::Activity(_) => "SELECT version FROM activities WHERE id = ?1",
         CrmRef::Record(_) => "SELECT version FROM records WHERE id = ?1",
     };
-    Ok(conn
-        .query_row(sql, [crm_id(crm)], |row| row.get(0))
-        .optional()?)
+    Ok(query_row_cached(conn, sql, [crm_id(crm)], |row| row.get(0)).optional()?)
 }
 
 fn optional_text(value: Option<&str>) -> Value {
@@ -644,7 +642,7 @@ pub(super) fn linked(
     conn: &Connection,
     mailbox: &str,
 ) -> Result<std::collections::HashMap<CrmRef, LinkedItem>> {
-    let mut statement = conn.prepare(
+    let mut statement = conn.prepare_cached(
         "SELECT l.crm_kind, l.crm_id, COALESCE(a.version, r.version), COALESCE(ua.email, ur.email)
          FROM sync_links l
          LEFT JOIN activities a ON l.crm_kind = 'activity' AND a.id = l.crm_id
@@ -692,7 +690,7 @@ pub(super) fn created(
     };
     let mut rows: Vec<(ItemKind, CrmRef, String, i64)> = Vec::new();
     if calendar {
-        let mut statement = conn.prepare(
+        let mut statement = conn.prepare_cached(
             "SELECT id, type, COALESCE(uid, id), version FROM activities a
              WHERE owner_id = ?1 AND type IN ('appointment', 'task') AND created_by = 'crm'
                AND NOT EXISTS (SELECT 1 FROM sync_links l WHERE l.mailbox = ?2
@@ -720,7 +718,7 @@ pub(super) fn created(
         }
     }
     if contacts {
-        let mut statement = conn.prepare(
+        let mut statement = conn.prepare_cached(
             "SELECT id, COALESCE(uid, id), version FROM records r
              WHERE owner_id = ?1 AND entity = 'contact'
                AND NOT EXISTS (SELECT 1 FROM sync_links l WHERE l.mailbox = ?2
