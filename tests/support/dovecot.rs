@@ -43,7 +43,8 @@ impl Dovecot {
             .prefix("crmsync-dovecot-")
             .tempdir()
             .unwrap();
-        let root = dir.path();
+        let root = dir.path().to_owned();
+        let root = root.as_path();
         // Dovecot hands mail to the `mail` user, which must reach the mail directory.
         std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
@@ -62,21 +63,31 @@ impl Dovecot {
             .collect();
         std::fs::write(root.join("passwd"), passwd).unwrap();
 
-        let port = free_port();
-        let tls_port = tls.as_ref().map(|_| free_port());
-        let ssl = match &tls {
-            Some(files) => {
-                std::fs::write(root.join("cert.pem"), files.cert_pem).unwrap();
-                std::fs::write(root.join("key.pem"), files.key_pem).unwrap();
-                format!(
-                    "ssl = required\nssl_cert = <{0}/cert.pem\nssl_key = <{0}/key.pem\n",
-                    root.display()
-                )
-            }
-            None => "ssl = no\n".to_owned(),
+        let mut dovecot = Dovecot {
+            dir,
+            port: 0,
+            tls_port: None,
+            child: None,
+            conf: root.join("dovecot.conf"),
         };
-        let conf = format!(
-            r#"base_dir = {d}/run
+        // A free port can be taken by another test's server between our probe and Dovecot's
+        // bind; then Dovecot exits and we try again with other ports.
+        for attempt in 1..=5 {
+            let port = free_port();
+            let tls_port = tls.as_ref().map(|_| free_port());
+            let ssl = match &tls {
+                Some(files) => {
+                    std::fs::write(root.join("cert.pem"), files.cert_pem).unwrap();
+                    std::fs::write(root.join("key.pem"), files.key_pem).unwrap();
+                    format!(
+                        "ssl = required\nssl_cert = <{0}/cert.pem\nssl_key = <{0}/key.pem\n",
+                        root.display()
+                    )
+                }
+                None => "ssl = no\n".to_owned(),
+            };
+            let conf = format!(
+                r#"base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = imap
@@ -111,25 +122,33 @@ userdb {{
   args = uid=mail gid=mail home={d}/mail/%u
 }}
 "#,
-            d = root.display(),
-            imaps = tls_port.unwrap_or(0),
-        );
-        let conf_path = root.join("dovecot.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let mut dovecot = Dovecot {
-            dir,
-            port,
-            tls_port,
-            child: None,
-            conf: conf_path,
-        };
-        dovecot.restart();
-        dovecot
+                d = root.display(),
+                imaps = tls_port.unwrap_or(0),
+            );
+            std::fs::write(&dovecot.conf, conf).unwrap();
+            dovecot.port = port;
+            dovecot.tls_port = tls_port;
+            match dovecot.try_start() {
+                Ok(()) => return dovecot,
+                Err(log) => eprintln!("dovecot did not start (attempt {attempt}): {log}"),
+            }
+        }
+        panic!("dovecot did not start in 5 attempts: {}", dovecot.log())
     }
 
     /// Starts the server (again, after [`Dovecot::stop`]) and waits until the port answers.
     pub fn restart(&mut self) {
+        if let Err(log) = self.try_start() {
+            panic!("dovecot did not listen: {log}");
+        }
+    }
+
+    /// Starts the server and waits until its ports answer and it is still running a moment
+    /// later (a Dovecot that could not bind exits at once, while another server on the same
+    /// port would answer the probe). `Err` carries its log.
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
+        let started = Instant::now();
         let child = Command::new("dovecot")
             .arg("-F")
             .arg("-c")
@@ -140,13 +159,27 @@ userdb {{
             .spawn()
             .expect("dovecot starts (is dovecot-imapd installed? run tests/run)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot did not listen: {}",
-                self.log()
-            );
+        let deadline = started + Duration::from_secs(15);
+        let ports: Vec<u16> = std::iter::once(self.port).chain(self.tls_port).collect();
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return Err(self.log());
+            }
+            let listening = ports
+                .iter()
+                .all(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok());
+            if listening && started.elapsed() > Duration::from_millis(300) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(self.log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
