@@ -686,7 +686,8 @@ async fn track<S: CrmStore>(
             .collect(),
         regarding,
     };
-    store.track_email(&email, &link).map_err(store_error)?;
+    let (id, _) = store.track_email(&email, &link).map_err(store_error)?;
+    let created = link.crm == CrmRef::Activity(id);
     warnings.extend(warning.take());
-    Ok((true, (!warnings.is_empty()).then(|| warnings.join("; "))))
+    Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
 }

@@ -115,8 +115,11 @@ pub trait CrmStore {
     // Tracked email.
     /// The email activity copying the message with this identity, if any.
     fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>>;
-    /// Creates the activity of a tracked email and its link, in one transaction. A regarding
-    /// number that names no record leaves the activity without regarding; the warning says so.
+    /// Creates the activity of a tracked email and its link, in one transaction, and returns
+    /// its id. When an activity with the same identity exists by then (another mailbox tracked
+    /// the message in the same instant), the link goes to it instead and its id is returned. A
+    /// regarding number that names no record leaves the activity without regarding; the
+    /// warning says so.
     fn track_email(
         &mut self,
         email: &NewEmail,

@@ -1219,6 +1219,29 @@ impl CrmStore for SqliteStore {
         self.write(|tx| {
             let owner_id = user_id_by_email(tx, &email.owner)?;
             let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
+            // Looked up inside the write transaction: the same message tracked in two
+            // mailboxes at the same moment is still one activity.
+            let existing: Option<String> = query_row_cached(
+                tx,
+                "SELECT id FROM activities WHERE message_id = ?1 AND content_hash = ?2 LIMIT 1",
+                params![email.message_id, email.content_hash],
+                |row| row.get(0),
+            )
+            .optional()?;
+            if let Some(existing) = existing {
+                let existing = ActivityId(parse_uuid("activities", &existing)?);
+                if email.regarding.is_some() {
+                    execute_cached(
+                        tx,
+                        "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+                        params![regarding, existing.to_string()],
+                    )?;
+                }
+                let mut link = link.clone();
+                link.crm = CrmRef::Activity(existing);
+                upsert_link(tx, &link)?;
+                return Ok((existing, warning));
+            }
             let (state, direction) = if email.outgoing {
                 ("sent", "outgoing")
             } else {

@@ -1070,3 +1070,61 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
         Some((created[0].crm, ItemCreator::Mailbox))
     );
 }
+
+#[test]
+fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    add_user(&mut fx.store, "bob@example.com");
+    let email_of = |owner: &str, mailbox: &str| crmsync_store::NewEmail {
+        owner: email(owner),
+        mailbox: mailbox.into(),
+        subject: "Quote".into(),
+        text_body: Some("Hello".into()),
+        html_body: None,
+        message_id: "q1@x.example".into(),
+        content_hash: "abcd".into(),
+        in_reply_to: None,
+        references: None,
+        outgoing: false,
+        date: None,
+        parties: Vec::new(),
+        attachments: Vec::new(),
+        regarding: None,
+    };
+    let link_of = |mailbox: &str| SyncLink {
+        mailbox: mailbox.into(),
+        kind: ItemKind::Email,
+        identity: ItemIdentity::Email {
+            message_id: "q1@x.example".into(),
+            content_hash: ContentHash::new("abcd").unwrap(),
+        },
+        location: ItemLocation::Imap {
+            folder: "INBOX".into(),
+            uid_validity: 1,
+            uid: 1,
+        },
+        crm: CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4())),
+        base: Snapshot::new(),
+        item_version: None,
+        crm_version: None,
+        created_by: ItemCreator::Mailbox,
+        state: LinkState::Synced,
+    };
+    // Both workers saw no activity yet and both try to create one.
+    let alice = link_of("alice");
+    let (first, _) = fx
+        .store
+        .track_email(&email_of("alice@example.com", "alice"), &alice)
+        .unwrap();
+    assert_eq!(alice.crm, CrmRef::Activity(first));
+    let (second, _) = fx
+        .store
+        .track_email(&email_of("bob@example.com", "bob"), &link_of("bob"))
+        .unwrap();
+    assert_eq!(second, first, "linked to the activity that exists");
+    let all = fx.store.activities(&ActivityFilter::default()).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].links.len(), 2);
+    assert_eq!(all[0].owner, "alice@example.com");
+}
