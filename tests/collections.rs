@@ -832,11 +832,54 @@ fn a_shared_meeting_is_one_appointment_and_a_non_owner_untracks_only_their_link(
     let meeting = event("meeting@example.com", "Pricing", "CRM", "");
     write(&env.path("alice-cal"), "m.ics", &meeting);
     env.ok(&["sync", "--mailbox", "alice"]);
-    write(&env.path("bob-cal"), "invite.ics", &meeting);
+    // Bob's copy has another summary and a location (and is kept in another time zone).
+    let bobs = meeting
+        .replace(
+            "SUMMARY:Pricing",
+            "SUMMARY:Pricing (Bob)\r\nLOCATION:Room 9",
+        )
+        .replace(
+            "TZID=Europe/Berlin:20261201T100000",
+            "TZID=Europe/London:20261201T090000",
+        )
+        .replace(
+            "TZID=Europe/Berlin:20261201T110000",
+            "TZID=Europe/London:20261201T100000",
+        );
+    write(&env.path("bob-cal"), "invite.ics", &bobs);
     env.ok(&["sync", "--mailbox", "bob"]);
     let shared = activity(&env, "appointment");
     assert_eq!(shared["owner"], "alice@example.com");
     assert_eq!(shared["links"].as_array().unwrap().len(), 2, "{shared}");
+    // With no common base, a value both copies hold differently is a conflict the policy
+    // settles, and it is logged; a value only Bob's copy has is simply added.
+    assert_eq!(
+        shared["subject"], "Pricing (Bob)",
+        "mailbox-wins: Bob's value"
+    );
+    assert_eq!(shared["location"], "Room 9");
+    let conflicts = env.json(&["conflicts", "--mailbox", "bob"]);
+    assert_eq!(conflicts.as_array().unwrap().len(), 1, "{conflicts}");
+    assert_eq!(conflicts[0]["field"], "subject");
+    assert_eq!(conflicts[0]["crm_value"], "Pricing");
+    let bob_file = read(&env.path("bob-cal"), "invite.ics");
+    assert!(bob_file.contains("LOCATION:Room 9\r\n"), "{bob_file}");
+    assert!(
+        bob_file.contains("DTSTART;TZID=Europe/London:20261201T090000\r\n"),
+        "Bob's zone kept: {bob_file}"
+    );
+    // Alice's copy follows the shared appointment, in her own zone.
+    env.ok(&["sync", "--mailbox", "alice"]);
+    let alice_file = read(&env.path("alice-cal"), "m.ics");
+    assert!(alice_file.contains("LOCATION:Room 9\r\n"), "{alice_file}");
+    assert!(
+        alice_file.contains("SUMMARY:Pricing (Bob)\r\n"),
+        "{alice_file}"
+    );
+    assert!(
+        alice_file.contains("DTSTART;TZID=Europe/Berlin:20261201T100000\r\n"),
+        "{alice_file}"
+    );
 
     write(
         &env.path("bob-cal"),
@@ -1076,4 +1119,37 @@ fn a_contact_the_crm_must_keep_is_not_written_back() {
         ["other.vcf"],
         "not written back into the address book"
     );
+}
+
+/// A CRM row another program wrote against the schema is skipped, reported and left alone
+/// (its file is not tracked again), and the person's edit goes through once the row is mended.
+#[test]
+fn a_bad_crm_row_is_skipped_and_the_edit_waits() {
+    let c = setup("");
+    let env = &c.env;
+    write(&c.calendar, "t.ics", &task("t", "Call"));
+    sync(env);
+    let store = rusqlite::Connection::open(env.path("crm.sqlite3")).unwrap();
+    store.busy_timeout(Duration::from_secs(10)).unwrap();
+    store
+        .execute(
+            "UPDATE activities SET priority = 'high' WHERE type = 'task'",
+            [],
+        )
+        .unwrap();
+    let text = read(&c.calendar, "t.ics").replace("SUMMARY:Call", "SUMMARY:Call back");
+    write(&c.calendar, "t.ics", &text);
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 1);
+    let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+    let pass = &pass["mailboxes"][0];
+    assert_eq!(pass["failed"], 1, "counted once: {pass}");
+    assert_eq!(pass["linked"], 0, "not tracked again: {pass}");
+    assert_eq!(pass["created"], 0);
+    store
+        .execute("UPDATE activities SET priority = 1 WHERE type = 'task'", [])
+        .unwrap();
+    sync(env);
+    assert_eq!(activity(env, "task")["subject"], "Call back");
+    assert!(read(&c.calendar, "t.ics").contains("SUMMARY:Call back\n"));
 }

@@ -344,6 +344,7 @@ impl World {
                             };
                             let mut l = link(row_ref(*id), base, 0, creator);
                             l.crm_version = None;
+                            l.item_version = None;
                             let id = *id;
                             self.rows
                                 .get_mut(&id)

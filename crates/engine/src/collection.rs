@@ -346,13 +346,15 @@ fn run<S: CrmStore>(
                 // A row another program wrote against the schema (a priority that is no
                 // number, say): this item is skipped and counted, the rest goes on.
                 Err(error) => {
-                    report.failed += 1;
-                    status.failed += 1;
-                    report.warn(format!(
-                        "{} {}: skipped: CRM store: {error}",
-                        which.as_str(),
-                        collection::href(&link.location)
-                    ));
+                    if !again {
+                        report.failed += 1;
+                        status.failed += 1;
+                        report.warn(format!(
+                            "{} {}: skipped: CRM store: {error}",
+                            which.as_str(),
+                            collection::href(&link.location)
+                        ));
+                    }
                     skipped.insert(link.crm);
                     continue;
                 }
@@ -397,11 +399,15 @@ fn run<S: CrmStore>(
     };
 
     // Decide and apply.
-    // A skipped row must not look deleted: its link is left out of this pass.
-    let links: Vec<SyncLink> = links
-        .into_iter()
-        .filter(|l| !skipped.contains(&l.crm))
-        .collect();
+    // A skipped row must not look deleted, nor its file new: both sit this pass out.
+    let (skipped_links, links): (Vec<SyncLink>, Vec<SyncLink>) =
+        links.into_iter().partition(|l| skipped.contains(&l.crm));
+    for link in &skipped_links {
+        view.changed
+            .retain(|o| (o.kind, &o.identity) != (link.kind, &link.identity));
+        view.unreadable
+            .insert(collection::href(&link.location).to_owned());
+    }
     let effects = collection::reconcile(&view, &links, &crm, &created, mailbox.conflict_policy);
     let mut pending = Pending::default();
     for effect in effects {
@@ -413,7 +419,10 @@ fn run<S: CrmStore>(
             continue;
         }
         let outcome = apply(store, mailbox, which, &vdir, effect, &mut pending, report);
-        if let Err(message) = outcome {
+        // A second round of the pass (see below) meets the same failures: counted once.
+        if let Err(message) = outcome
+            && !again
+        {
             report.failed += 1;
             status.failed += 1;
             report.warn(format!("{}: {message}", which.as_str()));
@@ -597,8 +606,11 @@ fn apply<S: CrmStore>(
                 Err(StoreError::Conflict(message)) => {
                     report.warn(format!("{} {href}: {message}", which.as_str()));
                     if !outcome.mailbox_writes.is_empty() {
+                        // With the file's old etag, so that it is read again: the values it
+                        // received are base now, and the person's own edits still show.
                         let written = SyncLink {
                             base: crmsync_core::merge::apply(&link.base, &outcome.mailbox_writes),
+                            item_version: link.item_version.clone(),
                             ..new_link
                         };
                         store.put_link(&written).map_err(store_error)?;

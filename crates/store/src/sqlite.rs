@@ -1389,6 +1389,8 @@ impl CrmStore for SqliteStore {
                         link.crm = crm;
                         link.created_by = creator;
                         link.crm_version = None;
+                        // Neither side's version is known: the merge reads both.
+                        link.item_version = None;
                         if creator == ItemCreator::Mailbox {
                             link.base = Snapshot::new();
                         }
@@ -1401,7 +1403,7 @@ impl CrmStore for SqliteStore {
                         // the CRM could not take some (an unknown regarding number, an address
                         // that is none): those stay differences, never taken for CRM edits.
                         if let Some(stored) = items::item_fields(tx, link.crm)? {
-                            link.base = stored;
+                            link.base = stored_base(&link.base, stored);
                         }
                         None
                     }
@@ -1457,7 +1459,7 @@ impl CrmStore for SqliteStore {
             link.crm_version = Some(version);
             // The CRM's fields as stored become the base (see `track_items`).
             if let Some(stored) = items::item_fields(tx, link.crm)? {
-                link.base = stored;
+                link.base = stored_base(&link.base, stored);
             }
             upsert_link(tx, &link)?;
             Ok((version, warnings))
@@ -1771,6 +1773,16 @@ impl CrmStore for SqliteStore {
 }
 
 /// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
+/// A link's base after a write: the fields as the CRM stored them, except the fields that flow
+/// from the person's store only (their time zone, the attendees), which stay as the item has
+/// them, so a CRM-side value of those is never taken for a change to write into the item.
+fn stored_base(intended: &Snapshot, mut stored: Snapshot) -> Snapshot {
+    for field in crmsync_core::collection::ONE_WAY_FIELDS {
+        stored.set(field, intended.get(field).unwrap_or(""));
+    }
+    stored
+}
+
 /// Adds parties after the activity's existing ones.
 fn insert_parties(conn: &Connection, id: ActivityId, parties: &[crate::NewParty]) -> Result<()> {
     let first: i64 = query_row_cached(

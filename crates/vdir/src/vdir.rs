@@ -46,11 +46,12 @@ pub enum VdirError {
 /// beyond this is not a calendar item anyone meant).
 pub const MAX_ITEM_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Opens without following a symbolic link in the last component.
+/// Opens without following a symbolic link in the last component, and without blocking on a
+/// FIFO or device put in place of an item (the caller then refuses what is not a file).
 fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
 }
 
@@ -355,6 +356,14 @@ mod tests {
             Err(VdirError::Exists(_))
         ));
         assert_eq!(std::fs::read_to_string(&secret).unwrap(), "not yours");
+        // A FIFO in place of an item is refused at once, not waited on.
+        let fifo = dir.path().join("pipe.vcf");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(matches!(vdir.read("pipe.vcf"), Err(VdirError::NotAFile(_))));
     }
 
     #[test]
