@@ -1072,6 +1072,28 @@ EMAIL:not-an-address\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n",
     let card = read(&c.contacts, "c.vcf");
     assert!(card.contains("EMAIL:not-an-address\r\n"), "{card}");
     assert_eq!(contacts_of(env)[0]["name"], "Dana Smith");
+
+    // The CRM adds an address while the person renames the card: the CRM's addresses reach
+    // the card, nothing is taken back from the CRM, and no conflict is claimed.
+    let number = contacts_of(env)[0]["number"].as_str().unwrap().to_owned();
+    env.ok(&[
+        "record",
+        "set",
+        &number,
+        "email=dana@contoso.example,dana.new@contoso.example",
+    ]);
+    write(
+        &c.contacts,
+        "c.vcf",
+        &card.replace("FN:Dana Smith", "FN:Dana Smith-Jones"),
+    );
+    sync(env);
+    let dana = &contacts_of(env)[0];
+    assert_eq!(dana["name"], "Dana Smith-Jones");
+    let emails = dana["emails"].to_string();
+    assert!(emails.contains("dana.new@contoso.example"), "{emails}");
+    assert!(read(&c.contacts, "c.vcf").contains("dana.new@contoso.example"));
+    assert_eq!(env.json(&["conflicts"]), serde_json::json!([]));
 }
 
 /// A contact deleted from the address book that other activities regard is kept in the CRM

@@ -102,6 +102,9 @@ pub enum Effect {
         link: SyncLink,
         location: ItemLocation,
         etag: String,
+        /// The item's fields as read (or as the link last saw them): with
+        /// `outcome.mailbox_writes` applied, what the item holds afterwards.
+        item: Snapshot,
         outcome: MergeOutcome,
         crm_version: i64,
     },
@@ -126,18 +129,89 @@ pub enum Effect {
     SuspiciousEmpty { links: usize },
 }
 
-/// Merges one item, keeping the one-way fields to the person's side.
+/// The prefix of a base field that records what the CRM holds where it differs from the item
+/// (a value the CRM cannot hold: a regarding number that names no record, an address that is
+/// none). `crm:regarding` = [`ABSENT`] says the CRM holds no regarding while the item has one.
+pub const CRM_PREFIX: &str = "crm:";
+
+/// The value of a `crm:` base field for "the CRM holds nothing here".
+pub const ABSENT: &str = "\u{0}";
+
+/// The item's side of a link's base: what the item held when both were last in step.
+pub fn item_side(base: &Snapshot) -> Snapshot {
+    let mut side = Snapshot::new();
+    for (field, value) in base.fields() {
+        if !field.starts_with(CRM_PREFIX) {
+            side.set(field, value);
+        }
+    }
+    side
+}
+
+/// The CRM's side of a link's base: the item's side, except where the CRM stored something else.
+pub fn crm_side(base: &Snapshot) -> Snapshot {
+    let mut side = item_side(base);
+    for (field, value) in base.fields() {
+        if let Some(field) = field.strip_prefix(CRM_PREFIX) {
+            side.set(field, if value == ABSENT { "" } else { value });
+        }
+    }
+    side
+}
+
+/// A base from both sides as they now are: the item's fields, and `crm:` fields where the CRM
+/// stored something else. The one-way fields are the item's only.
+pub fn two_sided_base(item: &Snapshot, crm: &Snapshot) -> Snapshot {
+    let mut base = item_side(item);
+    let names: Vec<String> = item
+        .field_names()
+        .chain(crm.field_names())
+        .filter(|f| !f.starts_with(CRM_PREFIX) && !ONE_WAY_FIELDS.contains(f))
+        .map(str::to_owned)
+        .collect();
+    for field in names {
+        let (i, c) = (item.get(&field), crm.get(&field));
+        if i != c {
+            base.set(&format!("{CRM_PREFIX}{field}"), c.unwrap_or(ABSENT));
+        }
+    }
+    base
+}
+
+/// Merges one item against a link's base, which may differ per side (see [`two_sided_base`]):
+/// the item changed a field when it differs from the item's side of the base, the CRM when it
+/// differs from the CRM's side. The one-way fields are kept to the person's side. Writes are
+/// what each side must change; `merged` is in the CRM's terms.
 pub fn merge_item(
     base: &Snapshot,
     mailbox: &Snapshot,
     crm: &Snapshot,
     policy: ConflictPolicy,
 ) -> MergeOutcome {
+    let item_base = item_side(base);
+    let crm_base = crm_side(base);
+    let mailbox = item_side(mailbox);
+    // A field the person did not change counts as holding what the CRM's base holds, so a
+    // value the CRM could not take is neither pushed again nor lost.
+    let mut effective = Snapshot::new();
+    let names: Vec<&str> = mailbox
+        .field_names()
+        .chain(item_base.field_names())
+        .chain(crm_base.field_names())
+        .collect();
+    for field in names {
+        let value = if mailbox.get(field) == item_base.get(field) {
+            crm_base.get(field)
+        } else {
+            mailbox.get(field)
+        };
+        effective.set(field, value.unwrap_or(""));
+    }
     let mut crm = crm.clone();
     for field in ONE_WAY_FIELDS {
-        crm.set(field, base.get(field).unwrap_or(""));
+        crm.set(field, crm_base.get(field).unwrap_or(""));
     }
-    merge::three_way(base, mailbox, &crm, policy)
+    merge::three_way(&crm_base, &effective, &crm, policy)
 }
 
 pub fn reconcile(
@@ -193,6 +267,7 @@ pub fn reconcile(
                         link: link.clone(),
                         location: item.location.clone(),
                         etag: item.etag.clone(),
+                        item: item.fields.clone(),
                         outcome,
                         crm_version: *version,
                     });
@@ -230,11 +305,12 @@ pub fn reconcile(
             CrmItem::Present {
                 fields, version, ..
             } if Some(*version) != link.crm_version => {
-                let outcome = merge_item(&link.base, &link.base, fields, policy);
+                let outcome = merge_item(&link.base, &item_side(&link.base), fields, policy);
                 effects.push(Effect::Update {
                     link: link.clone(),
                     location: link.location.clone(),
                     etag,
+                    item: item_side(&link.base),
                     outcome,
                     crm_version: *version,
                 });
@@ -534,6 +610,35 @@ mod tests {
             ConflictPolicy::MailboxWins,
         );
         assert!(matches!(&effects[..], [Effect::Track { .. }]));
+    }
+
+    #[test]
+    fn a_value_the_crm_cannot_hold_is_neither_pushed_again_nor_lost() {
+        // The file says OPP-4242, which names no record: the CRM holds none.
+        let file = Snapshot::new()
+            .with("regarding", "OPP-4242")
+            .with("subject", "Call");
+        let stored = Snapshot::new().with("subject", "Call");
+        let base = two_sided_base(&file, &stored);
+        assert_eq!(crm_side(&base), stored);
+        assert_eq!(item_side(&base), file);
+        // The person edits the subject; the CRM is unchanged: only the subject goes across.
+        let edited = file.clone().with("subject", "Call back");
+        let outcome = merge_item(&base, &edited, &stored, ConflictPolicy::MailboxWins);
+        assert!(outcome.conflicts.is_empty());
+        assert!(outcome.mailbox_writes.is_empty(), "{outcome:?}");
+        assert_eq!(outcome.crm_writes.len(), 1);
+        assert_eq!(outcome.crm_writes[0].field, "subject");
+        // The CRM sets a regarding while the file still says OPP-4242: the CRM's edit wins,
+        // no conflict.
+        let crm = stored.clone().with("regarding", "ACC-1");
+        let outcome = merge_item(&base, &file, &crm, ConflictPolicy::MailboxWins);
+        assert!(outcome.conflicts.is_empty());
+        assert_eq!(outcome.merged.get("regarding"), Some("ACC-1"));
+        assert_eq!(outcome.mailbox_writes.len(), 1);
+        // Nothing changed anywhere: nothing to write.
+        let outcome = merge_item(&base, &file, &stored, ConflictPolicy::CrmWins);
+        assert!(outcome.is_noop());
     }
 
     #[test]

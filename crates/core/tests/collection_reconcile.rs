@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crmsync_core::collection::{
-    CollectionView, CrmCreated, CrmItem, Effect, ObservedItem, reconcile,
+    CollectionView, CrmCreated, CrmItem, Effect, ObservedItem, reconcile, two_sided_base,
 };
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
@@ -379,6 +379,7 @@ impl World {
                     link,
                     location,
                     etag,
+                    item,
                     outcome,
                     crm_version,
                 } => {
@@ -414,11 +415,14 @@ impl World {
                         row.version += 1;
                     }
                     let uid = link.identity.storage_key();
+                    // As the engine and the store do: what the file holds now, and what the
+                    // row holds where it differs.
+                    let base = two_sided_base(&apply(&item, &outcome.mailbox_writes), &row.fields);
                     self.links.insert(
                         uid,
                         SyncLink {
                             location,
-                            base: outcome.merged.clone(),
+                            base,
                             item_version: Some(VersionMarker(new_etag)),
                             crm_version: Some(row.version),
                             ..link
@@ -564,6 +568,7 @@ impl World {
                 etag,
                 outcome,
                 crm_version,
+                ..
             } = &effect
             {
                 let quiet = outcome.is_noop()

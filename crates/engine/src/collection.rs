@@ -338,7 +338,7 @@ fn run<S: CrmStore>(
         let fields = if Some(row.version) == link.crm_version
             && !observed.contains(&(link.kind, &link.identity))
         {
-            link.base.clone()
+            collection::crm_side(&link.base)
         } else {
             match store.item_fields(link.crm) {
                 Ok(Some(fields)) => fields,
@@ -556,6 +556,7 @@ fn apply<S: CrmStore>(
             link,
             location,
             etag,
+            item,
             outcome,
             crm_version,
         } => {
@@ -586,9 +587,11 @@ fn apply<S: CrmStore>(
                     .map_err(vdir_problem)?;
                 report.items_written += 1;
             }
+            // What the item holds now; the store adds what the CRM stored where it differs.
+            let item_after = crmsync_core::merge::apply(&item, &outcome.mailbox_writes);
             let new_link = SyncLink {
                 location,
-                base: outcome.merged.clone(),
+                base: item_after.clone(),
                 item_version: Some(VersionMarker(new_etag)),
                 state: LinkState::Synced,
                 ..link.clone()
@@ -608,8 +611,16 @@ fn apply<S: CrmStore>(
                     if !outcome.mailbox_writes.is_empty() {
                         // With the file's old etag, so that it is read again: the values it
                         // received are base now, and the person's own edits still show.
+                        // Both sides of the old base, plus what the file received; the
+                        // person's own edits are not in it, so they still show as changes.
+                        let received = |side: crmsync_core::link::Snapshot| {
+                            crmsync_core::merge::apply(&side, &outcome.mailbox_writes)
+                        };
                         let written = SyncLink {
-                            base: crmsync_core::merge::apply(&link.base, &outcome.mailbox_writes),
+                            base: collection::two_sided_base(
+                                &received(collection::item_side(&link.base)),
+                                &received(collection::crm_side(&link.base)),
+                            ),
                             item_version: link.item_version.clone(),
                             ..new_link
                         };

@@ -1773,14 +1773,10 @@ impl CrmStore for SqliteStore {
 }
 
 /// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
-/// A link's base after a write: the fields as the CRM stored them, except the fields that flow
-/// from the person's store only (their time zone, the attendees), which stay as the item has
-/// them, so a CRM-side value of those is never taken for a change to write into the item.
-fn stored_base(intended: &Snapshot, mut stored: Snapshot) -> Snapshot {
-    for field in crmsync_core::collection::ONE_WAY_FIELDS {
-        stored.set(field, intended.get(field).unwrap_or(""));
-    }
-    stored
+/// A link's base after a write: what the item holds, and what the CRM stored where that
+/// differs (see `crmsync_core::collection::two_sided_base`).
+fn stored_base(item: &Snapshot, stored: Snapshot) -> Snapshot {
+    crmsync_core::collection::two_sided_base(item, &stored)
 }
 
 /// Adds parties after the activity's existing ones.
