@@ -20,6 +20,31 @@ pub enum CrmRef {
     Record(RecordId),
 }
 
+impl CrmRef {
+    /// `activity` or `record`: the store's `crm_kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            CrmRef::Activity(_) => "activity",
+            CrmRef::Record(_) => "record",
+        }
+    }
+
+    /// The row's uuid.
+    pub fn uuid(self) -> uuid::Uuid {
+        match self {
+            CrmRef::Activity(id) => id.0,
+            CrmRef::Record(id) => id.0,
+        }
+    }
+}
+
+/// `activity:UUID` or `record:UUID`, as the conflict log names a CRM row.
+impl std::fmt::Display for CrmRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind(), self.uuid())
+    }
+}
+
 /// The fields of one item as crmsync maps them, each as a canonical text value. A field that
 /// is absent and a field that is empty are the same. Version markers never appear here, so a
 /// marker-only change compares equal.

@@ -38,6 +38,21 @@ pub enum Which {
 }
 
 impl Which {
+    pub const ALL: [Which; 2] = [Which::Calendar, Which::Contacts];
+
+    /// The collection a location names (`calendar`, `contacts`).
+    pub fn parse(name: &str) -> Option<Which> {
+        Which::ALL.into_iter().find(|w| w.as_str() == name)
+    }
+
+    /// The mailbox's config of this collection, if it has one.
+    pub fn config(self, mailbox: &MailboxConfig) -> Option<&CollectionConfig> {
+        match self {
+            Which::Calendar => mailbox.calendar.as_ref(),
+            Which::Contacts => mailbox.contacts.as_ref(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Which::Calendar => "calendar",
@@ -52,7 +67,7 @@ impl Which {
         }
     }
 
-    fn vdir(self, config: &CollectionConfig) -> Vdir {
+    pub fn vdir(self, config: &CollectionConfig) -> Vdir {
         match self {
             Which::Calendar => Vdir::calendar(&config.path),
             Which::Contacts => Vdir::contacts(&config.path),
@@ -151,11 +166,6 @@ fn location(which: Which, href: &str) -> ItemLocation {
     }
 }
 
-/// Why a file could not be changed: it changed under us (next pass), or something worse.
-fn vdir_problem(error: VdirError) -> String {
-    error.to_string()
-}
-
 pub(crate) fn collection_pass<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,
@@ -218,7 +228,7 @@ fn run<S: CrmStore>(
             config.path.display()
         ));
     }
-    let entries = vdir.list().map_err(vdir_problem)?;
+    let entries = vdir.list().map_err(|e| e.to_string())?;
     status.items = entries.len() as u64;
 
     let links: Vec<SyncLink> = store
@@ -267,7 +277,7 @@ fn run<S: CrmStore>(
         let read = match vdir.read(&entry.href) {
             // Removed since the listing: the next pass sees it gone.
             Err(VdirError::Missing(_)) => continue,
-            Err(error) => Err(vdir_problem(error)),
+            Err(error) => Err(error.to_string()),
             Ok((text, etag)) => read_item(which, &text, category).map(|item| (item, etag)),
         };
         let (item, etag) = match read {
@@ -568,7 +578,7 @@ fn apply<S: CrmStore>(
             let href = collection::href(&location).to_owned();
             let mut new_etag = etag.clone();
             if !outcome.mailbox_writes.is_empty() {
-                let (text, found) = vdir.read(&href).map_err(vdir_problem)?;
+                let (text, found) = vdir.read(&href).map_err(|e| e.to_string())?;
                 if found != etag {
                     // Changed since it was listed: the next pass merges the newer file.
                     return Ok(());
@@ -584,7 +594,7 @@ fn apply<S: CrmStore>(
                 }
                 new_etag = vdir
                     .update(&href, &document.render(), &etag)
-                    .map_err(vdir_problem)?;
+                    .map_err(|e| e.to_string())?;
                 report.items_written += 1;
             }
             // What the item holds now; the store adds what the CRM stored where it differs.
@@ -641,7 +651,7 @@ fn apply<S: CrmStore>(
                     mailbox: mailbox.id.clone(),
                     item_kind: link.kind.as_str().to_owned(),
                     item: link.identity.storage_key(),
-                    crm: Some(crm_text(link.crm)),
+                    crm: Some(link.crm.to_string()),
                     field: conflict.field,
                     base: conflict.base,
                     mailbox_value: conflict.mailbox,
@@ -693,7 +703,7 @@ fn apply<S: CrmStore>(
                 match vdir.delete(&href, &etag) {
                     Ok(()) | Err(VdirError::Missing(_)) => report.items_written += 1,
                     Err(VdirError::Changed { .. }) => return Ok(()),
-                    Err(error) => return Err(vdir_problem(error)),
+                    Err(error) => return Err(error.to_string()),
                 }
             } else {
                 match vdir.read(&href) {
@@ -703,12 +713,12 @@ fn apply<S: CrmStore>(
                             calendar::remove_category(component, category);
                         }
                         vdir.update(&href, &document.render(), &etag)
-                            .map_err(vdir_problem)?;
+                            .map_err(|e| e.to_string())?;
                         report.items_written += 1;
                     }
                     Ok(_) => return Ok(()),
                     Err(VdirError::Missing(_)) => {}
-                    Err(error) => return Err(vdir_problem(error)),
+                    Err(error) => return Err(error.to_string()),
                 }
             }
             store
@@ -718,7 +728,7 @@ fn apply<S: CrmStore>(
         }
         Effect::CreateItem { created } => {
             let uid = created.identity.storage_key();
-            let id = crm_key(created.crm);
+            let id = created.crm.uuid();
             let (href, text) = match which {
                 Which::Calendar => (
                     format!("{id}.ics"),
@@ -742,7 +752,7 @@ fn apply<S: CrmStore>(
                         "{href} exists but does not hold the CRM row it is named after: not overwritten"
                     ));
                 }
-                Err(error) => return Err(vdir_problem(error)),
+                Err(error) => return Err(error.to_string()),
             };
             report.items_written += 1;
             let link = SyncLink {
@@ -761,18 +771,4 @@ fn apply<S: CrmStore>(
         }
     }
     Ok(())
-}
-
-fn crm_key(crm: CrmRef) -> String {
-    match crm {
-        CrmRef::Activity(id) => id.to_string(),
-        CrmRef::Record(id) => id.to_string(),
-    }
-}
-
-fn crm_text(crm: CrmRef) -> String {
-    match crm {
-        CrmRef::Activity(id) => format!("activity:{id}"),
-        CrmRef::Record(id) => format!("record:{id}"),
-    }
 }

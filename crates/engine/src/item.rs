@@ -6,6 +6,8 @@
 //! resolve them, so a person sees what tracking it would do.
 
 use crmsync_config::MailboxConfig;
+
+use crate::collection::Which;
 use crmsync_core::email::TrackingRules;
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
@@ -254,18 +256,11 @@ fn collection_pane<S: CrmStore>(
         pane.tracked = true;
         pane.location = Some(location_text(&link.location));
         // The categories as the file has them now, when it can be read.
-        let config = match &link.location {
-            ItemLocation::Collection { collection, .. } if collection == "contacts" => {
-                mailbox.contacts.as_ref()
-            }
-            _ => mailbox.calendar.as_ref(),
+        let which = match &link.location {
+            ItemLocation::Collection { collection, .. } => Which::parse(collection),
+            ItemLocation::Imap { .. } => None,
         };
-        let vdir = config.map(|c| match &link.location {
-            ItemLocation::Collection { collection, .. } if collection == "contacts" => {
-                crmsync_vdir::vdir::Vdir::contacts(&c.path)
-            }
-            _ => crmsync_vdir::vdir::Vdir::calendar(&c.path),
-        });
+        let vdir = which.and_then(|w| Some(w.vdir(w.config(mailbox)?)));
         if let Some((text, _)) = vdir.and_then(|v| v.read(href).ok())
             && let Ok(document) = crmsync_vdir::content::parse(&text)
             && let Some(component) = document
@@ -313,23 +308,14 @@ fn collection_pane<S: CrmStore>(
         return Ok(pane);
     }
     // Not tracked: read the file.
-    let candidates = [
-        ("calendar", mailbox.calendar.as_ref()),
-        ("contacts", mailbox.contacts.as_ref()),
-    ];
-    let found = candidates
+    // Read as the collection adapter reads: no path outside the directory, no link followed,
+    // no oversized file.
+    let found = Which::ALL
         .into_iter()
-        .filter(|(name, config)| config.is_some() && collection.is_none_or(|c| c == *name))
-        .find_map(|(name, config)| {
-            let path = &config?.path;
-            // Read as the collection adapter reads: no path outside the directory, no link
-            // followed, no oversized file.
-            let vdir = if name == "contacts" {
-                crmsync_vdir::vdir::Vdir::contacts(path)
-            } else {
-                crmsync_vdir::vdir::Vdir::calendar(path)
-            };
-            vdir.read(href).ok().map(|(text, _)| (name, text))
+        .filter(|which| collection.is_none_or(|c| c == which.as_str()))
+        .find_map(|which| {
+            let (text, _) = which.vdir(which.config(mailbox)?).read(href).ok()?;
+            Some((which.as_str(), text))
         });
     let Some((name, text)) = found else {
         return Err(format!(

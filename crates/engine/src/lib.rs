@@ -198,12 +198,8 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
             report.fail(message);
         }
     }
-    let collections = [
-        (collection::Which::Calendar, &mailbox.calendar),
-        (collection::Which::Contacts, &mailbox.contacts),
-    ];
-    for (which, config) in collections {
-        if let Some(config) = config {
+    for which in collection::Which::ALL {
+        if let Some(config) = which.config(mailbox) {
             let status = collection::collection_pass(
                 store,
                 mailbox,
@@ -507,10 +503,9 @@ async fn email_pass<S: CrmStore>(
                     conflict.crm.clone().unwrap_or_default(),
                     if winner == "crm" { "CRM" } else { "mailbox" }
                 ));
-                let crm = links_by_identity.get(&identity).map(|link| match link.crm {
-                    CrmRef::Activity(id) => format!("activity:{id}"),
-                    CrmRef::Record(id) => format!("record:{id}"),
-                });
+                let crm = links_by_identity
+                    .get(&identity)
+                    .map(|link| link.crm.to_string());
                 let row = crmsync_store::ConflictRow {
                     mailbox: mailbox.id.clone(),
                     item_kind: ItemKind::Email.as_str().to_owned(),

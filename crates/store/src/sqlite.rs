@@ -1828,10 +1828,7 @@ fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
         .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
         .collect();
     let base = serde_json::Value::Object(base).to_string();
-    let (crm_kind, crm_id) = match link.crm {
-        CrmRef::Activity(id) => ("activity", id.to_string()),
-        CrmRef::Record(id) => ("record", id.to_string()),
-    };
+    let (crm_kind, crm_id) = (link.crm.kind(), link.crm.uuid().to_string());
     execute_cached(
         conn,
         "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,

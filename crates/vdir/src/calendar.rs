@@ -96,28 +96,24 @@ pub fn remove_category(component: &mut Component, category: &str) {
     });
 }
 
-/// The master component of a calendar object: the first VEVENT or VTODO without a
+/// Whether a component is the master of a calendar object: a VEVENT or VTODO without a
 /// RECURRENCE-ID (the others are exceptions of its recurrence and are kept as they are).
+fn is_master(component: &Component) -> bool {
+    (component.name.eq_ignore_ascii_case("VEVENT") || component.name.eq_ignore_ascii_case("VTODO"))
+        && component.property("RECURRENCE-ID").is_none()
+}
+
+/// The master component of a calendar object (see [`is_master`]).
 pub fn master(calendar: &Component) -> Option<&Component> {
     calendar.children.iter().find_map(|node| match node {
-        Node::Component(c)
-            if (c.name.eq_ignore_ascii_case("VEVENT") || c.name.eq_ignore_ascii_case("VTODO"))
-                && c.property("RECURRENCE-ID").is_none() =>
-        {
-            Some(c)
-        }
+        Node::Component(c) if is_master(c) => Some(c),
         _ => None,
     })
 }
 
 pub fn master_mut(calendar: &mut Component) -> Option<&mut Component> {
     calendar.children.iter_mut().find_map(|node| match node {
-        Node::Component(c)
-            if (c.name.eq_ignore_ascii_case("VEVENT") || c.name.eq_ignore_ascii_case("VTODO"))
-                && c.property("RECURRENCE-ID").is_none() =>
-        {
-            Some(c)
-        }
+        Node::Component(c) if is_master(c) => Some(c),
         _ => None,
     })
 }

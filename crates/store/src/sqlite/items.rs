@@ -42,18 +42,12 @@ fn canonical_moment(text: &str) -> String {
     text.to_owned()
 }
 
-fn crm_id(crm: CrmRef) -> String {
-    match crm {
-        CrmRef::Activity(id) => id.to_string(),
-        CrmRef::Record(id) => id.to_string(),
-    }
-}
-
 /// The fields of an event, task or contact row; `None` when the row is gone.
 pub(super) fn item_fields(conn: &Connection, crm: CrmRef) -> Result<Option<Snapshot>> {
+    let id = crm.uuid().to_string();
     match crm {
-        CrmRef::Activity(id) => activity_fields(conn, &id.to_string()),
-        CrmRef::Record(id) => contact_fields(conn, &id.to_string()),
+        CrmRef::Activity(_) => activity_fields(conn, &id),
+        CrmRef::Record(_) => contact_fields(conn, &id),
     }
 }
 
@@ -245,7 +239,7 @@ pub(super) fn row_version(conn: &Connection, crm: CrmRef) -> Result<Option<i64>>
         CrmRef::Activity(_) => "SELECT version FROM activities WHERE id = ?1",
         CrmRef::Record(_) => "SELECT version FROM records WHERE id = ?1",
     };
-    Ok(query_row_cached(conn, sql, [crm_id(crm)], |row| row.get(0)).optional()?)
+    Ok(query_row_cached(conn, sql, [crm.uuid().to_string()], |row| row.get(0)).optional()?)
 }
 
 fn optional_text(value: Option<&str>) -> Value {
@@ -580,35 +574,32 @@ pub(super) fn by_uid(
     uid: &str,
     owner: &EmailAddress,
 ) -> Result<Option<(CrmRef, ItemCreator)>> {
-    let (sql, activity) = match kind {
-        ItemKind::Event => (
-            "SELECT a.id, a.created_by = 'crm' AND u.email = ?2 COLLATE NOCASE
-             FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
-             WHERE a.type = 'appointment' AND (a.uid = ?1 OR a.id = lower(?1))
-             ORDER BY a.uid IS NULL LIMIT 1",
-            true,
-        ),
-        ItemKind::Task => (
-            "SELECT a.id, a.created_by = 'crm' AND u.email = ?2 COLLATE NOCASE
-             FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
-             WHERE a.type = 'task' AND (a.uid = ?1 OR a.id = lower(?1))
-             ORDER BY a.uid IS NULL LIMIT 1",
-            true,
-        ),
-        ItemKind::Contact => (
-            "SELECT r.id, u.email = ?2 COLLATE NOCASE
-             FROM records r LEFT JOIN users u ON u.record_id = r.owner_id
-             WHERE r.entity = 'contact' AND (r.uid = ?1 OR r.id = lower(?1))
-             ORDER BY r.uid IS NULL LIMIT 1",
-            false,
-        ),
+    // The activity type, or a contact record.
+    let activity_type = match kind {
+        ItemKind::Event => Some("appointment"),
+        ItemKind::Task => Some("task"),
+        ItemKind::Contact => None,
         ItemKind::Email => return Ok(None),
     };
-    let found: Option<(String, Option<bool>)> =
-        query_row_cached(conn, sql, params![uid, owner.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
+    let activity = activity_type.is_some();
+    let sql = if activity {
+        "SELECT a.id, a.created_by = 'crm' AND u.email = ?2 COLLATE NOCASE
+         FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
+         WHERE a.type = ?3 AND (a.uid = ?1 OR a.id = lower(?1))
+         ORDER BY a.uid IS NULL LIMIT 1"
+    } else {
+        "SELECT r.id, u.email = ?2 COLLATE NOCASE
+         FROM records r LEFT JOIN users u ON u.record_id = r.owner_id
+         WHERE r.entity = 'contact' AND ?3 IS NULL AND (r.uid = ?1 OR r.id = lower(?1))
+         ORDER BY r.uid IS NULL LIMIT 1"
+    };
+    let found: Option<(String, Option<bool>)> = query_row_cached(
+        conn,
+        sql,
+        params![uid, owner.as_str(), activity_type],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()?;
     let Some((id, crm_owned)) = found else {
         return Ok(None);
     };
@@ -633,7 +624,7 @@ pub(super) fn set_uid(conn: &Connection, crm: CrmRef, uid: &str) -> Result<()> {
         CrmRef::Activity(_) => "UPDATE activities SET uid = ?2 WHERE id = ?1 AND uid IS NULL",
         CrmRef::Record(_) => "UPDATE records SET uid = ?2 WHERE id = ?1 AND uid IS NULL",
     };
-    execute_cached(conn, sql, params![crm_id(crm), uid])?;
+    execute_cached(conn, sql, params![crm.uuid().to_string(), uid])?;
     Ok(())
 }
 
