@@ -28,13 +28,18 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
 
 impl Daemon {
     pub fn start(env: &Env) -> Daemon {
+        Daemon::start_logging(env, "debug,async_imap=warn")
+    }
+
+    /// Starts the daemon with `RUST_LOG` set to `filter`.
+    pub fn start_logging(env: &Env, filter: &str) -> Daemon {
         let log = env.path("daemon.log");
         let child = Command::new(binary())
             .arg("-c")
             .arg(&env.config)
             .arg("run")
             .env_remove("CRMSYNC_CONFIG")
-            .env("RUST_LOG", "debug,async_imap=warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -11,6 +11,7 @@ use super::dovecot::{Dovecot, ImapClient};
 pub struct Mail {
     pub dovecot: Dovecot,
     pub env: Env,
+    password: String,
 }
 
 pub const PASSWORD: &str = "secret";
@@ -25,15 +26,21 @@ pub fn message(message_id: &str, from: &str, to: &str, subject: &str) -> String 
 
 impl Mail {
     pub fn new(mailboxes: &[(&str, &str)]) -> Mail {
-        let users: Vec<(&str, &str)> = mailboxes.iter().map(|(id, _)| (*id, PASSWORD)).collect();
+        Mail::with_password(mailboxes, PASSWORD)
+    }
+
+    /// Every mailbox's IMAP password is `password`.
+    pub fn with_password(mailboxes: &[(&str, &str)], password: &str) -> Mail {
+        let users: Vec<(&str, &str)> = mailboxes.iter().map(|(id, _)| (*id, password)).collect();
         let dovecot = Dovecot::start(&users);
         let env = Env::new();
         let mut config =
             String::from("[crm]\ndatabase = \"crm.sqlite3\"\n[status]\nfile = \"status.json\"\n");
         for (id, owner) in mailboxes {
-            let password = env.path(&format!("{id}.imap"));
-            std::fs::write(&password, PASSWORD).unwrap();
-            std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let password_file = env.path(&format!("{id}.imap"));
+            std::fs::write(&password_file, password).unwrap();
+            std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
+                .unwrap();
             config.push_str(&format!(
                 "[[mailbox]]\nid = \"{id}\"\nowner = \"{owner}\"\n[mailbox.imap]\nhost = \"127.0.0.1\"\n\
                  port = {port}\nsecurity = \"none\"\nusername = \"{id}\"\npassword_file = \"{id}.imap\"\n\
@@ -43,7 +50,11 @@ impl Mail {
             env.ok(&["user", "add", owner, "--name", id]);
         }
         env.write_config(&config);
-        let mail = Mail { dovecot, env };
+        let mail = Mail {
+            dovecot,
+            env,
+            password: password.to_owned(),
+        };
         for (id, _) in mailboxes {
             mail.client(id).create("Archive");
         }
@@ -51,7 +62,17 @@ impl Mail {
     }
 
     pub fn client(&self, user: &str) -> ImapClient {
-        self.dovecot.client(user, PASSWORD)
+        self.dovecot.client(user, &self.password)
+    }
+
+    /// Points every mailbox of the config at `port` on loopback (a fault proxy in front of
+    /// Dovecot) instead of Dovecot itself.
+    pub fn route_through(&self, port: u16) {
+        let config = std::fs::read_to_string(&self.env.config).unwrap();
+        let dovecot = format!("port = {}\n", self.dovecot.port);
+        assert!(config.contains(&dovecot));
+        self.env
+            .write_config(&config.replace(&dovecot, &format!("port = {port}\n")));
     }
 
     /// One `crmsync sync --json` pass; returns the mailbox reports by id.

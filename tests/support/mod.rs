@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod dovecot;
 pub mod mail;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

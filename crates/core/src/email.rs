@@ -34,6 +34,10 @@ pub struct Signal {
     pub tracked: bool,
     /// From a `crm:NUMBER` keyword, else from the tracked folder.
     pub regarding: Option<RecordNumber>,
+    /// Every record number of a `crm:NUMBER` keyword, once each, in keyword order. More than
+    /// one is a rewrite cut short (crmsync adds the new keyword before it removes the old one)
+    /// or a person who added a second keyword without removing the first.
+    pub numbers: Vec<RecordNumber>,
     /// The keywords that carry the signal (`crm`, `crm:ACC-1001`), as spelled on the server.
     pub keywords: Vec<String>,
     /// `crm:...` keywords whose number is not a valid record number.
@@ -61,8 +65,14 @@ impl TrackingRules {
                 signal.tracked = true;
                 signal.keywords.push(keyword.clone());
                 match RecordNumber::new(number) {
-                    Ok(number) if signal.regarding.is_none() => signal.regarding = Some(number),
-                    Ok(_) => {}
+                    Ok(number) => {
+                        if signal.regarding.is_none() {
+                            signal.regarding = Some(number.clone());
+                        }
+                        if !signal.numbers.contains(&number) {
+                            signal.numbers.push(number);
+                        }
+                    }
                     Err(_) => signal.invalid_keywords.push(keyword.clone()),
                 }
             }
@@ -74,6 +84,71 @@ impl TrackingRules {
             }
         }
         signal
+    }
+
+    /// The regarding record the mailbox side holds, given the link's base. With several
+    /// `crm:NUMBER` keywords the one added since the base is the newer one: after a rewrite
+    /// cut short between its two steps that is the CRM's new value, and after a person added a
+    /// keyword without removing the old one it is their choice. With none added since, the
+    /// base's record stands (a message tracked with two keywords from the start).
+    fn mailbox_regarding(&self, signal: &Signal, base: &Snapshot) -> Option<RecordNumber> {
+        let base_regarding = number(base.get(REGARDING));
+        if signal.numbers.len() < 2 {
+            return signal.regarding.clone();
+        }
+        let before = self.signal("", &base_keywords(base)).numbers;
+        signal
+            .numbers
+            .iter()
+            .find(|number| !before.contains(number))
+            .or_else(|| {
+                signal
+                    .numbers
+                    .iter()
+                    .find(|number| Some(*number) == base_regarding.as_ref())
+            })
+            .or(signal.numbers.first())
+            .cloned()
+    }
+
+    /// The keyword changes that leave `keywords` with at most one regarding keyword, for
+    /// `wanted`. No keyword is added for the record a tracked `folder` implies, and the plain
+    /// tracking keyword is added when nothing else would keep the message tracked. The new
+    /// keyword is listed to be added before the old ones are removed, and the engine writes
+    /// them in that order, so a rewrite cut short leaves the message tracked (with both
+    /// keywords) and never untracked.
+    fn rewrite_regarding(
+        &self,
+        keywords: &[String],
+        wanted: Option<&RecordNumber>,
+        folder: &str,
+    ) -> (Vec<String>, Vec<String>) {
+        let prefix = self.regarding_prefix();
+        let number_of = |keyword: &str| {
+            let lower = keyword.to_ascii_lowercase();
+            lower
+                .strip_prefix(&prefix)
+                .map(|number| RecordNumber::new(number).ok())
+        };
+        let implied = self.folders.get(folder);
+        let mut kept_wanted = false;
+        let mut remove = Vec::new();
+        for keyword in keywords {
+            match number_of(keyword) {
+                None => {}
+                Some(number) if number.as_ref() == wanted && !kept_wanted => kept_wanted = true,
+                Some(_) => remove.push(keyword.clone()),
+            }
+        }
+        let tracked_anyway = keywords.len() > remove.len() || implied.is_some();
+        let add = match wanted {
+            Some(number) if !kept_wanted && Some(number) != implied => {
+                vec![self.regarding_keyword(number)]
+            }
+            None if !tracked_anyway => vec![self.keyword.clone()],
+            _ => Vec::new(),
+        };
+        (add, remove)
     }
 }
 
@@ -181,6 +256,11 @@ pub enum DropReason {
 
 const REGARDING: &str = "regarding";
 const SIGNAL: &str = "signal";
+/// The regarding keyword crmsync is about to add in a rewrite of two steps (`+FLAGS` new,
+/// then `-FLAGS` old), recorded in the link before the first step. A pass that finds it on
+/// the message knows the keyword as crmsync's own write of the CRM's value, not a person's
+/// edit, even when the rewrite was cut short and the link still holds the older base.
+const WRITING: &str = "writing";
 
 /// The base of a link. Keywords are kept sorted: servers list flags in no fixed order.
 fn base_for(regarding: Option<&RecordNumber>, keywords: &[String]) -> Snapshot {
@@ -197,6 +277,27 @@ fn base_keywords(base: &Snapshot) -> Vec<String> {
     base.get(SIGNAL)
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+/// The base as it stands once a rewrite that a link records as begun is taken into account:
+/// when the keyword it was adding is on the message, both sides agreed on that keyword's
+/// record (crmsync wrote the CRM's value); otherwise the rewrite never reached the server.
+fn effective_base(rules: &TrackingRules, base: &Snapshot, signal: &Signal) -> Snapshot {
+    let Some(writing) = base.get(WRITING) else {
+        return base.clone();
+    };
+    let regarding = number(base.get(REGARDING));
+    let mut keywords = base_keywords(base);
+    if !signal
+        .keywords
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(writing))
+    {
+        return base_for(regarding.as_ref(), &keywords);
+    }
+    let written = rules.signal("", &[writing.to_owned()]).regarding;
+    keywords.push(writing.to_owned());
+    base_for(written.as_ref().or(regarding.as_ref()), &keywords)
 }
 
 fn number(value: Option<&str>) -> Option<RecordNumber> {
@@ -266,6 +367,19 @@ pub fn reconcile(
                 regarding: signal.regarding.clone(),
                 base: base_for(signal.regarding.as_ref(), &signal.keywords),
             });
+            // Tracked with several regarding keywords: the first one counts, the others go.
+            if signal.numbers.len() > 1 {
+                let (add, remove) = rules.rewrite_regarding(
+                    &signal.keywords,
+                    signal.regarding.as_ref(),
+                    observed.folder(),
+                );
+                effects.push(Effect::WriteKeywords {
+                    location: observed.location.clone(),
+                    add,
+                    remove,
+                });
+            }
         }
     }
 
@@ -315,9 +429,11 @@ fn reconcile_link(
         }
         Seen::Unchanged => {
             let keywords = base_keywords(&link.base);
+            let regarding = number(link.base.get(REGARDING));
             let signal = Signal {
                 tracked: true,
-                regarding: number(link.base.get(REGARDING)),
+                numbers: regarding.iter().cloned().collect(),
+                regarding,
                 keywords,
                 invalid_keywords: Vec::new(),
             };
@@ -381,51 +497,71 @@ fn reconcile_link(
     let single = |value: Option<&RecordNumber>| {
         Snapshot::new().with(REGARDING, value.map_or("", RecordNumber::as_str))
     };
+    let effective = effective_base(rules, &link.base, &signal);
+    let mailbox_regarding = rules.mailbox_regarding(&signal, &effective);
     let outcome = merge::three_way(
-        &single(number(link.base.get(REGARDING)).as_ref()),
-        &single(signal.regarding.as_ref()),
+        &single(number(effective.get(REGARDING)).as_ref()),
+        &single(mailbox_regarding.as_ref()),
         &single(crm_regarding.as_ref()),
         policy,
     );
-    let merged = number(outcome.merged.get(REGARDING));
+    let mut merged = number(outcome.merged.get(REGARDING));
+    let mut crm_write = !outcome.crm_writes.is_empty();
+    let folder = match &location {
+        ItemLocation::Imap { folder, .. } => folder.as_str(),
+        ItemLocation::Collection { .. } => "",
+    };
+    // A message in a tracked folder reads as regarding the folder's record whenever no keyword
+    // names another, so "no regarding record" cannot be written to it: the folder's record
+    // stands, on both sides.
+    if merged.is_none()
+        && let Some(implied) = rules.folders.get(folder)
+    {
+        crm_write = crm_regarding.as_ref() != Some(implied);
+        merged = Some(implied.clone());
+    }
     for conflict in outcome.conflicts {
         effects.push(Effect::Conflict {
             identity: identity.clone(),
             conflict,
         });
     }
-    if !outcome.crm_writes.is_empty() {
+    if crm_write {
         effects.push(Effect::SetRegarding {
             identity: identity.clone(),
             regarding: merged.clone(),
         });
     }
     let mut keywords = signal.keywords.clone();
-    if !outcome.mailbox_writes.is_empty() {
-        // Replace the regarding keywords with the merged one; keep the plain tracking keyword
-        // (or add it, so the message stays tracked without a regarding keyword).
-        let prefix = rules.regarding_prefix();
-        let remove: Vec<String> = keywords
-            .iter()
-            .filter(|k| k.to_ascii_lowercase().starts_with(&prefix))
-            .cloned()
-            .collect();
-        keywords.retain(|k| !remove.contains(k));
-        let mut add = Vec::new();
-        match &merged {
-            Some(number) => add.push(rules.regarding_keyword(number)),
-            None if keywords.is_empty() => add.push(rules.keyword.clone()),
-            None => {}
+    // The keywords are rewritten when the regarding record changed on the CRM side (or a
+    // conflict went the CRM's way), and when the message holds more than one regarding
+    // keyword, so that one is left: the merged one.
+    if !outcome.mailbox_writes.is_empty() || signal.numbers.len() > 1 {
+        let (add, remove) = rules.rewrite_regarding(&keywords, merged.as_ref(), folder);
+        if let (Some(adding), false) = (add.first(), remove.is_empty()) {
+            // Two steps: the link records the keyword being added before the first.
+            effects.push(Effect::UpdateLink {
+                identity: identity.clone(),
+                location: location.clone(),
+                base: effective.clone().with(WRITING, adding),
+            });
         }
-        keywords.extend(add.iter().cloned());
-        effects.push(Effect::WriteKeywords {
-            location: location.clone(),
-            add,
-            remove,
-        });
+        if !add.is_empty() || !remove.is_empty() {
+            keywords.retain(|k| !remove.contains(k));
+            keywords.extend(add.iter().cloned());
+            effects.push(Effect::WriteKeywords {
+                location: location.clone(),
+                add,
+                remove,
+            });
+        }
     }
     let base = base_for(merged.as_ref(), &keywords);
-    if base != link.base || location != link.location || link.state != LinkState::Synced {
+    if crm_write
+        || base != link.base
+        || location != link.location
+        || link.state != LinkState::Synced
+    {
         effects.push(Effect::UpdateLink {
             identity,
             location,

@@ -65,6 +65,11 @@ struct World {
     written: Vec<u8>,
     /// Whether passes believe empty folder listings (`sync --accept-empty`).
     accept_empty: bool,
+    /// Messages the person untracked (or moved, which may untrack a folder-tracked one) since
+    /// they last tracked them: the only messages whose activity a pass may delete.
+    untracked_by_person: BTreeSet<u8>,
+    /// Activities deleted although the person never untracked their message: losses.
+    lost_activities: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +78,8 @@ enum Step {
     Track(u8),
     Untrack(u8),
     SetRegardingKeyword(u8, &'static str),
+    /// A second regarding keyword added without removing the first.
+    AddRegardingKeyword(u8, &'static str),
     Move(u8, &'static str),
     Expunge(u8),
     CrmDelete(u8),
@@ -91,6 +98,8 @@ impl World {
             duplicate_tracks: 0,
             written: Vec::new(),
             accept_empty: false,
+            untracked_by_person: BTreeSet::new(),
+            lost_activities: 0,
         }
     }
 
@@ -153,16 +162,41 @@ impl World {
         reconcile(&rules(), policy, &self.view(), &self.links_with_crm())
     }
 
-    /// One pass; `crash_after` stops after that many effects, as a kill would.
+    /// One pass; `crash_after` stops after that many writes, as a kill would. A keyword
+    /// rewrite is two writes, as the engine sends it: the new keywords first (`+FLAGS`), then
+    /// the old ones away (`-FLAGS`), so a crash can fall between the two.
     fn pass(&mut self, crash_after: Option<usize>) {
         let effects = self.effects(ConflictPolicy::MailboxWins);
         let mut pending: BTreeMap<u8, Option<RecordNumber>> = BTreeMap::new();
-        for (index, effect) in effects.into_iter().enumerate() {
-            if crash_after == Some(index) {
-                self.after_pass(false);
-                return;
+        let mut writes = 0;
+        for effect in effects {
+            let halves = match effect {
+                Effect::WriteKeywords {
+                    location,
+                    add,
+                    remove,
+                } => vec![
+                    Effect::WriteKeywords {
+                        location: location.clone(),
+                        add,
+                        remove: Vec::new(),
+                    },
+                    Effect::WriteKeywords {
+                        location,
+                        add: Vec::new(),
+                        remove,
+                    },
+                ],
+                other => vec![other],
+            };
+            for write in halves {
+                if crash_after == Some(writes) {
+                    self.after_pass(false);
+                    return;
+                }
+                writes += 1;
+                self.apply(write, &mut pending);
             }
-            self.apply(effect, &mut pending);
         }
         self.after_pass(true);
     }
@@ -238,10 +272,10 @@ impl World {
                     unreachable!()
                 };
                 if let Some((n, message)) = self.messages.iter_mut().find(|(_, m)| m.uid == uid) {
+                    message.keywords.extend(add);
                     for keyword in remove {
                         message.keywords.remove(&keyword);
                     }
-                    message.keywords.extend(add);
                     self.written.push(*n);
                 }
             }
@@ -270,6 +304,9 @@ impl World {
             }
             Effect::DeleteActivity { identity } => {
                 let n = number_of(&identity);
+                if !self.untracked_by_person.contains(&n) {
+                    self.lost_activities += 1;
+                }
                 self.links.remove(&n);
                 self.activities.remove(&n);
             }
@@ -291,6 +328,13 @@ impl World {
         match step {
             Step::Deliver(n, folder, tracked) => {
                 if !self.messages.contains_key(n) {
+                    // A copy of an expunged message delivered again without the keyword is
+                    // the mailbox saying "untracked", as a person removing the keyword would.
+                    if *tracked {
+                        self.untracked_by_person.remove(n);
+                    } else {
+                        self.untracked_by_person.insert(*n);
+                    }
                     let keywords = if *tracked {
                         ["crm".to_owned()].into()
                     } else {
@@ -309,15 +353,32 @@ impl World {
                     );
                 }
             }
-            Step::Track(n) => self.edit(*n, |m| {
-                m.keywords.insert("crm".into());
-            }),
-            Step::Untrack(n) => self.edit(*n, |m| m.keywords.retain(|k| !k.starts_with("crm"))),
-            Step::SetRegardingKeyword(n, number) => self.edit(*n, |m| {
-                m.keywords.retain(|k| !k.starts_with("crm:"));
-                m.keywords.insert(format!("crm:{number}"));
-            }),
+            Step::Track(n) => {
+                self.untracked_by_person.remove(n);
+                self.edit(*n, |m| {
+                    m.keywords.insert("crm".into());
+                })
+            }
+            Step::Untrack(n) => {
+                self.untracked_by_person.insert(*n);
+                self.edit(*n, |m| m.keywords.retain(|k| !k.starts_with("crm")))
+            }
+            Step::SetRegardingKeyword(n, number) => {
+                self.untracked_by_person.remove(n);
+                self.edit(*n, |m| {
+                    m.keywords.retain(|k| !k.starts_with("crm:"));
+                    m.keywords.insert(format!("crm:{number}"));
+                })
+            }
+            Step::AddRegardingKeyword(n, number) => {
+                self.untracked_by_person.remove(n);
+                self.edit(*n, |m| {
+                    m.keywords.insert(format!("crm:{number}"));
+                })
+            }
             Step::Move(n, folder) => {
+                // Moving out of a tracked folder untracks a message with no keyword.
+                self.untracked_by_person.insert(*n);
                 let uid = self.next_uid;
                 if let Some(message) = self.messages.get_mut(n) {
                     message.folder = folder;
@@ -353,12 +414,13 @@ fn step() -> impl Strategy<Value = Step> {
         message.clone().prop_map(Step::Track),
         message.clone().prop_map(Step::Untrack),
         (message.clone(), number.clone()).prop_map(|(n, r)| Step::SetRegardingKeyword(n, r)),
+        (message.clone(), number.clone()).prop_map(|(n, r)| Step::AddRegardingKeyword(n, r)),
         (message.clone(), folder).prop_map(|(n, f)| Step::Move(n, f)),
         message.clone().prop_map(Step::Expunge),
         message.clone().prop_map(Step::CrmDelete),
         (message, prop::option::of(number)).prop_map(|(n, r)| Step::CrmRegarding(n, r)),
         Just(Step::Sync),
-        (0usize..4).prop_map(Step::CrashingSync),
+        (0usize..8).prop_map(Step::CrashingSync),
     ]
 }
 
@@ -376,6 +438,7 @@ proptest! {
         // Links into folders that list empty are kept, and the pass says why, until an
         // administrator accepts the empty listing.
         prop_assert_eq!(world.duplicate_tracks, 0, "a message was tracked twice");
+        prop_assert_eq!(world.lost_activities, 0, "an activity was deleted that nobody untracked");
         let effects = world.effects(ConflictPolicy::MailboxWins);
         prop_assert!(
             effects.iter().all(|e| matches!(e, Effect::SuspiciousEmptyFolder { .. })),
@@ -403,6 +466,7 @@ proptest! {
                     prop_assert_eq!(&link.location, &World::location(message));
                     let mailbox_regarding = signal.regarding.map(|r| r.to_string());
                     prop_assert_eq!(regarding, &mailbox_regarding, "the sides disagree on {}", n);
+                    prop_assert!(signal.numbers.len() <= 1, "message {} keeps two regarding keywords", n);
                 }
                 (Some(link), None) => {
                     // A tombstone: deleted in the CRM while the message sits in a tracked
@@ -444,6 +508,76 @@ fn a_crm_regarding_change_rewrites_only_the_regarding_keyword() {
 }
 
 #[test]
+fn a_keyword_rewrite_cut_between_its_two_stores_loses_nothing() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", false));
+    world.run(&Step::SetRegardingKeyword(1, "ACC-1"));
+    world.pass(None);
+    world.run(&Step::CrmRegarding(1, Some("ACC-2")));
+    // Killed after `+FLAGS (crm:ACC-2)`, before `-FLAGS (crm:ACC-1)` (the first write records
+    // the rewrite in the link).
+    world.pass(Some(2));
+    let keywords =
+        |world: &World| -> Vec<String> { world.messages[&1].keywords.iter().cloned().collect() };
+    assert_eq!(keywords(&world), ["crm:ACC-1", "crm:ACC-2"]);
+    // The next pass recognises the half-done rewrite: the CRM's value stays, the old keyword goes.
+    let effects = world.effects(ConflictPolicy::MailboxWins);
+    assert!(
+        !effects.iter().any(|e| matches!(
+            e,
+            Effect::DeleteActivity { .. } | Effect::Conflict { .. } | Effect::SetRegarding { .. }
+        )),
+        "{effects:?}"
+    );
+    world.pass(None);
+    assert_eq!(keywords(&world), ["crm:ACC-2"]);
+    assert_eq!(world.activities[&1].as_deref(), Some("ACC-2"));
+    assert_eq!(world.lost_activities, 0);
+    world.pass(None);
+    assert!(world.effects(ConflictPolicy::MailboxWins).is_empty());
+}
+
+#[test]
+fn a_crm_edit_after_a_cut_rewrite_is_not_mistaken_for_a_conflict() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", false));
+    world.run(&Step::SetRegardingKeyword(1, "ACC-1"));
+    world.pass(None);
+    world.run(&Step::CrmRegarding(1, Some("ACC-2")));
+    world.pass(Some(2));
+    // The CRM moves on before the next pass: crm:ACC-2 on the message is crmsync's own write
+    // (the link recorded it), so the CRM's newer value is a one-sided change, not a conflict.
+    world.run(&Step::CrmRegarding(1, Some("CON-7")));
+    let effects = world.effects(ConflictPolicy::MailboxWins);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Conflict { .. } | Effect::SetRegarding { .. })),
+        "{effects:?}"
+    );
+    world.pass(None);
+    world.pass(None);
+    let keywords: Vec<String> = world.messages[&1].keywords.iter().cloned().collect();
+    assert_eq!(keywords, ["crm:CON-7"]);
+    assert_eq!(world.activities[&1].as_deref(), Some("CON-7"));
+}
+
+#[test]
+fn a_second_regarding_keyword_replaces_the_first() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", false));
+    world.run(&Step::SetRegardingKeyword(1, "ACC-1"));
+    world.pass(None);
+    world.run(&Step::AddRegardingKeyword(1, "ACC-2"));
+    world.pass(None);
+    world.pass(None);
+    let keywords: Vec<String> = world.messages[&1].keywords.iter().cloned().collect();
+    assert_eq!(keywords, ["crm:ACC-2"]);
+    assert_eq!(world.activities[&1].as_deref(), Some("ACC-2"));
+    assert!(world.effects(ConflictPolicy::MailboxWins).is_empty());
+}
+
+#[test]
 fn a_conflict_is_settled_by_the_policy_and_reported() {
     for (policy, winner) in [
         (ConflictPolicy::MailboxWins, "ACC-1"),
@@ -461,12 +595,14 @@ fn a_conflict_is_settled_by_the_policy_and_reported() {
         );
         let base = effects
             .iter()
+            .rev()
             .find_map(|e| match e {
                 Effect::UpdateLink { base, .. } => Some(base.clone()),
                 _ => None,
             })
             .unwrap();
         assert_eq!(base.get("regarding"), Some(winner));
+        assert_eq!(base.get("writing"), None);
     }
 }
 

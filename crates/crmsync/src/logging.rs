@@ -1,23 +1,76 @@
 //! Logs to standard error (journald under systemd), as text or JSON lines, with structured
 //! fields (mailbox, folder, ...). What goes into a log line is decided where it is logged:
 //! passwords live in `Secret`, whose `Debug` hides them, and message bodies are never logged.
+//!
+//! Libraries log too, and some log what crmsync never would: the IMAP library traces every
+//! protocol line it sends and receives, `LOGIN` with its password and `FETCH` with message
+//! bodies among them. Those targets are silenced here at every level, whatever `RUST_LOG` or
+//! the config asks for: their `log` records are dropped before they become events, and a
+//! filter on the subscriber drops their events should a later version trace them directly.
 
 use crmsync_config::{LogConfig, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tracing_log::AsLog;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+/// Crates whose log output carries protocol lines: passwords, message bodies, headers.
+const PROTOCOL_TARGETS: [&str; 2] = ["async_imap", "imap_proto"];
+
+/// Whether a target (`crate::module`) belongs to one of the protocol crates.
+fn is_protocol_target(target: &str) -> bool {
+    PROTOCOL_TARGETS.iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
 
 pub fn init(config: &LogConfig, format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{},async_imap=warn,notify=warn", config.level))
-    });
-    let builder = tracing_subscriber::fmt()
+    let levels = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},notify=warn", config.level)));
+    let never_protocol = filter_fn(|metadata| !is_protocol_target(metadata.target()));
+    let filter = levels.and(never_protocol);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
         .with_target(false);
-    let result = match format.unwrap_or(config.format) {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let layer = match format.unwrap_or(config.format) {
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+        LogFormat::Text => layer.with_filter(filter).boxed(),
     };
-    if let Err(error) = result {
+    let subscriber = tracing_subscriber::registry().with(layer);
+    if let Err(error) = tracing::subscriber::set_global_default(subscriber) {
         eprintln!("crmsync: logging could not be set up: {error}");
+        return;
+    }
+    let bridged = tracing_log::LogTracer::builder()
+        .with_max_level(tracing::level_filters::LevelFilter::current().as_log())
+        .ignore_all(PROTOCOL_TARGETS)
+        .init();
+    if let Err(error) = bridged {
+        eprintln!("crmsync: library logs could not be set up: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_protocol_target;
+
+    #[test]
+    fn protocol_targets_are_whole_crate_names() {
+        for target in [
+            "async_imap",
+            "async_imap::imap_stream",
+            "imap_proto::parser",
+        ] {
+            assert!(is_protocol_target(target), "{target}");
+        }
+        for target in [
+            "crmsync_imap",
+            "crmsync_engine::email",
+            "async_imap_extra",
+            "rustls",
+        ] {
+            assert!(!is_protocol_target(target), "{target}");
+        }
     }
 }

@@ -531,6 +531,12 @@ async fn email_pass<S: CrmStore>(
         }
     }
 
+    // The folder markers say "everything up to here was seen". A FETCH that the connection
+    // cut short ends like a complete one in the IMAP library, so they are saved only when the
+    // connection still answers after the pass's last command.
+    if !session.is_alive().await {
+        return Err("IMAP: the connection was lost during the pass".to_owned());
+    }
     for (folder, marker) in markers {
         if failed_folders.contains(&folder) {
             continue;

@@ -201,7 +201,8 @@ impl ImapSession {
     }
 
     /// Whether the connection still answers (a cached session may have been dropped by the
-    /// server while it waited).
+    /// server while it waited). Also the check that a `FETCH` before it ran to its end: the
+    /// library ends a fetch's stream quietly when the connection drops mid-answer.
     pub async fn is_alive(&mut self) -> bool {
         tokio::time::timeout(Duration::from_secs(10), self.session.noop())
             .await
@@ -384,7 +385,11 @@ impl ImapSession {
             .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))
     }
 
-    /// Adds and removes keywords of one message.
+    /// Adds and removes keywords of one message: first the new ones, then the old ones away
+    /// (two `UID STORE`s). In that order a connection lost or a process killed between the
+    /// two leaves the message with both keywords, which the next pass recognises, and never
+    /// with none, which would read as the person untracking it. One `STORE FLAGS` replacing
+    /// every flag would be atomic, but would also undo a flag the person set in between.
     pub async fn store_keywords(
         &mut self,
         folder: &str,
@@ -393,20 +398,19 @@ impl ImapSession {
         remove: &[String],
     ) -> Result<(), ImapError> {
         self.ensure_selected(folder).await?;
-        for (sign, keywords) in [('-', remove), ('+', add)] {
+        for (sign, keywords) in [('+', add), ('-', remove)] {
             if keywords.is_empty() {
                 continue;
             }
             self.counters.store_commands += 1;
-            let query = format!("{sign}FLAGS.SILENT ({})", keywords.join(" "));
-            bounded("UID STORE", async {
-                self.session
-                    .uid_store(uid.to_string(), &query)
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
+            // Run as a command whose tagged answer is checked: the library's `uid_store`
+            // stream ends quietly when the connection drops and ignores a NO, so a STORE the
+            // server never carried out would count as done.
+            let command = format!(
+                "UID STORE {uid} {sign}FLAGS.SILENT ({})",
+                keywords.join(" ")
+            );
+            bounded("UID STORE", self.session.run_command_and_check_ok(&command)).await?;
         }
         Ok(())
     }

@@ -1,0 +1,259 @@
+//! Faults injected the way they happen: connections cut or stalled at a chosen IMAP command
+//! (through `support::proxy`), the process killed with SIGKILL, logging turned up to trace.
+//! Each test here is the regression test of a fault that once lost data or leaked a secret.
+
+mod support;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::daemon::{Daemon, wait_until};
+use support::mail::{Mail, message};
+use support::proxy::{Fault, FaultProxy};
+
+fn activity(mail: &Mail, subject_prefix: &str) -> serde_json::Value {
+    let activities = mail.activities();
+    let found: Vec<&serde_json::Value> = activities
+        .iter()
+        .filter(|a| a["subject"].as_str().unwrap().starts_with(subject_prefix))
+        .collect();
+    assert_eq!(found.len(), 1, "{activities:#?}");
+    found[0].clone()
+}
+
+/// One message tracked with `crm:ACC-1001` in a mailbox reached through a fault proxy.
+fn regarded_message() -> (Mail, FaultProxy, u32, String) {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    for name in ["Adventure Works", "Contoso", "Fabrikam"] {
+        mail.env.ok(&["record", "add", "account", "--name", name]);
+    }
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let uid = mail.client("alice").append(
+        "INBOX",
+        &["crm:ACC-1001"],
+        &message(
+            "r@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Offer",
+        ),
+    );
+    mail.sync_ok();
+    let id = activity(&mail, "Offer")["id"].as_str().unwrap().to_owned();
+    (mail, proxy, uid, id)
+}
+
+#[test]
+fn a_regarding_rewrite_cut_between_its_two_stores_keeps_the_message_tracked() {
+    let (mail, proxy, uid, id) = regarded_message();
+    mail.env.ok(&["activity", "regarding", &id, "ACC-1002"]);
+    mail.env
+        .ok(&["activity", "set", &id, "subject=Offer (revised in the CRM)"]);
+
+    // The connection drops when crmsync sends the second STORE, the one that removes the old
+    // keyword: the new keyword is on the message, the old one still too.
+    proxy.set(Fault::CutAt("-FLAGS".into()));
+    let cut = &mail.sync()["alice"];
+    assert_eq!(
+        proxy.hits(),
+        1,
+        "the fault fell on the second STORE: {cut:#}"
+    );
+    assert_eq!(cut["state"], "error", "{cut:#}");
+    let mut imap = mail.client("alice");
+    let mut flags = imap.flags("INBOX", uid);
+    flags.sort();
+    assert_eq!(flags, ["crm:ACC-1001", "crm:ACC-1002"]);
+
+    // The next pass recognises the half-done rewrite: nothing is untracked or deleted, the
+    // CRM's regarding and its edit stay, and the old keyword goes.
+    proxy.set(Fault::None);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["deleted"], 0, "{report:#}");
+    assert_eq!(imap.flags("INBOX", uid), ["crm:ACC-1002"]);
+    let offer = activity(&mail, "Offer");
+    assert_eq!(offer["id"], id.as_str());
+    assert_eq!(offer["subject"], "Offer (revised in the CRM)");
+    assert_eq!(offer["regarding"]["number"], "ACC-1002");
+    assert!(mail.env.json(&["conflicts"]).as_array().unwrap().is_empty());
+
+    let quiet = &mail.sync_ok()["alice"];
+    assert_eq!(quiet["keywords_written"], 0, "{quiet:#}");
+    assert_eq!(quiet["updated"], 0, "{quiet:#}");
+}
+
+#[derive(Clone, Copy)]
+enum Kill {
+    AtStall,
+    After(Duration),
+}
+
+/// `crmsync sync` started and killed with SIGKILL: while it waits at a stalled second
+/// `UID STORE` (between the two steps of a keyword rewrite), or after a delay that lands
+/// anywhere in the pass. Returns whether the kill fell during the pass (not after its end).
+fn killed_sync(mail: &Mail, proxy: &FaultProxy, kill: Kill) -> bool {
+    let mut child = Command::new(support::binary())
+        .arg("-c")
+        .arg(&mail.env.config)
+        .args(["sync", "--json"])
+        .env_remove("CRMSYNC_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    match kill {
+        Kill::AtStall => {
+            let hits = proxy.hits();
+            proxy.set(Fault::StallAtNth("UID STORE".into(), 2));
+            // A pass with a single STORE (nothing to rewrite in two steps) ends on its own.
+            wait_until("the second STORE", Duration::from_secs(20), || {
+                (proxy.hits() > hits || child.try_wait().unwrap().is_some()).then_some(())
+            });
+        }
+        Kill::After(delay) => std::thread::sleep(delay),
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    proxy.set(Fault::None);
+    status.signal() == Some(9)
+}
+
+#[test]
+fn thirty_kills_during_two_way_keyword_rewrites_lose_nothing() {
+    let (mail, proxy, uid, id) = regarded_message();
+    let numbers = ["ACC-1002", "ACC-1003", "ACC-1001"];
+    let mut imap = mail.client("alice");
+    let mut expected_subject = String::from("Offer");
+    let (mut kills, mut kills_between_stores) = (0, 0);
+    for round in 0..90u64 {
+        if kills >= 30 && kills_between_stores >= 10 {
+            break;
+        }
+        // A CRM edit in every round, and in every third round a change in the mail client.
+        let regarding = numbers[round as usize % numbers.len()];
+        if round % 3 == 2 {
+            for flag in imap.flags("INBOX", uid) {
+                imap.store("INBOX", uid, &format!("-FLAGS ({flag})"));
+            }
+            imap.store("INBOX", uid, &format!("+FLAGS (crm:{regarding})"));
+        } else {
+            mail.env.ok(&["activity", "regarding", &id, regarding]);
+        }
+        expected_subject = format!("Offer, round {round}");
+        mail.env.ok(&[
+            "activity",
+            "set",
+            &id,
+            &format!("subject={expected_subject}"),
+        ]);
+        let stall = round % 3 != 2 && kills_between_stores < 10;
+        let kill = if stall {
+            Kill::AtStall
+        } else {
+            Kill::After(Duration::from_millis(10 * (round % 11)))
+        };
+        let hits = proxy.hits();
+        if killed_sync(&mail, &proxy, kill) {
+            kills += 1;
+            if stall && proxy.hits() > hits {
+                kills_between_stores += 1;
+            }
+        }
+
+        // After every kill the activity is still there, with the CRM's edit, and the message
+        // is still tracked.
+        let offer = activity(&mail, "Offer");
+        assert_eq!(offer["id"], id.as_str(), "round {round}");
+        assert_eq!(offer["subject"], expected_subject.as_str(), "round {round}");
+        let flags = imap.flags("INBOX", uid);
+        assert!(
+            flags.iter().any(|f| f.starts_with("crm")),
+            "round {round}: the message lost its tracking keyword: {flags:?}"
+        );
+    }
+    assert!(kills >= 30, "{kills} kills");
+    assert!(
+        kills_between_stores >= 10,
+        "{kills_between_stores} kills between the STOREs"
+    );
+
+    // Once a pass runs to its end, both sides agree on one regarding record, carried by one
+    // keyword, and the CRM's last edit is there.
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["deleted"], 0, "{report:#}");
+    let offer = activity(&mail, "Offer");
+    assert_eq!(offer["id"], id.as_str());
+    assert_eq!(offer["subject"], expected_subject.as_str());
+    let regarding = offer["regarding"]["number"].as_str().unwrap().to_owned();
+    assert!(numbers.contains(&regarding.as_str()), "{offer:#}");
+    assert_eq!(imap.flags("INBOX", uid), [format!("crm:{regarding}")]);
+    assert_eq!(mail.activities().len(), 1, "no duplicate");
+    let quiet = &mail.sync_ok()["alice"];
+    assert_eq!(quiet["keywords_written"], 0, "{quiet:#}");
+}
+
+#[test]
+fn trace_logging_never_shows_a_password_or_a_body() {
+    // A password and a body that cannot turn up in a log line by chance.
+    let password = "Pa55-word-xyzzy-4711";
+    let mail = Mail::with_password(&[("alice", "alice@example.com")], password);
+    let body_marker = "Quarterly-figures-SECRET-7c1f";
+    let text = message(
+        "t@x.example",
+        "dana@x.example",
+        "alice@example.com",
+        "Trace",
+    )
+    .replace("Body of Trace.", body_marker);
+    let mut imap = mail.client("alice");
+    let first = imap.append("INBOX", &["crm"], &text);
+
+    // Trace everything, and ask for the IMAP library's protocol lines by name too.
+    for (round, filter) in ["trace", "trace,async_imap=trace,imap_proto=trace"]
+        .into_iter()
+        .enumerate()
+    {
+        if round > 0 {
+            let again = text.replace("t@x.example", "t2@x.example");
+            imap.append("INBOX", &["crm"], &again);
+        }
+        let mut daemon = Daemon::start_logging(&mail.env, filter);
+        daemon.wait_for_state("alice", "idle");
+        wait_until("the message to be tracked", Duration::from_secs(20), || {
+            (mail.activities().len() == round + 1).then_some(())
+        });
+        // The second pass of a worker reuses its connection: one more pass through IDLE.
+        imap.store("INBOX", first, "+FLAGS (seen-by-test)");
+        std::thread::sleep(Duration::from_millis(1500));
+        let status = daemon.terminate(Duration::from_secs(20));
+        assert!(status.success());
+        let log = std::fs::read_to_string(mail.env.path("daemon.log")).unwrap();
+        // Trace logging is on: crmsync's own lines at the lowest levels are there.
+        assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+        assert!(
+            !log.contains(password),
+            "RUST_LOG={filter}: the password is logged"
+        );
+        assert!(
+            !log.contains(body_marker),
+            "RUST_LOG={filter}: the body is logged"
+        );
+        for protocol in ["LOGIN", "BODY.PEEK", "UID FETCH"] {
+            assert!(
+                !log.contains(protocol),
+                "RUST_LOG={filter}: an IMAP protocol line is logged ({protocol})"
+            );
+        }
+    }
+    // The messages were tracked with their bodies: the marker was there to be logged.
+    let activities = mail.activities();
+    assert!(
+        activities[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains(body_marker)
+    );
+}
