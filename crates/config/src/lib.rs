@@ -62,6 +62,9 @@ pub struct DaemonConfig {
     /// How many folders per mailbox get their own IDLE connection; the rest are polled.
     /// Default 5.
     pub idle_folders: usize,
+    /// Seconds the CRM store's change journal keeps an entry that every registered reader
+    /// has read, for readers that follow it without a cursor. Default 604800 (7 days).
+    pub journal_retention: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

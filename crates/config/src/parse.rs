@@ -286,6 +286,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut daemon = DaemonConfig {
         poll_interval: 300,
         idle_folders: 5,
+        journal_retention: 7 * 24 * 3600,
     };
     if let Some(mut section) = root.sub(&mut problems, "daemon") {
         if let Some(seconds) = section.integer(&mut problems, "poll_interval", 1..=86_400) {
@@ -293,6 +294,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
         if let Some(count) = section.integer(&mut problems, "idle_folders", 0..=100) {
             daemon.idle_folders = count as usize;
+        }
+        if let Some(seconds) =
+            section.integer(&mut problems, "journal_retention", 1..=366 * 24 * 3600)
+        {
+            daemon.journal_retention = seconds as u64;
         }
         section.finish(&mut problems);
     }

@@ -19,7 +19,7 @@ use crmsync_config::{Config, LogFormat, MailboxConfig};
 use crmsync_engine::daemon::{
     DAEMON_ORIGIN, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
 };
-use crmsync_engine::{MailboxState, PassReport};
+use crmsync_engine::{CollectionState, MailboxState, PassReport};
 use crmsync_store::{CrmStore, SqliteStore};
 use notify::Watcher;
 use tokio::signal::unix::{SignalKind, signal};
@@ -228,6 +228,7 @@ impl StatusWriter {
                         uid_validity: state.as_ref().and_then(|s| s.uid_validity),
                         highest_modseq: state.as_ref().and_then(|s| s.highest_modseq),
                         sync_token: None,
+                        last_full_scan: state.as_ref().and_then(|s| s.last_full_scan.clone()),
                         last_success: None,
                         name: folder,
                     }
@@ -238,6 +239,7 @@ impl StatusWriter {
         };
         status.state = report.state.as_str().into();
         status.tracked = report.tracked;
+        status.pending = report.pending;
         status.failed = report.failed;
         let at = now();
         let previous: HashMap<String, Option<String>> = status
@@ -251,12 +253,12 @@ impl StatusWriter {
             .map(|c| CollectionStatus {
                 name: c.name.to_owned(),
                 path: c.path.clone(),
-                state: c.state.to_owned(),
+                state: c.state.as_str().to_owned(),
                 items: c.items,
                 tracked: c.tracked,
                 failed: c.failed,
                 last_error: c.last_error.clone(),
-                last_success: if c.state == "idle" {
+                last_success: if c.state == CollectionState::Idle {
                     Some(at.clone())
                 } else {
                     previous.get(c.name).cloned().flatten()

@@ -78,6 +78,10 @@ pub struct FolderStatus {
     pub uid_validity: Option<u32>,
     pub highest_modseq: Option<u64>,
     pub sync_token: Option<String>,
+    /// When the last scan that read every message's flags and header ran (a first scan, a
+    /// UIDVALIDITY change, a server without CONDSTORE).
+    #[serde(default)]
+    pub last_full_scan: Option<String>,
     pub last_success: Option<String>,
 }
 

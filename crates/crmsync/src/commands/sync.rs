@@ -81,12 +81,13 @@ fn report_json(report: &PassReport) -> serde_json::Value {
         "items_written": report.items_written,
         "failed": report.failed,
         "tracked": report.tracked,
+        "pending": report.pending,
         "errors": report.errors,
         "warnings": report.warnings,
         "collections": report.collections.iter().map(|c| json!({
             "name": c.name,
             "path": c.path,
-            "state": c.state,
+            "state": c.state.as_str(),
             "items": c.items,
             "tracked": c.tracked,
             "failed": c.failed,
@@ -118,7 +119,12 @@ fn print_report(report: &PassReport) {
     for c in &report.collections {
         println!(
             "  {} {}: {}; {} items, {} tracked, {} failed",
-            c.name, c.path, c.state, c.items, c.tracked, c.failed
+            c.name,
+            c.path,
+            c.state.as_str(),
+            c.items,
+            c.tracked,
+            c.failed
         );
     }
     if report.items_written > 0 {

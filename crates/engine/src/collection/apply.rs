@@ -1,0 +1,418 @@
+//! Apply: the core's effects for one collection, each on its own, in the order given. Newly
+//! tracked items are created in batches ([`TRACK_BATCH`] per transaction); everything else is
+//! one write (file, or row and link) at a time, in the crash-safe order of `mod.rs`.
+
+use crmsync_core::collection::{self, Effect, ObservedItem};
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
+use crmsync_core::merge::{self, MergeOutcome};
+use crmsync_core::model::{ActivityId, RecordId};
+use crmsync_store::{CrmStore, NewItem, StoreError};
+use crmsync_vdir::calendar;
+use crmsync_vdir::contacts;
+use crmsync_vdir::content;
+use crmsync_vdir::vdir::VdirError;
+
+use super::read::{location, target};
+use super::{CollectionPass, Which};
+use crate::conflict;
+use crate::report::{CollectionState, PassReport};
+
+/// How many newly tracked items one transaction creates: a first import of 10,000 items is 40
+/// commits, not 10,000, and still all or nothing per transaction.
+const TRACK_BATCH: usize = 256;
+
+/// A merge to carry out: the core's `Effect::Update`.
+struct Update {
+    link: SyncLink,
+    location: ItemLocation,
+    etag: String,
+    item: Snapshot,
+    outcome: MergeOutcome,
+    crm_version: i64,
+}
+
+impl<S: CrmStore> CollectionPass<'_, S> {
+    /// Applies the effects; returns the items that were linked to rows that already had their
+    /// UID (they want a merge in this pass).
+    pub(super) fn apply(
+        &mut self,
+        effects: Vec<Effect>,
+        report: &mut PassReport,
+    ) -> Vec<(ItemKind, ItemIdentity)> {
+        let mut batch: Vec<(NewItem, SyncLink)> = Vec::new();
+        let mut just_linked = Vec::new();
+        for effect in effects {
+            let outcome = match effect {
+                Effect::SuspiciousEmpty { links } => {
+                    self.status.state = CollectionState::Error;
+                    self.status.last_error = Some(format!(
+                        "the collection lists no item while {links} tracked items were in it: nothing was deleted (if it was emptied on purpose, run crmsync sync --accept-empty)"
+                    ));
+                    Ok(())
+                }
+                Effect::Track { observed } => {
+                    self.status.pending += 1;
+                    batch.push(self.new_item(observed));
+                    Ok(())
+                }
+                Effect::Update {
+                    link,
+                    location,
+                    etag,
+                    item,
+                    outcome,
+                    crm_version,
+                } => self.update(
+                    Update {
+                        link,
+                        location,
+                        etag,
+                        item,
+                        outcome,
+                        crm_version,
+                    },
+                    report,
+                ),
+                Effect::Untrack { link, delete_crm } | Effect::ItemDeleted { link, delete_crm } => {
+                    self.untrack(&link, delete_crm, report)
+                }
+                Effect::CrmDeleted {
+                    link,
+                    location,
+                    etag,
+                    delete_item,
+                } => self.crm_deleted(&link, &location, &etag, delete_item, report),
+                Effect::CreateItem { created } => self.create_item(created, report),
+            };
+            if let Err(message) = outcome {
+                self.item_failed(report, message);
+            }
+            if batch.len() >= TRACK_BATCH {
+                just_linked.extend(self.flush(std::mem::take(&mut batch), report));
+            }
+        }
+        just_linked.extend(self.flush(batch, report));
+        just_linked
+    }
+
+    /// The row and link of a newly tracked item, created (or linked to the row that already
+    /// has its UID) by [`Self::flush`].
+    fn new_item(&self, observed: ObservedItem) -> (NewItem, SyncLink) {
+        let id = uuid::Uuid::new_v4();
+        let link = SyncLink {
+            mailbox: self.mailbox.id.clone(),
+            kind: observed.kind,
+            identity: observed.identity.clone(),
+            location: observed.location.clone(),
+            crm: match observed.kind {
+                ItemKind::Contact => CrmRef::Record(RecordId(id)),
+                _ => CrmRef::Activity(ActivityId(id)),
+            },
+            base: observed.fields.clone(),
+            item_version: Some(VersionMarker(observed.etag.clone())),
+            crm_version: None,
+            created_by: ItemCreator::Mailbox,
+            state: LinkState::Synced,
+        };
+        let item = NewItem {
+            kind: observed.kind,
+            owner: self.mailbox.owner.clone(),
+            mailbox: self.mailbox.id.clone(),
+            uid: observed.identity.storage_key(),
+            fields: observed.fields,
+        };
+        (item, link)
+    }
+
+    /// Creates the CRM rows and links of newly tracked items in one transaction. A batch that
+    /// fails is retried item by item, so one bad item fails alone. Returns the items linked to
+    /// rows that already had their UID.
+    fn flush(
+        &mut self,
+        items: Vec<(NewItem, SyncLink)>,
+        report: &mut PassReport,
+    ) -> Vec<(ItemKind, ItemIdentity)> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let results: Vec<_> = match self.store.track_items(&items) {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(_) => items
+                .iter()
+                .map(|item| {
+                    self.store
+                        .track_items(std::slice::from_ref(item))
+                        .map(|mut tracked| tracked.remove(0))
+                })
+                .collect(),
+        };
+        let mut just_linked = Vec::new();
+        for ((_, link), result) in items.iter().zip(results) {
+            let href = collection::href(&link.location);
+            match result {
+                Ok(tracked) => {
+                    self.status.pending -= 1;
+                    if tracked.linked.is_some() {
+                        report.linked += 1;
+                        just_linked.push((link.kind, link.identity.clone()));
+                    } else {
+                        report.created += 1;
+                    }
+                    for warning in tracked.warnings {
+                        report.warn(format!("{} {href}: {warning}", self.which.as_str()));
+                    }
+                }
+                Err(error) => self.item_failed(report, format!("{href}: CRM store: {error}")),
+            }
+        }
+        just_linked
+    }
+
+    /// A merge: the file first (when it takes writes), then the CRM row and the link.
+    fn update(&mut self, update: Update, report: &mut PassReport) -> Result<(), String> {
+        let Update {
+            link,
+            location,
+            etag,
+            item,
+            outcome,
+            crm_version,
+        } = update;
+        let moved = location != link.location;
+        let same_file = link.item_version.as_ref().is_some_and(|v| v.0 == etag);
+        if outcome.is_noop() && !moved && same_file && Some(crm_version) == link.crm_version {
+            return Ok(());
+        }
+        let href = collection::href(&location).to_owned();
+        let mut new_etag = etag.clone();
+        if !outcome.mailbox_writes.is_empty() {
+            match self.write_merged(&href, &etag, &outcome)? {
+                Some(written) => new_etag = written,
+                // Changed since it was listed: the next pass merges the newer file.
+                None => return Ok(()),
+            }
+            report.items_written += 1;
+        }
+        // What the item holds now; the store adds what the CRM stored where it differs.
+        let new_link = SyncLink {
+            location,
+            base: merge::apply(&item, &outcome.mailbox_writes),
+            item_version: Some(VersionMarker(new_etag)),
+            state: LinkState::Synced,
+            ..link.clone()
+        };
+        let owner = &self.mailbox.owner;
+        match self
+            .store
+            .update_item(&new_link, crm_version, &outcome.crm_writes, owner)
+        {
+            Ok((_, warnings)) => {
+                for warning in warnings {
+                    report.warn(format!("{} {href}: {warning}", self.which.as_str()));
+                }
+            }
+            Err(StoreError::Conflict(message)) => {
+                report.warn(format!("{} {href}: {message}", self.which.as_str()));
+                return self.record_written(&link, new_link, &outcome);
+            }
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(format!("{href}: CRM store: {error}")),
+        }
+        report.updated += 1;
+        for conflict in outcome.conflicts {
+            conflict::log(
+                self.store,
+                report,
+                (
+                    link.kind,
+                    &link.identity,
+                    &format!("{} {href}", self.which.as_str()),
+                ),
+                Some(link.crm),
+                conflict,
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the merged values into the file, if it still has the etag it was read at;
+    /// `None` when it changed since.
+    fn write_merged(
+        &self,
+        href: &str,
+        etag: &str,
+        outcome: &MergeOutcome,
+    ) -> Result<Option<String>, String> {
+        let (text, found) = self.vdir.read(href).map_err(|e| e.to_string())?;
+        if found != etag {
+            return Ok(None);
+        }
+        let mut document = content::parse(&text).map_err(|e| e.to_string())?;
+        let component = target(self.which, &mut document)
+            .ok_or_else(|| format!("{href}: nothing to write into"))?;
+        match self.which {
+            Which::Calendar => calendar::apply(component, &outcome.merged, &outcome.mailbox_writes),
+            Which::Contacts => contacts::apply(component, &outcome.mailbox_writes),
+        }
+        self.vdir
+            .update(href, &document.render(), etag)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The CRM row changed meanwhile, so its write was refused: the next pass merges again.
+    /// If the file was written, the link records that it now holds those values (from the
+    /// CRM), so the newer CRM edit is taken as the change it is, not as a conflict with the
+    /// values just written. The file's old etag stays, so that it is read again: the values it
+    /// received are base now, and the person's own edits still show.
+    fn record_written(
+        &mut self,
+        link: &SyncLink,
+        new_link: SyncLink,
+        outcome: &MergeOutcome,
+    ) -> Result<(), String> {
+        if outcome.mailbox_writes.is_empty() {
+            return Ok(());
+        }
+        let received = |side: Snapshot| merge::apply(&side, &outcome.mailbox_writes);
+        let written = SyncLink {
+            base: collection::two_sided_base(
+                &received(collection::item_side(&link.base)),
+                &received(collection::crm_side(&link.base)),
+            ),
+            item_version: link.item_version.clone(),
+            ..new_link
+        };
+        self.store
+            .put_link(&written)
+            .map_err(|error| format!("CRM store: {error}"))
+    }
+
+    /// Untracked, or deleted in the collection: the row goes with its link when the owner
+    /// owns it, else only the link.
+    fn untrack(
+        &mut self,
+        link: &SyncLink,
+        delete_crm: bool,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let href = collection::href(&link.location);
+        if !delete_crm {
+            self.store
+                .delete_link(&link.mailbox, link.kind, &link.identity)
+                .map_err(|error| format!("{href}: CRM store: {error}"))?;
+            report.unlinked += 1;
+            return Ok(());
+        }
+        match self.store.delete_item(link) {
+            Ok(()) => {
+                report.deleted += 1;
+                Ok(())
+            }
+            // The CRM keeps the row (a contact other activities regard): so does the link, so
+            // the row is neither written back into the collection as a new item nor forgotten;
+            // the pass counts it failed until an administrator settles it (or the person
+            // tracks the item again).
+            Err(StoreError::Refused(message)) => {
+                Err(format!("{href}: not deleted in the CRM: {message}"))
+            }
+            Err(error) => Err(format!("{href}: CRM store: {error}")),
+        }
+    }
+
+    /// Deleted in the CRM: the file goes when the CRM created it, else it loses its tracking
+    /// category; then the link goes.
+    fn crm_deleted(
+        &mut self,
+        link: &SyncLink,
+        location: &ItemLocation,
+        etag: &str,
+        delete_item: bool,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let href = collection::href(location);
+        if delete_item {
+            match self.vdir.delete(href, etag) {
+                Ok(()) | Err(VdirError::Missing(_)) => report.items_written += 1,
+                Err(VdirError::Changed { .. }) => return Ok(()),
+                Err(error) => return Err(error.to_string()),
+            }
+        } else {
+            match self.vdir.read(href) {
+                Ok((text, found)) if found == etag => {
+                    let mut document = content::parse(&text).map_err(|e| e.to_string())?;
+                    if let Some(component) = target(self.which, &mut document) {
+                        calendar::remove_category(component, &self.mailbox.tracking.category);
+                    }
+                    self.vdir
+                        .update(href, &document.render(), etag)
+                        .map_err(|e| e.to_string())?;
+                    report.items_written += 1;
+                }
+                Ok(_) => return Ok(()),
+                Err(VdirError::Missing(_)) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        self.store
+            .delete_link(&link.mailbox, link.kind, &link.identity)
+            .map_err(|error| format!("{href}: CRM store: {error}"))?;
+        report.unlinked += 1;
+        Ok(())
+    }
+
+    /// A row the CRM created for the owner: its file first (named and UID'd after the row),
+    /// then the link.
+    fn create_item(
+        &mut self,
+        created: crmsync_core::collection::CrmCreated,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let uid = created.identity.storage_key();
+        let id = created.crm.uuid();
+        let category = &self.mailbox.tracking.category;
+        let (href, text) = match self.which {
+            Which::Calendar => (
+                format!("{id}.ics"),
+                calendar::new_object(
+                    created.kind == ItemKind::Task,
+                    &uid,
+                    &created.fields,
+                    category,
+                    &chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
+                ),
+            ),
+            Which::Contacts => (
+                format!("{id}.vcf"),
+                contacts::new_card(&uid, &created.fields, category),
+            ),
+        };
+        let etag = match self.vdir.create(&href, &text) {
+            Ok(etag) => etag,
+            Err(VdirError::Exists(_)) => {
+                return Err(format!(
+                    "{href} exists but does not hold the CRM row it is named after: not overwritten"
+                ));
+            }
+            Err(error) => return Err(error.to_string()),
+        };
+        report.items_written += 1;
+        let link = SyncLink {
+            mailbox: self.mailbox.id.clone(),
+            kind: created.kind,
+            identity: created.identity.clone(),
+            location: location(self.which, &href),
+            crm: created.crm,
+            base: created.fields,
+            item_version: Some(VersionMarker(etag)),
+            crm_version: Some(created.version),
+            created_by: ItemCreator::Crm,
+            state: LinkState::Synced,
+        };
+        self.store
+            .link_item(&link, &uid)
+            .map(|_| ())
+            .map_err(|error| format!("{href}: CRM store: {error}"))
+    }
+}

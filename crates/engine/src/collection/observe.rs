@@ -1,0 +1,302 @@
+//! Observe: the collection's listing, the files that changed since their link (or that have
+//! none), and the CRM side of every link plus the rows the CRM created for the owner.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crmsync_config::FromCrm;
+use crmsync_core::collection::{self, CollectionView, CrmCreated, CrmItem, ObservedItem};
+use crmsync_core::item::{ItemIdentity, ItemKind};
+use crmsync_core::link::{CrmRef, SyncLink};
+use crmsync_store::CrmStore;
+use crmsync_vdir::vdir::{Entry, VdirError};
+
+use super::read::{self, Read};
+use super::{CollectionPass, Which};
+use crate::error::PassError;
+use crate::report::PassReport;
+
+/// What the core needs to decide about one collection.
+pub(super) struct Observed {
+    pub view: CollectionView,
+    pub links: Vec<SyncLink>,
+    pub crm: BTreeMap<CrmRef, CrmItem>,
+    pub created: Vec<CrmCreated>,
+}
+
+impl<S: CrmStore> CollectionPass<'_, S> {
+    pub(super) fn observe(&mut self, report: &mut PassReport) -> Result<Observed, PassError> {
+        if !self.config.path.is_dir() {
+            return Err(PassError::Collection(format!(
+                "the collection {} is not a directory",
+                self.config.path.display()
+            )));
+        }
+        let entries = self
+            .vdir
+            .list()
+            .map_err(|error| PassError::Collection(error.to_string()))?;
+        self.status.items = entries.len() as u64;
+        let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
+        let mut view = CollectionView {
+            accept_empty: self.options.accept_empty,
+            ..CollectionView::default()
+        };
+        let mut present = self.read_changed(&entries, &links, &mut view, report);
+        present.extend(links.iter().map(|l| (l.kind, l.identity.clone())));
+        let (crm, skipped) = self.crm_side(&links, &view, report)?;
+        let created = self.created(&present)?;
+        let links = sit_out(links, &skipped, &mut view);
+        Ok(Observed {
+            view,
+            links,
+            crm,
+            created,
+        })
+    }
+
+    /// The second round: the items just linked to rows that already had their UID, read
+    /// again with their rows, so that their differences are merged in this pass. The view
+    /// lists every file, so that no other link looks deleted.
+    pub(super) fn observe_linked(
+        &mut self,
+        just_linked: &[(ItemKind, ItemIdentity)],
+        hrefs: BTreeSet<String>,
+        report: &mut PassReport,
+    ) -> Result<Observed, PassError> {
+        let links: Vec<SyncLink> = self
+            .store
+            .links_of(&self.mailbox.id, self.which.kinds())?
+            .into_iter()
+            .filter(|l| just_linked.contains(&(l.kind, l.identity.clone())))
+            .collect();
+        let mut view = CollectionView {
+            accept_empty: self.options.accept_empty,
+            hrefs,
+            ..CollectionView::default()
+        };
+        for link in &links {
+            let href = collection::href(&link.location);
+            match self.read_file(href) {
+                Ok(Some((item, etag))) => view.changed.push(observed(self.which, href, item, etag)),
+                // Gone or unreadable since the first round: the next pass sees it.
+                Ok(None) | Err(_) => {
+                    view.unreadable.insert(href.to_owned());
+                }
+            }
+        }
+        let (crm, skipped) = self.crm_side(&links, &view, report)?;
+        let links = sit_out(links, &skipped, &mut view);
+        Ok(Observed {
+            view,
+            links,
+            crm,
+            created: Vec::new(),
+        })
+    }
+
+    /// Reads a file: `None` when it went away since the listing.
+    fn read_file(&self, href: &str) -> Result<Option<(Read, String)>, String> {
+        match self.vdir.read(href) {
+            Err(VdirError::Missing(_)) => Ok(None),
+            Err(error) => Err(error.to_string()),
+            Ok((text, etag)) => read::read_item(self.which, &text, &self.mailbox.tracking.category)
+                .map(|item| Some((item, etag))),
+        }
+    }
+
+    /// Reads every listed file whose etag its link does not already hold (and that is not an
+    /// untracked file remembered at this etag) into the view; returns what the collection
+    /// holds. Unreadable files are counted failed and sit the pass out.
+    fn read_changed(
+        &mut self,
+        entries: &[Entry],
+        links: &[SyncLink],
+        view: &mut CollectionView,
+        report: &mut PassReport,
+    ) -> BTreeSet<(ItemKind, ItemIdentity)> {
+        let which = self.which;
+        let unchanged: BTreeSet<(&str, &str)> = links
+            .iter()
+            .filter_map(|l| {
+                let version = l.item_version.as_ref()?;
+                Some((collection::href(&l.location), version.0.as_str()))
+            })
+            .collect();
+        let listed: BTreeSet<&str> = entries.iter().map(|e| e.href.as_str()).collect();
+        let linked: BTreeSet<(ItemKind, &ItemIdentity)> =
+            links.iter().map(|l| (l.kind, &l.identity)).collect();
+        // A UID belongs to the file its link points at while that file is listed: another file
+        // with the same UID (a copy) is a duplicate, not a rename.
+        let mut seen_uids: BTreeMap<ItemIdentity, String> = links
+            .iter()
+            .map(|l| (l.identity.clone(), collection::href(&l.location).to_owned()))
+            .filter(|(_, href)| listed.contains(href.as_str()))
+            .collect();
+        let mut present = BTreeSet::new();
+        let mut unreadable: Vec<(String, String)> = Vec::new();
+        self.memory
+            .untracked
+            .retain(|(w, href), _| *w != which || listed.contains(href.as_str()));
+        for entry in entries {
+            view.hrefs.insert(entry.href.clone());
+            if unchanged.contains(&(entry.href.as_str(), entry.etag.as_str())) {
+                continue;
+            }
+            let key = (which, entry.href.clone());
+            if let Some((etag, kind, identity)) = self.memory.untracked.get(&key)
+                && *etag == entry.etag
+            {
+                present.insert((*kind, identity.clone()));
+                continue;
+            }
+            let (item, etag) = match self.read_file(&entry.href) {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(message) => {
+                    unreadable.push((entry.href.clone(), message));
+                    continue;
+                }
+            };
+            if let Some(first) = seen_uids.get(&item.identity)
+                && *first != entry.href
+            {
+                let message = format!(
+                    "UID {} is also the UID of {first}: only that one is synchronized",
+                    item.identity.storage_key()
+                );
+                unreadable.push((entry.href.clone(), message));
+                continue;
+            }
+            seen_uids.insert(item.identity.clone(), entry.href.clone());
+            present.insert((item.kind, item.identity.clone()));
+            // Remembered only when untracked and unlinked: an untracked file whose link is
+            // still to go is read again until its untrack has been carried out.
+            if item.tracked || linked.contains(&(item.kind, &item.identity)) {
+                self.memory.untracked.remove(&key);
+            } else {
+                self.memory
+                    .untracked
+                    .insert(key, (etag.clone(), item.kind, item.identity.clone()));
+            }
+            view.changed.push(observed(which, &entry.href, item, etag));
+        }
+        for (href, message) in unreadable {
+            let path = self.config.path.join(&href);
+            self.item_failed(report, format!("{}: skipped: {message}", path.display()));
+            view.unreadable.insert(href);
+        }
+        present
+    }
+
+    /// The CRM side of each link: the fields of rows that changed since the link (or whose
+    /// file did), else the CRM's side of the base. A row that cannot be read is skipped.
+    fn crm_side(
+        &mut self,
+        links: &[SyncLink],
+        view: &CollectionView,
+        report: &mut PassReport,
+    ) -> Result<(BTreeMap<CrmRef, CrmItem>, BTreeSet<CrmRef>), PassError> {
+        let linked = self.store.linked_items(&self.mailbox.id)?;
+        let observed: BTreeSet<(ItemKind, &ItemIdentity)> =
+            view.changed.iter().map(|o| (o.kind, &o.identity)).collect();
+        let owner = self.mailbox.owner.key();
+        let mut crm = BTreeMap::new();
+        let mut skipped = BTreeSet::new();
+        for link in links {
+            let Some(row) = linked.get(&link.crm) else {
+                continue;
+            };
+            let fields = if Some(row.version) == link.crm_version
+                && !observed.contains(&(link.kind, &link.identity))
+            {
+                collection::crm_side(&link.base)
+            } else {
+                match self.store.item_fields(link.crm) {
+                    Ok(Some(fields)) => fields,
+                    Ok(None) => continue,
+                    // A row another program wrote against the schema (a priority that is no
+                    // number, say): this item is skipped and counted, the rest goes on.
+                    Err(error) => {
+                        let href = collection::href(&link.location).to_owned();
+                        self.item_failed(report, format!("{href}: skipped: CRM store: {error}"));
+                        skipped.insert(link.crm);
+                        continue;
+                    }
+                }
+            };
+            let owned = row
+                .owner
+                .as_deref()
+                .is_some_and(|o| o.eq_ignore_ascii_case(&owner));
+            crm.insert(
+                link.crm,
+                CrmItem::Present {
+                    fields,
+                    version: row.version,
+                    owned_by_mailbox_owner: owned,
+                },
+            );
+        }
+        Ok((crm, skipped))
+    }
+
+    /// The rows the CRM created for the owner that belong in this collection and have no link
+    /// from the mailbox yet; never a second file for a UID the collection already holds.
+    fn created(
+        &mut self,
+        present: &BTreeSet<(ItemKind, ItemIdentity)>,
+    ) -> Result<Vec<CrmCreated>, PassError> {
+        if self.config.from_crm == FromCrm::None {
+            return Ok(Vec::new());
+        }
+        let rows = self.store.created_items(
+            &self.mailbox.id,
+            &self.mailbox.owner,
+            self.which == Which::Calendar,
+            self.which == Which::Contacts,
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|row| CrmCreated {
+                kind: row.kind,
+                crm: row.crm,
+                identity: match row.kind {
+                    ItemKind::Contact => ItemIdentity::Contact { uid: row.uid },
+                    _ => ItemIdentity::Calendar { uid: row.uid },
+                },
+                fields: row.fields,
+                version: row.version,
+            })
+            .filter(|row| !present.contains(&(row.kind, row.identity.clone())))
+            .collect())
+    }
+}
+
+fn observed(which: Which, href: &str, item: Read, etag: String) -> ObservedItem {
+    ObservedItem {
+        kind: item.kind,
+        identity: item.identity,
+        location: read::location(which, href),
+        etag,
+        tracked: item.tracked,
+        fields: item.fields,
+    }
+}
+
+/// A link whose CRM row could not be read sits this pass out: its row must not look deleted,
+/// nor its file new.
+fn sit_out(
+    links: Vec<SyncLink>,
+    skipped: &BTreeSet<CrmRef>,
+    view: &mut CollectionView,
+) -> Vec<SyncLink> {
+    let (skipped_links, links): (Vec<SyncLink>, Vec<SyncLink>) =
+        links.into_iter().partition(|l| skipped.contains(&l.crm));
+    for link in &skipped_links {
+        view.changed
+            .retain(|o| (o.kind, &o.identity) != (link.kind, &link.identity));
+        view.unreadable
+            .insert(collection::href(&link.location).to_owned());
+    }
+    links
+}

@@ -1,0 +1,78 @@
+//! Reading one collection file: its master component's kind, identity (UID), fields and
+//! tracking signal; and the component crmsync writes back into.
+
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::Snapshot;
+use crmsync_vdir::calendar;
+use crmsync_vdir::contacts;
+use crmsync_vdir::content::{self, Component, Document};
+
+use super::Which;
+
+/// One file as read.
+pub(super) struct Read {
+    pub kind: ItemKind,
+    pub identity: ItemIdentity,
+    pub tracked: bool,
+    pub fields: Snapshot,
+}
+
+pub(super) fn read_item(which: Which, text: &str, category: &str) -> Result<Read, String> {
+    let document = content::parse(text).map_err(|e| e.to_string())?;
+    match which {
+        Which::Calendar => {
+            let calendar = document
+                .first("VCALENDAR")
+                .ok_or("no VCALENDAR component")?;
+            let master = calendar::master(calendar).ok_or("no VEVENT or VTODO component")?;
+            let uid = uid(master)?;
+            let task = master.name.eq_ignore_ascii_case("VTODO");
+            Ok(Read {
+                kind: if task {
+                    ItemKind::Task
+                } else {
+                    ItemKind::Event
+                },
+                identity: ItemIdentity::Calendar { uid },
+                tracked: calendar::is_tracked(master, category),
+                fields: if task {
+                    calendar::task_fields(master)
+                } else {
+                    calendar::event_fields(master)
+                },
+            })
+        }
+        Which::Contacts => {
+            let card = document.first("VCARD").ok_or("no VCARD component")?;
+            Ok(Read {
+                kind: ItemKind::Contact,
+                identity: ItemIdentity::Contact { uid: uid(card)? },
+                tracked: calendar::is_tracked(card, category),
+                fields: contacts::contact_fields(card),
+            })
+        }
+    }
+}
+
+fn uid(component: &Component) -> Result<String, String> {
+    component
+        .property("UID")
+        .map(|p| content::unescape_text(p.value.trim()))
+        .filter(|uid| !uid.is_empty())
+        .ok_or_else(|| format!("{} has no UID", component.name))
+}
+
+/// The component crmsync writes into: the master VEVENT/VTODO, or the VCARD.
+pub(super) fn target(which: Which, document: &mut Document) -> Option<&mut Component> {
+    match which {
+        Which::Calendar => calendar::master_mut(document.first_mut("VCALENDAR")?),
+        Which::Contacts => document.first_mut("VCARD"),
+    }
+}
+
+pub(super) fn location(which: Which, href: &str) -> ItemLocation {
+    ItemLocation::Collection {
+        collection: which.as_str().to_owned(),
+        href: href.to_owned(),
+    }
+}

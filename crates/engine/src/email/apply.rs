@@ -1,0 +1,406 @@
+//! Apply: the core's effects for one mailbox, each on its own, in the order given. One item's
+//! failure is counted and the pass goes on, unless the connection is gone: then the pass ends
+//! (the remaining items would only fail the same way) and the mailbox reports the error.
+
+use std::collections::{HashMap, HashSet};
+
+use crmsync_core::email::{CrmState, DropReason, Effect, Observed};
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
+use crmsync_core::model::{ActivityId, EmailAddress, PartyRole, RecordNumber};
+use crmsync_imap::message::{self, MessageAddress};
+use crmsync_store::{CrmStore, NewAttachment, NewEmail, NewParty, StoreError};
+
+use super::{EmailPass, imap_location, location_text};
+use crate::conflict;
+use crate::error::PassError;
+use crate::mail::MailStore;
+
+/// What applying carries from one effect to the next.
+struct Applying {
+    /// The links as loaded, by identity; a link whose keyword write failed is taken out, so
+    /// that it never records what the message does not hold.
+    links: HashMap<ItemIdentity, SyncLink>,
+    /// Links whose activity is gone from the CRM: kept as tombstones when updated.
+    crm_deleted: HashSet<ItemIdentity>,
+    /// A regarding change for the CRM, written with the link's update (one transaction).
+    regarding: HashMap<ItemIdentity, Option<RecordNumber>>,
+}
+
+/// Why tracking one message failed.
+enum TrackFailure {
+    /// The message itself (fetching or parsing it); the connection may be gone.
+    Imap(String),
+    Other(String),
+}
+
+impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
+    pub(super) async fn apply(
+        &mut self,
+        effects: Vec<Effect>,
+        linked: Vec<(SyncLink, CrmState)>,
+    ) -> Result<(), PassError> {
+        let mut state = Applying {
+            crm_deleted: linked
+                .iter()
+                .filter(|(_, crm)| *crm == CrmState::Deleted)
+                .map(|(link, _)| link.identity.clone())
+                .collect(),
+            links: linked
+                .into_iter()
+                .map(|(link, _)| (link.identity.clone(), link))
+                .collect(),
+            regarding: HashMap::new(),
+        };
+        // Every message to track is pending until its activity and link are committed.
+        self.report.pending += effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Track { .. }))
+            .count() as u64;
+        for effect in effects {
+            match effect {
+                Effect::Track {
+                    observed,
+                    regarding,
+                    base,
+                } => self.track(&observed, regarding, base).await?,
+                Effect::SetRegarding {
+                    identity,
+                    regarding,
+                } => {
+                    state.regarding.insert(identity, regarding);
+                }
+                Effect::WriteKeywords {
+                    location,
+                    add,
+                    remove,
+                } => {
+                    self.write_keywords(&mut state, &location, &add, &remove)
+                        .await?
+                }
+                Effect::UpdateLink {
+                    identity,
+                    location,
+                    base,
+                } => self.update_link(&mut state, &identity, location, base),
+                Effect::DeleteActivity { identity } => self.delete_activity(&state, &identity),
+                Effect::DropLink { identity, reason } => self.drop_link(&identity, reason),
+                Effect::Conflict { identity, conflict } => {
+                    let crm = state.links.get(&identity).map(|link| link.crm);
+                    let item = identity.storage_key();
+                    conflict::log(
+                        self.store,
+                        self.report,
+                        (ItemKind::Email, &identity, &item),
+                        crm,
+                        conflict,
+                    );
+                }
+                Effect::SuspiciousEmptyFolder { folder, links } => {
+                    self.report.fail(format!(
+                        "folder {folder:?} lists no message while {links} tracked messages were in it: nothing was changed for them (if it was emptied on purpose, run crmsync sync --accept-empty)"
+                    ));
+                    self.failed_folders.insert(folder);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One item failed on the IMAP side: counted, and its folder's markers are not saved. When
+    /// the connection is gone the pass ends here.
+    async fn imap_item_failed(
+        &mut self,
+        location: &ItemLocation,
+        message: String,
+    ) -> Result<(), PassError> {
+        self.report
+            .item_failed(format!("{}: {message}", location_text(location)));
+        self.failed_folders
+            .insert(imap_location(location).0.to_owned());
+        if self.mail.is_alive().await {
+            Ok(())
+        } else {
+            Err(PassError::ConnectionLost)
+        }
+    }
+
+    async fn track(
+        &mut self,
+        observed: &Observed,
+        regarding: Option<RecordNumber>,
+        base: Snapshot,
+    ) -> Result<(), PassError> {
+        match self.track_message(observed, regarding, base).await {
+            Ok((created, warning)) => {
+                self.report.pending -= 1;
+                if created {
+                    self.report.created += 1;
+                } else {
+                    self.report.linked += 1;
+                }
+                if let Some(warning) = warning {
+                    self.report
+                        .warn(format!("{}: {warning}", location_text(&observed.location)));
+                }
+                Ok(())
+            }
+            Err(TrackFailure::Imap(message)) => {
+                self.imap_item_failed(&observed.location, message).await
+            }
+            Err(TrackFailure::Other(message)) => {
+                self.report
+                    .item_failed(format!("{}: {message}", location_text(&observed.location)));
+                self.failed_folders
+                    .insert(imap_location(&observed.location).0.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Tracks one message: links it to the activity of the same identity, or fetches it and
+    /// creates the activity. Returns whether an activity was created, and a warning.
+    async fn track_message(
+        &mut self,
+        observed: &Observed,
+        regarding: Option<RecordNumber>,
+        base: Snapshot,
+    ) -> Result<(bool, Option<String>), TrackFailure> {
+        let store_error = |error: StoreError| TrackFailure::Other(format!("CRM store: {error}"));
+        let ItemIdentity::Email {
+            message_id,
+            content_hash,
+        } = &observed.identity
+        else {
+            return Err(TrackFailure::Other("not an email identity".into()));
+        };
+        let mut link = SyncLink {
+            mailbox: self.mailbox.id.clone(),
+            kind: ItemKind::Email,
+            identity: observed.identity.clone(),
+            location: observed.location.clone(),
+            crm: CrmRef::Activity(ActivityId(uuid::Uuid::new_v4())),
+            base,
+            item_version: None,
+            crm_version: None,
+            created_by: ItemCreator::Mailbox,
+            state: LinkState::Synced,
+        };
+        let (regarding, warning) = known_regarding(self.store, regarding);
+        if warning.is_some() {
+            // The base records what both sides hold: the CRM holds no regarding record. The
+            // keyword stays on the message untouched.
+            link.base.set("regarding", "");
+        }
+        if let Some(existing) = self
+            .store
+            .email_activity(message_id, content_hash.as_str())
+            .map_err(store_error)?
+        {
+            // Tracked in another mailbox already: one activity, one more link. A regarding
+            // keyword here is this mailbox's change to the shared activity.
+            link.crm = CrmRef::Activity(existing);
+            let change = regarding.as_ref().map(Some);
+            self.store.update_link(&link, change).map_err(store_error)?;
+            return Ok((false, warning));
+        }
+        let (folder, uid) = imap_location(&observed.location);
+        let raw = self
+            .mail
+            .fetch_message(folder, uid)
+            .await
+            .map_err(|error| TrackFailure::Imap(format!("fetching the message: {error}")))?;
+        let parsed =
+            message::parse(&raw).map_err(|error| TrackFailure::Other(error.to_string()))?;
+        let mut warnings: Vec<String> = warning.into_iter().collect();
+        let email = self.new_email(observed, parsed, regarding, &mut warnings);
+        let (id, _) = self.store.track_email(&email, &link).map_err(store_error)?;
+        let created = link.crm == CrmRef::Activity(id);
+        Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
+    }
+
+    fn new_email(
+        &self,
+        observed: &Observed,
+        parsed: message::ParsedEmail,
+        regarding: Option<RecordNumber>,
+        warnings: &mut Vec<String>,
+    ) -> NewEmail {
+        let ItemIdentity::Email {
+            message_id,
+            content_hash,
+        } = &observed.identity
+        else {
+            unreachable!("checked by the caller");
+        };
+        let owner = self.mailbox.owner.key();
+        NewEmail {
+            owner: self.mailbox.owner.clone(),
+            mailbox: self.mailbox.id.clone(),
+            parties: parties(&parsed, warnings),
+            outgoing: parsed
+                .from
+                .iter()
+                .any(|from| from.address.eq_ignore_ascii_case(&owner)),
+            subject: parsed.subject,
+            text_body: parsed.text_body,
+            html_body: parsed.html_body,
+            message_id: message_id.clone(),
+            content_hash: content_hash.as_str().to_owned(),
+            in_reply_to: parsed.in_reply_to,
+            references: parsed.references,
+            date: parsed.date,
+            attachments: parsed
+                .attachments
+                .into_iter()
+                .map(|a| NewAttachment {
+                    name: a.name,
+                    content_type: a.content_type,
+                    content: a.content,
+                })
+                .collect(),
+            regarding,
+        }
+    }
+
+    async fn write_keywords(
+        &mut self,
+        state: &mut Applying,
+        location: &ItemLocation,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), PassError> {
+        let (folder, uid) = imap_location(location);
+        match self.mail.store_keywords(folder, uid, add, remove).await {
+            Ok(()) => {
+                self.report.keywords_written += 1;
+                Ok(())
+            }
+            Err(error) => {
+                // The link must not record what the message does not hold.
+                state.links.retain(|_, link| link.location != *location);
+                self.imap_item_failed(location, format!("writing keywords: {error}"))
+                    .await
+            }
+        }
+    }
+
+    fn update_link(
+        &mut self,
+        state: &mut Applying,
+        identity: &ItemIdentity,
+        location: ItemLocation,
+        base: Snapshot,
+    ) {
+        let Some(link) = state.links.get(identity) else {
+            return;
+        };
+        let mut link = SyncLink {
+            location,
+            base,
+            state: if state.crm_deleted.contains(identity) {
+                LinkState::CrmDeleted
+            } else {
+                LinkState::Synced
+            },
+            ..link.clone()
+        };
+        let mut regarding = state.regarding.remove(identity);
+        if let Some(wanted) = regarding.take() {
+            let (known, warning) = known_regarding(self.store, wanted);
+            if let Some(warning) = warning {
+                self.report
+                    .warn(format!("{}: {warning}", location_text(&link.location)));
+                link.base.set("regarding", "");
+            }
+            regarding = Some(known);
+        }
+        match self
+            .store
+            .update_link(&link, regarding.as_ref().map(Option::as_ref))
+        {
+            Ok(warning) => {
+                self.report.updated += 1;
+                if let Some(warning) = warning {
+                    self.report.warn(warning);
+                }
+            }
+            Err(error) => self.report.item_failed(format!(
+                "{}: updating the link: CRM store: {error}",
+                location_text(&link.location)
+            )),
+        }
+    }
+
+    fn delete_activity(&mut self, state: &Applying, identity: &ItemIdentity) {
+        let Some(link) = state.links.get(identity) else {
+            return;
+        };
+        match self.store.untrack_and_delete(link) {
+            Ok(()) => self.report.deleted += 1,
+            Err(error) => self.report.item_failed(format!(
+                "{}: deleting the activity: CRM store: {error}",
+                location_text(&link.location)
+            )),
+        }
+    }
+
+    fn drop_link(&mut self, identity: &ItemIdentity, reason: DropReason) {
+        match self
+            .store
+            .delete_link(&self.mailbox.id, ItemKind::Email, identity)
+        {
+            Ok(_) => {
+                self.report.unlinked += 1;
+                tracing::info!(mailbox = %self.mailbox.id, ?reason, "link dropped");
+            }
+            Err(error) => self.report.item_failed(format!(
+                "{}: dropping the link: CRM store: {error}",
+                identity.storage_key()
+            )),
+        }
+    }
+}
+
+/// A regarding number as the CRM can take it: `None` with a warning when no record has it.
+fn known_regarding<S: CrmStore>(
+    store: &S,
+    number: Option<RecordNumber>,
+) -> (Option<RecordNumber>, Option<String>) {
+    match number {
+        Some(number) => match store.record(&number) {
+            Ok(_) => (Some(number), None),
+            Err(StoreError::NotFound(_)) => (
+                None,
+                Some(format!(
+                    "regarding record {number} does not exist; the activity has no regarding record"
+                )),
+            ),
+            Err(error) => (None, Some(format!("regarding record {number}: {error}"))),
+        },
+        None => (None, None),
+    }
+}
+
+fn parties(parsed: &message::ParsedEmail, warnings: &mut Vec<String>) -> Vec<NewParty> {
+    let mut parties = Vec::new();
+    let roles: [(PartyRole, &Vec<MessageAddress>); 4] = [
+        (PartyRole::From, &parsed.from),
+        (PartyRole::To, &parsed.to),
+        (PartyRole::Cc, &parsed.cc),
+        (PartyRole::Bcc, &parsed.bcc),
+    ];
+    for (role, addresses) in roles {
+        for address in addresses {
+            match EmailAddress::new(&address.address) {
+                Ok(valid) => parties.push(NewParty {
+                    role,
+                    address: valid,
+                    display_name: address.name.clone(),
+                }),
+                Err(error) => warnings.push(format!("{role} party skipped: {error}")),
+            }
+        }
+    }
+    parties
+}

@@ -1,0 +1,124 @@
+//! The email part of a pass over one mailbox: [`EmailPass`], read top to bottom as
+//! observe (`observe.rs`: the links with their CRM rows, the folder scans) →
+//! [`crmsync_core::email::reconcile`] → apply (`apply.rs`).
+//!
+//! The effects are applied in the order the core gives them, which is the order that survives
+//! a crash: a CRM copy and its link in one transaction; a keyword written to IMAP before the
+//! link records it (and, for a rewrite in two steps, recorded as begun before the first); a
+//! link dropped before its activity is deleted. A folder's sync markers are saved only when
+//! every effect in it succeeded and the connection still answers, so a failure is retried on
+//! the next pass instead of being skipped.
+
+mod apply;
+mod observe;
+
+use std::collections::HashSet;
+
+use crmsync_config::MailboxConfig;
+use crmsync_core::email::{self, TrackingRules};
+use crmsync_core::item::ItemLocation;
+use crmsync_imap::FolderMarkers;
+use crmsync_store::{CrmStore, SyncState};
+
+use crate::error::PassError;
+use crate::mail::MailStore;
+use crate::pass::PassOptions;
+use crate::report::PassReport;
+
+/// One pass over a mailbox's IMAP folders, holding what every phase needs.
+pub struct EmailPass<'a, S, M> {
+    store: &'a mut S,
+    mail: &'a mut M,
+    mailbox: &'a MailboxConfig,
+    rules: TrackingRules,
+    options: PassOptions,
+    report: &'a mut PassReport,
+    /// Folders where an item failed: their markers are not saved, so the next pass sees
+    /// those items again.
+    failed_folders: HashSet<String>,
+}
+
+impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
+    pub fn new(
+        store: &'a mut S,
+        mail: &'a mut M,
+        mailbox: &'a MailboxConfig,
+        options: PassOptions,
+        report: &'a mut PassReport,
+    ) -> EmailPass<'a, S, M> {
+        EmailPass {
+            store,
+            mail,
+            mailbox,
+            rules: TrackingRules {
+                keyword: mailbox.tracking.keyword.clone(),
+                folders: mailbox.tracking.folders.clone(),
+            },
+            options,
+            report,
+            failed_folders: HashSet::new(),
+        }
+    }
+
+    /// Observe, decide, apply, save the markers. An `Err` is a failure of the whole pass (the
+    /// connection lost, the store unusable); a failure of one item is counted in the report
+    /// and the pass goes on.
+    pub async fn run(mut self) -> Result<(), PassError> {
+        let counters_before = self.mail.counters();
+        let result = self.observe_decide_apply().await;
+        self.report.imap = self.mail.counters().since(counters_before);
+        result
+    }
+
+    async fn observe_decide_apply(&mut self) -> Result<(), PassError> {
+        let linked = self.linked()?;
+        let (view, markers) = self.observe().await?;
+        let effects = email::reconcile(&self.rules, self.mailbox.conflict_policy, &view, &linked);
+        self.apply(effects, linked).await?;
+        self.save_markers(markers).await
+    }
+
+    /// Saves each folder's markers, except where an item failed. A FETCH that the connection
+    /// cut short ends like a complete one in the IMAP library, so the markers are saved only
+    /// when the connection still answers after the pass's last command.
+    async fn save_markers(&mut self, scanned: Vec<ScannedFolder>) -> Result<(), PassError> {
+        if !self.mail.is_alive().await {
+            return Err(PassError::ConnectionLost);
+        }
+        for folder in scanned {
+            if self.failed_folders.contains(&folder.name) {
+                continue;
+            }
+            let state = SyncState {
+                uid_validity: Some(folder.markers.uid_validity),
+                highest_modseq: folder.markers.highest_modseq,
+                sync_token: None,
+                last_full_scan: folder.last_full_scan,
+            };
+            self.store
+                .put_sync_state(&self.mailbox.id, &folder.name, &state)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where one folder's scan left off, to be saved once the pass succeeded.
+struct ScannedFolder {
+    name: String,
+    markers: FolderMarkers,
+    /// This scan's time when it read the whole folder, else the last full scan's.
+    last_full_scan: Option<String>,
+}
+
+/// `folder:UID` of a message, for messages and logs.
+fn location_text(location: &ItemLocation) -> String {
+    let (folder, uid) = imap_location(location);
+    format!("{folder}:{uid}")
+}
+
+fn imap_location(location: &ItemLocation) -> (&str, u32) {
+    match location {
+        ItemLocation::Imap { folder, uid, .. } => (folder, *uid),
+        ItemLocation::Collection { href, .. } => (href, 0),
+    }
+}

@@ -1,0 +1,112 @@
+//! Observe: the mailbox's email links with the state of their CRM rows, and a scan of every
+//! watched folder (only what changed since the saved markers, when the server can say).
+
+use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed};
+use crmsync_core::item::{ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, SyncLink};
+use crmsync_imap::{FolderMarkers, FolderScan, ImapError, message};
+use crmsync_store::CrmStore;
+
+use super::{EmailPass, ScannedFolder};
+use crate::error::PassError;
+use crate::mail::MailStore;
+
+impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
+    /// The email links of the mailbox, each with its CRM row's regarding and owner (or gone).
+    pub(super) fn linked(&mut self) -> Result<Vec<(SyncLink, CrmState)>, PassError> {
+        let links = self.store.links_of(&self.mailbox.id, &[ItemKind::Email])?;
+        let activities = self.store.linked_activities(&self.mailbox.id)?;
+        let owner = self.mailbox.owner.key();
+        Ok(links
+            .into_iter()
+            .map(|link| {
+                let crm = match link.crm {
+                    CrmRef::Activity(id) => match activities.get(&id) {
+                        Some(activity) => CrmState::Present {
+                            regarding: activity.regarding.clone(),
+                            owned_by_mailbox_owner: activity.owner.eq_ignore_ascii_case(&owner),
+                        },
+                        None => CrmState::Deleted,
+                    },
+                    CrmRef::Record(_) => CrmState::Deleted,
+                };
+                (link, crm)
+            })
+            .collect())
+    }
+
+    /// Scans every watched folder. A missing folder fails the mailbox (permanently) but not
+    /// the other folders; any other IMAP error ends the pass.
+    pub(super) async fn observe(&mut self) -> Result<(MailboxView, Vec<ScannedFolder>), PassError> {
+        let mut view = MailboxView {
+            accept_empty: self.options.accept_empty,
+            ..MailboxView::default()
+        };
+        let mut scanned = Vec::new();
+        let imap = self.mailbox.imap.as_ref().expect("an email pass has IMAP");
+        for folder in &imap.folders {
+            let saved = self.store.sync_state(&self.mailbox.id, folder)?;
+            let markers = saved.as_ref().and_then(|state| {
+                state.uid_validity.map(|uid_validity| FolderMarkers {
+                    uid_validity,
+                    highest_modseq: state.highest_modseq,
+                })
+            });
+            let scan = match self.mail.scan_folder(folder, markers).await {
+                Ok(scan) => scan,
+                Err(error @ ImapError::FolderMissing(_)) => {
+                    self.report.permanent = true;
+                    self.report.fail(error.to_string());
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            self.observe_folder(&scan, &mut view);
+            self.report.full_scan |= scan.full;
+            scanned.push(ScannedFolder {
+                name: folder.clone(),
+                markers: FolderMarkers {
+                    uid_validity: scan.uid_validity,
+                    highest_modseq: scan.highest_modseq,
+                },
+                last_full_scan: if scan.full {
+                    Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                } else {
+                    saved.and_then(|state| state.last_full_scan)
+                },
+            });
+        }
+        Ok((view, scanned))
+    }
+
+    /// One folder's scan into the view: each changed message with its identity (from its
+    /// header) and keywords. A tracked message whose header cannot be read fails alone;
+    /// untracked garbage is none of crmsync's business.
+    fn observe_folder(&mut self, scan: &FolderScan, view: &mut MailboxView) {
+        let folder = &scan.folder;
+        for fetched in &scan.changed {
+            match message::summarize(&fetched.header) {
+                Ok(summary) => view.changed.push(Observed {
+                    identity: summary.identity,
+                    location: ItemLocation::Imap {
+                        folder: folder.clone(),
+                        uid_validity: scan.uid_validity,
+                        uid: fetched.uid,
+                    },
+                    keywords: fetched.keywords.clone(),
+                }),
+                Err(error) if self.rules.signal(folder, &fetched.keywords).tracked => {
+                    self.report
+                        .item_failed(format!("{folder}:{}: {error}", fetched.uid));
+                    self.failed_folders.insert(folder.clone());
+                }
+                Err(_) => {}
+            }
+        }
+        view.folders.push(FolderView {
+            folder: folder.clone(),
+            uid_validity: scan.uid_validity,
+            present: scan.present.clone(),
+        });
+    }
+}

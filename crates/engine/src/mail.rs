@@ -1,0 +1,71 @@
+//! The mail side of a pass, as a small trait: what the email pass asks of a mailbox. The IMAP
+//! session implements it for the daemon and the CLI; the engine's model tests implement it
+//! with an in-memory mailbox, so they drive the real pass.
+
+use std::future::Future;
+
+use crmsync_imap::{Counters, FolderMarkers, FolderScan, ImapError, ImapSession};
+
+pub trait MailStore {
+    /// The folder's UIDs and the flags and headers of what changed since `saved` (everything
+    /// on a full scan).
+    fn scan_folder(
+        &mut self,
+        folder: &str,
+        saved: Option<FolderMarkers>,
+    ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send;
+    /// One whole message (only ever a tracked one's).
+    fn fetch_message(
+        &mut self,
+        folder: &str,
+        uid: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send;
+    /// Adds `add`, then removes `remove` (in that order: see `ImapSession::store_keywords`).
+    fn store_keywords(
+        &mut self,
+        folder: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> impl Future<Output = Result<(), ImapError>> + Send;
+    /// Whether the connection still answers (checked before the folder markers are saved).
+    fn is_alive(&mut self) -> impl Future<Output = bool> + Send;
+    /// What was asked of the server so far.
+    fn counters(&self) -> Counters;
+}
+
+impl MailStore for ImapSession {
+    fn scan_folder(
+        &mut self,
+        folder: &str,
+        saved: Option<FolderMarkers>,
+    ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send {
+        ImapSession::scan_folder(self, folder, saved)
+    }
+
+    fn fetch_message(
+        &mut self,
+        folder: &str,
+        uid: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send {
+        ImapSession::fetch_message(self, folder, uid)
+    }
+
+    fn store_keywords(
+        &mut self,
+        folder: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> impl Future<Output = Result<(), ImapError>> + Send {
+        ImapSession::store_keywords(self, folder, uid, add, remove)
+    }
+
+    fn is_alive(&mut self) -> impl Future<Output = bool> + Send {
+        ImapSession::is_alive(self)
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+}

@@ -1,0 +1,154 @@
+//! One sync pass over one mailbox: the owner's privilege, then the email part
+//! ([`crate::email::EmailPass`]) and each collection ([`crate::collection::CollectionPass`]).
+//! This is what `crmsync sync` runs once and the daemon's workers run on every wake.
+
+use crmsync_config::{ImapConfig, MailboxConfig};
+use crmsync_core::item::ItemKind;
+use crmsync_imap::ImapSession;
+use crmsync_store::{CrmStore, StoreError};
+
+use crate::collection::{CollectionMemory, CollectionPass, Which};
+use crate::email::EmailPass;
+use crate::error::PassError;
+use crate::report::{MailboxState, PassReport};
+
+/// How a pass runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassOptions {
+    /// Believe folders and collections that list no item although tracked items were in them
+    /// (an administrator emptied them on purpose): their links are dropped. Without it such a
+    /// listing changes nothing and puts the mailbox in the error state.
+    pub accept_empty: bool,
+}
+
+/// What a worker keeps between passes.
+#[derive(Default)]
+pub struct Kept {
+    /// The IMAP connection of the last pass, reused while it answers.
+    pub connection: Option<ImapSession>,
+    /// The untracked files of the collections, so an unchanged one is not read again.
+    pub collections: CollectionMemory,
+}
+
+/// Runs one pass over a mailbox. Never panics on what the servers or the store hold; every
+/// problem ends up in the report.
+pub async fn sync_mailbox<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    options: PassOptions,
+) -> PassReport {
+    sync_mailbox_keeping(store, mailbox, options, &mut Kept::default()).await
+}
+
+/// [`sync_mailbox`] with state kept between passes: the daemon's workers reuse the IMAP
+/// connection of their last pass when it still answers, and keep this pass's for the next.
+/// A pass that fails drops its connection, so the next one starts afresh.
+pub async fn sync_mailbox_keeping<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    options: PassOptions,
+    kept: &mut Kept,
+) -> PassReport {
+    let mut report = PassReport::new(&mailbox.id);
+    if !mailbox.enabled {
+        report.state = MailboxState::Disabled;
+        return report;
+    }
+    if let Err(error) = owner_may_sync(store, mailbox, &mut report) {
+        report.permanent = error.is_permanent();
+        report.fail(error.to_string());
+        return report;
+    }
+    if report.state == MailboxState::NotPermitted {
+        return report;
+    }
+    if let Some(imap) = &mailbox.imap
+        && let Err(error) = email_part(store, mailbox, imap, options, kept, &mut report).await
+    {
+        kept.connection = None;
+        report.permanent |= error.is_permanent();
+        report.fail(error.to_string());
+    }
+    for which in Which::ALL {
+        if let Some(config) = which.config(mailbox) {
+            let pass = CollectionPass::new(
+                store,
+                mailbox,
+                which,
+                config,
+                options,
+                &mut kept.collections,
+            );
+            let collection = pass.run(&mut report);
+            report.collections.push(collection);
+        }
+    }
+    report.tracked = 0;
+    for kind in ItemKind::ALL {
+        match store.link_count(&mailbox.id, *kind) {
+            Ok(count) => report.tracked += count,
+            Err(error) => report.warn(format!("counting the {kind} links: CRM store: {error}")),
+        }
+    }
+    report
+}
+
+/// The privilege gate (SPEC section 7): a mailbox whose owner lacks `sync` is skipped with
+/// state `not-permitted`; an owner who is not a CRM user is a permanent failure.
+fn owner_may_sync<S: CrmStore>(
+    store: &S,
+    mailbox: &MailboxConfig,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    match store.user(&mailbox.owner) {
+        Ok(user) if !user.sync => {
+            report.state = MailboxState::NotPermitted;
+            report.warn(format!(
+                "owner {} lacks the sync privilege: mailbox skipped (crmsync user set {} --sync yes)",
+                mailbox.owner, mailbox.owner
+            ));
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound(_)) => Err(PassError::UnknownOwner(mailbox.owner.to_string())),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The email part: a connection (the kept one while it answers, else a new one), then the
+/// [`EmailPass`]. The connection is kept for the next pass when this one succeeded.
+async fn email_part<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    imap: &ImapConfig,
+    options: PassOptions,
+    kept: &mut Kept,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    let password = imap
+        .password
+        .read()
+        .map_err(|error| PassError::Password(error.to_string()))?;
+    let mut cached = kept.connection.take();
+    if let Some(session) = cached.as_mut()
+        && !session.is_alive().await
+    {
+        cached = None;
+    }
+    let mut session = match cached {
+        Some(session) => session,
+        None => ImapSession::connect(imap, &password).await?,
+    };
+    report.idle_supported = session.has_idle();
+    if !imap.tls.verify_certificates {
+        report.warn(format!(
+            "certificate verification is off for {} (verify_certificates = false)",
+            imap.host
+        ));
+    }
+    EmailPass::new(store, &mut session, mailbox, options, report)
+        .run()
+        .await?;
+    kept.connection = Some(session);
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! What a pass did: the [`PassReport`] that the CLI prints, the daemon turns into the status
+//! file, and the tests read.
+
+use crmsync_imap::Counters;
+
+/// Where a mailbox stands after a pass (the status file's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxState {
+    Idle,
+    Error,
+    Disabled,
+    NotPermitted,
+}
+
+impl MailboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxState::Idle => "idle",
+            MailboxState::Error => "error",
+            MailboxState::Disabled => "disabled",
+            MailboxState::NotPermitted => "not-permitted",
+        }
+    }
+}
+
+/// Where a calendar or address book stands after a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectionState {
+    Idle,
+    Error,
+}
+
+impl CollectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectionState::Idle => "idle",
+            CollectionState::Error => "error",
+        }
+    }
+}
+
+/// What a pass saw of one collection, for the status file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionReport {
+    pub name: &'static str,
+    pub path: String,
+    pub state: CollectionState,
+    /// Item files listed.
+    pub items: u64,
+    /// Links into the collection after the pass.
+    pub tracked: u64,
+    /// Tracked files that have no link yet after the pass (their tracking is still to be
+    /// carried out, or failed and is retried).
+    pub pending: u64,
+    /// Files that could not be read (malformed, no UID, a UID used twice).
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
+/// What one pass did, for the CLI, the status file and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub mailbox: String,
+    pub state: MailboxState,
+    /// Activities created for newly tracked messages.
+    pub created: u64,
+    /// Newly tracked messages linked to an activity another mailbox had already created.
+    pub linked: u64,
+    /// Activities deleted because their owner untracked the message.
+    pub deleted: u64,
+    /// Links dropped (message gone, untracked by a non-owner, or activity deleted in the CRM).
+    pub unlinked: u64,
+    /// Links updated (moved message, regarding changed on either side).
+    pub updated: u64,
+    /// Messages whose keywords were written back.
+    pub keywords_written: u64,
+    /// Collection files crmsync wrote, created or deleted.
+    pub items_written: u64,
+    /// Items that could not be synced (a malformed message, say); retried next pass.
+    pub failed: u64,
+    /// Links of the mailbox after the pass (every kind).
+    pub tracked: u64,
+    /// Items whose tracking signal this pass saw but that are not linked yet (their CRM copy
+    /// is still to be made: a failed fetch, a lost connection); retried next pass.
+    pub pending: u64,
+    /// Whether this pass read every message's flags and header of at least one folder (a
+    /// first scan, a UIDVALIDITY change, a server without CONDSTORE).
+    pub full_scan: bool,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub imap: Counters,
+    /// The calendar and address book, when the mailbox has them.
+    pub collections: Vec<CollectionReport>,
+    /// The failure is one that retrying soon will not cure (a bad password, a missing folder,
+    /// an untrusted certificate, an owner who is not a CRM user): retry slowly.
+    pub permanent: bool,
+    /// The IMAP server offers IDLE (known after a pass that reached it).
+    pub idle_supported: bool,
+}
+
+impl PassReport {
+    pub fn new(mailbox: &str) -> PassReport {
+        PassReport {
+            mailbox: mailbox.to_owned(),
+            state: MailboxState::Idle,
+            created: 0,
+            linked: 0,
+            deleted: 0,
+            unlinked: 0,
+            updated: 0,
+            keywords_written: 0,
+            items_written: 0,
+            failed: 0,
+            tracked: 0,
+            pending: 0,
+            full_scan: false,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            imap: Counters::default(),
+            collections: Vec::new(),
+            permanent: false,
+            idle_supported: false,
+        }
+    }
+
+    /// A failure of the whole pass (or of one of its parts): logged, and the mailbox goes to
+    /// the error state.
+    pub fn fail(&mut self, message: String) {
+        tracing::error!(mailbox = %self.mailbox, "{message}");
+        self.errors.push(message);
+        self.state = MailboxState::Error;
+    }
+
+    /// A failure of one item, with where it came from (`folder:UID`, a file): logged and
+    /// counted; the pass goes on and the item is retried next pass.
+    pub fn item_failed(&mut self, message: String) {
+        tracing::warn!(mailbox = %self.mailbox, "item failed: {message}");
+        self.failed += 1;
+        self.errors.push(message);
+    }
+
+    pub fn warn(&mut self, message: String) {
+        tracing::warn!(mailbox = %self.mailbox, "{message}");
+        self.warnings.push(message);
+    }
+}
