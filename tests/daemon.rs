@@ -136,7 +136,8 @@ fn sighup_keeps_a_broken_config_and_applies_a_good_one() {
             .contains("crm.database: expected a string")
     );
     assert!(daemon.is_running());
-    assert_eq!(daemon.mailbox_state("alice").unwrap()["state"], "idle");
+    // (A pass may be running: the IDLE watchers wake the worker once they are in place.)
+    daemon.wait_for_state("alice", "idle");
 
     // A good one with Bob enabled starts Bob.
     mail.env.write_config(&good);
@@ -414,4 +415,120 @@ fn the_systemd_unit_verifies_and_is_rated_ok_or_better() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unreadable rating: {line}"));
     assert!(exposure <= 4.9, "exposure {exposure}: {line}");
+}
+
+#[test]
+fn the_journal_stays_bounded_under_ten_thousand_crm_changes() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    mail.env
+        .write_config(&format!("{config}[daemon]\njournal_retention = 1\n"));
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    // Another program writes the documented schema: 10,000 changes, each journaled.
+    let mut conn = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    for batch in 0..20 {
+        let tx = conn.transaction().unwrap();
+        for change in 0..500 {
+            tx.execute(
+                "UPDATE records SET name = ?1 WHERE number = 'ACC-1001'",
+                [format!("Adventure Works {batch}-{change}")],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let count = |conn: &rusqlite::Connection| -> (i64, i64) {
+        conn.query_row(
+            "SELECT count(*), coalesce(max(seq), 0) FROM change_journal",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (rows, newest) = count(&conn);
+    assert!(
+        rows >= 10_000 && newest >= 10_000,
+        "{rows} rows, newest {newest}"
+    );
+
+    // The daemon reads them all, records its cursor, and prunes what it read once older than
+    // the retention (1 s here).
+    wait_until("the journal to be pruned", Duration::from_secs(30), || {
+        let (rows, _) = count(&conn);
+        (rows < 100).then_some(())
+    });
+    let cursor: i64 = conn
+        .query_row(
+            "SELECT seq FROM journal_cursors WHERE consumer = 'crmsync-daemon'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(cursor >= newest, "cursor {cursor}, newest {newest}");
+    // New changes keep numbers growing and still reach the daemon.
+    mail.env
+        .ok(&["record", "set", "ACC-1001", "name=Adventure Works Ltd"]);
+    let (_, after) = count(&conn);
+    assert!(after > newest);
+    assert!(daemon.is_running());
+    daemon.wait_for_state("alice", "idle");
+}
+
+#[test]
+fn status_pending_counts_tracked_messages_not_synced_yet() {
+    use support::proxy::{Fault, FaultProxy};
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let mut daemon = Daemon::start(&mail.env);
+    let entry = daemon.wait_for_state("alice", "idle");
+    assert_eq!(entry["pending"], 0);
+
+    // The daemon can see the mailbox's flags and headers but not fetch a body: the three
+    // tracked messages are seen and pending.
+    proxy.set(Fault::CutAt("BODY.PEEK[]".into()));
+    let mut imap = mail.client("alice");
+    for n in 1..=3 {
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &message(
+                &format!("pending{n}@x.example"),
+                "dana@x.example",
+                "alice@example.com",
+                &format!("Pending {n}"),
+            ),
+        );
+    }
+    let entry = wait_until("3 pending messages", Duration::from_secs(30), || {
+        daemon
+            .mailbox_state("alice")
+            .filter(|m| m["pending"] == 3 && m["state"] == "error")
+    });
+    let error = entry["last_error"].as_str().unwrap();
+    assert!(error.contains("INBOX:1"), "{entry:#}");
+    assert!(
+        entry["consecutive_errors"].as_u64().unwrap() >= 1,
+        "{entry:#}"
+    );
+    assert!(activities(&mail).is_empty());
+
+    // Access comes back: they are synced and nothing is pending.
+    proxy.set(Fault::None);
+    wait_for_activities(&mail, 3);
+    let entry = wait_until("nothing pending", Duration::from_secs(30), || {
+        daemon
+            .mailbox_state("alice")
+            .filter(|m| m["pending"] == 0 && m["state"] == "idle")
+    });
+    assert_eq!(entry["consecutive_errors"], 0);
+    assert!(
+        entry["folders"][0]["last_full_scan"].is_string(),
+        "{entry:#}"
+    );
 }

@@ -7,7 +7,7 @@
 //! that does not validate is refused and the running one kept), and on SIGTERM or SIGINT lets
 //! every worker finish the pass in hand, writes the final status and exits 0.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,10 +17,10 @@ use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use crmsync_config::{Config, LogFormat, MailboxConfig};
 use crmsync_engine::daemon::{
-    DAEMON_ORIGIN, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
+    Origin, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
 };
 use crmsync_engine::{CollectionState, MailboxState, PassReport};
-use crmsync_store::{CrmStore, SqliteStore};
+use crmsync_store::{LinkStore, SqliteStore};
 use notify::Watcher;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +31,9 @@ use crate::status::{
 };
 use crate::{logging, sd_notify};
 
+/// How long shutdown waits for the workers, well inside systemd's `TimeoutStopSec` (30 s).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
+
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -39,7 +42,7 @@ pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<
     let config = load_config(config_path)?;
     logging::init(&config.log, log_format);
     // The store must open (and be migrated) before the daemon says it is ready.
-    SqliteStore::open(&config.crm.database, DAEMON_ORIGIN)?;
+    SqliteStore::open(&config.crm.database, &Origin::Daemon.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,10 +117,24 @@ impl Supervisor {
             .collect();
     }
 
+    /// Stops every worker at once (each lets its pass in hand end, but waits on no server),
+    /// within [`SHUTDOWN_DEADLINE`]: a worker still running then is left to the exit.
     async fn stop_all(&mut self) {
+        let mut stopping = tokio::task::JoinSet::new();
         for (id, worker) in self.workers.drain() {
             tracing::info!(mailbox = %id, "stopping worker");
-            worker.stop().await;
+            stopping.spawn(worker.stop());
+        }
+        let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+            while stopping.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                workers = stopping.len(),
+                "workers still running after {} s: exiting without them",
+                SHUTDOWN_DEADLINE.as_secs()
+            );
         }
     }
 }
@@ -128,6 +145,8 @@ struct StatusWriter {
     file: StatusFile,
     store: Option<SqliteStore>,
     folders: HashMap<String, Vec<String>>,
+    /// The mailboxes the config has workers run: only their events are taken.
+    running: HashSet<String>,
 }
 
 impl StatusWriter {
@@ -146,8 +165,9 @@ impl StatusWriter {
                 },
                 mailboxes: Vec::new(),
             },
-            store: SqliteStore::open(&config.crm.database, DAEMON_ORIGIN).ok(),
+            store: SqliteStore::open(&config.crm.database, &Origin::Daemon.to_string()).ok(),
             folders: HashMap::new(),
+            running: HashSet::new(),
         };
         writer.set_config(config);
         writer
@@ -164,8 +184,12 @@ impl StatusWriter {
             .map(|m| (m.id.clone(), m))
             .collect();
         self.folders.clear();
+        self.running.clear();
         for mailbox in &config.mailboxes {
             let running = config.connection.enabled && mailbox.enabled;
+            if running {
+                self.running.insert(mailbox.id.clone());
+            }
             let mut status = old.get(&mailbox.id).cloned().unwrap_or(MailboxStatus {
                 id: mailbox.id.clone(),
                 owner: mailbox.owner.to_string(),
@@ -175,6 +199,7 @@ impl StatusWriter {
                 tracked: 0,
                 pending: 0,
                 failed: 0,
+                consecutive_errors: 0,
                 folders: Vec::new(),
                 collections: Vec::new(),
             });
@@ -201,18 +226,30 @@ impl StatusWriter {
     }
 
     fn apply(&mut self, event: WorkerEvent) {
+        // A worker stopped by a reload may still have had an event in the channel: the
+        // mailbox's state is the config's (disabled) now, not that worker's last word.
+        let mailbox = match &event {
+            WorkerEvent::Syncing { mailbox } | WorkerEvent::Stopped { mailbox } => mailbox,
+            WorkerEvent::Passed { report, .. } => &report.mailbox,
+        };
+        if !self.running.contains(mailbox) {
+            return;
+        }
         match event {
             WorkerEvent::Syncing { mailbox } => {
                 if let Some(status) = self.mailbox(&mailbox) {
                     status.state = "syncing".into();
                 }
             }
-            WorkerEvent::Passed { report } => self.passed(report),
+            WorkerEvent::Passed {
+                report,
+                consecutive_errors,
+            } => self.passed(report, consecutive_errors),
             WorkerEvent::Stopped { .. } => {}
         }
     }
 
-    fn passed(&mut self, report: PassReport) {
+    fn passed(&mut self, report: PassReport, consecutive_errors: u32) {
         let folders: Vec<FolderStatus> =
             self.folders
                 .get(&report.mailbox)
@@ -240,6 +277,7 @@ impl StatusWriter {
         status.state = report.state.as_str().into();
         status.tracked = report.tracked;
         status.pending = report.pending;
+        status.consecutive_errors = consecutive_errors;
         status.failed = report.failed;
         let at = now();
         let previous: HashMap<String, Option<String>> = status
@@ -366,6 +404,7 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
     let journal = tokio::spawn(watch_journal(
         config.crm.database.clone(),
         supervisor.wakers.clone(),
+        Duration::from_secs(config.daemon.journal_retention),
         journal_stop,
     ));
 

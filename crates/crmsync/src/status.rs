@@ -45,6 +45,9 @@ pub struct MailboxStatus {
     pub tracked: u64,
     pub pending: u64,
     pub failed: u64,
+    /// Failed passes in a row (0 after a pass that succeeded).
+    #[serde(default)]
+    pub consecutive_errors: u32,
     #[serde(default)]
     pub folders: Vec<FolderStatus>,
     #[serde(default)]

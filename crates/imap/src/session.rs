@@ -416,12 +416,14 @@ impl ImapSession {
     }
 
     /// Waits in IDLE (RFC 2177) on `folder` until the server reports something (a new
-    /// message, a flag change, an expunge) or `max` passes. Callers re-issue it well inside the
-    /// 29 minutes after which a server may drop an idle client.
+    /// message, a flag change, an expunge) or `max` passes. `on_ready` runs once the server
+    /// has accepted the IDLE: from then on every change is reported. Callers re-issue it well
+    /// inside the 29 minutes after which a server may drop an idle client.
     pub async fn idle(
         mut self,
         folder: &str,
         max: Duration,
+        on_ready: impl FnOnce(),
     ) -> Result<(ImapSession, IdleOutcome), ImapError> {
         self.select(folder).await?;
         let ImapSession {
@@ -433,6 +435,7 @@ impl ImapSession {
         } = self;
         let mut handle = session.idle();
         bounded("IDLE", handle.init()).await?;
+        on_ready();
         let outcome = {
             let (wait, _interrupt) = handle.wait_with_timeout(max);
             match wait.await? {

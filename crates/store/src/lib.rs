@@ -66,25 +66,62 @@ pub enum StoreError {
         row: String,
         message: String,
     },
+    /// The backend failed (SQLite's own error, a lost database connection...), in words.
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Everything crmsync asks of a CRM store. SQLite is the embedded default; the trait is what
-/// lets another backend in without touching the core or the binary.
+/// The store traits, for code that calls them on a concrete store.
+pub mod prelude {
+    pub use crate::{
+        ActivityStore, ConflictStore, CrmStore, EmailStore, ItemStore, JournalStore, LinkStore,
+        RecordStore, UserStore,
+    };
+}
+
+/// Everything crmsync asks of a CRM store, as the sum of one trait per concern. SQLite is the
+/// embedded default; the traits are what let another backend (PostgreSQL) in without touching
+/// the core, the engine or the binary. Generic code takes `S: CrmStore`; code that names a
+/// concrete store brings the methods in with `use crmsync_store::prelude::*`.
 ///
 /// Records are named by their number and activities by their id, as people name them on the
 /// command line. Every method is one transaction.
-pub trait CrmStore {
-    // Users.
+pub trait CrmStore:
+    UserStore
+    + RecordStore
+    + ActivityStore
+    + EmailStore
+    + ItemStore
+    + ConflictStore
+    + LinkStore
+    + JournalStore
+{
+}
+
+impl<T> CrmStore for T where
+    T: UserStore
+        + RecordStore
+        + ActivityStore
+        + EmailStore
+        + ItemStore
+        + ConflictStore
+        + LinkStore
+        + JournalStore
+{
+}
+
+/// CRM users and their `sync` privilege.
+pub trait UserStore {
     fn add_user(&mut self, user: &NewUser) -> Result<UserRow>;
     fn users(&self) -> Result<Vec<UserRow>>;
     fn user(&self, email: &EmailAddress) -> Result<UserRow>;
     fn set_user_sync(&mut self, email: &EmailAddress, sync: bool) -> Result<UserRow>;
+}
 
-    // Records.
+/// Records of every entity type, and the records an address may resolve to.
+pub trait RecordStore {
     fn add_record(&mut self, record: &NewRecord) -> Result<RecordRow>;
     fn records(&self, entity: Option<&EntityName>) -> Result<Vec<RecordRow>>;
     fn record(&self, number: &RecordNumber) -> Result<RecordRow>;
@@ -98,8 +135,10 @@ pub trait CrmStore {
     fn records_with_email(&self, address: &EmailAddress) -> Result<Vec<Candidate>>;
     fn add_connection(&mut self, connection: &NewConnection) -> Result<()>;
     fn connections(&self, number: &RecordNumber) -> Result<Vec<ConnectionRow>>;
+}
 
-    // Activities.
+/// Activities as a CRM user sees them: added, listed, changed, deleted.
+pub trait ActivityStore {
     fn add_activity(&mut self, activity: &NewActivity) -> Result<ActivityRow>;
     fn activities(&self, filter: &ActivityFilter) -> Result<Vec<ActivityRow>>;
     /// An activity by its id, or by a unique prefix of at least 4 characters of it.
@@ -111,8 +150,10 @@ pub trait CrmStore {
         changes: &[ActivityChange],
     ) -> Result<ActivityRow>;
     fn delete_activity(&mut self, id: ActivityId) -> Result<()>;
+}
 
-    // Tracked email.
+/// Tracked email: activities created from messages, with their links.
+pub trait EmailStore {
     /// The email activity copying the message with this identity, if any.
     fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>>;
     /// Creates the activity of a tracked email and its link, in one transaction, and returns
@@ -136,8 +177,10 @@ pub trait CrmStore {
     ) -> Result<Option<String>>;
     /// Drops a link and deletes its activity (an owner untracked it), in one transaction.
     fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()>;
+}
 
-    // Tracked events, tasks and contacts.
+/// Tracked events, tasks and contacts: rows as field snapshots, with their links.
+pub trait ItemStore {
     /// The version and owner of every row the mailbox's event, task and contact links point at,
     /// in one query (rows that are gone are absent).
     fn linked_items(&self, mailbox: &str) -> Result<HashMap<CrmRef, LinkedItem>>;
@@ -180,14 +223,18 @@ pub trait CrmStore {
         calendar: bool,
         contacts: bool,
     ) -> Result<Vec<CreatedItem>>;
+}
 
-    // The conflict log.
+/// The conflict log (SPEC section 5).
+pub trait ConflictStore {
     /// Records one conflict (its `at` is set by the store).
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()>;
     /// The newest conflicts first, of one mailbox or all, at most `limit`.
     fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>>;
+}
 
-    // Sync links and sync state.
+/// Sync links (one per tracked item and mailbox) and per-folder sync state.
+pub trait LinkStore {
     /// Inserts or replaces the link of (mailbox, kind, identity).
     fn put_link(&mut self, link: &SyncLink) -> Result<()>;
     fn link(
@@ -209,14 +256,19 @@ pub trait CrmStore {
     ) -> Result<bool>;
     fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>>;
     fn put_sync_state(&mut self, mailbox: &str, scope: &str, state: &SyncState) -> Result<()>;
+}
 
-    // The change journal.
+/// The change journal, which other programs' writes land in too.
+pub trait JournalStore {
     /// Journal entries after `after_seq`, oldest first, at most `limit`.
     fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>>;
     /// The newest journal entry's `seq` (0 when the journal is empty).
     fn journal_head(&self) -> Result<i64>;
     fn journal_cursor(&self, consumer: &str) -> Result<i64>;
     fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()>;
-    /// Removes journal entries at or below `upto_seq`; returns how many went.
-    fn prune_journal(&mut self, upto_seq: i64) -> Result<usize>;
+    /// Removes the journal entries changed before `changed_before` (a UTC time as the journal
+    /// writes them, `2026-12-01T10:00:00.000Z`) that every registered reader (a row in
+    /// `journal_cursors`) has read; with no reader registered, every entry before that time.
+    /// Returns how many went.
+    fn prune_journal(&mut self, changed_before: &str) -> Result<usize>;
 }

@@ -6,8 +6,9 @@ use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, Ver
 use crmsync_core::model::{
     ActivityState, ActivityType, EmailAddress, EntityName, PartyRole, RecordNumber,
 };
+use crmsync_store::prelude::*;
 use crmsync_store::{
-    ActivityChange, ActivityFilter, CrmStore, JournalEntity, JournalOp, MIGRATIONS, NewActivity,
+    ActivityChange, ActivityFilter, JournalEntity, JournalOp, MIGRATIONS, NewActivity,
     NewConnection, NewParty, NewRecord, NewUser, RecordChange, SqliteStore, StoreError, SyncState,
 };
 use rusqlite::Connection;
@@ -772,9 +773,22 @@ fn sync_state_and_journal_cursors() {
     );
     assert_eq!(fx.store.changes_since(0, 2).unwrap(), all[..2].to_vec());
 
-    // Pruning keeps the sequence growing: new entries never reuse a pruned number.
+    // Pruning removes what every registered reader has read, once older than the time given.
+    let future = "9999-12-31T00:00:00.000Z";
+    assert_eq!(
+        fx.store.prune_journal("2000-01-01T00:00:00.000Z").unwrap(),
+        0
+    );
+    assert_eq!(
+        fx.store.prune_journal(future).unwrap(),
+        2,
+        "up to the cursor"
+    );
+    assert_eq!(fx.store.changes_since(0, 100).unwrap(), all[2..].to_vec());
+    // It keeps the sequence growing: new entries never reuse a pruned number.
     let last = all.last().unwrap().seq;
-    assert_eq!(fx.store.prune_journal(last).unwrap(), all.len());
+    fx.store.set_journal_cursor("daemon", last).unwrap();
+    assert_eq!(fx.store.prune_journal(future).unwrap(), all.len() - 2);
     fx.store
         .set_user_sync(&email("bob@example.com"), false)
         .unwrap();

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use crmsync_core::model::{ActivityState, ActivityType, PartyRole};
-use crmsync_store::{ActivityChange, ActivityFilter, ActivityRow, CrmStore, NewActivity, NewParty};
+use crmsync_store::{
+    ActivityChange, ActivityFilter, ActivityRow, ActivityStore, NewActivity, NewParty,
+};
 
 use super::{email, key_values, number, open_store, optional_text};
 use crate::cli::ActivityCommand;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crmsync_store::CrmStore;
+use crmsync_store::ConflictStore;
 use serde_json::json;
 
 use super::open_store;

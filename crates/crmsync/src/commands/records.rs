@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crmsync_store::{CrmStore, NewRecord, RecordChange, RecordRow};
+use crmsync_store::{NewRecord, RecordChange, RecordRow, RecordStore};
 use serde_json::json;
 
 use super::{email, entity, key_values, list, number, open_store, optional_text};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crmsync_store::{CrmStore, NewUser};
+use crmsync_store::{NewUser, UserStore};
 
 use super::{email, open_store};
 use crate::cli::{UserCommand, YesNo};

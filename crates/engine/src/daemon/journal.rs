@@ -1,0 +1,120 @@
+//! The CRM side's wake source: the change journal. The watcher reads the journal's new rows
+//! every [`JOURNAL_INTERVAL`] and wakes the workers whose mailboxes a change may concern (by
+//! its [`Origin`]); it keeps its cursor in `journal_cursors`, and prunes the journal of what
+//! every registered reader has read, once it is older than the retention.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crmsync_store::{JournalStore, SqliteStore};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::origin::Origin;
+
+/// How often the journal watcher reads the journal's new rows: one indexed range query, cheap
+/// enough to run twenty times a second.
+const JOURNAL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The longest time between two prunings of the journal.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The daemon's row in `journal_cursors`.
+pub const DAEMON_CURSOR: &str = "crmsync-daemon";
+
+/// The workers' wakers by mailbox, shared between the supervisor and the journal watcher.
+pub type Wakers = Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>;
+
+/// Follows the journal until `stop`: wakes the workers a change concerns, saves the cursor,
+/// prunes what is older than `retention` and read by every registered reader.
+pub async fn watch_journal(
+    database: PathBuf,
+    workers: Wakers,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut store = loop {
+        match SqliteStore::open(&database, &Origin::Daemon.to_string()) {
+            Ok(store) => break store,
+            Err(error) => {
+                tracing::error!("journal watcher: CRM store: {error}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    };
+    // The workers' first passes see everything that changed while the daemon was down, so
+    // the watcher starts at the journal's head.
+    let mut cursor = store.journal_head().unwrap_or(0);
+    let mut saved_cursor = None;
+    let prune_every = retention.clamp(Duration::from_secs(1), PRUNE_INTERVAL);
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(JOURNAL_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        cursor = wake_for_changes(&store, cursor, &workers);
+        if saved_cursor != Some(cursor) {
+            match store.set_journal_cursor(DAEMON_CURSOR, cursor) {
+                Ok(()) => saved_cursor = Some(cursor),
+                Err(error) => tracing::warn!("journal watcher: saving the cursor: {error}"),
+            }
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
+            last_prune = Some(Instant::now());
+            prune(&mut store, retention);
+        }
+    }
+}
+
+/// Reads the changes after `cursor` and wakes the workers they concern: another program or
+/// the CLI wakes every worker; a worker's write wakes the others; the daemon's own
+/// bookkeeping wakes none. Returns the new cursor.
+fn wake_for_changes(store: &SqliteStore, cursor: i64, workers: &Wakers) -> i64 {
+    let changes = match store.changes_since(cursor, 1000) {
+        Ok(changes) => changes,
+        Err(error) => {
+            tracing::warn!("journal watcher: {error}");
+            return cursor;
+        }
+    };
+    let Some(last) = changes.last() else {
+        return cursor;
+    };
+    let origins: Vec<Origin> = changes
+        .iter()
+        .map(|change| Origin::parse(change.origin.as_deref()))
+        .collect();
+    let mut woken = 0;
+    for (mailbox, waker) in workers.lock().expect("not poisoned").iter() {
+        if origins.iter().any(|origin| origin.wakes(mailbox)) {
+            woken += 1;
+            let _ = waker.try_send(());
+        }
+    }
+    if woken > 0 {
+        tracing::debug!(
+            changes = changes.len(),
+            woken,
+            "CRM changed: waking workers"
+        );
+    }
+    last.seq
+}
+
+/// Removes the journal entries that every registered reader (a row in `journal_cursors`, the
+/// daemon's among them) has read and that are older than `retention`.
+fn prune(store: &mut SqliteStore, retention: Duration) {
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+    let cutoff = cutoff.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    match store.prune_journal(&cutoff) {
+        Ok(0) => {}
+        Ok(pruned) => tracing::debug!(pruned, "journal pruned"),
+        Err(error) => tracing::warn!("journal watcher: pruning: {error}"),
+    }
+}

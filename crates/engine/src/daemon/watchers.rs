@@ -1,0 +1,207 @@
+//! The wake sources of a worker on the mailbox side: an IDLE connection per watched folder
+//! (RFC 2177), and inotify (or a polling watcher) on each collection directory.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crmsync_config::{ImapConfig, MailboxConfig, WatchMode};
+use crmsync_imap::{IdleOutcome, ImapError, ImapSession};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::worker::WorkerSettings;
+
+/// The least time between two starts of a mailbox's IDLE watchers.
+const WATCH_RESTART: Duration = Duration::from_secs(30);
+
+/// How often the polling fallback looks at a collection when inotify watches have run out.
+const COLLECTION_POLL: Duration = Duration::from_secs(2);
+
+/// A mailbox's IDLE watchers, one per folder, restarted when they end (at most twice a minute).
+#[derive(Default)]
+pub(super) struct IdleWatchers {
+    watchers: HashMap<String, JoinHandle<()>>,
+    last_start: Option<Instant>,
+}
+
+impl IdleWatchers {
+    /// Whether a watcher ended since the last look: a hint that the server went away.
+    pub(super) fn any_ended(&self) -> bool {
+        self.watchers.values().any(JoinHandle::is_finished)
+    }
+
+    /// Keeps a watcher on each of the mailbox's first `idle_folders` folders, and returns how
+    /// long the worker may sleep before it must look again. Watchers that died are restarted
+    /// at most twice a minute, so a server that refuses IDLE connections (too many per user,
+    /// say) cannot spin the worker; until then the worker comes back when the restart is due,
+    /// since nothing else may wake it.
+    pub(super) fn keep(
+        &mut self,
+        mailbox: &MailboxConfig,
+        idle_supported: bool,
+        settings: &WorkerSettings,
+        wake: &mpsc::Sender<()>,
+    ) -> Duration {
+        self.watchers.retain(|_, watcher| !watcher.is_finished());
+        let Some(imap) = mailbox.imap.as_ref().filter(|_| idle_supported) else {
+            return settings.poll_interval;
+        };
+        let missing: Vec<&String> = imap
+            .folders
+            .iter()
+            .take(settings.idle_folders)
+            .filter(|folder| !self.watchers.contains_key(*folder))
+            .collect();
+        if missing.is_empty() {
+            return settings.poll_interval;
+        }
+        if let Some(elapsed) = self.last_start.map(|at| at.elapsed())
+            && elapsed < WATCH_RESTART
+        {
+            return (WATCH_RESTART - elapsed).min(settings.poll_interval);
+        }
+        self.last_start = Some(Instant::now());
+        for folder in missing {
+            let watcher = tokio::spawn(idle_watcher(
+                mailbox.id.clone(),
+                imap.clone(),
+                folder.clone(),
+                settings.idle_renew,
+                wake.clone(),
+            ));
+            self.watchers.insert(folder.clone(), watcher);
+        }
+        settings.poll_interval
+    }
+
+    pub(super) fn stop(&mut self) {
+        for (_, watcher) in self.watchers.drain() {
+            watcher.abort();
+        }
+    }
+}
+
+/// Keeps one IDLE connection on a folder and wakes the worker on every change. It ends on the
+/// first error, waking the worker so that its next pass finds out what is wrong.
+async fn idle_watcher(
+    mailbox: String,
+    imap: ImapConfig,
+    folder: String,
+    renew: Duration,
+    wake: mpsc::Sender<()>,
+) {
+    let result: Result<(), ImapError> = async {
+        let password = imap
+            .password
+            .read()
+            .map_err(|e| ImapError::Protocol(e.to_string()))?;
+        let mut session = ImapSession::connect(&imap, &password).await?;
+        let mut first = true;
+        loop {
+            // Once the first IDLE is in place, the worker makes one pass: a change that came
+            // between its last pass and this moment was reported to no one.
+            let announce = std::mem::take(&mut first).then(|| wake.clone());
+            let ready = move || {
+                if let Some(wake) = announce {
+                    let _ = wake.try_send(());
+                }
+            };
+            let (next, outcome) = session.idle(&folder, renew, ready).await?;
+            session = next;
+            if outcome == IdleOutcome::Changed {
+                tracing::debug!(mailbox = %mailbox, folder = %folder, "IDLE: change");
+                let _ = wake.try_send(());
+            }
+        }
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(mailbox = %mailbox, folder = %folder, "IDLE ended: {error}");
+    }
+    let _ = wake.try_send(());
+}
+
+/// A boxed filesystem watcher: dropping it stops the watch.
+pub(super) type CollectionWatcher = Box<dyn notify::Watcher + Send>;
+
+/// Watches the mailbox's calendar and address book directories with inotify, or with a
+/// polling watcher when inotify cannot (its watch limit reached, say, or `watch = "poll"` for
+/// a network file system), and wakes the worker when an item file appears, changes or goes.
+/// Temporary files (names starting with `.`, as vdir writers make them) do not wake it; the
+/// rename that follows does.
+pub(super) fn watch_collections(
+    mailbox: &MailboxConfig,
+    wake: &mpsc::Sender<()>,
+) -> Vec<CollectionWatcher> {
+    [&mailbox.calendar, &mailbox.contacts]
+        .into_iter()
+        .flatten()
+        .filter_map(|config| watch_collection(&mailbox.id, &config.path, config.watch, wake))
+        .collect()
+}
+
+fn watch_collection(
+    mailbox: &str,
+    path: &std::path::Path,
+    mode: WatchMode,
+    wake: &mpsc::Sender<()>,
+) -> Option<CollectionWatcher> {
+    use notify::Watcher;
+    let handler = {
+        let wake = wake.clone();
+        move |event: notify::Result<notify::Event>| {
+            let relevant = match &event {
+                Ok(event) => {
+                    !event.kind.is_access()
+                        && event.paths.iter().any(|p| {
+                            p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| !n.starts_with('.'))
+                        })
+                }
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = wake.try_send(());
+            }
+        }
+    };
+    let inotify = match mode {
+        WatchMode::Inotify => notify::recommended_watcher(handler.clone())
+            .and_then(|mut watcher| {
+                watcher.watch(path, notify::RecursiveMode::NonRecursive)?;
+                Ok(watcher)
+            })
+            .map_err(|error| error.to_string()),
+        WatchMode::Poll => Err("the config asks for polling (watch = \"poll\")".to_owned()),
+    };
+    let error = match inotify {
+        Ok(watcher) => return Some(Box::new(watcher)),
+        Err(error) => error,
+    };
+    let config = notify::Config::default().with_poll_interval(COLLECTION_POLL);
+    let polled = notify::PollWatcher::new(handler, config).and_then(|mut watcher| {
+        watcher.watch(path, notify::RecursiveMode::NonRecursive)?;
+        Ok(watcher)
+    });
+    match polled {
+        Ok(watcher) => {
+            tracing::info!(
+                mailbox = %mailbox,
+                "not watching {} with inotify ({error}): polling it every {} s",
+                path.display(),
+                COLLECTION_POLL.as_secs()
+            );
+            Some(Box::new(watcher))
+        }
+        Err(poll_error) => {
+            tracing::warn!(
+                mailbox = %mailbox,
+                "cannot watch {} ({poll_error}): it is synchronized on the poll interval",
+                path.display()
+            );
+            None
+        }
+    }
+}

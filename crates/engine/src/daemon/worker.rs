@@ -1,0 +1,290 @@
+//! One worker per mailbox, in the style of garage's background workers: a loop of
+//! [`MailboxWorker::work`] (one pass) and [`MailboxWorker::wait_for_work`] (until a wake
+//! source, the poll interval, a retry or shutdown), with consecutive errors and the last error
+//! kept for the status file.
+//!
+//! Failures retry with capped exponential backoff and jitter (backon); permanent ones (bad
+//! password, missing folder) retry slowly. Each worker has its own store connection, so one
+//! mailbox's trouble never holds another up. A pass runs as a task of its own, so that a bug
+//! that panics on some input fails that pass instead of ending the worker.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use crmsync_config::MailboxConfig;
+use crmsync_store::SqliteStore;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::origin::Origin;
+use super::watchers::{CollectionWatcher, IdleWatchers, watch_collections};
+use crate::pass::{Kept, PassOptions, sync_mailbox_keeping};
+use crate::report::{MailboxState, PassReport};
+
+/// How long a pass in hand may go on after shutdown was asked for: store writes finish (they
+/// do not wait on anything), a server that does not answer is not waited for.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The fallback poll when nothing wakes the worker (folders beyond the IDLE limit, servers
+    /// without IDLE, a dead IDLE connection).
+    pub poll_interval: Duration,
+    /// How long one IDLE lasts before it is re-issued (well inside the 29 minutes of RFC 2177).
+    pub idle_renew: Duration,
+    /// How many folders of a mailbox get their own IDLE connection; the rest are polled.
+    pub idle_folders: usize,
+    /// The slow retry after a permanent failure.
+    pub permanent_retry: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings {
+            poll_interval: Duration::from_secs(300),
+            idle_renew: Duration::from_secs(25 * 60),
+            idle_folders: 5,
+            permanent_retry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What workers tell the status writer.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// A pass is starting.
+    Syncing { mailbox: String },
+    /// A pass ended; `consecutive_errors` counts the failed passes in a row, this one included.
+    Passed {
+        report: PassReport,
+        consecutive_errors: u32,
+    },
+    /// The worker stopped (shutdown, or its mailbox was removed or changed by a reload).
+    Stopped { mailbox: String },
+}
+
+/// A running worker, as the supervisor holds it.
+pub struct Worker {
+    pub mailbox: MailboxConfig,
+    wake: mpsc::Sender<()>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Wakes the worker for a pass now (a no-op when a wake is already pending).
+    pub fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// A sender that wakes this worker, for the journal watcher.
+    pub fn waker(&self) -> mpsc::Sender<()> {
+        self.wake.clone()
+    }
+
+    /// Asks the worker to stop and waits for it: a pass in hand gets [`STOP_GRACE`] to end,
+    /// then is cancelled at its next wait on a server.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+pub fn spawn_worker(
+    mailbox: MailboxConfig,
+    database: PathBuf,
+    settings: WorkerSettings,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+) -> Worker {
+    let (wake_tx, wake_rx) = mpsc::channel(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = MailboxWorker {
+        _collection_watchers: watch_collections(&mailbox, &wake_tx),
+        mailbox: mailbox.clone(),
+        database,
+        settings,
+        events,
+        wake_tx: wake_tx.clone(),
+        wake_rx,
+        stop: stop_rx,
+        store: None,
+        kept: Kept::default(),
+        idle: IdleWatchers::default(),
+        delays: backoff(),
+        consecutive_errors: 0,
+    };
+    Worker {
+        mailbox,
+        wake: wake_tx,
+        stop: stop_tx,
+        task: tokio::spawn(worker.run()),
+    }
+}
+
+/// Delays between retries after transient failures: 0.5 s doubling up to a minute, jittered.
+fn backoff() -> Box<dyn Iterator<Item = Duration> + Send> {
+    Box::new(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(60))
+            .with_jitter()
+            .without_max_times()
+            .build(),
+    )
+}
+
+struct MailboxWorker {
+    mailbox: MailboxConfig,
+    database: PathBuf,
+    settings: WorkerSettings,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    wake_tx: mpsc::Sender<()>,
+    wake_rx: mpsc::Receiver<()>,
+    stop: watch::Receiver<bool>,
+    /// The worker's own store connection, opened (again) when missing.
+    store: Option<SqliteStore>,
+    kept: Kept,
+    idle: IdleWatchers,
+    /// Kept alive as long as the worker: they wake it when a collection's files change.
+    _collection_watchers: Vec<CollectionWatcher>,
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+    consecutive_errors: u32,
+}
+
+impl MailboxWorker {
+    async fn run(mut self) {
+        while !*self.stop.borrow() {
+            let report = self.work().await;
+            let delay = self.after(report);
+            self.wait_for_work(delay).await;
+        }
+        self.idle.stop();
+        if let Some(session) = self.kept.connection.take() {
+            session.logout().await;
+        }
+        let _ = self.events.send(WorkerEvent::Stopped {
+            mailbox: self.mailbox.id.clone(),
+        });
+    }
+
+    /// One pass, under the mailbox lock, as a task of its own. Its store and kept state go
+    /// with a panic and are made afresh.
+    async fn work(&mut self) -> PassReport {
+        let id = self.mailbox.id.clone();
+        let _ = self.events.send(WorkerEvent::Syncing {
+            mailbox: id.clone(),
+        });
+        // An IDLE connection that ended is a hint that the server went away: do not trust the
+        // kept connection either, so this pass finds out for certain.
+        if self.idle.any_ended() {
+            self.kept.connection = None;
+        }
+        let mut store = match self.store.take() {
+            Some(store) => store,
+            None => {
+                match SqliteStore::open(&self.database, &Origin::Worker(id.clone()).to_string()) {
+                    Ok(store) => store,
+                    Err(error) => return failed(&id, format!("CRM store: {error}")),
+                }
+            }
+        };
+        let _lock = match crate::lock::lock_mailbox(&self.database, &id).await {
+            Ok(lock) => lock,
+            Err(error) => {
+                self.store = Some(store);
+                return failed(&id, format!("cannot take the mailbox lock: {error}"));
+            }
+        };
+        let mailbox = self.mailbox.clone();
+        let mut kept = std::mem::take(&mut self.kept);
+        let mut pass = tokio::spawn(async move {
+            let report =
+                sync_mailbox_keeping(&mut store, &mailbox, PassOptions::default(), &mut kept).await;
+            (store, kept, report)
+        });
+        let finished = tokio::select! {
+            finished = &mut pass => finished,
+            _ = self.stop.changed() => match tokio::time::timeout(STOP_GRACE, &mut pass).await {
+                Ok(finished) => finished,
+                Err(_) => {
+                    pass.abort();
+                    return failed(&id, "shutdown: the pass was cancelled while it waited on a server".into());
+                }
+            },
+        };
+        match finished {
+            Ok((store, kept, report)) => {
+                self.store = Some(store);
+                self.kept = kept;
+                report
+            }
+            Err(error) => failed(
+                &id,
+                format!("internal error, the pass was abandoned (please report it): {error}"),
+            ),
+        }
+    }
+
+    /// Reports the pass and decides how long to wait: the poll interval while healthy (with
+    /// IDLE watchers kept on the first folders), backoff after a transient failure, the slow
+    /// retry after a permanent one.
+    fn after(&mut self, report: PassReport) -> Duration {
+        tracing::info!(
+            mailbox = %self.mailbox.id,
+            state = report.state.as_str(),
+            created = report.created,
+            deleted = report.deleted,
+            updated = report.updated,
+            failed = report.failed,
+            pending = report.pending,
+            "pass done"
+        );
+        let delay = match report.state {
+            MailboxState::Idle => {
+                self.consecutive_errors = 0;
+                self.delays = backoff();
+                self.idle.keep(
+                    &self.mailbox,
+                    report.idle_supported,
+                    &self.settings,
+                    &self.wake_tx,
+                )
+            }
+            MailboxState::Error => {
+                self.consecutive_errors += 1;
+                if report.permanent {
+                    self.settings.permanent_retry
+                } else {
+                    self.delays.next().unwrap_or(Duration::from_secs(60))
+                }
+            }
+            // Waiting for the privilege or for a reload: the journal watcher wakes the worker
+            // when the user's privilege changes.
+            MailboxState::NotPermitted | MailboxState::Disabled => self.settings.poll_interval,
+        };
+        let _ = self.events.send(WorkerEvent::Passed {
+            report,
+            consecutive_errors: self.consecutive_errors,
+        });
+        delay
+    }
+
+    async fn wait_for_work(&mut self, delay: Duration) {
+        // A stop that came during the pass was seen there already.
+        if *self.stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = self.wake_rx.recv() => {}
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.stop.changed() => {}
+        }
+    }
+}
+
+fn failed(mailbox: &str, message: String) -> PassReport {
+    let mut report = PassReport::new(mailbox);
+    report.fail(message);
+    report
+}

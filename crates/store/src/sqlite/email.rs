@@ -1,0 +1,184 @@
+//! Tracked email: the activity of a message identity, created with its link in one transaction, and the links of a mailbox with their activities.
+
+use std::collections::HashMap;
+
+use crmsync_core::link::{CrmRef, SyncLink};
+use crmsync_core::model::{ActivityId, InvalidValue, RecordNumber};
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::activities::{insert_parties, regarding_id};
+use super::links::upsert_link;
+use super::users::user_id_by_email;
+use super::{execute_cached, parse_field, parse_uuid, query_row_cached};
+use crate::EmailStore;
+use crate::{LinkedActivity, NewEmail, Result};
+
+pub(super) fn link_activity(link: &SyncLink) -> Result<ActivityId> {
+    match link.crm {
+        CrmRef::Activity(id) => Ok(id),
+        CrmRef::Record(_) => {
+            Err(InvalidValue("this link points at a record, not an activity".into()).into())
+        }
+    }
+}
+
+impl EmailStore for SqliteStore {
+    fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>> {
+        self.read(|conn| {
+            let id: Option<String> = query_row_cached(
+                conn,
+                "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
+                     AND content_hash = ?2 ORDER BY created LIMIT 1",
+                [message_id, content_hash],
+                |row| row.get(0),
+            )
+            .optional()?;
+            id.map(|id| Ok(ActivityId(parse_uuid("activities", &id)?)))
+                .transpose()
+        })
+    }
+
+    fn track_email(
+        &mut self,
+        email: &NewEmail,
+        link: &SyncLink,
+    ) -> Result<(ActivityId, Option<String>)> {
+        let id = link_activity(link)?;
+        self.write(|tx| {
+            let owner_id = user_id_by_email(tx, &email.owner)?;
+            let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
+            // Looked up inside the write transaction: the same message tracked in two
+            // mailboxes at the same moment is still one activity.
+            let existing: Option<String> = query_row_cached(
+                tx,
+                "SELECT id FROM activities WHERE message_id = ?1 AND content_hash = ?2 LIMIT 1",
+                params![email.message_id, email.content_hash],
+                |row| row.get(0),
+            )
+            .optional()?;
+            if let Some(existing) = existing {
+                let existing = ActivityId(parse_uuid("activities", &existing)?);
+                if email.regarding.is_some() {
+                    execute_cached(
+                        tx,
+                        "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+                        params![regarding, existing.to_string()],
+                    )?;
+                }
+                let mut link = link.clone();
+                link.crm = CrmRef::Activity(existing);
+                upsert_link(tx, &link)?;
+                return Ok((existing, warning));
+            }
+            let (state, direction) = if email.outgoing {
+                ("sent", "outgoing")
+            } else {
+                ("received", "incoming")
+            };
+            execute_cached(tx,
+                "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
+                     description, html_body, message_id, content_hash, in_reply_to,
+                     message_references, direction, sent_at, received_at, created_by)
+                 VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    id.to_string(),
+                    owner_id,
+                    regarding,
+                    email.subject,
+                    state,
+                    email.text_body,
+                    email.html_body,
+                    email.message_id,
+                    email.content_hash,
+                    email.in_reply_to,
+                    email.references,
+                    direction,
+                    email.date,
+                    if email.outgoing { None } else { email.date.clone() },
+                    email.mailbox,
+                ],
+            )?;
+            insert_parties(tx, id, &email.parties)?;
+            for (position, attachment) in email.attachments.iter().enumerate() {
+                execute_cached(tx,
+                    "INSERT INTO attachments (activity_id, position, name, content_type, size, content)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        id.to_string(),
+                        position as i64,
+                        attachment.name,
+                        attachment.content_type,
+                        attachment.content.len() as i64,
+                        attachment.content
+                    ],
+                )?;
+            }
+            upsert_link(tx, link)?;
+            Ok((id, warning))
+        })
+    }
+
+    fn linked_activities(&self, mailbox: &str) -> Result<HashMap<ActivityId, LinkedActivity>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT a.id, u.email, r.number, a.version FROM sync_links l
+                 JOIN activities a ON a.id = l.crm_id
+                 LEFT JOIN users u ON u.record_id = a.owner_id
+                 LEFT JOIN records r ON r.id = a.regarding_id
+                 WHERE l.mailbox = ?1 AND l.crm_kind = 'activity'",
+            )?;
+            let mut rows = statement.query([mailbox])?;
+            let mut found = HashMap::new();
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let regarding: Option<String> = row.get(2)?;
+                found.insert(
+                    ActivityId(parse_uuid("activities", &id)?),
+                    LinkedActivity {
+                        owner: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        regarding: regarding
+                            .map(|n| parse_field("records", &id, RecordNumber::new(&n)))
+                            .transpose()?,
+                        version: row.get(3)?,
+                    },
+                );
+            }
+            Ok(found)
+        })
+    }
+
+    fn update_link(
+        &mut self,
+        link: &SyncLink,
+        regarding: Option<Option<&RecordNumber>>,
+    ) -> Result<Option<String>> {
+        self.write(|tx| {
+            let mut warning = None;
+            if let Some(number) = regarding {
+                let id = link_activity(link)?;
+                let (record_id, unknown) = regarding_id(tx, number)?;
+                warning = unknown;
+                execute_cached(tx,
+                    "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+                    params![record_id, id.to_string()],
+                )?;
+            }
+            upsert_link(tx, link)?;
+            Ok(warning)
+        })
+    }
+
+    fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()> {
+        let id = link_activity(link)?;
+        self.write(|tx| {
+            // Drop the link first, then delete the target.
+            execute_cached(tx,
+                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+                params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
+            )?;
+            execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+            Ok(())
+        })
+    }
+}

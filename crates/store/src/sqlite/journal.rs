@@ -1,0 +1,94 @@
+//! The change journal: reading it after a cursor, readers' cursors, and pruning.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::{bad_row, execute_cached, query_row_cached};
+use crate::JournalStore;
+use crate::{JournalEntity, JournalEntry, JournalOp, Result};
+
+impl JournalStore for SqliteStore {
+    fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT seq, entity, row_id, op, origin, changed_at FROM change_journal
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = statement.query(params![after_seq, limit as i64])?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let entity: String = row.get(1)?;
+                let op: String = row.get(3)?;
+                let bad = |what: &str| bad_row("change_journal", &seq.to_string(), what);
+                entries.push(JournalEntry {
+                    seq,
+                    entity: match entity.as_str() {
+                        "record" => JournalEntity::Record,
+                        "user" => JournalEntity::User,
+                        "activity" => JournalEntity::Activity,
+                        _ => return Err(bad("unknown entity")),
+                    },
+                    row_id: row.get(2)?,
+                    op: match op.as_str() {
+                        "insert" => JournalOp::Insert,
+                        "update" => JournalOp::Update,
+                        "delete" => JournalOp::Delete,
+                        _ => return Err(bad("unknown op")),
+                    },
+                    origin: row.get(4)?,
+                    changed_at: row.get(5)?,
+                });
+            }
+            Ok(entries)
+        })
+    }
+
+    fn journal_head(&self) -> Result<i64> {
+        self.read(|conn| {
+            Ok(query_row_cached(
+                conn,
+                "SELECT coalesce(max(seq), 0) FROM change_journal",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
+    fn journal_cursor(&self, consumer: &str) -> Result<i64> {
+        self.read(|conn| {
+            Ok(query_row_cached(
+                conn,
+                "SELECT seq FROM journal_cursors WHERE consumer = ?1",
+                [consumer],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+        })
+    }
+
+    fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()> {
+        self.write(|tx| {
+            execute_cached(
+                tx,
+                "INSERT INTO journal_cursors (consumer, seq) VALUES (?1, ?2)
+                 ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+                params![consumer, seq],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn prune_journal(&mut self, changed_before: &str) -> Result<usize> {
+        self.write(|tx| {
+            execute_cached(
+                tx,
+                "DELETE FROM change_journal
+                 WHERE changed_at < ?1
+                   AND seq <= COALESCE((SELECT min(seq) FROM journal_cursors), seq)",
+                [changed_before],
+            )
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! Sync links and per-folder sync state.
+
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
+use crmsync_core::model::{ActivityId, InvalidValue, RecordId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use super::{bad_row, execute_cached, parse_field, parse_uuid, query_row_cached};
+use crate::LinkStore;
+use crate::{Result, SyncState};
+
+pub(super) fn link_from_row(row: &rusqlite::Row<'_>) -> Result<SyncLink> {
+    let id: i64 = row.get(0)?;
+    let row_name = id.to_string();
+    let kind_text: String = row.get(2)?;
+    let kind = parse_field("sync_links", &row_name, ItemKind::parse(&kind_text))?;
+    let identity_text: String = row.get(3)?;
+    let location_text: String = row.get(4)?;
+    let crm_kind: String = row.get(5)?;
+    let crm_id: String = row.get(6)?;
+    let crm_uuid = parse_uuid("sync_links", &crm_id)?;
+    let base_text: String = row.get(7)?;
+    let base_json: serde_json::Value = serde_json::from_str(&base_text)
+        .map_err(|e| bad_row("sync_links", &row_name, format!("base is not JSON: {e}")))?;
+    let mut base = Snapshot::new();
+    let Some(fields) = base_json.as_object() else {
+        return Err(bad_row(
+            "sync_links",
+            &row_name,
+            "base is not a JSON object",
+        ));
+    };
+    for (field, value) in fields {
+        let Some(value) = value.as_str() else {
+            return Err(bad_row(
+                "sync_links",
+                &row_name,
+                format!("base field {field} is not text"),
+            ));
+        };
+        base.set(field, value);
+    }
+    let created_by: String = row.get(10)?;
+    let state: String = row.get(11)?;
+    Ok(SyncLink {
+        mailbox: row.get(1)?,
+        kind,
+        identity: parse_field(
+            "sync_links",
+            &row_name,
+            ItemIdentity::from_storage_key(kind, &identity_text),
+        )?,
+        location: parse_field(
+            "sync_links",
+            &row_name,
+            ItemLocation::from_storage_key(&location_text),
+        )?,
+        crm: match crm_kind.as_str() {
+            "activity" => CrmRef::Activity(ActivityId(crm_uuid)),
+            "record" => CrmRef::Record(RecordId(crm_uuid)),
+            other => {
+                return Err(bad_row(
+                    "sync_links",
+                    &row_name,
+                    format!("bad crm_kind {other:?}"),
+                ));
+            }
+        },
+        base,
+        item_version: row.get::<_, Option<String>>(8)?.map(VersionMarker),
+        crm_version: row.get(9)?,
+        created_by: parse_field("sync_links", &row_name, ItemCreator::parse(&created_by))?,
+        state: parse_field("sync_links", &row_name, LinkState::parse(&state))?,
+    })
+}
+
+pub(super) const LINK_COLUMNS: &str = "id, mailbox, item_kind, item_identity, item_location, crm_kind, crm_id, \
+                            base, item_version, crm_version, created_by, state";
+
+pub(super) fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
+    let base: serde_json::Map<String, serde_json::Value> = link
+        .base
+        .fields()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+        .collect();
+    let base = serde_json::Value::Object(base).to_string();
+    let (crm_kind, crm_id) = (link.crm.kind(), link.crm.uuid().to_string());
+    execute_cached(
+        conn,
+        "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
+             crm_id, base, item_version, crm_version, created_by, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (mailbox, item_kind, item_identity) DO UPDATE SET
+             item_location = excluded.item_location, crm_kind = excluded.crm_kind,
+             crm_id = excluded.crm_id, base = excluded.base,
+             item_version = excluded.item_version, crm_version = excluded.crm_version,
+             created_by = excluded.created_by, state = excluded.state,
+             modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        params![
+            link.mailbox,
+            link.kind.as_str(),
+            link.identity.storage_key(),
+            link.location.storage_key(),
+            crm_kind,
+            crm_id,
+            base,
+            link.item_version.as_ref().map(|v| v.0.as_str()),
+            link.crm_version,
+            link.created_by.as_str(),
+            link.state.as_str(),
+        ],
+    )?;
+    Ok(())
+}
+
+impl LinkStore for SqliteStore {
+    fn put_link(&mut self, link: &SyncLink) -> Result<()> {
+        self.write(|tx| upsert_link(tx, link))
+    }
+
+    fn link(
+        &self,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &ItemIdentity,
+    ) -> Result<Option<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links
+                 WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3"
+            ))?;
+            let mut rows =
+                statement.query(params![mailbox, kind.as_str(), identity.storage_key()])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(link_from_row(row)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 ORDER BY id"
+            ))?;
+            let mut rows = statement.query([mailbox])?;
+            let mut links = Vec::new();
+            while let Some(row) = rows.next()? {
+                links.push(link_from_row(row)?);
+            }
+            Ok(links)
+        })
+    }
+
+    fn links_of(&self, mailbox: &str, kinds: &[ItemKind]) -> Result<Vec<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 ORDER BY id"
+            ))?;
+            let mut links = Vec::new();
+            for kind in kinds {
+                let mut rows = statement.query(params![mailbox, kind.as_str()])?;
+                while let Some(row) = rows.next()? {
+                    links.push(link_from_row(row)?);
+                }
+            }
+            Ok(links)
+        })
+    }
+
+    fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
+        self.read(|conn| {
+            let count: i64 = query_row_cached(
+                conn,
+                "SELECT count(*) FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2",
+                params![mailbox, kind.as_str()],
+                |row| row.get(0),
+            )?;
+            Ok(count.max(0) as u64)
+        })
+    }
+
+    fn delete_link(
+        &mut self,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &ItemIdentity,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let deleted = execute_cached(tx,
+                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+                params![mailbox, kind.as_str(), identity.storage_key()],
+            )?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>> {
+        self.read(|conn| {
+            Ok(query_row_cached(
+                conn,
+                "SELECT uid_validity, highest_modseq, sync_token, last_full_scan
+                     FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
+                [mailbox, scope],
+                |row| {
+                    Ok(SyncState {
+                        uid_validity: row.get(0)?,
+                        highest_modseq: row
+                            .get::<_, Option<i64>>(1)?
+                            .map(|modseq| modseq.max(0) as u64),
+                        sync_token: row.get(2)?,
+                        last_full_scan: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    fn put_sync_state(&mut self, mailbox: &str, scope: &str, state: &SyncState) -> Result<()> {
+        // RFC 7162 keeps mod-sequences within 63 bits, so they fit SQLite's integer.
+        let modseq = state
+            .highest_modseq
+            .map(|modseq| {
+                i64::try_from(modseq)
+                    .map_err(|_| InvalidValue(format!("HIGHESTMODSEQ {modseq} exceeds 63 bits")))
+            })
+            .transpose()?;
+        self.write(|tx| {
+            execute_cached(tx,
+                "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token, last_full_scan)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (mailbox, scope) DO UPDATE SET
+                     uid_validity = excluded.uid_validity, highest_modseq = excluded.highest_modseq,
+                     sync_token = excluded.sync_token, last_full_scan = excluded.last_full_scan,
+                     modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![
+                    mailbox,
+                    scope,
+                    state.uid_validity,
+                    modseq,
+                    state.sync_token,
+                    state.last_full_scan
+                ],
+            )?;
+            Ok(())
+        })
+    }
+}

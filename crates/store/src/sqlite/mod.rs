@@ -1,0 +1,220 @@
+//! [`SqliteStore`]: the CRM store in one SQLite file.
+//!
+//! Every connection runs in WAL mode (readers never block the writer, and other programs can
+//! read while the daemon writes), with foreign keys on, `synchronous = FULL` (a commit that
+//! returned survives a power cut, which the write-then-link order of the sync relies on) and a
+//! busy timeout, so that a short write by another program waits instead of failing.
+//!
+//! Writes go through [`SqliteStore::write`]: one `BEGIN IMMEDIATE` transaction that marks its
+//! journal rows with this store's origin.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crmsync_core::model::InvalidValue;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
+
+mod activities;
+mod conflicts;
+mod email;
+mod item_rows;
+mod items;
+mod journal;
+mod links;
+mod records;
+mod users;
+
+use crate::migrations::{MIGRATIONS, latest_version};
+use crate::{Result, StoreError};
+
+/// SQLite's errors reach callers as [`StoreError::Backend`]: the store traits name no backend.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    origin: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// `origin` marks this process's writes in the change journal (`crmsync-cli`,
+    /// `crmsync-daemon`); it lets the daemon tell its own changes from everyone else's.
+    pub fn open(path: &Path, origin: &str) -> Result<SqliteStore> {
+        let open_error = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(open_error(format!(
+                "directory {} does not exist",
+                parent.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| open_error(e.to_string()))?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            origin: origin.to_owned(),
+        };
+        store.configure_connection().map_err(open_error)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn configure_connection(&self) -> Result<(), String> {
+        let setup = || -> rusqlite::Result<String> {
+            self.conn.busy_timeout(Duration::from_secs(10))?;
+            self.conn.set_prepared_statement_cache_capacity(128);
+            self.conn.execute_batch(
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
+            )?;
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        };
+        let mode = setup().map_err(|e| e.to_string())?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!(
+                "cannot switch to WAL mode (the file stays in {mode} mode)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs every migration newer than the store's version, each in its own transaction.
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.display().to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             )",
+        )?;
+        let current: i64 = query_row_cached(
+            &tx,
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )?;
+        if current > latest_version() {
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found: current,
+                known: latest_version(),
+            });
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+            tx.execute_batch(migration.sql)?;
+            execute_cached(
+                &tx,
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                params![migration.version, migration.name],
+            )?;
+            tx.pragma_update(None, "user_version", migration.version)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The versions of the migrations applied to this store, oldest first.
+    pub fn applied_migrations(&self) -> Result<Vec<i64>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+        let versions = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(versions)
+    }
+
+    /// Runs `body` in one immediate write transaction whose journal rows carry this store's
+    /// origin. The origin is cleared again before commit, so no other program's write can ever
+    /// be attributed to crmsync.
+    fn write<T>(&mut self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        execute_cached(
+            &tx,
+            "UPDATE journal_writer SET origin = ?1 WHERE id = 1",
+            [&self.origin],
+        )?;
+        let value = body(&tx)?;
+        execute_cached(
+            &tx,
+            "UPDATE journal_writer SET origin = NULL WHERE id = 1",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `body` in one read transaction: a consistent snapshot across its queries.
+    fn read<T>(&self, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let tx = self.conn.unchecked_transaction()?;
+        let value = body(&tx)?;
+        tx.finish()?;
+        Ok(value)
+    }
+}
+
+// Reading rows that any program may have written: a value that does not follow the schema is
+// a `BadRow`, naming the table and the row, never a panic.
+
+/// Runs a statement through the connection's statement cache: the statements of a sync pass
+/// run thousands of times, and compiling one (with the triggers it fires) costs more than
+/// running it.
+pub(super) fn execute_cached(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+pub(super) fn query_row_cached<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
+pub(super) fn bad_row(table: &'static str, row: &str, message: impl ToString) -> StoreError {
+    StoreError::BadRow {
+        table,
+        row: row.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+pub(super) fn parse_uuid(table: &'static str, text: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(text).map_err(|e| bad_row(table, text, format!("bad uuid: {e}")))
+}
+
+pub(super) fn parse_field<T>(
+    table: &'static str,
+    row: &str,
+    parsed: Result<T, InvalidValue>,
+) -> Result<T> {
+    parsed.map_err(|e| bad_row(table, row, e))
+}
