@@ -2,6 +2,7 @@
 //! `crmsync` binary run in it as a user would run it.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod collections;
 pub mod daemon;
 pub mod dovecot;
 pub mod mail;

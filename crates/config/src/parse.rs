@@ -256,53 +256,83 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         section.finish(&mut problems);
     }
 
+    let log = log_section(&mut root, &mut problems);
+    let daemon = daemon_section(&mut root, &mut problems);
+    let mailboxes = mailboxes(&mut root, &base, &mut problems);
+    root.finish(&mut problems);
+
+    if problems.list.is_empty() {
+        Ok(Config {
+            path: path.to_owned(),
+            crm,
+            connection,
+            status,
+            log,
+            daemon,
+            mailboxes,
+        })
+    } else {
+        Err(ConfigErrors(problems.list))
+    }
+}
+
+fn log_section(root: &mut Section<'_>, problems: &mut Problems<'_>) -> LogConfig {
     let mut log = LogConfig {
         level: "info".to_owned(),
         format: LogFormat::Text,
     };
-    if let Some(mut section) = root.sub(&mut problems, "log") {
-        if let Some(level) = section.nonempty_string(&mut problems, "level") {
-            if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
-                log.level = level;
-            } else {
-                section.report(
-                    &mut problems,
-                    "level",
-                    format!(
-                        "unknown level {level:?}: expected one of error, warn, info, debug, trace"
-                    ),
-                );
-            }
+    let Some(mut section) = root.sub(problems, "log") else {
+        return log;
+    };
+    if let Some(level) = section.nonempty_string(problems, "level") {
+        if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            log.level = level;
+        } else {
+            section.report(
+                problems,
+                "level",
+                format!("unknown level {level:?}: expected one of error, warn, info, debug, trace"),
+            );
         }
-        log.format = section.word(
-            &mut problems,
-            "format",
-            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-            LogFormat::Text,
-        );
-        section.finish(&mut problems);
     }
+    log.format = section.word(
+        problems,
+        "format",
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        LogFormat::Text,
+    );
+    section.finish(problems);
+    log
+}
 
+fn daemon_section(root: &mut Section<'_>, problems: &mut Problems<'_>) -> DaemonConfig {
     let mut daemon = DaemonConfig {
         poll_interval: 300,
         idle_folders: 5,
         journal_retention: 7 * 24 * 3600,
     };
-    if let Some(mut section) = root.sub(&mut problems, "daemon") {
-        if let Some(seconds) = section.integer(&mut problems, "poll_interval", 1..=86_400) {
-            daemon.poll_interval = seconds as u64;
-        }
-        if let Some(count) = section.integer(&mut problems, "idle_folders", 0..=100) {
-            daemon.idle_folders = count as usize;
-        }
-        if let Some(seconds) =
-            section.integer(&mut problems, "journal_retention", 1..=366 * 24 * 3600)
-        {
-            daemon.journal_retention = seconds as u64;
-        }
-        section.finish(&mut problems);
+    let Some(mut section) = root.sub(problems, "daemon") else {
+        return daemon;
+    };
+    if let Some(seconds) = section.integer(problems, "poll_interval", 1..=86_400) {
+        daemon.poll_interval = seconds as u64;
     }
+    if let Some(count) = section.integer(problems, "idle_folders", 0..=100) {
+        daemon.idle_folders = count as usize;
+    }
+    if let Some(seconds) = section.integer(problems, "journal_retention", 1..=366 * 24 * 3600) {
+        daemon.journal_retention = seconds as u64;
+    }
+    section.finish(problems);
+    daemon
+}
 
+/// Every `[[mailbox]]`, each validated on its own; ids must differ.
+fn mailboxes(
+    root: &mut Section<'_>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Vec<MailboxConfig> {
     let mut mailboxes = Vec::new();
     if let Some(value) = root.value("mailbox") {
         match value.as_array() {
@@ -310,7 +340,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 for (index, item) in items.iter().enumerate() {
                     match item.as_table() {
                         Some(table) => {
-                            if let Some(mailbox) = mailbox(table, index, &base, &mut problems) {
+                            if let Some(mailbox) = mailbox(table, index, base, problems) {
                                 mailboxes.push(mailbox);
                             }
                         }
@@ -329,8 +359,6 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             ),
         }
     }
-    root.finish(&mut problems);
-
     let mut seen = BTreeSet::new();
     for mailbox in &mailboxes {
         if !seen.insert(mailbox.id.as_str()) {
@@ -341,20 +369,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             );
         }
     }
-
-    if problems.list.is_empty() {
-        Ok(Config {
-            path: path.to_owned(),
-            crm,
-            connection,
-            status,
-            log,
-            daemon,
-            mailboxes,
-        })
-    } else {
-        Err(ConfigErrors(problems.list))
-    }
+    mailboxes
 }
 
 /// A TOML syntax error as one line: where it is and what is wrong.
@@ -387,6 +402,7 @@ fn valid_mailbox_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
+// Long on purpose: the keys of one [[mailbox]] in the order the documentation lists them.
 fn mailbox(
     table: &Table,
     index: usize,
@@ -449,31 +465,7 @@ fn mailbox(
         Some(sub) => tracking(sub, problems),
         None => TrackingConfig::default(),
     };
-    let had_stores = table.contains_key("imap")
-        || table.contains_key("calendar")
-        || table.contains_key("contacts");
-    if !had_stores {
-        problems.push(
-            section.scope.as_deref(),
-            None,
-            "names no store: give at least one of [mailbox.imap], [mailbox.calendar], [mailbox.contacts]",
-        );
-    }
-    if smtp.is_some() && imap.is_none() && table.contains_key("smtp") && !table.contains_key("imap")
-    {
-        section.report(
-            problems,
-            "smtp",
-            "needs [mailbox.imap] too: sent copies go to its Sent folder",
-        );
-    }
-    if !tracking.folders.is_empty() && !table.contains_key("imap") {
-        section.report(
-            problems,
-            "tracking.folders",
-            "needs [mailbox.imap]: tracked folders are IMAP folders",
-        );
-    }
+    check_stores(table, &mut section, problems, &tracking);
     section.finish(problems);
 
     if problems.list.len() > errors_before {
@@ -501,6 +493,39 @@ fn mailbox(
     })
 }
 
+/// A mailbox names at least one store; SMTP and tracked folders need IMAP.
+fn check_stores(
+    table: &Table,
+    section: &mut Section<'_>,
+    problems: &mut Problems<'_>,
+    tracking: &TrackingConfig,
+) {
+    let had_stores = table.contains_key("imap")
+        || table.contains_key("calendar")
+        || table.contains_key("contacts");
+    if !had_stores {
+        problems.push(
+            section.scope.as_deref(),
+            None,
+            "names no store: give at least one of [mailbox.imap], [mailbox.calendar], [mailbox.contacts]",
+        );
+    }
+    if table.contains_key("smtp") && !table.contains_key("imap") {
+        section.report(
+            problems,
+            "smtp",
+            "needs [mailbox.imap] too: sent copies go to its Sent folder",
+        );
+    }
+    if !tracking.folders.is_empty() && !table.contains_key("imap") {
+        section.report(
+            problems,
+            "tracking.folders",
+            "needs [mailbox.imap]: tracked folders are IMAP folders",
+        );
+    }
+}
+
 const SECURITY_WORDS: &[(&str, Security)] = &[
     ("tls", Security::Tls),
     ("starttls", Security::Starttls),
@@ -522,6 +547,7 @@ struct Server {
     password: Option<SecretSource>,
 }
 
+// Long on purpose: the keys of a server section, one after another, in documentation order.
 fn server(
     section: &mut Section<'_>,
     base: &Path,

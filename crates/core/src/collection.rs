@@ -214,6 +214,7 @@ pub fn merge_item(
     merge::three_way(&crm_base, &effective, &crm, policy)
 }
 
+/// What to do about every changed file, every link and every row the CRM created.
 pub fn reconcile(
     view: &CollectionView,
     links: &[SyncLink],
@@ -234,91 +235,14 @@ pub fn reconcile(
     if suspicious {
         effects.push(Effect::SuspiciousEmpty { links: links.len() });
     }
-
     for link in links {
         let state = crm.get(&link.crm).unwrap_or(&CrmItem::Deleted);
-        let owned = matches!(
-            state,
-            CrmItem::Present {
-                owned_by_mailbox_owner: true,
-                ..
-            }
-        );
-        if let Some(item) = observed.get(&(link.kind, &link.identity)) {
-            if !item.tracked {
-                effects.push(Effect::Untrack {
-                    link: link.clone(),
-                    delete_crm: owned,
-                });
-                continue;
-            }
-            match state {
-                CrmItem::Deleted => effects.push(Effect::CrmDeleted {
-                    link: link.clone(),
-                    location: item.location.clone(),
-                    etag: item.etag.clone(),
-                    delete_item: link.created_by == ItemCreator::Crm,
-                }),
-                CrmItem::Present {
-                    fields, version, ..
-                } => {
-                    let outcome = merge_item(&link.base, &item.fields, fields, policy);
-                    effects.push(Effect::Update {
-                        link: link.clone(),
-                        location: item.location.clone(),
-                        etag: item.etag.clone(),
-                        item: item.fields.clone(),
-                        outcome,
-                        crm_version: *version,
-                    });
-                }
-            }
-            continue;
-        }
-        let at = href(&link.location);
-        if view.unreadable.contains(at) {
-            continue;
-        }
-        if !view.hrefs.contains(at) {
-            if suspicious {
-                continue;
-            }
-            effects.push(Effect::ItemDeleted {
-                link: link.clone(),
-                delete_crm: owned,
-            });
-            continue;
-        }
-        // The file is as the link last saw it.
-        let etag = link
-            .item_version
-            .as_ref()
-            .map(|v| v.0.clone())
-            .unwrap_or_default();
-        match state {
-            CrmItem::Deleted => effects.push(Effect::CrmDeleted {
-                link: link.clone(),
-                location: link.location.clone(),
-                etag,
-                delete_item: link.created_by == ItemCreator::Crm,
-            }),
-            CrmItem::Present {
-                fields, version, ..
-            } if Some(*version) != link.crm_version => {
-                let outcome = merge_item(&link.base, &item_side(&link.base), fields, policy);
-                effects.push(Effect::Update {
-                    link: link.clone(),
-                    location: link.location.clone(),
-                    etag,
-                    item: item_side(&link.base),
-                    outcome,
-                    crm_version: *version,
-                });
-            }
-            CrmItem::Present { .. } => {}
-        }
+        let effect = match observed.get(&(link.kind, &link.identity)) {
+            Some(item) => changed_item(link, item, state, policy),
+            None => unchanged_item(view, link, state, suspicious, policy),
+        };
+        effects.extend(effect);
     }
-
     for item in &view.changed {
         if item.tracked && !linked.contains(&(item.kind, &item.identity)) {
             effects.push(Effect::Track {
@@ -336,6 +260,95 @@ pub fn reconcile(
         }
     }
     effects
+}
+
+fn owned(state: &CrmItem) -> bool {
+    matches!(
+        state,
+        CrmItem::Present {
+            owned_by_mailbox_owner: true,
+            ..
+        }
+    )
+}
+
+/// A linked item whose file was read in this pass: untracked, deleted in the CRM, or merged.
+fn changed_item(
+    link: &SyncLink,
+    item: &ObservedItem,
+    state: &CrmItem,
+    policy: ConflictPolicy,
+) -> Option<Effect> {
+    if !item.tracked {
+        return Some(Effect::Untrack {
+            link: link.clone(),
+            delete_crm: owned(state),
+        });
+    }
+    Some(match state {
+        CrmItem::Deleted => Effect::CrmDeleted {
+            link: link.clone(),
+            location: item.location.clone(),
+            etag: item.etag.clone(),
+            delete_item: link.created_by == ItemCreator::Crm,
+        },
+        CrmItem::Present {
+            fields, version, ..
+        } => Effect::Update {
+            link: link.clone(),
+            location: item.location.clone(),
+            etag: item.etag.clone(),
+            item: item.fields.clone(),
+            outcome: merge_item(&link.base, &item.fields, fields, policy),
+            crm_version: *version,
+        },
+    })
+}
+
+/// A linked item whose file was not read: unreadable (left alone), gone (deleted in the
+/// collection, unless the listing is suspicious), or as the link last saw it (the CRM side
+/// may have changed or gone).
+fn unchanged_item(
+    view: &CollectionView,
+    link: &SyncLink,
+    state: &CrmItem,
+    suspicious: bool,
+    policy: ConflictPolicy,
+) -> Option<Effect> {
+    let at = href(&link.location);
+    if view.unreadable.contains(at) {
+        return None;
+    }
+    if !view.hrefs.contains(at) {
+        return (!suspicious).then(|| Effect::ItemDeleted {
+            link: link.clone(),
+            delete_crm: owned(state),
+        });
+    }
+    let etag = link
+        .item_version
+        .as_ref()
+        .map(|v| v.0.clone())
+        .unwrap_or_default();
+    match state {
+        CrmItem::Deleted => Some(Effect::CrmDeleted {
+            link: link.clone(),
+            location: link.location.clone(),
+            etag,
+            delete_item: link.created_by == ItemCreator::Crm,
+        }),
+        CrmItem::Present {
+            fields, version, ..
+        } if Some(*version) != link.crm_version => Some(Effect::Update {
+            link: link.clone(),
+            location: link.location.clone(),
+            etag,
+            item: item_side(&link.base),
+            outcome: merge_item(&link.base, &item_side(&link.base), fields, policy),
+            crm_version: *version,
+        }),
+        CrmItem::Present { .. } => None,
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +433,7 @@ mod tests {
         assert_eq!(effects, []);
     }
 
+    // Long on purpose: the delete matrix of SPEC section 6, one case after another.
     #[test]
     fn the_delete_matrix() {
         let mine = link("u1", "u1.ics", activity(1), ItemCreator::Mailbox);

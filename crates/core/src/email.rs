@@ -312,6 +312,7 @@ enum Seen<'a> {
     Unknown,
 }
 
+/// What to do about every message that changed and every link of the mailbox.
 pub fn reconcile(
     rules: &TrackingRules,
     policy: ConflictPolicy,
@@ -319,22 +320,36 @@ pub fn reconcile(
     links: &[(SyncLink, CrmState)],
 ) -> Vec<Effect> {
     let mut effects = Vec::new();
-    let folders: BTreeMap<&str, &FolderView> = view
-        .folders
-        .iter()
-        .map(|f| (f.folder.as_str(), f))
-        .collect();
-
     // The first observation of each identity; a second copy of the same message in this
     // mailbox is the same item and is not tracked twice.
     let mut by_identity: BTreeMap<&ItemIdentity, &Observed> = BTreeMap::new();
     for observed in &view.changed {
         by_identity.entry(&observed.identity).or_insert(observed);
     }
+    let distrusted = distrusted_folders(view, links, &by_identity, &mut effects);
+    track_new(rules, links, &by_identity, &mut effects);
+    let folders: BTreeMap<&str, &FolderView> = view
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), f))
+        .collect();
+    for (link, crm) in links {
+        let seen = seen(link, &by_identity, &folders, &distrusted);
+        reconcile_link(rules, policy, link, crm, seen, &mut effects);
+    }
+    effects
+}
 
-    // A folder listed empty while links point into it is not believed, unless every one of
-    // those messages was seen elsewhere in this pass (they were all moved out).
-    let mut distrusted: HashSet<&str> = HashSet::new();
+/// A folder listed empty while links point into it is not believed, unless every one of those
+/// messages was seen elsewhere in this pass (they were all moved out), or an administrator
+/// said so.
+fn distrusted_folders<'a>(
+    view: &'a MailboxView,
+    links: &[(SyncLink, CrmState)],
+    by_identity: &BTreeMap<&ItemIdentity, &Observed>,
+    effects: &mut Vec<Effect>,
+) -> HashSet<&'a str> {
+    let mut distrusted = HashSet::new();
     for folder in &view.folders {
         if !folder.present.is_empty() || view.accept_empty {
             continue;
@@ -354,7 +369,16 @@ pub fn reconcile(
             });
         }
     }
+    distrusted
+}
 
+/// Messages with a tracking signal and no link: tracked.
+fn track_new(
+    rules: &TrackingRules,
+    links: &[(SyncLink, CrmState)],
+    by_identity: &BTreeMap<&ItemIdentity, &Observed>,
+    effects: &mut Vec<Effect>,
+) {
     let linked: HashSet<&ItemIdentity> = links.iter().map(|(link, _)| &link.identity).collect();
     for observed in by_identity.values() {
         if linked.contains(&observed.identity) {
@@ -362,51 +386,60 @@ pub fn reconcile(
         }
         let signal = rules.signal(observed.folder(), &observed.keywords);
         if signal.tracked {
-            effects.push(Effect::Track {
-                observed: (*observed).clone(),
-                regarding: signal.regarding.clone(),
-                base: base_for(signal.regarding.as_ref(), &signal.keywords),
-            });
-            // Tracked with several regarding keywords: the first one counts, the others go.
-            if signal.numbers.len() > 1 {
-                let (add, remove) = rules.rewrite_regarding(
-                    &signal.keywords,
-                    signal.regarding.as_ref(),
-                    observed.folder(),
-                );
-                effects.push(Effect::WriteKeywords {
-                    location: observed.location.clone(),
-                    add,
-                    remove,
-                });
-            }
+            track(rules, observed, &signal, effects);
         }
     }
+}
 
-    for (link, crm) in links {
-        let seen = match by_identity.get(&link.identity) {
-            Some(observed) => Seen::Changed(observed),
-            None => match &link.location {
-                ItemLocation::Imap {
-                    folder,
-                    uid_validity,
-                    uid,
-                } => match folders.get(folder.as_str()) {
-                    None => Seen::Unknown,
-                    Some(_) if distrusted.contains(folder.as_str()) => Seen::Unknown,
-                    Some(view)
-                        if view.uid_validity == *uid_validity && view.present.contains(uid) =>
-                    {
-                        Seen::Unchanged
-                    }
-                    Some(_) => Seen::Gone,
-                },
-                ItemLocation::Collection { .. } => Seen::Unknown,
-            },
-        };
-        reconcile_link(rules, policy, link, crm, seen, &mut effects);
+/// Tracks a message. One tracked with several regarding keywords keeps the first; the others
+/// go.
+fn track(rules: &TrackingRules, observed: &Observed, signal: &Signal, effects: &mut Vec<Effect>) {
+    effects.push(Effect::Track {
+        observed: observed.clone(),
+        regarding: signal.regarding.clone(),
+        base: base_for(signal.regarding.as_ref(), &signal.keywords),
+    });
+    if signal.numbers.len() > 1 {
+        let (add, remove) = rules.rewrite_regarding(
+            &signal.keywords,
+            signal.regarding.as_ref(),
+            observed.folder(),
+        );
+        effects.push(Effect::WriteKeywords {
+            location: observed.location.clone(),
+            add,
+            remove,
+        });
     }
-    effects
+}
+
+/// Where a link's message stands: seen changed in this pass, still at its UID, gone from a
+/// folder that was scanned, or unknown (its folder not scanned, or distrusted).
+fn seen<'a>(
+    link: &SyncLink,
+    by_identity: &BTreeMap<&ItemIdentity, &'a Observed>,
+    folders: &BTreeMap<&str, &FolderView>,
+    distrusted: &HashSet<&str>,
+) -> Seen<'a> {
+    if let Some(observed) = by_identity.get(&link.identity) {
+        return Seen::Changed(observed);
+    }
+    let ItemLocation::Imap {
+        folder,
+        uid_validity,
+        uid,
+    } = &link.location
+    else {
+        return Seen::Unknown;
+    };
+    match folders.get(folder.as_str()) {
+        None => Seen::Unknown,
+        Some(_) if distrusted.contains(folder.as_str()) => Seen::Unknown,
+        Some(view) if view.uid_validity == *uid_validity && view.present.contains(uid) => {
+            Seen::Unchanged
+        }
+        Some(_) => Seen::Gone,
+    }
 }
 
 fn reconcile_link(
@@ -417,132 +450,227 @@ fn reconcile_link(
     seen: Seen<'_>,
     effects: &mut Vec<Effect>,
 ) {
-    let identity = link.identity.clone();
-    let (location, signal) = match seen {
-        Seen::Unknown => return,
+    let Some((location, signal)) = link_signal(rules, link, crm, seen, effects) else {
+        return;
+    };
+    if !signal.tracked {
+        untracked(link, crm, effects);
+        return;
+    }
+    match crm {
+        CrmState::Deleted => deleted_in_crm(rules, link, location, &signal, effects),
+        CrmState::Present { regarding, .. } => {
+            let merge = RegardingMerge {
+                rules,
+                policy,
+                link,
+                location,
+                signal: &signal,
+                crm_regarding: regarding.as_ref(),
+            };
+            merge.effects(effects);
+        }
+    }
+}
+
+/// The message's location and signal in this pass (from the base when it did not change), or
+/// `None` when the link is settled here: its message gone or unknown, or a tombstone tracked
+/// anew.
+fn link_signal(
+    rules: &TrackingRules,
+    link: &SyncLink,
+    crm: &CrmState,
+    seen: Seen<'_>,
+    effects: &mut Vec<Effect>,
+) -> Option<(ItemLocation, Signal)> {
+    match seen {
+        Seen::Unknown => None,
         Seen::Gone => {
             effects.push(Effect::DropLink {
-                identity,
+                identity: link.identity.clone(),
                 reason: DropReason::Gone,
             });
-            return;
+            None
         }
         Seen::Unchanged => {
-            let keywords = base_keywords(&link.base);
             let regarding = number(link.base.get(REGARDING));
             let signal = Signal {
                 tracked: true,
                 numbers: regarding.iter().cloned().collect(),
                 regarding,
-                keywords,
+                keywords: base_keywords(&link.base),
                 invalid_keywords: Vec::new(),
             };
-            (link.location.clone(), signal)
+            Some((link.location.clone(), signal))
         }
-        Seen::Changed(observed) => (
-            observed.location.clone(),
-            rules.signal(observed.folder(), &observed.keywords),
-        ),
-    };
+        Seen::Changed(observed) => {
+            let signal = rules.signal(observed.folder(), &observed.keywords);
+            // A tombstone (deleted in the CRM, the message still in a tracked folder) whose
+            // message the person gave a tracking keyword since: tracked anew, with a new
+            // activity. The tombstone only keeps the folder from tracking it again.
+            if *crm == CrmState::Deleted
+                && link.base == base_for(None, &[])
+                && !signal.keywords.is_empty()
+            {
+                track(rules, observed, &signal, effects);
+                return None;
+            }
+            Some((observed.location.clone(), signal))
+        }
+    }
+}
 
-    if !signal.tracked {
-        match crm {
-            CrmState::Present {
-                owned_by_mailbox_owner: true,
-                ..
-            } => effects.push(Effect::DeleteActivity { identity }),
-            CrmState::Present { .. } => effects.push(Effect::DropLink {
-                identity,
-                reason: DropReason::UntrackedNotOwner,
-            }),
-            CrmState::Deleted => effects.push(Effect::DropLink {
-                identity,
-                reason: DropReason::CrmDeleted,
-            }),
-        }
+/// The signal is gone: the owner's untrack deletes the activity; anyone else's drops the link.
+fn untracked(link: &SyncLink, crm: &CrmState, effects: &mut Vec<Effect>) {
+    let identity = link.identity.clone();
+    effects.push(match crm {
+        CrmState::Present {
+            owned_by_mailbox_owner: true,
+            ..
+        } => Effect::DeleteActivity { identity },
+        CrmState::Present { .. } => Effect::DropLink {
+            identity,
+            reason: DropReason::UntrackedNotOwner,
+        },
+        CrmState::Deleted => Effect::DropLink {
+            identity,
+            reason: DropReason::CrmDeleted,
+        },
+    });
+}
+
+/// The activity was deleted in the CRM: the tracking keywords go, and the link too, except in
+/// a tracked folder, where it stays as a tombstone so that the folder does not track the
+/// message again while it sits there.
+fn deleted_in_crm(
+    rules: &TrackingRules,
+    link: &SyncLink,
+    location: ItemLocation,
+    signal: &Signal,
+    effects: &mut Vec<Effect>,
+) {
+    let identity = link.identity.clone();
+    if !signal.keywords.is_empty() {
+        effects.push(Effect::WriteKeywords {
+            location: location.clone(),
+            add: Vec::new(),
+            remove: signal.keywords.clone(),
+        });
+    }
+    let folder_tracked = matches!(&location, ItemLocation::Imap { folder, .. } if rules.folders.contains_key(folder));
+    if !folder_tracked {
+        effects.push(Effect::DropLink {
+            identity,
+            reason: DropReason::CrmDeleted,
+        });
         return;
     }
+    // The store marks a deleted row's links `crm-deleted` itself, so the state alone does not
+    // say whether the tombstone's base was written yet.
+    let tombstone = base_for(None, &[]);
+    if link.state != LinkState::CrmDeleted || location != link.location || link.base != tombstone {
+        effects.push(Effect::UpdateLink {
+            identity,
+            location,
+            base: tombstone,
+        });
+    }
+}
 
-    let crm_regarding = match crm {
-        CrmState::Deleted => {
-            if !signal.keywords.is_empty() {
-                effects.push(Effect::WriteKeywords {
-                    location: location.clone(),
-                    add: Vec::new(),
-                    remove: signal.keywords.clone(),
-                });
-            }
-            let folder_tracked = matches!(&location, ItemLocation::Imap { folder, .. } if rules.folders.contains_key(folder));
-            if folder_tracked {
-                // The message stays in a tracked folder: keep the link as a tombstone, so the
-                // message is not tracked again while it sits there.
-                if link.state != LinkState::CrmDeleted || location != link.location {
-                    effects.push(Effect::UpdateLink {
-                        identity,
-                        location,
-                        base: base_for(None, &[]),
-                    });
-                }
-            } else {
-                effects.push(Effect::DropLink {
-                    identity,
-                    reason: DropReason::CrmDeleted,
-                });
-            }
-            return;
+/// The regarding record of a tracked message whose activity exists: merged three ways, the
+/// CRM told of a mailbox change, the keywords rewritten for a CRM change, the link updated.
+struct RegardingMerge<'a> {
+    rules: &'a TrackingRules,
+    policy: ConflictPolicy,
+    link: &'a SyncLink,
+    location: ItemLocation,
+    signal: &'a Signal,
+    crm_regarding: Option<&'a RecordNumber>,
+}
+
+impl RegardingMerge<'_> {
+    fn folder(&self) -> &str {
+        match &self.location {
+            ItemLocation::Imap { folder, .. } => folder,
+            ItemLocation::Collection { .. } => "",
         }
-        CrmState::Present { regarding, .. } => regarding.clone(),
-    };
+    }
 
-    let single = |value: Option<&RecordNumber>| {
-        Snapshot::new().with(REGARDING, value.map_or("", RecordNumber::as_str))
-    };
-    let effective = effective_base(rules, &link.base, &signal);
-    let mailbox_regarding = rules.mailbox_regarding(&signal, &effective);
-    let outcome = merge::three_way(
-        &single(number(effective.get(REGARDING)).as_ref()),
-        &single(mailbox_regarding.as_ref()),
-        &single(crm_regarding.as_ref()),
-        policy,
-    );
-    let mut merged = number(outcome.merged.get(REGARDING));
-    let mut crm_write = !outcome.crm_writes.is_empty();
-    let folder = match &location {
-        ItemLocation::Imap { folder, .. } => folder.as_str(),
-        ItemLocation::Collection { .. } => "",
-    };
-    // A message in a tracked folder reads as regarding the folder's record whenever no keyword
-    // names another, so "no regarding record" cannot be written to it: the folder's record
-    // stands, on both sides.
-    if merged.is_none()
-        && let Some(implied) = rules.folders.get(folder)
-    {
-        crm_write = crm_regarding.as_ref() != Some(implied);
-        merged = Some(implied.clone());
-    }
-    for conflict in outcome.conflicts {
-        effects.push(Effect::Conflict {
-            identity: identity.clone(),
-            conflict,
-        });
-    }
-    if crm_write {
-        effects.push(Effect::SetRegarding {
-            identity: identity.clone(),
-            regarding: merged.clone(),
-        });
-    }
-    let mut keywords = signal.keywords.clone();
-    // The keywords are rewritten when the regarding record changed on the CRM side (or a
-    // conflict went the CRM's way), and when the message holds more than one regarding
-    // keyword, so that one is left: the merged one.
-    if !outcome.mailbox_writes.is_empty() || signal.numbers.len() > 1 {
-        let (add, remove) = rules.rewrite_regarding(&keywords, merged.as_ref(), folder);
-        if let (Some(adding), false) = (add.first(), remove.is_empty()) {
-            // Two steps: the link records the keyword being added before the first.
-            effects.push(Effect::UpdateLink {
+    fn effects(self, effects: &mut Vec<Effect>) {
+        let identity = self.link.identity.clone();
+        let single = |value: Option<&RecordNumber>| {
+            Snapshot::new().with(REGARDING, value.map_or("", RecordNumber::as_str))
+        };
+        let effective = effective_base(self.rules, &self.link.base, self.signal);
+        let mailbox_regarding = self.rules.mailbox_regarding(self.signal, &effective);
+        let outcome = merge::three_way(
+            &single(number(effective.get(REGARDING)).as_ref()),
+            &single(mailbox_regarding.as_ref()),
+            &single(self.crm_regarding),
+            self.policy,
+        );
+        let mut merged = number(outcome.merged.get(REGARDING));
+        let mut crm_write = !outcome.crm_writes.is_empty();
+        // A message in a tracked folder reads as regarding the folder's record whenever no
+        // keyword names another, so "no regarding record" cannot be written to it: the
+        // folder's record stands, on both sides.
+        if merged.is_none()
+            && let Some(implied) = self.rules.folders.get(self.folder())
+        {
+            crm_write = self.crm_regarding != Some(implied);
+            merged = Some(implied.clone());
+        }
+        for conflict in outcome.conflicts {
+            effects.push(Effect::Conflict {
                 identity: identity.clone(),
-                location: location.clone(),
+                conflict,
+            });
+        }
+        if crm_write {
+            effects.push(Effect::SetRegarding {
+                identity: identity.clone(),
+                regarding: merged.clone(),
+            });
+        }
+        // The keywords are rewritten when the regarding record changed on the CRM side (or a
+        // conflict went the CRM's way), and when the message holds more than one regarding
+        // keyword, so that one is left: the merged one.
+        let rewrite = !outcome.mailbox_writes.is_empty() || self.signal.numbers.len() > 1;
+        let keywords = if rewrite {
+            self.rewrite(&effective, merged.as_ref(), effects)
+        } else {
+            self.signal.keywords.clone()
+        };
+        let base = base_for(merged.as_ref(), &keywords);
+        if crm_write
+            || base != self.link.base
+            || self.location != self.link.location
+            || self.link.state != LinkState::Synced
+        {
+            effects.push(Effect::UpdateLink {
+                identity,
+                location: self.location,
+                base,
+            });
+        }
+    }
+
+    /// Leaves one regarding keyword, for `merged`; returns the keywords the message then
+    /// holds. A rewrite in two steps is recorded in the link before its first.
+    fn rewrite(
+        &self,
+        effective: &Snapshot,
+        merged: Option<&RecordNumber>,
+        effects: &mut Vec<Effect>,
+    ) -> Vec<String> {
+        let mut keywords = self.signal.keywords.clone();
+        let (add, remove) = self
+            .rules
+            .rewrite_regarding(&keywords, merged, self.folder());
+        if let (Some(adding), false) = (add.first(), remove.is_empty()) {
+            effects.push(Effect::UpdateLink {
+                identity: self.link.identity.clone(),
+                location: self.location.clone(),
                 base: effective.clone().with(WRITING, adding),
             });
         }
@@ -550,22 +678,11 @@ fn reconcile_link(
             keywords.retain(|k| !remove.contains(k));
             keywords.extend(add.iter().cloned());
             effects.push(Effect::WriteKeywords {
-                location: location.clone(),
+                location: self.location.clone(),
                 add,
                 remove,
             });
         }
-    }
-    let base = base_for(merged.as_ref(), &keywords);
-    if crm_write
-        || base != link.base
-        || location != link.location
-        || link.state != LinkState::Synced
-    {
-        effects.push(Effect::UpdateLink {
-            identity,
-            location,
-            base,
-        });
+        keywords
     }
 }

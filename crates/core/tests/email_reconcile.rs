@@ -217,6 +217,7 @@ impl World {
         }
     }
 
+    // Long on purpose: one arm per kind of effect.
     fn apply(&mut self, effect: Effect, pending: &mut BTreeMap<u8, Option<RecordNumber>>) {
         match effect {
             Effect::Track {
@@ -225,7 +226,12 @@ impl World {
                 base,
             } => {
                 let n = number_of(&observed.identity);
-                if self.links.contains_key(&n) {
+                // Tracking again over a tombstone (the person re-tracked a message whose
+                // activity the CRM deleted) replaces it; any other linked message is a duplicate.
+                let tombstone = self.links.get(&n).is_some_and(|link| {
+                    link.state == LinkState::CrmDeleted && !self.activities.contains_key(&n)
+                });
+                if self.links.contains_key(&n) && !tombstone {
                     self.duplicate_tracks += 1;
                 }
                 // As the engine does: an activity with this identity (tracked before, its link

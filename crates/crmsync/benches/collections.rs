@@ -97,6 +97,7 @@ fn timed(command: &mut Command) -> Duration {
     took
 }
 
+// Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
     let numbers: Vec<usize> = std::env::args()
         .skip(1)

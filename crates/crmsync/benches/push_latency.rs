@@ -76,6 +76,7 @@ fn next_line(rx: &mpsc::Receiver<(Instant, String)>, wanted: impl Fn(&str) -> bo
     }
 }
 
+// Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
     let trials: usize = std::env::args()
         .skip(1)

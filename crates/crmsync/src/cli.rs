@@ -203,38 +203,7 @@ pub enum RecordCommand {
 pub enum ActivityCommand {
     /// Create an activity in the CRM: an appointment or task for a person's calendar, or an
     /// email in state pending-send, to be sent through the owner's SMTP account.
-    Add {
-        /// email, appointment or task.
-        activity_type: String,
-        /// The owning CRM user's email address.
-        #[arg(long, value_name = "EMAIL")]
-        owner: String,
-        #[arg(long)]
-        subject: String,
-        /// Start: 2026-12-01 (all day), 2026-12-01T10:00 (local time) or RFC 3339.
-        #[arg(long, value_name = "TIME")]
-        start: Option<String>,
-        /// End, in the same forms as --start.
-        #[arg(long, value_name = "TIME")]
-        end: Option<String>,
-        /// Due time of a task, in the same forms as --start.
-        #[arg(long, value_name = "TIME")]
-        due: Option<String>,
-        #[arg(long)]
-        location: Option<String>,
-        /// The regarding record's number.
-        #[arg(long, value_name = "NUM")]
-        regarding: Option<String>,
-        /// A recipient of an email, or a required attendee of an appointment (repeat for
-        /// several).
-        #[arg(long = "to", value_name = "ADDR")]
-        to: Vec<String>,
-        /// The text body of an email, or the description of an appointment or task.
-        #[arg(long, value_name = "TEXT")]
-        body: Option<String>,
-        #[command(flatten)]
-        output: JsonFlag,
-    },
+    Add(NewActivityArgs),
     /// List activities.
     List {
         /// Only activities of this type: email, appointment or task.
@@ -303,4 +272,39 @@ pub enum ItemCommand {
         #[command(flatten)]
         output: JsonFlag,
     },
+}
+
+/// `crmsync activity add`.
+#[derive(Debug, Args)]
+pub struct NewActivityArgs {
+    /// email, appointment or task.
+    pub activity_type: String,
+    /// The owning CRM user's email address.
+    #[arg(long, value_name = "EMAIL")]
+    pub owner: String,
+    #[arg(long)]
+    pub subject: String,
+    /// Start: 2026-12-01 (all day), 2026-12-01T10:00 (local time) or RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// End, in the same forms as --start.
+    #[arg(long, value_name = "TIME")]
+    pub end: Option<String>,
+    /// Due time of a task, in the same forms as --start.
+    #[arg(long, value_name = "TIME")]
+    pub due: Option<String>,
+    #[arg(long)]
+    pub location: Option<String>,
+    /// The regarding record's number.
+    #[arg(long, value_name = "NUM")]
+    pub regarding: Option<String>,
+    /// A recipient of an email, or a required attendee of an appointment (repeat for
+    /// several).
+    #[arg(long = "to", value_name = "ADDR")]
+    pub to: Vec<String>,
+    /// The text body of an email, or the description of an appointment or task.
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<String>,
+    #[command(flatten)]
+    pub output: JsonFlag,
 }

@@ -2,7 +2,7 @@
 //! may sync, the server answers, the certificate verifies, the login works, the folders exist,
 //! and whether push (IDLE) and incremental sync (CONDSTORE) are available.
 
-use crmsync_config::MailboxConfig;
+use crmsync_config::{ImapConfig, MailboxConfig};
 use crmsync_imap::ImapSession;
 use crmsync_store::{CrmStore, StoreError};
 
@@ -41,26 +41,7 @@ pub async fn check_mailbox<S: CrmStore>(store: &S, mailbox: &MailboxConfig) -> C
         mailbox: mailbox.id.clone(),
         checks: Vec::new(),
     };
-    match store.user(&mailbox.owner) {
-        Ok(user) if user.sync => report.push("owner", true, format!("{} may sync", mailbox.owner)),
-        Ok(_) => report.push(
-            "owner",
-            false,
-            format!(
-                "{} lacks the sync privilege (crmsync user set {} --sync yes)",
-                mailbox.owner, mailbox.owner
-            ),
-        ),
-        Err(StoreError::NotFound(_)) => report.push(
-            "owner",
-            false,
-            format!(
-                "{} is not a CRM user (crmsync user add {} --name NAME)",
-                mailbox.owner, mailbox.owner
-            ),
-        ),
-        Err(error) => report.push("owner", false, format!("CRM store: {error}")),
-    }
+    check_owner(store, mailbox, &mut report);
     if !mailbox.enabled {
         report.push(
             "enabled",
@@ -68,21 +49,45 @@ pub async fn check_mailbox<S: CrmStore>(store: &S, mailbox: &MailboxConfig) -> C
             "no: enabled = false, the daemon skips this mailbox",
         );
     }
-    let Some(imap) = &mailbox.imap else {
-        return report;
-    };
+    if let Some(imap) = &mailbox.imap {
+        check_imap(imap, &mut report).await;
+    }
+    report
+}
+
+/// The owner is a CRM user with the `sync` privilege.
+fn check_owner<S: CrmStore>(store: &S, mailbox: &MailboxConfig, report: &mut CheckReport) {
+    let owner = &mailbox.owner;
+    match store.user(owner) {
+        Ok(user) if user.sync => report.push("owner", true, format!("{owner} may sync")),
+        Ok(_) => report.push(
+            "owner",
+            false,
+            format!("{owner} lacks the sync privilege (crmsync user set {owner} --sync yes)"),
+        ),
+        Err(StoreError::NotFound(_)) => report.push(
+            "owner",
+            false,
+            format!("{owner} is not a CRM user (crmsync user add {owner} --name NAME)"),
+        ),
+        Err(error) => report.push("owner", false, format!("CRM store: {error}")),
+    }
+}
+
+/// Logs in as a pass would, and says what the server offers and which folders exist.
+async fn check_imap(imap: &ImapConfig, report: &mut CheckReport) {
     let password = match imap.password.read() {
         Ok(password) => password,
         Err(error) => {
             report.push("password", false, error.to_string());
-            return report;
+            return;
         }
     };
     let mut session = match ImapSession::connect(imap, &password).await {
         Ok(session) => session,
         Err(error) => {
             report.push("imap", false, error.to_string());
-            return report;
+            return;
         }
     };
     report.push(
@@ -103,24 +108,18 @@ pub async fn check_mailbox<S: CrmStore>(store: &S, mailbox: &MailboxConfig) -> C
             "NOT verified (verify_certificates = false)",
         );
     }
-    report.push(
-        "idle",
-        true,
-        if session.has_idle() {
-            "yes: push"
-        } else {
-            "no: polled"
-        },
-    );
-    report.push(
-        "condstore",
-        true,
-        if session.has_condstore() {
-            "yes: incremental"
-        } else {
-            "no: every pass rescans the folders"
-        },
-    );
+    let idle = if session.has_idle() {
+        "yes: push"
+    } else {
+        "no: polled"
+    };
+    report.push("idle", true, idle);
+    let condstore = if session.has_condstore() {
+        "yes: incremental"
+    } else {
+        "no: every pass rescans the folders"
+    };
+    report.push("condstore", true, condstore);
     for folder in &imap.folders {
         match session.folder_exists(folder).await {
             Ok(true) => report.push("folder", true, format!("{folder:?} exists")),
@@ -133,5 +132,4 @@ pub async fn check_mailbox<S: CrmStore>(store: &S, mailbox: &MailboxConfig) -> C
         }
     }
     session.logout().await;
-    report
 }

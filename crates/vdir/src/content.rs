@@ -375,6 +375,7 @@ pub const MAX_DEPTH: usize = 16;
 
 /// Parses a document. Blank lines between components are kept in place only at the end; a
 /// document whose components do not nest properly is an error naming the line.
+// Long on purpose: one pass over the lines, each case of the nesting in one place.
 pub fn parse(text: &str) -> Result<Document, ParseError> {
     let newline = if text.contains("\r\n") || !text.contains('\n') {
         "\r\n"

@@ -8,7 +8,7 @@ use crmsync_store::{
 };
 
 use super::{email, key_values, number, open_store, optional_text};
-use crate::cli::ActivityCommand;
+use crate::cli::{ActivityCommand, NewActivityArgs};
 use crate::output::{
     activity_json, or_dash, print_details, print_json, print_table, ref_label, resolution_label,
 };
@@ -29,123 +29,17 @@ const SETTABLE: &[&str] = &[
 
 pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
     match command {
-        ActivityCommand::Add {
-            activity_type,
-            owner,
-            subject,
-            start,
-            end,
-            due,
-            location,
-            regarding,
-            to,
-            body,
-            output,
-        } => {
-            let activity_type = ActivityType::parse(&activity_type)?;
-            let owner = email(&owner)?;
-            let recipients = to.iter().map(|a| email(a)).collect::<Result<Vec<_>, _>>()?;
-            let parties = parties(activity_type, &owner, recipients)?;
-            let start = start
-                .as_deref()
-                .map(|t| when::parse(t, "--start"))
-                .transpose()?
-                .flatten();
-            let end = end
-                .as_deref()
-                .map(|t| when::parse(t, "--end"))
-                .transpose()?
-                .flatten();
-            let due = due
-                .as_deref()
-                .map(|t| when::parse(t, "--due"))
-                .transpose()?
-                .flatten();
-            if activity_type == ActivityType::Appointment && start.is_none() {
-                return Err(usage("an appointment needs --start"));
-            }
-            let new = NewActivity {
-                activity_type,
-                owner,
-                subject,
-                state: None,
-                description: body,
-                regarding: regarding.as_deref().map(number).transpose()?,
-                location,
-                start,
-                end,
-                due,
-                parties,
-                created_by: "crm".to_owned(),
-            };
-            let mut store = open_store(config)?;
-            let activity = store.add_activity(&new)?;
-            if output.json {
-                print_json(&activity_json(&activity));
-            } else {
-                println!(
-                    "added {} {} {:?}, state {}",
-                    activity.activity_type, activity.id, activity.subject, activity.state
-                );
-            }
-        }
+        ActivityCommand::Add(args) => add(config, args),
         ActivityCommand::List {
             activity_type,
             mailbox,
             output,
-        } => {
-            let filter = ActivityFilter {
-                activity_type: activity_type
-                    .as_deref()
-                    .map(ActivityType::parse)
-                    .transpose()?,
-                mailbox,
-            };
-            let store = open_store(config)?;
-            let activities = store.activities(&filter)?;
-            if output.json {
-                print_json(&activities.iter().map(activity_json).collect());
-            } else {
-                let rows: Vec<Vec<String>> = activities
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.id.to_string()[..8].to_owned(),
-                            a.activity_type.to_string(),
-                            a.state.to_string(),
-                            or_dash(
-                                a.start
-                                    .as_deref()
-                                    .or(a.due.as_deref())
-                                    .or(a.received.as_deref())
-                                    .or(a.sent.as_deref()),
-                            ),
-                            a.owner.clone(),
-                            a.regarding
-                                .as_ref()
-                                .map_or("-".to_owned(), |r| r.number.to_string()),
-                            a.subject.clone(),
-                        ]
-                    })
-                    .collect();
-                print_table(
-                    &[
-                        "ID",
-                        "TYPE",
-                        "STATE",
-                        "WHEN",
-                        "OWNER",
-                        "REGARDING",
-                        "SUBJECT",
-                    ],
-                    &rows,
-                );
-            }
-        }
+        } => list(config, activity_type, mailbox, output.json),
         ActivityCommand::Show { id, output } => {
             let store = open_store(config)?;
             let activity = store.activity(store.find_activity(&id)?)?;
             show(&activity, output.json);
+            Ok(())
         }
         ActivityCommand::Set {
             id,
@@ -157,35 +51,141 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             let id = store.find_activity(&id)?;
             let activity = store.update_activity(id, &changes)?;
             show(&activity, output.json);
+            Ok(())
         }
         ActivityCommand::Delete { id } => {
             let mut store = open_store(config)?;
             let id = store.find_activity(&id)?;
             store.delete_activity(id)?;
             println!("deleted activity {id}");
+            Ok(())
         }
         ActivityCommand::Regarding {
             id,
             number: wanted,
             output,
-        } => {
-            let regarding = match wanted.trim() {
-                "none" | "" => None,
-                other => Some(number(other)?),
-            };
-            let mut store = open_store(config)?;
-            let id = store.find_activity(&id)?;
-            let activity = store.update_activity(id, &[ActivityChange::Regarding(regarding)])?;
-            if output.json {
-                print_json(&activity_json(&activity));
-            } else {
-                println!(
-                    "activity {}: regarding {}",
-                    activity.id,
-                    ref_label(activity.regarding.as_ref())
-                );
-            }
-        }
+        } => set_regarding(config, &id, &wanted, output.json),
+    }
+}
+
+/// A time option (`--start`, `--end`, `--due`).
+fn time(value: Option<&str>, option: &str) -> anyhow::Result<Option<crmsync_store::When>> {
+    Ok(value
+        .map(|text| when::parse(text, option))
+        .transpose()?
+        .flatten())
+}
+
+fn add(config: &Path, args: NewActivityArgs) -> anyhow::Result<()> {
+    let activity_type = ActivityType::parse(&args.activity_type)?;
+    let owner = email(&args.owner)?;
+    let recipients = args
+        .to
+        .iter()
+        .map(|a| email(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parties = parties(activity_type, &owner, recipients)?;
+    let start = time(args.start.as_deref(), "--start")?;
+    if activity_type == ActivityType::Appointment && start.is_none() {
+        return Err(usage("an appointment needs --start"));
+    }
+    let new = NewActivity {
+        activity_type,
+        owner,
+        subject: args.subject,
+        state: None,
+        description: args.body,
+        regarding: args.regarding.as_deref().map(number).transpose()?,
+        location: args.location,
+        start,
+        end: time(args.end.as_deref(), "--end")?,
+        due: time(args.due.as_deref(), "--due")?,
+        parties,
+        created_by: "crm".to_owned(),
+    };
+    let mut store = open_store(config)?;
+    let activity = store.add_activity(&new)?;
+    if args.output.json {
+        print_json(&activity_json(&activity));
+    } else {
+        println!(
+            "added {} {} {:?}, state {}",
+            activity.activity_type, activity.id, activity.subject, activity.state
+        );
+    }
+    Ok(())
+}
+
+fn list(
+    config: &Path,
+    activity_type: Option<String>,
+    mailbox: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let filter = ActivityFilter {
+        activity_type: activity_type
+            .as_deref()
+            .map(ActivityType::parse)
+            .transpose()?,
+        mailbox,
+    };
+    let store = open_store(config)?;
+    let activities = store.activities(&filter)?;
+    if json {
+        print_json(&activities.iter().map(activity_json).collect());
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = activities
+        .iter()
+        .map(|a| {
+            let when = a
+                .start
+                .as_deref()
+                .or(a.due.as_deref())
+                .or(a.received.as_deref())
+                .or(a.sent.as_deref());
+            vec![
+                a.id.to_string()[..8].to_owned(),
+                a.activity_type.to_string(),
+                a.state.to_string(),
+                or_dash(when),
+                a.owner.clone(),
+                a.regarding
+                    .as_ref()
+                    .map_or("-".to_owned(), |r| r.number.to_string()),
+                a.subject.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "TYPE",
+        "STATE",
+        "WHEN",
+        "OWNER",
+        "REGARDING",
+        "SUBJECT",
+    ];
+    print_table(&header, &rows);
+    Ok(())
+}
+
+fn set_regarding(config: &Path, id: &str, wanted: &str, json: bool) -> anyhow::Result<()> {
+    let regarding = match wanted.trim() {
+        "none" | "" => None,
+        other => Some(number(other)?),
+    };
+    let mut store = open_store(config)?;
+    let id = store.find_activity(id)?;
+    let activity = store.update_activity(id, &[ActivityChange::Regarding(regarding)])?;
+    if json {
+        print_json(&activity_json(&activity));
+    } else {
+        println!(
+            "activity {}: regarding {}",
+            activity.id,
+            ref_label(activity.regarding.as_ref())
+        );
     }
     Ok(())
 }

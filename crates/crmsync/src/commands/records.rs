@@ -58,62 +58,11 @@ pub fn run(config: &Path, command: RecordCommand) -> anyhow::Result<()> {
         RecordCommand::List {
             entity: entity_name,
             output,
-        } => {
-            let wanted = entity_name.as_deref().map(entity).transpose()?;
-            let store = open_store(config)?;
-            let records = store.records(wanted.as_ref())?;
-            if output.json {
-                print_json(&records.iter().map(record_json).collect());
-            } else {
-                let rows: Vec<Vec<String>> = records
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.record.number.to_string(),
-                            r.record.entity.to_string(),
-                            r.record.name.clone(),
-                            or_dash(Some(&r.emails.join(", "))),
-                            r.parent
-                                .as_ref()
-                                .map_or("-".to_owned(), |p| p.number.to_string()),
-                            or_dash(r.owner.as_deref()),
-                        ]
-                    })
-                    .collect();
-                print_table(
-                    &["NUMBER", "ENTITY", "NAME", "EMAILS", "PARENT", "OWNER"],
-                    &rows,
-                );
-            }
-        }
+        } => list_records(config, entity_name.as_deref(), output.json)?,
         RecordCommand::Show {
             number: wanted,
             output,
-        } => {
-            let wanted = number(&wanted)?;
-            let store = open_store(config)?;
-            let record = store.record(&wanted)?;
-            let connections = store.connections(&wanted)?;
-            if output.json {
-                let mut value = record_json(&record);
-                value["connections"] =
-                    json!(connections.iter().map(connection_json).collect::<Vec<_>>());
-                print_json(&value);
-            } else {
-                print_record(&record);
-                for connection in &connections {
-                    println!(
-                        "connection:   {} {}{}",
-                        connection.other.number,
-                        connection.other.name,
-                        connection
-                            .other_role
-                            .as_deref()
-                            .map_or(String::new(), |role| format!(" ({role})"))
-                    );
-                }
-            }
-        }
+        } => show_record(config, &wanted, output.json)?,
         RecordCommand::Set {
             number: wanted,
             changes,
@@ -135,6 +84,61 @@ pub fn run(config: &Path, command: RecordCommand) -> anyhow::Result<()> {
             store.delete_record(&wanted)?;
             println!("deleted record {wanted}");
         }
+    }
+    Ok(())
+}
+
+fn list_records(config: &Path, entity_name: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let wanted = entity_name.map(entity).transpose()?;
+    let store = open_store(config)?;
+    let records = store.records(wanted.as_ref())?;
+    if json {
+        print_json(&records.iter().map(record_json).collect());
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.record.number.to_string(),
+                r.record.entity.to_string(),
+                r.record.name.clone(),
+                or_dash(Some(&r.emails.join(", "))),
+                r.parent
+                    .as_ref()
+                    .map_or("-".to_owned(), |p| p.number.to_string()),
+                or_dash(r.owner.as_deref()),
+            ]
+        })
+        .collect();
+    print_table(
+        &["NUMBER", "ENTITY", "NAME", "EMAILS", "PARENT", "OWNER"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn show_record(config: &Path, wanted: &str, json: bool) -> anyhow::Result<()> {
+    let wanted = number(wanted)?;
+    let store = open_store(config)?;
+    let record = store.record(&wanted)?;
+    let connections = store.connections(&wanted)?;
+    if json {
+        let mut value = record_json(&record);
+        value["connections"] = json!(connections.iter().map(connection_json).collect::<Vec<_>>());
+        print_json(&value);
+        return Ok(());
+    }
+    print_record(&record);
+    for connection in &connections {
+        let role = connection
+            .other_role
+            .as_deref()
+            .map_or(String::new(), |role| format!(" ({role})"));
+        println!(
+            "connection:   {} {}{role}",
+            connection.other.number, connection.other.name
+        );
     }
     Ok(())
 }

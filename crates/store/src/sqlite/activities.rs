@@ -84,12 +84,18 @@ pub(super) fn load_activity(conn: &Connection, id: ActivityId) -> Result<Activit
         None => None,
     };
     activity.parties = load_parties(conn, &id_text)?;
+    activity.attachments = load_attachments(conn, &id_text)?;
+    activity.links = load_link_summaries(conn, &id_text)?;
+    Ok(activity)
+}
 
+/// The attachments of an activity, without their content.
+fn load_attachments(conn: &Connection, id: &str) -> Result<Vec<AttachmentInfo>> {
     let mut statement = conn.prepare(
         "SELECT name, content_type, size FROM attachments WHERE activity_id = ?1 ORDER BY position",
     )?;
-    activity.attachments = statement
-        .query_map([&id_text], |row| {
+    let attachments = statement
+        .query_map([id], |row| {
             Ok(AttachmentInfo {
                 name: row.get(0)?,
                 content_type: row.get(1)?,
@@ -97,13 +103,17 @@ pub(super) fn load_activity(conn: &Connection, id: ActivityId) -> Result<Activit
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(attachments)
+}
 
+/// Where an activity is linked: each mailbox's item and the link's state.
+fn load_link_summaries(conn: &Connection, id: &str) -> Result<Vec<LinkSummary>> {
     let mut statement = conn.prepare(
         "SELECT mailbox, item_kind, item_location, state FROM sync_links
          WHERE crm_kind = 'activity' AND crm_id = ?1 ORDER BY mailbox, id",
     )?;
-    activity.links = statement
-        .query_map([&id_text], |row| {
+    let links = statement
+        .query_map([id], |row| {
             Ok(LinkSummary {
                 mailbox: row.get(0)?,
                 item_kind: row.get(1)?,
@@ -112,7 +122,7 @@ pub(super) fn load_activity(conn: &Connection, id: ActivityId) -> Result<Activit
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(activity)
+    Ok(links)
 }
 
 pub(super) fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<PartyRow>> {

@@ -59,7 +59,7 @@ type ActivityColumns = (
     Option<String>,
 );
 
-fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
+fn activity_columns(conn: &Connection, id: &str) -> Result<Option<ActivityColumns>> {
     let row: Option<ActivityColumns> = query_row_cached(
         conn,
         "SELECT a.type, a.subject, a.location, a.description, a.start_at, a.end_at,
@@ -92,7 +92,12 @@ fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
         },
     )
     .optional()?;
-    let Some((kind, subject, columns, priority, percent, regarding)) = row else {
+    Ok(row)
+}
+
+fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
+    let Some((kind, subject, columns, priority, percent, regarding)) = activity_columns(conn, id)?
+    else {
         return Ok(None);
     };
     let [
@@ -154,6 +159,13 @@ fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
         show_as.unwrap_or_else(|| "busy".to_owned())
     };
     fields.set("status", &status);
+    party_fields(conn, id, &mut fields)?;
+    Ok(Some(fields))
+}
+
+/// An appointment's organizer and attendees (lowercase, attendees sorted), as the collection
+/// adapter names them.
+fn party_fields(conn: &Connection, id: &str, fields: &mut Snapshot) -> Result<()> {
     let mut statement = conn.prepare_cached(
         "SELECT role, address FROM parties WHERE activity_id = ?1 ORDER BY position",
     )?;
@@ -174,7 +186,7 @@ fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
     attendees.sort();
     attendees.dedup();
     fields.set("attendees", &attendees.join(","));
-    Ok(Some(fields))
+    Ok(())
 }
 
 fn contact_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
@@ -307,39 +319,9 @@ pub(super) fn write_activity(
                 "percent_complete",
                 number("percent complete", value, 0..=100, warnings),
             )),
-            "status" if task => {
-                let state = match value {
-                    Some("completed") => "completed",
-                    Some("cancelled") => "cancelled",
-                    _ => "open",
-                };
-                columns.push(("state", Value::Text(state.to_owned())));
-            }
-            "status" => match value {
-                Some("cancelled") => columns.push(("state", Value::Text("cancelled".into()))),
-                other => {
-                    if state == "cancelled" {
-                        columns.push(("state", Value::Text("open".into())));
-                    }
-                    let show_as = match other {
-                        Some("tentative") => "tentative",
-                        Some("free") => "free",
-                        _ => "busy",
-                    };
-                    columns.push(("show_as", Value::Text(show_as.to_owned())));
-                }
-            },
+            "status" => columns.extend(status_columns(task, &state, value)),
             "regarding" => {
-                let number = match value {
-                    Some(text) => match crmsync_core::model::RecordNumber::new(text) {
-                        Ok(number) => Some(number),
-                        Err(error) => {
-                            warnings.push(format!("X-CRM-REGARDING: {error}"));
-                            None
-                        }
-                    },
-                    None => None,
-                };
+                let number = regarding_number(value, warnings);
                 let (regarding, warning) = regarding_id(conn, number.as_ref())?;
                 warnings.extend(warning);
                 columns.push(("regarding_id", regarding.map_or(Value::Null, Value::Text)));
@@ -364,6 +346,47 @@ pub(super) fn write_activity(
         }
     }
     update_columns(conn, "activities", &key, columns)
+}
+
+/// The columns a `status` value sets: a task's state; an appointment's free/busy (`show_as`),
+/// or its cancellation (a status other than cancelled reopens a cancelled one).
+fn status_columns(task: bool, state: &str, value: Option<&str>) -> Vec<(&'static str, Value)> {
+    if task {
+        let state = match value {
+            Some("completed") => "completed",
+            Some("cancelled") => "cancelled",
+            _ => "open",
+        };
+        return vec![("state", Value::Text(state.to_owned()))];
+    }
+    if value == Some("cancelled") {
+        return vec![("state", Value::Text("cancelled".into()))];
+    }
+    let mut columns = Vec::new();
+    if state == "cancelled" {
+        columns.push(("state", Value::Text("open".into())));
+    }
+    let show_as = match value {
+        Some("tentative") => "tentative",
+        Some("free") => "free",
+        _ => "busy",
+    };
+    columns.push(("show_as", Value::Text(show_as.to_owned())));
+    columns
+}
+
+/// An `X-CRM-REGARDING` value as a record number; one that is none is a warning.
+fn regarding_number(
+    value: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Option<crmsync_core::model::RecordNumber> {
+    match crmsync_core::model::RecordNumber::new(value?) {
+        Ok(number) => Some(number),
+        Err(error) => {
+            warnings.push(format!("X-CRM-REGARDING: {error}"));
+            None
+        }
+    }
 }
 
 fn replace_parties(

@@ -1,0 +1,207 @@
+//! A mailbox in memory behind the engine's `MailStore` trait: folders of messages with
+//! keywords and CONDSTORE mod-sequences, so the real email pass runs against it as it runs
+//! against Dovecot. Each STORE is a write that the crash switch may stop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use crmsync_engine::mail::MailStore;
+use crmsync_imap::{Counters, FetchedHeader, FolderMarkers, FolderScan, ImapError};
+
+use super::CrashSwitch;
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub raw: String,
+    pub keywords: BTreeSet<String>,
+    pub modseq: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Folder {
+    pub uid_validity: u32,
+    pub next_uid: u32,
+    pub messages: BTreeMap<u32, Message>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryMail {
+    pub folders: BTreeMap<String, Folder>,
+    /// The mailbox's HIGHESTMODSEQ: every change takes the next one.
+    pub modseq: u64,
+    pub switch: CrashSwitch,
+}
+
+impl MemoryMail {
+    pub fn new(folders: &[&str], switch: CrashSwitch) -> MemoryMail {
+        MemoryMail {
+            folders: folders
+                .iter()
+                .map(|name| {
+                    let folder = Folder {
+                        uid_validity: 7,
+                        next_uid: 1,
+                        messages: BTreeMap::new(),
+                    };
+                    ((*name).to_owned(), folder)
+                })
+                .collect(),
+            modseq: 1,
+            switch,
+        }
+    }
+
+    fn next_modseq(&mut self) -> u64 {
+        self.modseq += 1;
+        self.modseq
+    }
+
+    /// Delivers a message; returns its UID.
+    pub fn deliver(&mut self, folder: &str, raw: &str, keywords: &[&str]) -> u32 {
+        let modseq = self.next_modseq();
+        let folder = self.folders.get_mut(folder).expect("a folder of the test");
+        let uid = folder.next_uid;
+        folder.next_uid += 1;
+        folder.messages.insert(
+            uid,
+            Message {
+                raw: raw.to_owned(),
+                keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+                modseq,
+            },
+        );
+        uid
+    }
+
+    /// Changes a message's keywords as a mail client would.
+    pub fn edit(&mut self, folder: &str, uid: u32, change: impl FnOnce(&mut BTreeSet<String>)) {
+        let modseq = self.next_modseq();
+        if let Some(message) = self
+            .folders
+            .get_mut(folder)
+            .and_then(|f| f.messages.get_mut(&uid))
+        {
+            change(&mut message.keywords);
+            message.modseq = modseq;
+        }
+    }
+
+    pub fn expunge(&mut self, folder: &str, uid: u32) -> Option<Message> {
+        self.next_modseq();
+        self.folders.get_mut(folder)?.messages.remove(&uid)
+    }
+
+    /// Moves a message (MOVE keeps its keywords); returns its new UID.
+    pub fn move_message(&mut self, from: &str, uid: u32, to: &str) -> Option<u32> {
+        let message = self.expunge(from, uid)?;
+        let keywords: Vec<&str> = message.keywords.iter().map(String::as_str).collect();
+        Some(self.deliver(to, &message.raw.clone(), &keywords))
+    }
+
+    pub fn message(&self, folder: &str, uid: u32) -> Option<&Message> {
+        self.folders.get(folder)?.messages.get(&uid)
+    }
+
+    fn scan(&self, name: &str, saved: Option<FolderMarkers>) -> Result<FolderScan, ImapError> {
+        let folder = self
+            .folders
+            .get(name)
+            .ok_or_else(|| ImapError::FolderMissing(name.to_owned()))?;
+        let since = saved
+            .filter(|saved| saved.uid_validity == folder.uid_validity)
+            .and_then(|saved| saved.highest_modseq);
+        let changed = folder
+            .messages
+            .iter()
+            .filter(|(_, message)| since.is_none_or(|since| message.modseq > since))
+            .map(|(uid, message)| FetchedHeader {
+                uid: *uid,
+                keywords: message.keywords.iter().cloned().collect(),
+                header: header(&message.raw).into_bytes(),
+            })
+            .collect();
+        Ok(FolderScan {
+            folder: name.to_owned(),
+            uid_validity: folder.uid_validity,
+            highest_modseq: Some(self.modseq),
+            present: folder.messages.keys().copied().collect(),
+            changed,
+            full: since.is_none(),
+        })
+    }
+
+    fn store(
+        &mut self,
+        folder: &str,
+        uid: u32,
+        keywords: &[String],
+        add: bool,
+    ) -> Result<(), ImapError> {
+        if keywords.is_empty() {
+            return Ok(());
+        }
+        if !self.switch.spend() {
+            return Err(ImapError::Protocol("the process was killed".into()));
+        }
+        self.edit(folder, uid, |set| {
+            for keyword in keywords {
+                if add {
+                    set.insert(keyword.clone());
+                } else {
+                    set.remove(keyword);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn header(raw: &str) -> String {
+    match raw.find("\n\n") {
+        Some(end) => raw[..end + 2].to_owned(),
+        None => raw.to_owned(),
+    }
+}
+
+impl MailStore for MemoryMail {
+    fn scan_folder(
+        &mut self,
+        folder: &str,
+        saved: Option<FolderMarkers>,
+    ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send {
+        std::future::ready(self.scan(folder, saved))
+    }
+
+    fn fetch_message(
+        &mut self,
+        folder: &str,
+        uid: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send {
+        let found = self
+            .message(folder, uid)
+            .map(|m| m.raw.clone().into_bytes())
+            .ok_or_else(|| ImapError::Protocol(format!("no message {folder}:{uid}")));
+        std::future::ready(found)
+    }
+
+    fn store_keywords(
+        &mut self,
+        folder: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> impl Future<Output = Result<(), ImapError>> + Send {
+        let result = self
+            .store(folder, uid, add, true)
+            .and_then(|()| self.store(folder, uid, remove, false));
+        std::future::ready(result)
+    }
+
+    fn is_alive(&mut self) -> impl Future<Output = bool> + Send {
+        std::future::ready(!self.switch.crashed())
+    }
+
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
+}

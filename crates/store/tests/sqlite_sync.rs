@@ -1,0 +1,416 @@
+//! The SQLite store's sync side against real files: sync links and sync state, the journal's
+//! cursors and pruning, tracked email, and tracked events, tasks and contacts.
+
+mod support;
+
+use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
+use crmsync_core::model::{ActivityState, PartyRole};
+use crmsync_store::prelude::*;
+use crmsync_store::{ActivityFilter, NewRecord, StoreError, SyncState};
+use support::*;
+
+#[test]
+fn sync_links_round_trip_and_upsert_by_identity() {
+    let (mut fx, activity) = fixture_with_activity();
+    let mut original = link("alice", CrmRef::Activity(activity.id));
+    fx.store.put_link(&original).unwrap();
+    assert_eq!(
+        fx.store
+            .link("alice", ItemKind::Email, &original.identity)
+            .unwrap(),
+        Some(original.clone())
+    );
+
+    // A move is the same identity at a new location: the link is updated, not duplicated.
+    original.location = ItemLocation::Imap {
+        folder: "Archive".into(),
+        uid_validity: 9,
+        uid: 1,
+    };
+    original.base.set("subject", "Hello again");
+    fx.store.put_link(&original).unwrap();
+    let links = fx.store.links("alice").unwrap();
+    assert_eq!(links, vec![original.clone()]);
+    assert_eq!(fx.store.link_count("alice", ItemKind::Email).unwrap(), 1);
+    assert_eq!(fx.store.link_count("alice", ItemKind::Event).unwrap(), 0);
+
+    // The same message in a second mailbox is a second link to the same activity.
+    fx.store
+        .put_link(&link("bob", CrmRef::Activity(activity.id)))
+        .unwrap();
+    let shown = fx.store.activity(activity.id).unwrap();
+    let mailboxes: Vec<&str> = shown.links.iter().map(|l| l.mailbox.as_str()).collect();
+    assert_eq!(mailboxes, vec!["alice", "bob"]);
+    let filter = ActivityFilter {
+        activity_type: None,
+        mailbox: Some("bob".into()),
+    };
+    assert_eq!(fx.store.activities(&filter).unwrap().len(), 1);
+
+    assert!(
+        fx.store
+            .delete_link("alice", ItemKind::Email, &original.identity)
+            .unwrap()
+    );
+    assert!(
+        !fx.store
+            .delete_link("alice", ItemKind::Email, &original.identity)
+            .unwrap()
+    );
+    assert!(fx.store.links("alice").unwrap().is_empty());
+}
+
+#[test]
+fn a_link_row_written_badly_by_another_program_is_an_error_not_a_panic() {
+    let mut fx = fixture();
+    let conn = other_program(&fx.path);
+    conn.execute(
+        "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind, crm_id, base, created_by)
+         VALUES ('alice', 'email', 'id@x abc', 'imap:1:2:INBOX', 'activity', 'not-a-uuid', '{}', 'mailbox')",
+        [],
+    )
+    .unwrap();
+    let error = fx.store.links("alice").unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::BadRow {
+                table: "sync_links",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    // The store stays usable.
+    fx.store
+        .put_sync_state("alice", "INBOX", &SyncState::default())
+        .unwrap();
+}
+
+#[test]
+fn sync_state_and_journal_cursors() {
+    let mut fx = fixture();
+    assert_eq!(fx.store.sync_state("alice", "INBOX").unwrap(), None);
+    let state = SyncState {
+        uid_validity: Some(1_700_000_000),
+        highest_modseq: Some(u64::from(u32::MAX) + 5),
+        sync_token: None,
+        last_full_scan: Some("2026-11-29T10:00:00Z".into()),
+    };
+    fx.store.put_sync_state("alice", "INBOX", &state).unwrap();
+    assert_eq!(fx.store.sync_state("alice", "INBOX").unwrap(), Some(state));
+    assert!(matches!(
+        fx.store.put_sync_state(
+            "alice",
+            "INBOX",
+            &SyncState {
+                highest_modseq: Some(u64::MAX),
+                ..Default::default()
+            }
+        ),
+        Err(StoreError::Invalid(_))
+    ));
+
+    add_user(&mut fx.store, "alice@example.com");
+    add_user(&mut fx.store, "bob@example.com");
+    let all = fx.store.changes_since(0, 100).unwrap();
+    assert!(all.len() >= 4);
+    assert_eq!(fx.store.journal_cursor("daemon").unwrap(), 0);
+    fx.store.set_journal_cursor("daemon", all[1].seq).unwrap();
+    assert_eq!(fx.store.journal_cursor("daemon").unwrap(), all[1].seq);
+    assert_eq!(
+        fx.store.changes_since(all[1].seq, 100).unwrap(),
+        all[2..].to_vec()
+    );
+    assert_eq!(fx.store.changes_since(0, 2).unwrap(), all[..2].to_vec());
+
+    // Pruning removes what every registered reader has read, once older than the time given.
+    let future = "9999-12-31T00:00:00.000Z";
+    assert_eq!(
+        fx.store.prune_journal("2000-01-01T00:00:00.000Z").unwrap(),
+        0
+    );
+    assert_eq!(
+        fx.store.prune_journal(future).unwrap(),
+        2,
+        "up to the cursor"
+    );
+    assert_eq!(fx.store.changes_since(0, 100).unwrap(), all[2..].to_vec());
+    // It keeps the sequence growing: new entries never reuse a pruned number.
+    let last = all.last().unwrap().seq;
+    fx.store.set_journal_cursor("daemon", last).unwrap();
+    assert_eq!(fx.store.prune_journal(future).unwrap(), all.len() - 2);
+    fx.store
+        .set_user_sync(&email("bob@example.com"), false)
+        .unwrap();
+    let next = fx.store.changes_since(0, 100).unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].seq > last);
+}
+
+// Long on purpose: one scenario, read top to bottom.
+#[test]
+fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    add_record(
+        &mut fx.store,
+        "account",
+        "Adventure Works",
+        &["dana@adventure-works.com"],
+        Some("ACC-1001"),
+    );
+    let fields = snapshot(&[
+        ("subject", "Kickoff"),
+        ("location", "Room 2"),
+        ("start", "2026-12-01T09:00:00Z"),
+        ("end", "2026-12-01T10:00:00Z"),
+        ("time_zone", "Europe/Berlin"),
+        ("recurrence", "FREQ=WEEKLY;COUNT=4"),
+        ("exceptions", "2026-12-15T09:00:00Z"),
+        ("status", "tentative"),
+        ("organizer", "alice@example.com"),
+        ("attendees", "dana@adventure-works.com"),
+        ("regarding", "ACC-1001"),
+    ]);
+    let crm = CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4()));
+    let link = item_link(ItemKind::Event, "e1@example.com", crm);
+    let item = crmsync_store::NewItem {
+        kind: ItemKind::Event,
+        owner: email("alice@example.com"),
+        mailbox: "alice".into(),
+        uid: "e1@example.com".into(),
+        fields: fields.clone(),
+    };
+    let tracked = fx
+        .store
+        .track_items(&[(item.clone(), link.clone())])
+        .unwrap()
+        .remove(0);
+    assert_eq!(tracked.linked, None, "created");
+    assert_eq!(tracked.warnings, Vec::<String>::new());
+    assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields.clone()));
+    let CrmRef::Activity(id) = crm else {
+        unreachable!()
+    };
+    let row = fx.store.activity(id).unwrap();
+    let version = row.version;
+    // The same UID tracked from a second mailbox is linked to the same row, not copied.
+    let mut bobs = link.clone();
+    bobs.mailbox = "bob".into();
+    bobs.crm = CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4()));
+    let again = fx.store.track_items(&[(item, bobs)]).unwrap().remove(0);
+    assert_eq!(again.linked, Some(ItemCreator::Mailbox));
+    let bob_link = &fx.store.links("bob").unwrap()[0];
+    assert_eq!(bob_link.crm, crm);
+    assert_eq!(bob_link.crm_version, None, "a merge is due");
+    assert_eq!(
+        fx.store
+            .activities(&ActivityFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+    fx.store
+        .delete_link("bob", ItemKind::Event, &bob_link.identity)
+        .unwrap();
+    assert_eq!(row.regarding.unwrap().number.as_str(), "ACC-1001");
+    let dana = row
+        .parties
+        .iter()
+        .find(|p| p.address == "dana@adventure-works.com")
+        .unwrap();
+    assert_eq!(dana.role, PartyRole::Required);
+    assert_eq!(dana.record.as_ref().unwrap().number.as_str(), "ACC-1001");
+    // The UID finds the row again (the same meeting in a second calendar).
+    assert_eq!(
+        fx.store
+            .item_by_uid(
+                ItemKind::Event,
+                "e1@example.com",
+                &email("alice@example.com")
+            )
+            .unwrap(),
+        Some((crm, ItemCreator::Mailbox))
+    );
+    assert_eq!(
+        fx.store
+            .item_by_uid(
+                ItemKind::Task,
+                "e1@example.com",
+                &email("alice@example.com")
+            )
+            .unwrap(),
+        None
+    );
+
+    let writes = [crmsync_core::merge::FieldWrite {
+        field: "status".into(),
+        value: Some("cancelled".into()),
+    }];
+    let owner = email("alice@example.com");
+    let (new_version, _) = fx
+        .store
+        .update_item(&link, version, &writes, &owner)
+        .unwrap();
+    assert!(new_version > version);
+    assert_eq!(
+        fx.store.activity(id).unwrap().state,
+        ActivityState::Cancelled
+    );
+    // A writer holding the old version is refused: an edit made in between is not lost.
+    assert!(matches!(
+        fx.store.update_item(&link, version, &writes, &owner),
+        Err(StoreError::Conflict(_))
+    ));
+    fx.store.delete_item(&link).unwrap();
+    assert_eq!(fx.store.item_fields(crm).unwrap(), None);
+    assert_eq!(fx.store.links("alice").unwrap(), []);
+}
+
+// Long on purpose: one scenario, read top to bottom.
+#[test]
+fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let crm = CrmRef::Record(crmsync_core::model::RecordId(uuid::Uuid::new_v4()));
+    let fields = snapshot(&[
+        ("name", "Dana Smith"),
+        ("given_name", "Dana"),
+        ("family_name", "Smith"),
+        ("emails", "dana@adventure-works.com,dana@home.example"),
+        ("phones", "+1 555 0100"),
+        ("organization", "Adventure Works"),
+        ("job_title", "Buyer"),
+    ]);
+    let link = item_link(ItemKind::Contact, "c1", crm);
+    let item = crmsync_store::NewItem {
+        kind: ItemKind::Contact,
+        owner: email("alice@example.com"),
+        mailbox: "alice".into(),
+        uid: "c1".into(),
+        fields: fields.clone(),
+    };
+    fx.store.track_items(&[(item, link.clone())]).unwrap();
+    assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields));
+    let accounts = fx.store.records(Some(&entity("account"))).unwrap();
+    assert_eq!(accounts.len(), 1, "ORG created the account");
+    assert_eq!(accounts[0].owner.as_deref(), Some("alice@example.com"));
+    // The contact is linked, so it is not a CRM-created item to write; a new CRM contact
+    // owned by Alice and a CRM appointment for her are.
+    assert_eq!(
+        fx.store
+            .created_items("alice", &email("alice@example.com"), true, true)
+            .unwrap(),
+        []
+    );
+    fx.store
+        .add_record(&NewRecord {
+            entity: entity("contact"),
+            name: "Eve Doe".into(),
+            emails: vec![email("eve@example.org")],
+            number: None,
+            parent: Some(accounts[0].record.number.clone()),
+            owner: Some(email("alice@example.com")),
+        })
+        .unwrap();
+    fx.store
+        .add_activity(&new_activity("alice@example.com", None, &[]))
+        .unwrap();
+    let created = fx
+        .store
+        .created_items("alice", &email("alice@example.com"), true, true)
+        .unwrap();
+    let kinds: Vec<ItemKind> = created.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [ItemKind::Event, ItemKind::Contact]);
+    assert_eq!(
+        created[1].fields.get("organization"),
+        Some("Adventure Works")
+    );
+    assert_eq!(created[1].fields.get("emails"), Some("eve@example.org"));
+    // Only what the filter asks for.
+    let only_contacts = fx
+        .store
+        .created_items("alice", &email("alice@example.com"), false, true)
+        .unwrap();
+    assert_eq!(only_contacts.len(), 1);
+    // The item written for a CRM-created row carries the row's id as its UID: found again.
+    let uid = created[0].uid.clone();
+    assert_eq!(
+        fx.store
+            .item_by_uid(
+                ItemKind::Event,
+                &uid.to_ascii_uppercase(),
+                &email("alice@example.com")
+            )
+            .unwrap(),
+        Some((created[0].crm, ItemCreator::Crm))
+    );
+    // The same file reaching Bob (an invitation) is his item, not one the CRM made for him.
+    add_user(&mut fx.store, "bob@example.com");
+    assert_eq!(
+        fx.store
+            .item_by_uid(ItemKind::Event, &uid, &email("bob@example.com"))
+            .unwrap(),
+        Some((created[0].crm, ItemCreator::Mailbox))
+    );
+}
+
+#[test]
+fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    add_user(&mut fx.store, "bob@example.com");
+    let email_of = |owner: &str, mailbox: &str| crmsync_store::NewEmail {
+        owner: email(owner),
+        mailbox: mailbox.into(),
+        subject: "Quote".into(),
+        text_body: Some("Hello".into()),
+        html_body: None,
+        message_id: "q1@x.example".into(),
+        content_hash: "abcd".into(),
+        in_reply_to: None,
+        references: None,
+        outgoing: false,
+        date: None,
+        parties: Vec::new(),
+        attachments: Vec::new(),
+        regarding: None,
+    };
+    let link_of = |mailbox: &str| SyncLink {
+        mailbox: mailbox.into(),
+        kind: ItemKind::Email,
+        identity: ItemIdentity::Email {
+            message_id: "q1@x.example".into(),
+            content_hash: ContentHash::new("abcd").unwrap(),
+        },
+        location: ItemLocation::Imap {
+            folder: "INBOX".into(),
+            uid_validity: 1,
+            uid: 1,
+        },
+        crm: CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4())),
+        base: Snapshot::new(),
+        item_version: None,
+        crm_version: None,
+        created_by: ItemCreator::Mailbox,
+        state: LinkState::Synced,
+    };
+    // Both workers saw no activity yet and both try to create one.
+    let alice = link_of("alice");
+    let (first, _) = fx
+        .store
+        .track_email(&email_of("alice@example.com", "alice"), &alice)
+        .unwrap();
+    assert_eq!(alice.crm, CrmRef::Activity(first));
+    let (second, _) = fx
+        .store
+        .track_email(&email_of("bob@example.com", "bob"), &link_of("bob"))
+        .unwrap();
+    assert_eq!(second, first, "linked to the activity that exists");
+    let all = fx.store.activities(&ActivityFilter::default()).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].links.len(), 2);
+    assert_eq!(all[0].owner, "alice@example.com");
+}
