@@ -16,6 +16,7 @@
 
 mod parse;
 mod secret;
+mod section;
 
 use std::collections::BTreeMap;
 use std::fmt;

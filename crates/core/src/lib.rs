@@ -18,6 +18,8 @@
 //! - [`resolve`]: address resolution (SPEC section 4).
 //! - [`merge`]: the per-field three-way merge (SPEC section 5).
 //! - [`email`]: what one pass over a mailbox does about each message and link.
+//! - [`collection`]: what one pass over a calendar or address book does about each file, link
+//!   and CRM-created row (the per-field merge, the delete matrix of SPEC section 6).
 #![forbid(unsafe_code)]
 
 pub mod collection;

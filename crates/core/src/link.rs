@@ -122,10 +122,6 @@ impl ItemCreator {
 pub enum LinkState {
     /// Both sides matched the base at the last pass.
     Synced,
-    /// A change is known on one side and not yet carried to the other.
-    Pending,
-    /// The last attempt to carry a change failed; the link's last error says why.
-    Failed,
     /// The CRM row was deleted (by crmsync or any other program); the item's tracking signal
     /// is still to be removed, after which the link goes.
     CrmDeleted,
@@ -135,20 +131,18 @@ impl LinkState {
     pub fn as_str(self) -> &'static str {
         match self {
             LinkState::Synced => "synced",
-            LinkState::Pending => "pending",
-            LinkState::Failed => "failed",
             LinkState::CrmDeleted => "crm-deleted",
         }
     }
 
+    /// The schema also accepts `pending` and `failed`, which no crmsync version writes: a link
+    /// another program left in one of them is simply merged again, as a synced one is.
     pub fn parse(word: &str) -> Result<LinkState, InvalidValue> {
         match word {
-            "synced" => Ok(LinkState::Synced),
-            "pending" => Ok(LinkState::Pending),
-            "failed" => Ok(LinkState::Failed),
+            "synced" | "pending" | "failed" => Ok(LinkState::Synced),
             "crm-deleted" => Ok(LinkState::CrmDeleted),
             _ => Err(InvalidValue(format!(
-                "invalid link state {word:?}: expected synced, pending, failed or crm-deleted"
+                "invalid link state {word:?}: expected synced or crm-deleted"
             ))),
         }
     }

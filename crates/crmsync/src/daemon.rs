@@ -165,7 +165,15 @@ impl StatusWriter {
                 },
                 mailboxes: Vec::new(),
             },
-            store: SqliteStore::open(&config.crm.database, &Origin::Daemon.to_string()).ok(),
+            // The folders' sync markers come from the store; without it the status file
+            // still says everything else, and the log says why the markers are missing.
+            store: match SqliteStore::open(&config.crm.database, &Origin::Daemon.to_string()) {
+                Ok(store) => Some(store),
+                Err(error) => {
+                    tracing::warn!("status file: no folder markers: CRM store: {error}");
+                    None
+                }
+            },
             folders: HashMap::new(),
             running: HashSet::new(),
         };
@@ -250,27 +258,36 @@ impl StatusWriter {
     }
 
     fn passed(&mut self, report: PassReport, consecutive_errors: u32) {
-        let folders: Vec<FolderStatus> =
-            self.folders
-                .get(&report.mailbox)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|folder| {
-                    let state = self.store.as_ref().and_then(|store| {
-                        store.sync_state(&report.mailbox, &folder).ok().flatten()
-                    });
-                    FolderStatus {
-                        kind: "imap".into(),
-                        uid_validity: state.as_ref().and_then(|s| s.uid_validity),
-                        highest_modseq: state.as_ref().and_then(|s| s.highest_modseq),
-                        sync_token: None,
-                        last_full_scan: state.as_ref().and_then(|s| s.last_full_scan.clone()),
-                        last_success: None,
-                        name: folder,
-                    }
-                })
-                .collect();
+        let folders: Vec<FolderStatus> = self
+            .folders
+            .get(&report.mailbox)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|folder| {
+                let state = self.store.as_ref().and_then(|store| {
+                    store
+                        .sync_state(&report.mailbox, &folder)
+                        .unwrap_or_else(|error| {
+                            tracing::warn!(
+                                mailbox = %report.mailbox,
+                                folder = %folder,
+                                "status file: the folder's markers: CRM store: {error}"
+                            );
+                            None
+                        })
+                });
+                FolderStatus {
+                    kind: "imap".into(),
+                    uid_validity: state.as_ref().and_then(|s| s.uid_validity),
+                    highest_modseq: state.as_ref().and_then(|s| s.highest_modseq),
+                    sync_token: None,
+                    last_full_scan: state.as_ref().and_then(|s| s.last_full_scan.clone()),
+                    last_success: None,
+                    name: folder,
+                }
+            })
+            .collect();
         let Some(status) = self.mailbox(&report.mailbox) else {
             return;
         };

@@ -3,6 +3,7 @@
 
 mod support;
 
+use crmsync_core::collection::two_sided_base;
 use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
 use crmsync_core::model::{ActivityState, PartyRole};
@@ -185,7 +186,7 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     };
     let tracked = fx
         .store
-        .track_items(&[(item.clone(), link.clone())])
+        .track_items(&[(item.clone(), link.clone())], two_sided_base)
         .unwrap()
         .remove(0);
     assert_eq!(tracked.linked, None, "created");
@@ -200,7 +201,11 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     let mut bobs = link.clone();
     bobs.mailbox = "bob".into();
     bobs.crm = CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4()));
-    let again = fx.store.track_items(&[(item, bobs)]).unwrap().remove(0);
+    let again = fx
+        .store
+        .track_items(&[(item, bobs)], two_sided_base)
+        .unwrap()
+        .remove(0);
     assert_eq!(again.linked, Some(ItemCreator::Mailbox));
     let bob_link = &fx.store.links("bob").unwrap()[0];
     assert_eq!(bob_link.crm, crm);
@@ -252,7 +257,7 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     let owner = email("alice@example.com");
     let (new_version, _) = fx
         .store
-        .update_item(&link, version, &writes, &owner)
+        .update_item(&link, version, &writes, &owner, two_sided_base)
         .unwrap();
     assert!(new_version > version);
     assert_eq!(
@@ -261,7 +266,8 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     );
     // A writer holding the old version is refused: an edit made in between is not lost.
     assert!(matches!(
-        fx.store.update_item(&link, version, &writes, &owner),
+        fx.store
+            .update_item(&link, version, &writes, &owner, two_sided_base),
         Err(StoreError::Conflict(_))
     ));
     fx.store.delete_item(&link).unwrap();
@@ -292,7 +298,9 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
         uid: "c1".into(),
         fields: fields.clone(),
     };
-    fx.store.track_items(&[(item, link.clone())]).unwrap();
+    fx.store
+        .track_items(&[(item, link.clone())], two_sided_base)
+        .unwrap();
     assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields));
     let accounts = fx.store.records(Some(&entity("account"))).unwrap();
     assert_eq!(accounts.len(), 1, "ORG created the account");

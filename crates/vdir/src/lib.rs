@@ -1,4 +1,5 @@
-//! The collection adapter of crmsync (groundwork for calendar, task and address-book sync).
+//! The collection adapter of crmsync: calendars, task lists and address books as vdir
+//! directories.
 //!
 //! - [`content`]: the content-line layer shared by iCalendar (RFC 5545) and vCard (RFC 6350):
 //!   folded lines, properties with parameters, components. It round-trips losslessly: a
@@ -10,8 +11,10 @@
 //! - [`vdir`]: a vdir directory (one item per file, the layout of vdirsyncer, khal, khard and
 //!   todoman): listing with etags, reading, and writing the way vdir requires (a temporary file
 //!   in the same directory, then a rename: never a half-written file).
+//! - `time`: moments in the CRM's canonical form (UTC, or a date) from TZID local times.
 //!
-//! Not wired into the engine or the daemon yet (issue 5).
+//! The engine's `CollectionPass` observes and writes through this crate; the daemon watches
+//! the directories with inotify.
 #![forbid(unsafe_code)]
 
 pub mod calendar;

@@ -143,9 +143,9 @@ impl<S: ItemStore> ItemStore for CrashingStore<S> {
         created_items(mailbox: &str, owner: &EmailAddress, calendar: bool, contacts: bool) -> Vec<CreatedItem>;
     }
     writes! {
-        track_items(items: &[(NewItem, SyncLink)]) -> Vec<Tracked>;
+        track_items(items: &[(NewItem, SyncLink)], base: BaseRule) -> Vec<Tracked>;
         link_item(link: &SyncLink, uid: &str) -> i64;
-        update_item(link: &SyncLink, expected_version: i64, writes: &[FieldWrite], owner: &EmailAddress) -> (i64, Vec<String>);
+        update_item(link: &SyncLink, expected_version: i64, writes: &[FieldWrite], owner: &EmailAddress, base: BaseRule) -> (i64, Vec<String>);
         delete_item(link: &SyncLink) -> ();
     }
 }

@@ -15,12 +15,6 @@ use super::{SqliteStore, item_rows};
 use crate::ItemStore;
 use crate::{Result, StoreError};
 
-/// A link's base after a write: what the item holds, and what the CRM stored where that
-/// differs (see `crmsync_core::collection::two_sided_base`).
-pub(super) fn stored_base(item: &Snapshot, stored: Snapshot) -> Snapshot {
-    crmsync_core::collection::two_sided_base(item, &stored)
-}
-
 impl ItemStore for SqliteStore {
     fn linked_items(&self, mailbox: &str) -> Result<HashMap<CrmRef, crate::LinkedItem>> {
         self.read(|conn| item_rows::linked(conn, mailbox))
@@ -39,7 +33,11 @@ impl ItemStore for SqliteStore {
         self.read(|conn| item_rows::by_uid(conn, kind, uid, owner))
     }
 
-    fn track_items(&mut self, items: &[(crate::NewItem, SyncLink)]) -> Result<Vec<crate::Tracked>> {
+    fn track_items(
+        &mut self,
+        items: &[(crate::NewItem, SyncLink)],
+        base: crate::BaseRule,
+    ) -> Result<Vec<crate::Tracked>> {
         self.write(|tx| {
             let mut results = Vec::with_capacity(items.len());
             for (item, link) in items {
@@ -72,7 +70,7 @@ impl ItemStore for SqliteStore {
                         // the CRM could not take some (an unknown regarding number, an address
                         // that is none): those stay differences, never taken for CRM edits.
                         if let Some(stored) = item_rows::item_fields(tx, link.crm)? {
-                            link.base = stored_base(&link.base, stored);
+                            link.base = base(&link.base, &stored);
                         }
                         None
                     }
@@ -109,6 +107,7 @@ impl ItemStore for SqliteStore {
         expected_version: i64,
         writes: &[FieldWrite],
         owner: &EmailAddress,
+        base: crate::BaseRule,
     ) -> Result<(i64, Vec<String>)> {
         self.write(|tx| {
             let mut warnings = Vec::new();
@@ -128,7 +127,7 @@ impl ItemStore for SqliteStore {
             link.crm_version = Some(version);
             // The CRM's fields as stored become the base (see `track_items`).
             if let Some(stored) = item_rows::item_fields(tx, link.crm)? {
-                link.base = stored_base(&link.base, stored);
+                link.base = base(&link.base, &stored);
             }
             upsert_link(tx, &link)?;
             Ok((version, warnings))
