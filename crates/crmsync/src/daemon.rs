@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use crmsync_config::{Config, LogFormat, MailboxConfig};
+use crmsync_engine::STORE_RULES;
 use crmsync_engine::daemon::{
     Origin, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
 };
@@ -42,7 +43,11 @@ pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<
     let config = load_config(config_path)?;
     logging::init(&config.log, log_format);
     // The store must open (and be migrated) before the daemon says it is ready.
-    SqliteStore::open(&config.crm.database, &Origin::Daemon.to_string())?;
+    SqliteStore::open(
+        &config.crm.database,
+        &Origin::Daemon.to_string(),
+        STORE_RULES,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -167,7 +172,11 @@ impl StatusWriter {
             },
             // The folders' sync markers come from the store; without it the status file
             // still says everything else, and the log says why the markers are missing.
-            store: match SqliteStore::open(&config.crm.database, &Origin::Daemon.to_string()) {
+            store: match SqliteStore::open(
+                &config.crm.database,
+                &Origin::Daemon.to_string(),
+                STORE_RULES,
+            ) {
                 Ok(store) => Some(store),
                 Err(error) => {
                     tracing::warn!("status file: no folder markers: CRM store: {error}");

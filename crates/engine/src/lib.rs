@@ -31,5 +31,13 @@ pub mod pass;
 pub mod report;
 
 pub use error::PassError;
+
+/// The core's decisions, as every store crmsync opens applies them inside its transactions:
+/// a collection link's base remembers both sides, and an address resolves by rank (SPEC
+/// section 4).
+pub const STORE_RULES: crmsync_store::Rules = crmsync_store::Rules {
+    base: crmsync_core::collection::two_sided_base,
+    resolve: crmsync_core::resolve::resolve,
+};
 pub use pass::{Kept, PassOptions, sync_mailbox, sync_mailbox_keeping};
 pub use report::{CollectionReport, CollectionState, MailboxState, PassReport};

@@ -31,7 +31,7 @@ use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
-use crmsync_core::resolve::Candidate;
+use crmsync_core::resolve::{Candidate, Resolution};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +73,18 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// How a link's base is made from what the item holds and what the CRM stored of it (the CRM
-/// may not hold every value: an unknown regarding number, an address that is none). The rule
-/// is the caller's decision (`crmsync_core::collection::two_sided_base`); the store applies it
-/// in the transaction that writes the row and the link, so a crash never separates them.
-pub type BaseRule = fn(item: &Snapshot, stored: &Snapshot) -> Snapshot;
+/// The decisions a store applies inside its own transactions, chosen by whoever opens it (the
+/// core's: `crmsync_engine::STORE_RULES`). The store supplies what they decide on, read in the
+/// same transaction as the write, so a crash never separates a decision from its data; it
+/// decides nothing itself, and a second backend applies the same rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// A link's base from what the item holds and what the CRM stored of it (the CRM may not
+    /// hold every value: an unknown regarding number, an address that is none).
+    pub base: fn(item: &Snapshot, stored: &Snapshot) -> Snapshot,
+    /// Which record an address resolves to, among the records that carry it (SPEC section 4).
+    pub resolve: fn(candidates: &[Candidate]) -> Resolution,
+}
 
 /// The store traits, for code that calls them on a concrete store.
 pub mod prelude {
@@ -205,11 +212,7 @@ pub trait ItemStore {
     /// few): an item whose UID a row already has is linked to that row, without a CRM
     /// version, so that the next merge settles their differences; otherwise its row is
     /// created (at `link.crm`) and linked, with the fields as the CRM stored them as the base.
-    fn track_items(
-        &mut self,
-        items: &[(NewItem, SyncLink)],
-        base: BaseRule,
-    ) -> Result<Vec<Tracked>>;
+    fn track_items(&mut self, items: &[(NewItem, SyncLink)]) -> Result<Vec<Tracked>>;
     /// Saves a link to an existing row, recording the item's UID on the row if it has none.
     /// A link without a CRM version is saved without one, so the next pass merges it.
     fn link_item(&mut self, link: &SyncLink, uid: &str) -> Result<i64>;
@@ -221,7 +224,6 @@ pub trait ItemStore {
         expected_version: i64,
         writes: &[FieldWrite],
         owner: &EmailAddress,
-        base: BaseRule,
     ) -> Result<(i64, Vec<String>)>;
     /// Drops a link and deletes its row, in one transaction. A contact that is the regarding
     /// record of activities is refused ([`StoreError::Refused`]) and both stay.

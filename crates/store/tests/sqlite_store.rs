@@ -28,7 +28,7 @@ fn migrations_from_empty_and_rerun_are_idempotent() {
     // Reopening runs nothing again and changes nothing.
     let conn = other_program(&fx.path);
     let tables_before = count(&conn, "SELECT count(*) FROM sqlite_master");
-    let store = SqliteStore::open(&fx.path, "test").unwrap();
+    let store = SqliteStore::open(&fx.path, "test", RULES).unwrap();
     assert_eq!(store.applied_migrations().unwrap().len(), MIGRATIONS.len());
     assert_eq!(
         count(&conn, "SELECT count(*) FROM sqlite_master"),
@@ -66,7 +66,7 @@ fn every_migration_runs_on_a_store_left_at_the_one_before() {
             )
             .unwrap();
         }
-        let store = SqliteStore::open(&path, "test").unwrap();
+        let store = SqliteStore::open(&path, "test", RULES).unwrap();
         assert_eq!(store.applied_migrations().unwrap().len(), MIGRATIONS.len());
     }
 }
@@ -81,7 +81,7 @@ fn a_store_newer_than_the_binary_is_refused() {
     )
     .unwrap();
     drop(fx.store);
-    match SqliteStore::open(&fx.path, "test") {
+    match SqliteStore::open(&fx.path, "test", RULES) {
         Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a newer store was opened"),
@@ -92,7 +92,9 @@ fn a_store_newer_than_the_binary_is_refused() {
 fn opening_in_a_missing_directory_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nowhere").join("crm.sqlite3");
-    let error = SqliteStore::open(&path, "test").err().expect("must fail");
+    let error = SqliteStore::open(&path, "test", RULES)
+        .err()
+        .expect("must fail");
     let message = error.to_string();
     assert!(message.contains("does not exist"), "{message}");
     assert!(message.contains("nowhere"), "{message}");

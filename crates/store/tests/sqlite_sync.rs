@@ -3,7 +3,6 @@
 
 mod support;
 
-use crmsync_core::collection::two_sided_base;
 use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
 use crmsync_core::model::{ActivityState, PartyRole};
@@ -186,7 +185,7 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     };
     let tracked = fx
         .store
-        .track_items(&[(item.clone(), link.clone())], two_sided_base)
+        .track_items(&[(item.clone(), link.clone())])
         .unwrap()
         .remove(0);
     assert_eq!(tracked.linked, None, "created");
@@ -201,11 +200,7 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     let mut bobs = link.clone();
     bobs.mailbox = "bob".into();
     bobs.crm = CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4()));
-    let again = fx
-        .store
-        .track_items(&[(item, bobs)], two_sided_base)
-        .unwrap()
-        .remove(0);
+    let again = fx.store.track_items(&[(item, bobs)]).unwrap().remove(0);
     assert_eq!(again.linked, Some(ItemCreator::Mailbox));
     let bob_link = &fx.store.links("bob").unwrap()[0];
     assert_eq!(bob_link.crm, crm);
@@ -257,7 +252,7 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     let owner = email("alice@example.com");
     let (new_version, _) = fx
         .store
-        .update_item(&link, version, &writes, &owner, two_sided_base)
+        .update_item(&link, version, &writes, &owner)
         .unwrap();
     assert!(new_version > version);
     assert_eq!(
@@ -266,8 +261,7 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     );
     // A writer holding the old version is refused: an edit made in between is not lost.
     assert!(matches!(
-        fx.store
-            .update_item(&link, version, &writes, &owner, two_sided_base),
+        fx.store.update_item(&link, version, &writes, &owner),
         Err(StoreError::Conflict(_))
     ));
     fx.store.delete_item(&link).unwrap();
@@ -298,9 +292,7 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
         uid: "c1".into(),
         fields: fields.clone(),
     };
-    fx.store
-        .track_items(&[(item, link.clone())], two_sided_base)
-        .unwrap();
+    fx.store.track_items(&[(item, link.clone())]).unwrap();
     assert_eq!(fx.store.item_fields(crm).unwrap(), Some(fields));
     let accounts = fx.store.records(Some(&entity("account"))).unwrap();
     assert_eq!(accounts.len(), 1, "ORG created the account");

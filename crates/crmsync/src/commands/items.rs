@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crmsync_engine::STORE_RULES;
 use crmsync_engine::item::{AddressResolution, ItemPane, Locator, item_pane};
 use crmsync_store::{RecordRef, SqliteStore};
 use serde_json::{Value, json};
@@ -44,7 +45,7 @@ pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
     };
     let config = load_config(config_path)?;
     let mailbox = selected_mailboxes(&config, Some(&mailbox))?[0];
-    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN)?;
+    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN, STORE_RULES)?;
     let runtime = runtime()?;
     let pane = runtime
         .block_on(item_pane(&store, mailbox, &locator))

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crmsync_config::Config;
 use crmsync_core::model::{EmailAddress, EntityName, RecordNumber};
+use crmsync_engine::STORE_RULES;
 use crmsync_store::SqliteStore;
 
 use crate::usage;
@@ -26,7 +27,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 /// Loads and validates the config, then opens the CRM store it names.
 pub fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {
     let config = load_config(config_path)?;
-    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN)?;
+    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN, STORE_RULES)?;
     Ok(store)
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crmsync_engine::STORE_RULES;
 use crmsync_engine::lock::{lock_mailbox, try_lock_mailbox};
 use crmsync_engine::{PassOptions, PassReport, sync_mailbox};
 use crmsync_store::SqliteStore;
@@ -27,7 +28,7 @@ pub fn run(
             config.path.display()
         );
     }
-    let mut store = SqliteStore::open(&config.crm.database, SYNC_ORIGIN)?;
+    let mut store = SqliteStore::open(&config.crm.database, SYNC_ORIGIN, STORE_RULES)?;
     let runtime = runtime()?;
     let reports: Vec<PassReport> = runtime.block_on(async {
         let mut reports = Vec::new();

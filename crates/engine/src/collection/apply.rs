@@ -136,14 +136,13 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         if items.is_empty() {
             return Vec::new();
         }
-        let base = collection::two_sided_base;
-        let results: Vec<_> = match self.store.track_items(&items, base) {
+        let results: Vec<_> = match self.store.track_items(&items) {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(_) => items
                 .iter()
                 .map(|item| {
                     self.store
-                        .track_items(std::slice::from_ref(item), base)
+                        .track_items(std::slice::from_ref(item))
                         .map(|mut tracked| tracked.remove(0))
                 })
                 .collect(),
@@ -204,13 +203,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             ..link.clone()
         };
         let owner = &self.mailbox.owner;
-        match self.store.update_item(
-            &new_link,
-            crm_version,
-            &outcome.crm_writes,
-            owner,
-            collection::two_sided_base,
-        ) {
+        match self
+            .store
+            .update_item(&new_link, crm_version, &outcome.crm_writes, owner)
+        {
             Ok((_, warnings)) => {
                 for warning in warnings {
                     report.warn(format!("{} {href}: {warning}", self.which.as_str()));

@@ -35,7 +35,7 @@ pub async fn watch_journal(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut store = loop {
-        match SqliteStore::open(&database, &Origin::Daemon.to_string()) {
+        match SqliteStore::open(&database, &Origin::Daemon.to_string(), crate::STORE_RULES) {
             Ok(store) => break store,
             Err(error) => {
                 tracing::error!("journal watcher: CRM store: {error}");

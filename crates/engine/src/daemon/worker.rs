@@ -183,7 +183,11 @@ impl MailboxWorker {
         let mut store = match self.store.take() {
             Some(store) => store,
             None => {
-                match SqliteStore::open(&self.database, &Origin::Worker(id.clone()).to_string()) {
+                match SqliteStore::open(
+                    &self.database,
+                    &Origin::Worker(id.clone()).to_string(),
+                    crate::STORE_RULES,
+                ) {
                     Ok(store) => store,
                     Err(error) => return failed(&id, format!("CRM store: {error}")),
                 }

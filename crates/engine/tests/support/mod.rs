@@ -143,9 +143,9 @@ impl<S: ItemStore> ItemStore for CrashingStore<S> {
         created_items(mailbox: &str, owner: &EmailAddress, calendar: bool, contacts: bool) -> Vec<CreatedItem>;
     }
     writes! {
-        track_items(items: &[(NewItem, SyncLink)], base: BaseRule) -> Vec<Tracked>;
+        track_items(items: &[(NewItem, SyncLink)]) -> Vec<Tracked>;
         link_item(link: &SyncLink, uid: &str) -> i64;
-        update_item(link: &SyncLink, expected_version: i64, writes: &[FieldWrite], owner: &EmailAddress, base: BaseRule) -> (i64, Vec<String>);
+        update_item(link: &SyncLink, expected_version: i64, writes: &[FieldWrite], owner: &EmailAddress) -> (i64, Vec<String>);
         delete_item(link: &SyncLink) -> ();
     }
 }
@@ -195,7 +195,12 @@ pub fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
     } else {
         tempfile::tempdir().unwrap()
     };
-    let mut store = SqliteStore::open(&dir.path().join("crm.sqlite3"), "model-test").unwrap();
+    let mut store = SqliteStore::open(
+        &dir.path().join("crm.sqlite3"),
+        "model-test",
+        crmsync_engine::STORE_RULES,
+    )
+    .unwrap();
     store
         .add_user(&NewUser {
             email: EmailAddress::new("alice@example.com").unwrap(),

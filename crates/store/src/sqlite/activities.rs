@@ -3,7 +3,7 @@
 use crmsync_core::model::{
     ActivityId, ActivityState, ActivityType, InvalidValue, PartyRole, RecordNumber,
 };
-use crmsync_core::resolve::{self, Resolution};
+use crmsync_core::resolve::{Candidate, Resolution};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -194,6 +194,7 @@ pub(super) fn insert_parties(
     conn: &Connection,
     id: ActivityId,
     parties: &[crate::NewParty],
+    resolve: fn(&[Candidate]) -> Resolution,
 ) -> Result<()> {
     let first: i64 = query_row_cached(
         conn,
@@ -203,7 +204,7 @@ pub(super) fn insert_parties(
     )?;
     for (offset, party) in parties.iter().enumerate() {
         let position = first + offset as i64;
-        let resolution = resolve::resolve(&candidates_for(conn, &party.address)?);
+        let resolution = resolve(&candidates_for(conn, &party.address)?);
         let record_id = match &resolution {
             Resolution::Resolved(record) => Some(record.to_string()),
             _ => None,
@@ -322,6 +323,7 @@ impl ActivityStore for SqliteStore {
         check_state(activity.activity_type, state)?;
         check_span(activity.start, activity.end)?;
         let id = ActivityId(uuid::Uuid::new_v4());
+        let resolve = self.rules.resolve;
         self.write(|tx| {
             let owner_id = user_id_by_email(tx, &activity.owner)?;
             let regarding_id = match &activity.regarding {
@@ -350,7 +352,7 @@ impl ActivityStore for SqliteStore {
                     activity.created_by,
                 ],
             )?;
-            insert_parties(tx, id, &activity.parties)?;
+            insert_parties(tx, id, &activity.parties, resolve)?;
             load_activity(tx, id)
         })
     }

@@ -45,6 +45,7 @@ impl EmailStore for SqliteStore {
         link: &SyncLink,
     ) -> Result<(ActivityId, Option<String>)> {
         let id = link_activity(link)?;
+        let resolve = self.rules.resolve;
         self.write(|tx| {
             let owner_id = user_id_by_email(tx, &email.owner)?;
             let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
@@ -99,7 +100,7 @@ impl EmailStore for SqliteStore {
                     email.mailbox,
                 ],
             )?;
-            insert_parties(tx, id, &email.parties)?;
+            insert_parties(tx, id, &email.parties, resolve)?;
             for (position, attachment) in email.attachments.iter().enumerate() {
                 execute_cached(tx,
                     "INSERT INTO attachments (activity_id, position, name, content_type, size, content)

@@ -8,6 +8,7 @@ use crmsync_core::item::ItemKind;
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, PartyRole, RecordId};
+use crmsync_core::resolve::{Candidate, Resolution};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -287,6 +288,7 @@ pub(super) fn write_activity(
     id: ActivityId,
     writes: &[FieldWrite],
     warnings: &mut Vec<String>,
+    resolve: Resolve,
 ) -> Result<()> {
     let key = id.to_string();
     let (kind, state): (String, String) = query_row_cached(
@@ -328,7 +330,7 @@ pub(super) fn write_activity(
             }
             "organizer" => replace_parties(
                 conn,
-                id,
+                (id, resolve),
                 &["organizer"],
                 PartyRole::Organizer,
                 value,
@@ -336,7 +338,7 @@ pub(super) fn write_activity(
             )?,
             "attendees" => replace_parties(
                 conn,
-                id,
+                (id, resolve),
                 &["required", "optional"],
                 PartyRole::Required,
                 value,
@@ -389,9 +391,12 @@ fn regarding_number(
     }
 }
 
+/// The resolution rule of the store's `Rules`.
+pub(super) type Resolve = fn(&[Candidate]) -> Resolution;
+
 fn replace_parties(
     conn: &Connection,
-    id: ActivityId,
+    (id, resolve): (ActivityId, Resolve),
     roles: &[&str],
     role: PartyRole,
     value: Option<&str>,
@@ -415,7 +420,7 @@ fn replace_parties(
             Err(error) => warnings.push(format!("{}: {error}", role.as_str())),
         }
     }
-    insert_parties(conn, id, &parties)
+    insert_parties(conn, id, &parties, resolve)
 }
 
 /// Applies field writes to a contact record. The organisation is the parent account, found by
@@ -522,6 +527,7 @@ pub(super) fn insert_item(
     crm: CrmRef,
     item: &crate::NewItem,
     warnings: &mut Vec<String>,
+    resolve: Resolve,
 ) -> Result<()> {
     let owner_id = user_id_by_email(conn, &item.owner)?;
     let writes: Vec<FieldWrite> = item
@@ -545,7 +551,7 @@ pub(super) fn insert_item(
                  VALUES (?1, ?2, ?3, '', 'open', ?4, ?5)",
                 params![id.to_string(), kind, owner_id, item.mailbox, item.uid],
             )?;
-            write_activity(conn, id, &writes, warnings)
+            write_activity(conn, id, &writes, warnings, resolve)
         }
         (CrmRef::Record(id), ItemKind::Contact) => {
             let fields = &item.fields;

@@ -33,11 +33,8 @@ impl ItemStore for SqliteStore {
         self.read(|conn| item_rows::by_uid(conn, kind, uid, owner))
     }
 
-    fn track_items(
-        &mut self,
-        items: &[(crate::NewItem, SyncLink)],
-        base: crate::BaseRule,
-    ) -> Result<Vec<crate::Tracked>> {
+    fn track_items(&mut self, items: &[(crate::NewItem, SyncLink)]) -> Result<Vec<crate::Tracked>> {
+        let crate::Rules { base, resolve } = self.rules;
         self.write(|tx| {
             let mut results = Vec::with_capacity(items.len());
             for (item, link) in items {
@@ -64,7 +61,7 @@ impl ItemStore for SqliteStore {
                         Some(creator)
                     }
                     None => {
-                        item_rows::insert_item(tx, link.crm, item, &mut warnings)?;
+                        item_rows::insert_item(tx, link.crm, item, &mut warnings, resolve)?;
                         link.crm_version = item_rows::row_version(tx, link.crm)?;
                         // The base is what the CRM holds, which is the item's fields unless
                         // the CRM could not take some (an unknown regarding number, an address
@@ -107,8 +104,8 @@ impl ItemStore for SqliteStore {
         expected_version: i64,
         writes: &[FieldWrite],
         owner: &EmailAddress,
-        base: crate::BaseRule,
     ) -> Result<(i64, Vec<String>)> {
+        let crate::Rules { base, resolve } = self.rules;
         self.write(|tx| {
             let mut warnings = Vec::new();
             let found = item_rows::row_version(tx, link.crm)?
@@ -119,7 +116,9 @@ impl ItemStore for SqliteStore {
                 )));
             }
             match link.crm {
-                CrmRef::Activity(id) => item_rows::write_activity(tx, id, writes, &mut warnings)?,
+                CrmRef::Activity(id) => {
+                    item_rows::write_activity(tx, id, writes, &mut warnings, resolve)?
+                }
                 CrmRef::Record(id) => item_rows::write_contact(tx, id, owner, writes, &mut warnings)?,
             }
             let version = item_rows::row_version(tx, link.crm)?.unwrap_or(found);

@@ -25,7 +25,7 @@ mod records;
 mod users;
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{Result, StoreError};
+use crate::{Result, Rules, StoreError};
 
 /// SQLite's errors reach callers as [`StoreError::Backend`]: the store traits name no backend.
 impl From<rusqlite::Error> for StoreError {
@@ -38,13 +38,14 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     origin: String,
+    rules: Rules,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     /// `origin` marks this process's writes in the change journal (`crmsync-cli`,
     /// `crmsync-daemon`); it lets the daemon tell its own changes from everyone else's.
-    pub fn open(path: &Path, origin: &str) -> Result<SqliteStore> {
+    pub fn open(path: &Path, origin: &str, rules: Rules) -> Result<SqliteStore> {
         let open_error = |message: String| StoreError::Open {
             path: path.display().to_string(),
             message,
@@ -66,6 +67,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             origin: origin.to_owned(),
+            rules,
         };
         store.configure_connection().map_err(open_error)?;
         store.migrate()?;

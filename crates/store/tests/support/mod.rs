@@ -9,6 +9,12 @@ use crmsync_store::prelude::*;
 use crmsync_store::{NewActivity, NewParty, NewRecord, NewUser, SqliteStore};
 use rusqlite::Connection;
 
+/// The core's decisions, as crmsync opens every store with them.
+pub const RULES: crmsync_store::Rules = crmsync_store::Rules {
+    base: crmsync_core::collection::two_sided_base,
+    resolve: crmsync_core::resolve::resolve,
+};
+
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
     pub path: std::path::PathBuf,
@@ -18,7 +24,7 @@ pub struct Fixture {
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crm.sqlite3");
-    let store = SqliteStore::open(&path, "test").unwrap();
+    let store = SqliteStore::open(&path, "test", RULES).unwrap();
     Fixture {
         _dir: dir,
         path,
