@@ -89,25 +89,30 @@ pub struct CrmCreated {
     pub version: i64,
 }
 
+/// A merge of one linked item: write `outcome.mailbox_writes` into the file (refused if its
+/// etag is no longer `etag`), then `outcome.crm_writes` into the CRM row and the item's fields
+/// after the writes as the link's new base, in one transaction (refused if the row's version
+/// moved since `crm_version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemUpdate {
+    pub link: SyncLink,
+    pub location: ItemLocation,
+    pub etag: String,
+    /// The item's fields as read (or as the link last saw them): with
+    /// `outcome.mailbox_writes` applied, what the item holds afterwards.
+    pub item: Snapshot,
+    pub outcome: MergeOutcome,
+    pub crm_version: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Track an item: link it to the CRM row with its UID if one exists (the same meeting in
     /// another person's calendar, or an item this mailbox wrote before a crash), else create
     /// the CRM copy. Row and link in one transaction.
     Track { observed: ObservedItem },
-    /// Carry changes: `outcome.mailbox_writes` into the file (refused if its etag moved), then
-    /// `outcome.crm_writes` into the CRM row and `outcome.merged` as the link's new base, in one
-    /// transaction (refused if the row's version moved since `crm_version`).
-    Update {
-        link: SyncLink,
-        location: ItemLocation,
-        etag: String,
-        /// The item's fields as read (or as the link last saw them): with
-        /// `outcome.mailbox_writes` applied, what the item holds afterwards.
-        item: Snapshot,
-        outcome: MergeOutcome,
-        crm_version: i64,
-    },
+    /// Carry changes both ways (see [`ItemUpdate`]).
+    Update(ItemUpdate),
     /// The tracking category was removed: the owner's CRM copy is deleted, another user's is
     /// kept; the link goes either way.
     Untrack { link: SyncLink, delete_crm: bool },
@@ -294,14 +299,14 @@ fn changed_item(
         },
         CrmItem::Present {
             fields, version, ..
-        } => Effect::Update {
+        } => Effect::Update(ItemUpdate {
             link: link.clone(),
             location: item.location.clone(),
             etag: item.etag.clone(),
             item: item.fields.clone(),
             outcome: merge_item(&link.base, &item.fields, fields, policy),
             crm_version: *version,
-        },
+        }),
     })
 }
 
@@ -339,14 +344,14 @@ fn unchanged_item(
         }),
         CrmItem::Present {
             fields, version, ..
-        } if Some(*version) != link.crm_version => Some(Effect::Update {
+        } if Some(*version) != link.crm_version => Some(Effect::Update(ItemUpdate {
             link: link.clone(),
             location: link.location.clone(),
             etag,
             item: item_side(&link.base),
             outcome: merge_item(&link.base, &item_side(&link.base), fields, policy),
             crm_version: *version,
-        }),
+        })),
         CrmItem::Present { .. } => None,
     }
 }
@@ -553,17 +558,12 @@ mod tests {
             &[],
             ConflictPolicy::MailboxWins,
         );
-        let [
-            Effect::Update {
-                location, outcome, ..
-            },
-        ] = &effects[..]
-        else {
+        let [Effect::Update(update)] = &effects[..] else {
             panic!("{effects:?}")
         };
-        assert_eq!(location, &at("new.ics"));
-        assert_eq!(outcome.crm_writes.len(), 1);
-        assert!(outcome.mailbox_writes.is_empty());
+        assert_eq!(update.location, at("new.ics"));
+        assert_eq!(update.outcome.crm_writes.len(), 1);
+        assert!(update.outcome.mailbox_writes.is_empty());
         // Changed in the CRM only: written to the file as the link last saw it.
         let crm = BTreeMap::from([(activity(1), present("Call 3", 2, true))]);
         let effects = reconcile(
@@ -573,11 +573,11 @@ mod tests {
             &[],
             ConflictPolicy::MailboxWins,
         );
-        let [Effect::Update { outcome, etag, .. }] = &effects[..] else {
+        let [Effect::Update(update)] = &effects[..] else {
             panic!("{effects:?}")
         };
-        assert_eq!(etag, "e1");
-        assert_eq!(outcome.mailbox_writes.len(), 1);
+        assert_eq!(update.etag, "e1");
+        assert_eq!(update.outcome.mailbox_writes.len(), 1);
         // A file that cannot be read is left alone, not taken for deleted.
         let mut unreadable = view(&["u1.ics"], vec![]);
         unreadable.unreadable.insert("u1.ics".into());

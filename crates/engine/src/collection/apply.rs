@@ -2,7 +2,7 @@
 //! tracked items are created in batches ([`TRACK_BATCH`] per transaction); everything else is
 //! one write (file, or row and link) at a time, in the crash-safe order of `mod.rs`.
 
-use crmsync_core::collection::{self, Effect, ObservedItem};
+use crmsync_core::collection::{self, Effect, ItemUpdate, ObservedItem};
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
 use crmsync_core::merge::{self, MergeOutcome};
@@ -21,16 +21,6 @@ use crate::report::{CollectionState, PassReport};
 /// How many newly tracked items one transaction creates: a first import of 10,000 items is 40
 /// commits, not 10,000, and still all or nothing per transaction.
 const TRACK_BATCH: usize = 256;
-
-/// A merge to carry out: the core's `Effect::Update`.
-struct Update {
-    link: SyncLink,
-    location: ItemLocation,
-    etag: String,
-    item: Snapshot,
-    outcome: MergeOutcome,
-    crm_version: i64,
-}
 
 impl<S: CrmStore> CollectionPass<'_, S> {
     /// Applies the effects; returns the items that were linked to rows that already had their
@@ -56,24 +46,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     batch.push(self.new_item(observed));
                     Ok(())
                 }
-                Effect::Update {
-                    link,
-                    location,
-                    etag,
-                    item,
-                    outcome,
-                    crm_version,
-                } => self.update(
-                    Update {
-                        link,
-                        location,
-                        etag,
-                        item,
-                        outcome,
-                        crm_version,
-                    },
-                    report,
-                ),
+                Effect::Update(update) => self.update(update, report),
                 Effect::Untrack { link, delete_crm } | Effect::ItemDeleted { link, delete_crm } => {
                     self.untrack(&link, delete_crm, report)
                 }
@@ -170,8 +143,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     }
 
     /// A merge: the file first (when it takes writes), then the CRM row and the link.
-    fn update(&mut self, update: Update, report: &mut PassReport) -> Result<(), String> {
-        let Update {
+    fn update(&mut self, update: ItemUpdate, report: &mut PassReport) -> Result<(), String> {
+        let ItemUpdate {
             link,
             location,
             etag,

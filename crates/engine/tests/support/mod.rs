@@ -186,6 +186,31 @@ impl<S: JournalStore> JournalStore for CrashingStore<S> {
     }
 }
 
+/// A pass after the histories settled must change nothing on either side.
+pub fn assert_idle(
+    report: &crmsync_engine::PassReport,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    for (what, count) in [
+        ("created", report.created),
+        ("linked", report.linked),
+        ("deleted", report.deleted),
+        ("unlinked", report.unlinked),
+        ("updated", report.updated),
+        ("keywords_written", report.keywords_written),
+        ("items_written", report.items_written),
+        ("failed", report.failed),
+    ] {
+        proptest::prop_assert_eq!(
+            count,
+            0,
+            "a further pass is not idle ({}): {:?}",
+            what,
+            report
+        );
+    }
+    Ok(())
+}
+
 /// A fresh SQLite store in a temporary directory (in memory where `/dev/shm` exists), with
 /// the user `alice@example.com` (who may sync) and accounts ACC-1001 to ACC-1003.
 pub fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
