@@ -214,26 +214,8 @@ impl AutoTracking {
     }
 }
 
-/// One entry of the never-track list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NeverTrack {
-    /// `doctor@example.org`
-    Address(String),
-    /// `@family.example`: every address of that domain.
-    Domain(String),
-}
-
-impl NeverTrack {
-    pub fn matches(&self, address: &EmailAddress) -> bool {
-        let key = address.key();
-        match self {
-            NeverTrack::Address(never) => key == *never,
-            NeverTrack::Domain(domain) => key
-                .rsplit_once('@')
-                .is_some_and(|(_, address_domain)| address_domain == domain),
-        }
-    }
-}
+/// One entry of the never-track list: the core's, so that the rules and the config agree.
+pub use crmsync_core::auto::NeverEntry as NeverTrack;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackingConfig {

@@ -281,13 +281,12 @@ fn a_missing_file_says_so() {
 
 #[test]
 fn never_rules_match_addresses_and_domains() {
-    let address = |a: &str| EmailAddress::new(a).unwrap();
     let domain = NeverTrack::Domain("family.example".into());
-    assert!(domain.matches(&address("Mum@Family.Example")));
-    assert!(!domain.matches(&address("mum@notfamily.example")));
+    assert!(domain.matches("Mum@Family.Example"));
+    assert!(!domain.matches("mum@notfamily.example"));
     let single = NeverTrack::Address("doctor@example.org".into());
-    assert!(single.matches(&address("DOCTOR@example.org")));
-    assert!(!single.matches(&address("nurse@example.org")));
+    assert!(single.matches("DOCTOR@example.org"));
+    assert!(!single.matches("nurse@example.org"));
 }
 
 #[test]

@@ -18,10 +18,13 @@
 //! - [`resolve`]: address resolution (SPEC section 4).
 //! - [`merge`]: the per-field three-way merge (SPEC section 5).
 //! - [`email`]: what one pass over a mailbox does about each message and link.
+//! - [`auto`]: what automatic tracking reads of a message (its metadata, whether it is
+//!   automated mail) and the never-track list.
 //! - [`collection`]: what one pass over a calendar or address book does about each file, link
 //!   and CRM-created row (the per-field merge, the delete matrix of SPEC section 6).
 #![forbid(unsafe_code)]
 
+pub mod auto;
 pub mod collection;
 pub mod email;
 pub mod item;

@@ -10,6 +10,7 @@
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
+use crmsync_core::auto::{Automated, MessageMeta};
 use crmsync_core::item::{ContentHash, ItemIdentity};
 
 /// The header summary of one message.
@@ -18,6 +19,8 @@ pub struct HeaderSummary {
     pub identity: ItemIdentity,
     /// The Message-ID as the message gives it, without angle brackets; `None` when absent.
     pub message_id: Option<String>,
+    /// What automatic tracking reads of it: addresses, subject, threading, automated or not.
+    pub meta: MessageMeta,
 }
 
 /// Why a message cannot be tracked.
@@ -58,6 +61,7 @@ pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
         .map(|id| id.trim().trim_matches(['<', '>']).to_owned())
         .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace));
     let from = address_list(message.from());
+    let meta = meta(&message, &from);
     if from.is_empty() && message_id.is_none() {
         return Err(MalformedMessage(
             "it has neither a From address nor a Message-ID".into(),
@@ -104,7 +108,64 @@ pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
     Ok(HeaderSummary {
         identity,
         message_id,
+        meta,
     })
+}
+
+fn meta(message: &mail_parser::Message<'_>, from: &[(Option<String>, String)]) -> MessageMeta {
+    let lower = |list: &[(Option<String>, String)]| -> Vec<String> {
+        list.iter().map(|(_, a)| a.to_ascii_lowercase()).collect()
+    };
+    let mut recipients = lower(&address_list(message.to()));
+    recipients.extend(lower(&address_list(message.cc())));
+    let ids = |value: &HeaderValue<'_>| -> Vec<String> {
+        text_list(value)
+            .into_iter()
+            .map(|id| id.trim().trim_matches(['<', '>']).to_owned())
+            .filter(|id| !id.is_empty())
+            .collect()
+    };
+    MessageMeta {
+        from: lower(from),
+        recipients,
+        subject: message.subject().unwrap_or("").trim().to_owned(),
+        in_reply_to: ids(message.in_reply_to()),
+        references: ids(message.references()),
+        automated: automated(message),
+    }
+}
+
+/// Whether the header says the message is automated mail (RFC 3834 `Auto-Submitted`, a list,
+/// bulk `Precedence`, a bounce or delivery report).
+fn automated(message: &mail_parser::Message<'_>) -> Option<Automated> {
+    let raw = |name: &str| {
+        message
+            .header_raw(name)
+            .map(|value| value.trim().to_ascii_lowercase())
+    };
+    if let Some(value) = raw("Auto-Submitted")
+        && !value.is_empty()
+        && value != "no"
+        && !value.starts_with("no;")
+    {
+        return Some(Automated::AutoSubmitted(value));
+    }
+    if raw("List-Id").is_some() || raw("List-Unsubscribe").is_some() {
+        return Some(Automated::MailingList);
+    }
+    if let Some(value) = raw("Precedence")
+        && ["bulk", "list", "junk"].contains(&value.as_str())
+    {
+        return Some(Automated::Bulk(value));
+    }
+    let null_return_path = raw("Return-Path").is_some_and(|value| value.trim() == "<>");
+    let report = message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|sub| sub.eq_ignore_ascii_case("report"))
+    });
+    (null_return_path || report).then_some(Automated::Bounce)
 }
 
 /// One address of a message.
@@ -226,6 +287,57 @@ mod tests {
             ItemIdentity::Email { message_id, .. } => assert!(message_id.starts_with("synthetic-")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_header_gives_what_automatic_tracking_reads() {
+        let reply = MESSAGE.replace(
+            "Subject: Proposal",
+            "Subject: Re: Proposal\r\nIn-Reply-To: <p1@x.example>\r\nReferences: <p0@x.example> <p1@x.example>",
+        );
+        let meta = summarize(reply.as_bytes()).unwrap().meta;
+        assert_eq!(meta.from, ["dana@adventure-works.com"]);
+        assert_eq!(meta.recipients, ["alice@example.com", "bob@example.com"]);
+        assert_eq!(meta.subject, "Re: Proposal");
+        assert_eq!(meta.in_reply_to, ["p1@x.example"]);
+        assert_eq!(meta.references, ["p0@x.example", "p1@x.example"]);
+        assert_eq!(meta.automated, None);
+    }
+
+    #[test]
+    fn automated_mail_is_recognised_by_its_headers() {
+        let with = |header: &str| {
+            let text = format!("{header}\r\n{MESSAGE}");
+            summarize(text.as_bytes()).unwrap().meta.automated
+        };
+        assert_eq!(
+            with("Auto-Submitted: auto-replied"),
+            Some(Automated::AutoSubmitted("auto-replied".into()))
+        );
+        assert_eq!(with("Auto-Submitted: no"), None);
+        assert_eq!(
+            with("List-Id: <news.example.com>"),
+            Some(Automated::MailingList)
+        );
+        assert_eq!(
+            with("List-Unsubscribe: <mailto:leave@example.com>"),
+            Some(Automated::MailingList)
+        );
+        assert_eq!(
+            with("Precedence: Bulk"),
+            Some(Automated::Bulk("bulk".into()))
+        );
+        assert_eq!(with("Precedence: first-class"), None);
+        assert_eq!(with("Return-Path: <>"), Some(Automated::Bounce));
+        assert_eq!(with("Return-Path: <dana@adventure-works.com>"), None);
+        let report = MESSAGE.replace(
+            "Content-Type: text/plain",
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=b",
+        );
+        assert_eq!(
+            summarize(report.as_bytes()).unwrap().meta.automated,
+            Some(Automated::Bounce)
+        );
     }
 
     #[test]
