@@ -195,24 +195,8 @@ pub enum FromCrm {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoTracking {
-    None,
-    Replies,
-    CrmRecords,
-    All,
-}
-
-impl AutoTracking {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AutoTracking::None => "none",
-            AutoTracking::Replies => "replies",
-            AutoTracking::CrmRecords => "crm-records",
-            AutoTracking::All => "all",
-        }
-    }
-}
+/// The automatic tracking policy: the core's.
+pub use crmsync_core::auto::AutoPolicy as AutoTracking;
 
 /// One entry of the never-track list: the core's, so that the rules and the config agree.
 pub use crmsync_core::auto::NeverEntry as NeverTrack;
