@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "item_uid",
         sql: include_str!("migrations/0004_item_uid.sql"),
     },
+    Migration {
+        version: 5,
+        name: "automatic_tracking",
+        sql: include_str!("migrations/0005_automatic_tracking.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -219,6 +219,10 @@ pub struct SyncState {
     pub highest_modseq: Option<u64>,
     pub sync_token: Option<String>,
     pub last_full_scan: Option<String>,
+    /// Automatic tracking takes messages from this UID on (the folder's UIDNEXT when
+    /// `auto_policy` was first seen).
+    pub auto_from_uid: Option<u32>,
+    pub auto_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

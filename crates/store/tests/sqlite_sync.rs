@@ -97,6 +97,8 @@ fn sync_state_and_journal_cursors() {
         highest_modseq: Some(u64::from(u32::MAX) + 5),
         sync_token: None,
         last_full_scan: Some("2026-11-29T10:00:00Z".into()),
+        auto_from_uid: Some(42),
+        auto_policy: Some("all".into()),
     };
     fx.store.put_sync_state("alice", "INBOX", &state).unwrap();
     assert_eq!(fx.store.sync_state("alice", "INBOX").unwrap(), Some(state));

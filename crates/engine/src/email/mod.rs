@@ -94,6 +94,8 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
                 highest_modseq: folder.markers.highest_modseq,
                 sync_token: None,
                 last_full_scan: folder.last_full_scan,
+                auto_from_uid: folder.auto_from_uid,
+                auto_policy: folder.auto_policy,
             };
             self.store
                 .put_sync_state(&self.mailbox.id, &folder.name, &state)?;
@@ -108,6 +110,9 @@ struct ScannedFolder {
     markers: FolderMarkers,
     /// This scan's time when it read the whole folder, else the last full scan's.
     last_full_scan: Option<String>,
+    /// Where automatic tracking starts in this folder, and for which policy.
+    auto_from_uid: Option<u32>,
+    auto_policy: Option<String>,
 }
 
 /// `folder:UID` of a message, for messages and logs.

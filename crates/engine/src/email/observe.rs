@@ -72,8 +72,10 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 last_full_scan: if scan.full {
                     Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 } else {
-                    saved.and_then(|state| state.last_full_scan)
+                    saved.as_ref().and_then(|state| state.last_full_scan.clone())
                 },
+                auto_from_uid: saved.as_ref().and_then(|state| state.auto_from_uid),
+                auto_policy: saved.and_then(|state| state.auto_policy),
             });
         }
         Ok((view, scanned))

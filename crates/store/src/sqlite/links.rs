@@ -200,7 +200,8 @@ impl LinkStore for SqliteStore {
         self.read(|conn| {
             Ok(query_row_cached(
                 conn,
-                "SELECT uid_validity, highest_modseq, sync_token, last_full_scan
+                "SELECT uid_validity, highest_modseq, sync_token, last_full_scan, auto_from_uid,
+                        auto_policy
                      FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
                 [mailbox, scope],
                 |row| {
@@ -211,6 +212,8 @@ impl LinkStore for SqliteStore {
                             .map(|modseq| modseq.max(0) as u64),
                         sync_token: row.get(2)?,
                         last_full_scan: row.get(3)?,
+                        auto_from_uid: row.get(4)?,
+                        auto_policy: row.get(5)?,
                     })
                 },
             )
@@ -229,11 +232,13 @@ impl LinkStore for SqliteStore {
             .transpose()?;
         self.write(|tx| {
             execute_cached(tx,
-                "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token, last_full_scan)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token,
+                                         last_full_scan, auto_from_uid, auto_policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (mailbox, scope) DO UPDATE SET
                      uid_validity = excluded.uid_validity, highest_modseq = excluded.highest_modseq,
                      sync_token = excluded.sync_token, last_full_scan = excluded.last_full_scan,
+                     auto_from_uid = excluded.auto_from_uid, auto_policy = excluded.auto_policy,
                      modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                 params![
                     mailbox,
@@ -241,7 +246,9 @@ impl LinkStore for SqliteStore {
                     state.uid_validity,
                     modseq,
                     state.sync_token,
-                    state.last_full_scan
+                    state.last_full_scan,
+                    state.auto_from_uid,
+                    state.auto_policy
                 ],
             )?;
             Ok(())
