@@ -257,3 +257,43 @@ fn trace_logging_never_shows_a_password_or_a_body() {
             .contains(body_marker)
     );
 }
+
+/// SIGTERM while a pass waits on a server that stopped answering: the daemon exits, cleanly,
+/// well inside the 30 s systemd gives it (`TimeoutStopSec` of the unit), instead of waiting for
+/// the 60 s operation timeout. A bound on correctness, not a speed figure.
+#[test]
+fn sigterm_during_a_pass_stalled_on_the_server_exits_in_time() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    // The next pass stalls when it fetches the body of a newly tracked message.
+    proxy.set(Fault::StallAt("BODY.PEEK[]".into()));
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "s@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Stalled",
+        ),
+    );
+    wait_until("the pass to stall", Duration::from_secs(20), || {
+        (proxy.hits() > 0).then_some(())
+    });
+    let started = std::time::Instant::now();
+    let status = daemon.terminate(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_secs(25),
+        "SIGTERM took {took:?}: systemd would have killed the daemon"
+    );
+    // Nothing was half done: the next pass, with the server answering, tracks the message.
+    proxy.set(Fault::None);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 1, "{report:#}");
+}

@@ -59,6 +59,8 @@ pub struct MessageMeta {
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
     pub automated: Option<Automated>,
+    /// The Date header, in UNIX seconds.
+    pub date: Option<i64>,
 }
 
 impl MessageMeta {

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::auto::{AutoContext, AutoDecision, AutoPolicy, MessageMeta, NeverEntry, TrackedThread};
 use crate::item::{ItemIdentity, ItemLocation};
 use crate::link::{LinkState, Snapshot, SyncLink};
 use crate::merge::{self, Conflict};
@@ -136,16 +137,24 @@ impl TrackingRules {
         for keyword in keywords {
             match number_of(keyword) {
                 None => {}
-                Some(number) if number.as_ref() == wanted && !kept_wanted => kept_wanted = true,
+                Some(Some(number)) if Some(&number) == wanted && !kept_wanted => kept_wanted = true,
+                // Another record's keyword, or a malformed `crm:...`.
                 Some(_) => remove.push(keyword.clone()),
             }
         }
-        let tracked_anyway = keywords.len() > remove.len() || implied.is_some();
+        // A message the person tracked with a keyword stays tracked by a keyword (moved out of
+        // a tracked folder later, it must still be tracked); one that only its tracked folder
+        // tracks gets no keyword for the record the folder implies.
+        let keyword_tracked = !keywords.is_empty();
+        let left = keywords.len() - remove.len();
         let add = match wanted {
-            Some(number) if !kept_wanted && Some(number) != implied => {
+            Some(_) if kept_wanted => Vec::new(),
+            Some(number) if keyword_tracked || Some(number) != implied => {
                 vec![self.regarding_keyword(number)]
             }
-            None if !tracked_anyway => vec![self.keyword.clone()],
+            None if left == 0 && (keyword_tracked || implied.is_none()) => {
+                vec![self.keyword.clone()]
+            }
             _ => Vec::new(),
         };
         (add, remove)
@@ -158,6 +167,8 @@ pub struct Observed {
     pub identity: ItemIdentity,
     pub location: ItemLocation,
     pub keywords: Vec<String>,
+    /// What automatic tracking reads of it (its header; never its body).
+    pub meta: MessageMeta,
 }
 
 impl Observed {
@@ -187,6 +198,44 @@ pub struct MailboxView {
     /// (`crmsync sync --accept-empty`); otherwise such a listing is not believed while links
     /// point into the folder.
     pub accept_empty: bool,
+    /// Automatic tracking, when the mailbox has a policy other than `none`.
+    pub auto: Option<AutoView>,
+}
+
+/// What automatic tracking decides with, for one pass (see [`crate::auto`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoView {
+    pub policy: AutoPolicy,
+    pub never: Vec<NeverEntry>,
+    /// The mailbox owner's address, lower case.
+    pub owner: String,
+    /// Addresses of this pass's messages that resolve to a CRM contact, lead or account.
+    pub crm_addresses: BTreeSet<String>,
+    /// Tracked email that this pass's messages reply to, by Message-ID.
+    pub threads: BTreeMap<String, TrackedThread>,
+    /// Messages (by identity's storage key) that a person untracked or the CRM deleted.
+    pub tombstones: BTreeSet<String>,
+    /// Per folder, the first UID automatic tracking takes: mail that arrived before the policy
+    /// was switched on is left alone...
+    pub from_uid: BTreeMap<String, u32>,
+    /// ...unless it is dated from this time on (UNIX seconds; `sync --backfill SINCE`).
+    pub backfill_since: Option<i64>,
+}
+
+impl AutoView {
+    /// Whether automatic tracking considers a message at all: one that arrived after the
+    /// policy was switched on, or that a backfill reaches, and that nobody untracked before.
+    pub fn considers(&self, observed: &Observed) -> bool {
+        let ItemLocation::Imap { folder, uid, .. } = &observed.location else {
+            return false;
+        };
+        let arrived_after = self.from_uid.get(folder).is_some_and(|from| uid >= from);
+        let backfilled = self
+            .backfill_since
+            .zip(observed.meta.date)
+            .is_some_and(|(since, date)| date >= since);
+        (arrived_after || backfilled) && !self.tombstones.contains(&observed.identity.storage_key())
+    }
 }
 
 /// The CRM side of a link.
@@ -217,9 +266,17 @@ pub enum Effect {
     },
     /// Add and remove keywords of a message (a CRM-side change reaching the mailbox).
     WriteKeywords {
+        identity: ItemIdentity,
         location: ItemLocation,
         add: Vec<String>,
         remove: Vec<String>,
+    },
+    /// Record in the link that a keyword rewrite of two steps begins (its base carries the
+    /// keyword being added), before the first step. When this fails, the rewrite must not run.
+    BeginRewrite {
+        identity: ItemIdentity,
+        location: ItemLocation,
+        base: Snapshot,
     },
     /// Save the link's new location and base.
     UpdateLink {
@@ -279,25 +336,48 @@ fn base_keywords(base: &Snapshot) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The base as it stands once a rewrite that a link records as begun is taken into account:
-/// when the keyword it was adding is on the message, both sides agreed on that keyword's
-/// record (crmsync wrote the CRM's value); otherwise the rewrite never reached the server.
-fn effective_base(rules: &TrackingRules, base: &Snapshot, signal: &Signal) -> Snapshot {
+/// The base as it stands once a rewrite that a link records as begun is taken into account,
+/// and the regarding keywords that rewrite was about to remove and that are still on the
+/// message. When the keyword it was adding is on the message, both sides agreed on that
+/// keyword's record (crmsync wrote the CRM's value, or cleared it when the keyword is the plain
+/// one) and the old base's other regarding keywords are leftovers of the rewrite, not the
+/// person's; otherwise the rewrite never reached the server.
+fn effective_base(
+    rules: &TrackingRules,
+    base: &Snapshot,
+    signal: &Signal,
+) -> (Snapshot, Vec<String>) {
     let Some(writing) = base.get(WRITING) else {
-        return base.clone();
+        return (base.clone(), Vec::new());
     };
-    let regarding = number(base.get(REGARDING));
     let mut keywords = base_keywords(base);
     if !signal
         .keywords
         .iter()
         .any(|k| k.eq_ignore_ascii_case(writing))
     {
-        return base_for(regarding.as_ref(), &keywords);
+        return (
+            base_for(number(base.get(REGARDING)).as_ref(), &keywords),
+            Vec::new(),
+        );
     }
+    let was = rules.signal("", &keywords).numbers;
+    let leftovers = signal
+        .keywords
+        .iter()
+        .filter(|k| !k.eq_ignore_ascii_case(writing))
+        .filter(|k| {
+            rules
+                .signal("", &[(*k).clone()])
+                .numbers
+                .first()
+                .is_some_and(|n| was.contains(n))
+        })
+        .cloned()
+        .collect();
     let written = rules.signal("", &[writing.to_owned()]).regarding;
     keywords.push(writing.to_owned());
-    base_for(written.as_ref().or(regarding.as_ref()), &keywords)
+    (base_for(written.as_ref(), &keywords), leftovers)
 }
 
 fn number(value: Option<&str>) -> Option<RecordNumber> {
@@ -327,7 +407,7 @@ pub fn reconcile(
         by_identity.entry(&observed.identity).or_insert(observed);
     }
     let distrusted = distrusted_folders(view, links, &by_identity, &mut effects);
-    track_new(rules, links, &by_identity, &mut effects);
+    track_new(rules, view, links, &by_identity, &mut effects);
     let folders: BTreeMap<&str, &FolderView> = view
         .folders
         .iter()
@@ -372,9 +452,11 @@ fn distrusted_folders<'a>(
     distrusted
 }
 
-/// Messages with a tracking signal and no link: tracked.
+/// Messages with a tracking signal and no link: tracked; those without a signal, by the
+/// mailbox's automatic tracking policy, if any.
 fn track_new(
     rules: &TrackingRules,
+    view: &MailboxView,
     links: &[(SyncLink, CrmState)],
     by_identity: &BTreeMap<&ItemIdentity, &Observed>,
     effects: &mut Vec<Effect>,
@@ -387,8 +469,52 @@ fn track_new(
         let signal = rules.signal(observed.folder(), &observed.keywords);
         if signal.tracked {
             track(rules, observed, &signal, effects);
+        } else if let Some(auto) = &view.auto {
+            track_automatically(rules, auto, observed, effects);
         }
     }
+}
+
+/// A message nobody tracked by hand, decided by the automatic policy. One that is taken gets
+/// the tracking keyword (`crm:NUMBER` when it inherits a thread's regarding record) written
+/// *before* its activity is made, so the person sees it tracked and untracks it the usual way,
+/// and a kill in between leaves a message that the next pass tracks by its keyword.
+fn track_automatically(
+    rules: &TrackingRules,
+    auto: &AutoView,
+    observed: &Observed,
+    effects: &mut Vec<Effect>,
+) {
+    if !auto.considers(observed) {
+        return;
+    }
+    let context = AutoContext {
+        owner: &auto.owner,
+        crm_addresses: &auto.crm_addresses,
+        threads: &auto.threads,
+    };
+    let AutoDecision::Track { regarding, .. } =
+        crate::auto::decide(auto.policy, &auto.never, &observed.meta, context)
+    else {
+        return;
+    };
+    let keyword = match &regarding {
+        Some(number) => rules.regarding_keyword(number),
+        None => rules.keyword.clone(),
+    };
+    effects.push(Effect::WriteKeywords {
+        identity: observed.identity.clone(),
+        location: observed.location.clone(),
+        add: vec![keyword.clone()],
+        remove: Vec::new(),
+    });
+    let mut tracked = observed.clone();
+    tracked.keywords.push(keyword.clone());
+    effects.push(Effect::Track {
+        observed: tracked,
+        base: base_for(regarding.as_ref(), &[keyword]),
+        regarding,
+    });
 }
 
 /// Tracks a message. One tracked with several regarding keywords keeps the first; the others
@@ -406,6 +532,7 @@ fn track(rules: &TrackingRules, observed: &Observed, signal: &Signal, effects: &
             observed.folder(),
         );
         effects.push(Effect::WriteKeywords {
+            identity: observed.identity.clone(),
             location: observed.location.clone(),
             add,
             remove,
@@ -552,6 +679,7 @@ fn deleted_in_crm(
     let identity = link.identity.clone();
     if !signal.keywords.is_empty() {
         effects.push(Effect::WriteKeywords {
+            identity: identity.clone(),
             location: location.clone(),
             add: Vec::new(),
             remove: signal.keywords.clone(),
@@ -601,8 +729,23 @@ impl RegardingMerge<'_> {
         let single = |value: Option<&RecordNumber>| {
             Snapshot::new().with(REGARDING, value.map_or("", RecordNumber::as_str))
         };
-        let effective = effective_base(self.rules, &self.link.base, self.signal);
-        let mailbox_regarding = self.rules.mailbox_regarding(self.signal, &effective);
+        let (effective, leftovers) = effective_base(self.rules, &self.link.base, self.signal);
+        // The person's side, without what a rewrite cut short left behind.
+        let without_leftovers;
+        let person = if leftovers.is_empty() {
+            self.signal
+        } else {
+            let keywords: Vec<String> = self
+                .signal
+                .keywords
+                .iter()
+                .filter(|k| !leftovers.contains(k))
+                .cloned()
+                .collect();
+            without_leftovers = self.rules.signal(self.folder(), &keywords);
+            &without_leftovers
+        };
+        let mailbox_regarding = self.rules.mailbox_regarding(person, &effective);
         let outcome = merge::three_way(
             &single(number(effective.get(REGARDING)).as_ref()),
             &single(mailbox_regarding.as_ref()),
@@ -635,7 +778,9 @@ impl RegardingMerge<'_> {
         // The keywords are rewritten when the regarding record changed on the CRM side (or a
         // conflict went the CRM's way), and when the message holds more than one regarding
         // keyword, so that one is left: the merged one.
-        let rewrite = !outcome.mailbox_writes.is_empty() || self.signal.numbers.len() > 1;
+        let rewrite = !outcome.mailbox_writes.is_empty()
+            || self.signal.numbers.len() > 1
+            || !leftovers.is_empty();
         let keywords = if rewrite {
             self.rewrite(&effective, merged.as_ref(), effects)
         } else {
@@ -668,7 +813,7 @@ impl RegardingMerge<'_> {
             .rules
             .rewrite_regarding(&keywords, merged, self.folder());
         if let (Some(adding), false) = (add.first(), remove.is_empty()) {
-            effects.push(Effect::UpdateLink {
+            effects.push(Effect::BeginRewrite {
                 identity: self.link.identity.clone(),
                 location: self.location.clone(),
                 base: effective.clone().with(WRITING, adding),
@@ -678,6 +823,7 @@ impl RegardingMerge<'_> {
             keywords.retain(|k| !remove.contains(k));
             keywords.extend(add.iter().cloned());
             effects.push(Effect::WriteKeywords {
+                identity: self.link.identity.clone(),
                 location: self.location.clone(),
                 add,
                 remove,

@@ -133,12 +133,14 @@ impl World {
                 identity: identity(*n),
                 location: World::location(m),
                 keywords: m.keywords.iter().cloned().collect(),
+                meta: Default::default(),
             })
             .collect();
         MailboxView {
             folders,
             changed,
             accept_empty: self.accept_empty,
+            auto: None,
         }
     }
 
@@ -172,16 +174,19 @@ impl World {
         for effect in effects {
             let halves = match effect {
                 Effect::WriteKeywords {
+                    identity,
                     location,
                     add,
                     remove,
                 } => vec![
                     Effect::WriteKeywords {
+                        identity: identity.clone(),
                         location: location.clone(),
                         add,
                         remove: Vec::new(),
                     },
                     Effect::WriteKeywords {
+                        identity,
                         location,
                         add: Vec::new(),
                         remove,
@@ -273,6 +278,7 @@ impl World {
                 location,
                 add,
                 remove,
+                ..
             } => {
                 let ItemLocation::Imap { uid, .. } = location else {
                     unreachable!()
@@ -283,6 +289,11 @@ impl World {
                         message.keywords.remove(&keyword);
                     }
                     self.written.push(*n);
+                }
+            }
+            Effect::BeginRewrite { identity, base, .. } => {
+                if let Some(link) = self.links.get_mut(&number_of(&identity)) {
+                    link.base = base;
                 }
             }
             Effect::UpdateLink {
@@ -566,6 +577,45 @@ fn a_crm_edit_after_a_cut_rewrite_is_not_mistaken_for_a_conflict() {
     let keywords: Vec<String> = world.messages[&1].keywords.iter().cloned().collect();
     assert_eq!(keywords, ["crm:CON-7"]);
     assert_eq!(world.activities[&1].as_deref(), Some("CON-7"));
+}
+
+#[test]
+fn a_keyword_in_a_tracked_folder_survives_a_crm_change_to_the_folders_record() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "Clients", false));
+    world.run(&Step::SetRegardingKeyword(1, "ACC-2"));
+    world.pass(None);
+    // The CRM sets the record the folder implies: the person's keyword becomes crm:ACC-1,
+    // never none, so the message stays tracked when it leaves the folder.
+    world.run(&Step::CrmRegarding(1, Some("ACC-1")));
+    world.pass(None);
+    world.pass(None);
+    let keywords: Vec<String> = world.messages[&1].keywords.iter().cloned().collect();
+    assert_eq!(keywords, ["crm:ACC-1"]);
+    world.run(&Step::Move(1, "INBOX"));
+    world.pass(None);
+    world.pass(None);
+    assert_eq!(world.activities[&1].as_deref(), Some("ACC-1"));
+    assert!(world.effects(ConflictPolicy::MailboxWins).is_empty());
+}
+
+#[test]
+fn a_cleared_regarding_cut_between_its_stores_is_not_reverted() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", false));
+    world.run(&Step::SetRegardingKeyword(1, "ACC-1"));
+    world.pass(None);
+    world.run(&Step::CrmRegarding(1, None));
+    // Write 1 records the rewrite, write 2 adds `crm`; killed before `crm:ACC-1` goes.
+    world.pass(Some(2));
+    let keywords =
+        |world: &World| -> Vec<String> { world.messages[&1].keywords.iter().cloned().collect() };
+    assert_eq!(keywords(&world), ["crm", "crm:ACC-1"]);
+    world.pass(None);
+    world.pass(None);
+    assert_eq!(keywords(&world), ["crm"]);
+    assert_eq!(world.activities[&1], None);
+    assert!(world.effects(ConflictPolicy::MailboxWins).is_empty());
 }
 
 #[test]

@@ -77,6 +77,11 @@ pub enum Command {
         /// nothing and the mailbox reports an error.
         #[arg(long)]
         accept_empty: bool,
+        /// Apply the mailbox's automatic tracking policy to mail dated from this time on
+        /// (2026-11-01, or RFC 3339), not only to mail that arrived after the policy was
+        /// switched on. Every folder is scanned in full, headers and flags only.
+        #[arg(long, value_name = "SINCE")]
+        backfill: Option<String>,
         #[command(flatten)]
         output: JsonFlag,
     },

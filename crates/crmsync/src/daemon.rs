@@ -267,36 +267,7 @@ impl StatusWriter {
     }
 
     fn passed(&mut self, report: PassReport, consecutive_errors: u32) {
-        let folders: Vec<FolderStatus> = self
-            .folders
-            .get(&report.mailbox)
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|folder| {
-                let state = self.store.as_ref().and_then(|store| {
-                    store
-                        .sync_state(&report.mailbox, &folder)
-                        .unwrap_or_else(|error| {
-                            tracing::warn!(
-                                mailbox = %report.mailbox,
-                                folder = %folder,
-                                "status file: the folder's markers: CRM store: {error}"
-                            );
-                            None
-                        })
-                });
-                FolderStatus {
-                    kind: "imap".into(),
-                    uid_validity: state.as_ref().and_then(|s| s.uid_validity),
-                    highest_modseq: state.as_ref().and_then(|s| s.highest_modseq),
-                    sync_token: None,
-                    last_full_scan: state.as_ref().and_then(|s| s.last_full_scan.clone()),
-                    last_success: None,
-                    name: folder,
-                }
-            })
-            .collect();
+        let folders = self.folder_statuses(&report.mailbox);
         let Some(status) = self.mailbox(&report.mailbox) else {
             return;
         };
@@ -305,30 +276,7 @@ impl StatusWriter {
         status.pending = report.pending;
         status.consecutive_errors = consecutive_errors;
         status.failed = report.failed;
-        let at = now();
-        let previous: HashMap<String, Option<String>> = status
-            .collections
-            .iter()
-            .map(|c| (c.name.clone(), c.last_success.clone()))
-            .collect();
-        status.collections = report
-            .collections
-            .iter()
-            .map(|c| CollectionStatus {
-                name: c.name.to_owned(),
-                path: c.path.clone(),
-                state: c.state.as_str().to_owned(),
-                items: c.items,
-                tracked: c.tracked,
-                failed: c.failed,
-                last_error: c.last_error.clone(),
-                last_success: if c.state == CollectionState::Idle {
-                    Some(at.clone())
-                } else {
-                    previous.get(c.name).cloned().flatten()
-                },
-            })
-            .collect();
+        status.collections = collection_statuses(&report, &status.collections);
         match report.state {
             MailboxState::Idle => {
                 let at = now();
@@ -349,6 +297,35 @@ impl StatusWriter {
                 status.last_error = report.warnings.first().cloned();
             }
         }
+    }
+
+    /// Each IMAP folder of a mailbox with the sync markers its last pass saved.
+    fn folder_statuses(&self, mailbox: &str) -> Vec<FolderStatus> {
+        let folders = self.folders.get(mailbox).cloned().unwrap_or_default();
+        folders
+            .into_iter()
+            .map(|folder| {
+                let state = self.store.as_ref().and_then(|store| {
+                    store.sync_state(mailbox, &folder).unwrap_or_else(|error| {
+                        tracing::warn!(
+                            mailbox = %mailbox,
+                            folder = %folder,
+                            "status file: the folder's markers: CRM store: {error}"
+                        );
+                        None
+                    })
+                });
+                FolderStatus {
+                    kind: "imap".into(),
+                    uid_validity: state.as_ref().and_then(|s| s.uid_validity),
+                    highest_modseq: state.as_ref().and_then(|s| s.highest_modseq),
+                    sync_token: None,
+                    last_full_scan: state.as_ref().and_then(|s| s.last_full_scan.clone()),
+                    last_success: None,
+                    name: folder,
+                }
+            })
+            .collect()
     }
 
     /// Replaces the file atomically: a temporary file in the same directory, written and
@@ -387,6 +364,35 @@ impl StatusWriter {
             tracing::error!("{error:#}");
         }
     }
+}
+
+/// Each collection as the pass saw it; one that failed keeps its last success.
+fn collection_statuses(
+    report: &PassReport,
+    previous: &[CollectionStatus],
+) -> Vec<CollectionStatus> {
+    let at = now();
+    report
+        .collections
+        .iter()
+        .map(|c| CollectionStatus {
+            name: c.name.to_owned(),
+            path: c.path.clone(),
+            state: c.state.as_str().to_owned(),
+            items: c.items,
+            tracked: c.tracked,
+            failed: c.failed,
+            last_error: c.last_error.clone(),
+            last_success: if c.state == CollectionState::Idle {
+                Some(at.clone())
+            } else {
+                previous
+                    .iter()
+                    .find(|p| p.name == c.name)
+                    .and_then(|p| p.last_success.clone())
+            },
+        })
+        .collect()
 }
 
 /// Watches the config file's directory (editors replace files by renaming) and signals when

@@ -58,8 +58,11 @@ fn main() -> ExitCode {
         Command::Sync {
             mailbox,
             accept_empty,
+            backfill,
             output,
-        } => commands::sync::run(&cli.config, mailbox.as_deref(), accept_empty, output.json),
+        } => commands::sync::options(accept_empty, backfill.as_deref()).and_then(|options| {
+            commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json)
+        }),
         Command::Conflicts {
             mailbox,
             limit,

@@ -22,11 +22,20 @@ pub(crate) fn log<S: CrmStore>(
         Side::Mailbox => "mailbox",
         Side::Crm => "crm",
     };
+    // The values stay out of the log (a description or a note may hold anything); the
+    // conflict log has them. A regarding record's number is no secret and says the most.
+    let values = if conflict.field == "regarding" {
+        format!(
+            " (mailbox {:?}, CRM {:?})",
+            conflict.mailbox.as_deref().unwrap_or_default(),
+            conflict.crm.as_deref().unwrap_or_default()
+        )
+    } else {
+        String::new()
+    };
     report.warn(format!(
-        "conflict on {} of {where_}: changed on both sides (mailbox {:?}, CRM {:?}); the {} value was kept (crmsync conflicts)",
+        "conflict on {} of {where_}: changed on both sides{values}; the {} value was kept (crmsync conflicts)",
         conflict.field,
-        conflict.mailbox.as_deref().unwrap_or_default(),
-        conflict.crm.as_deref().unwrap_or_default(),
         if winner == "crm" { "CRM" } else { "mailbox" }
     ));
     let row = ConflictRow {

@@ -19,6 +19,10 @@ pub struct PassOptions {
     /// (an administrator emptied them on purpose): their links are dropped. Without it such a
     /// listing changes nothing and puts the mailbox in the error state.
     pub accept_empty: bool,
+    /// Apply the automatic tracking policy to mail dated from this time on (UNIX seconds),
+    /// not only to mail that arrived after the policy was switched on (`sync --backfill`).
+    /// Every folder is then scanned in full.
+    pub backfill_since: Option<i64>,
 }
 
 /// What a worker keeps between passes.

@@ -49,6 +49,9 @@ struct World {
     crm_created: BTreeMap<u8, ActivityId>,
     /// Person's items that may end without a row: untracked, deleted, or deleted in the CRM.
     may_lose: BTreeSet<u8>,
+    /// Person's items whose row the CRM deleted since the last complete pass: the next pass
+    /// removes their tracking category whatever the person did meanwhile (SPEC section 6).
+    crm_deleted: BTreeSet<u8>,
     renames: u32,
 }
 
@@ -119,6 +122,7 @@ impl World {
             files: BTreeMap::new(),
             crm_created: BTreeMap::new(),
             may_lose: BTreeSet::new(),
+            crm_deleted: BTreeSet::new(),
             renames: 0,
         }
     }
@@ -138,13 +142,19 @@ impl World {
             &self.mailbox,
             Which::Calendar,
             &config,
-            PassOptions { accept_empty: true },
+            PassOptions {
+                accept_empty: true,
+                ..PassOptions::default()
+            },
             &mut self.memory,
         );
         pass.run(&mut report);
         if self.switch.crashed() {
             // The process died: what it remembered goes with it.
             self.memory = CollectionMemory::default();
+        } else if report.errors.is_empty() {
+            // The CRM's deletes are carried out: tracking again is the person's new decision.
+            self.may_lose.append(&mut self.crm_deleted);
         }
         self.switch.disarm();
         report
@@ -260,7 +270,7 @@ impl World {
             }
             Step::CrmDelete(n) => {
                 if let Some(id) = self.row_of(*n) {
-                    self.may_lose.insert(*n);
+                    self.crm_deleted.insert(*n);
                     let _ = self.store.inner.delete_activity(id);
                 }
                 if let Some(id) = self.crm_created.remove(n) {
@@ -380,7 +390,7 @@ impl World {
             );
         }
         for n in self.files.keys() {
-            if !self.may_lose.contains(n) {
+            if !self.may_lose.contains(n) && !self.crm_deleted.contains(n) {
                 let name = &self.files[n];
                 let file = files.iter().find(|f| &f.0 == name);
                 prop_assert!(

@@ -109,7 +109,10 @@ impl World {
         if let Some(writes) = crash_after {
             self.switch.after(writes);
         }
-        let options = PassOptions { accept_empty };
+        let options = PassOptions {
+            accept_empty,
+            ..PassOptions::default()
+        };
         let pass = EmailPass::new(
             &mut self.store,
             &mut self.mail,

@@ -132,6 +132,7 @@ fn meta(message: &mail_parser::Message<'_>, from: &[(Option<String>, String)]) -
         in_reply_to: ids(message.in_reply_to()),
         references: ids(message.references()),
         automated: automated(message),
+        date: message.date().map(|d| d.to_timestamp()),
     }
 }
 

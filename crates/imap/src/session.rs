@@ -76,6 +76,8 @@ pub struct FolderScan {
     pub highest_modseq: Option<u64>,
     /// Every UID in the folder now.
     pub present: BTreeSet<u32>,
+    /// The UID the next message delivered will get (UIDNEXT), when the server says.
+    pub uid_next: Option<u32>,
     /// Messages new or changed since the markers given (all of them on a full scan).
     pub changed: Vec<FetchedHeader>,
     /// Whether this was a full scan (first scan, UIDVALIDITY changed, or no CONDSTORE).
@@ -315,6 +317,7 @@ impl ImapSession {
             folder: folder.to_owned(),
             uid_validity,
             highest_modseq,
+            uid_next: mailbox.uid_next,
             present,
             changed,
             full: incremental_from.is_none(),

@@ -27,12 +27,13 @@ pub use migrations::{MIGRATIONS, Migration};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
+use crmsync_core::auto::TrackedThread;
 use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
 use crmsync_core::resolve::{Candidate, Resolution};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,8 +189,19 @@ pub trait EmailStore {
         link: &SyncLink,
         regarding: Option<Option<&RecordNumber>>,
     ) -> Result<Option<String>>;
-    /// Drops a link and deletes its activity (an owner untracked it), in one transaction.
+    /// Drops a link and deletes its activity (an owner untracked it), and records the message
+    /// as one automatic tracking never takes again, in one transaction.
     fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()>;
+    /// Drops a link whose message was untracked by someone other than the activity's owner, or
+    /// whose activity the CRM deleted, and records the message as one automatic tracking
+    /// never takes again, in one transaction.
+    fn untrack_link(&mut self, mailbox: &str, identity: &ItemIdentity) -> Result<bool>;
+    /// The messages of a mailbox that automatic tracking never takes again, by the storage
+    /// key of their identity.
+    fn tombstones(&self, mailbox: &str) -> Result<BTreeSet<String>>;
+    /// The tracked email with this Message-ID (any mailbox's): its regarding record and the
+    /// addresses of its parties, for reply correlation.
+    fn email_thread(&self, message_id: &str) -> Result<Option<TrackedThread>>;
 }
 
 /// Tracked events, tasks and contacts: rows as field snapshots, with their links.

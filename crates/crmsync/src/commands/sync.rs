@@ -2,22 +2,40 @@
 
 use std::path::Path;
 
+use chrono::NaiveTime;
 use crmsync_engine::STORE_RULES;
 use crmsync_engine::lock::{lock_mailbox, try_lock_mailbox};
 use crmsync_engine::{PassOptions, PassReport, sync_mailbox};
-use crmsync_store::SqliteStore;
+use crmsync_store::{SqliteStore, When};
 use serde_json::json;
 
 use super::{load_config, runtime, selected_mailboxes};
 use crate::output::print_json;
+use crate::{usage, when};
 
 /// The origin of a one-shot pass's writes in the change journal.
 const SYNC_ORIGIN: &str = "crmsync-sync";
 
+/// The pass options from the command line: `--accept-empty`, `--backfill SINCE`.
+pub fn options(accept_empty: bool, backfill: Option<&str>) -> anyhow::Result<PassOptions> {
+    let backfill_since = match backfill {
+        None => None,
+        Some(text) => match when::parse(text, "--backfill")? {
+            Some(When::At(at)) => Some(at.timestamp()),
+            Some(When::Day(day)) => Some(day.and_time(NaiveTime::MIN).and_utc().timestamp()),
+            None => return Err(usage("--backfill needs a time, such as 2026-11-01")),
+        },
+    };
+    Ok(PassOptions {
+        accept_empty,
+        backfill_since,
+    })
+}
+
 pub fn run(
     config_path: &Path,
     only: Option<&str>,
-    accept_empty: bool,
+    options: PassOptions,
     json: bool,
 ) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
@@ -44,7 +62,7 @@ pub fn run(
                     lock_mailbox(&config.crm.database, &mailbox.id).await?
                 }
             };
-            reports.push(sync_mailbox(&mut store, mailbox, PassOptions { accept_empty }).await);
+            reports.push(sync_mailbox(&mut store, mailbox, options).await);
             drop(lock);
         }
         Ok::<_, std::io::Error>(reports)

@@ -47,9 +47,8 @@ pub async fn watch_journal(
         }
     };
     // The workers' first passes see everything that changed while the daemon was down, so
-    // the watcher starts at the journal's head.
+    // the watcher starts at the journal's head (its saved cursor only holds back pruning).
     let mut cursor = store.journal_head().unwrap_or(0);
-    let mut saved_cursor = None;
     let prune_every = retention.clamp(Duration::from_secs(1), PRUNE_INTERVAL);
     let mut last_prune: Option<Instant> = None;
     loop {
@@ -58,15 +57,14 @@ pub async fn watch_journal(
             _ = stop.changed() => return,
         }
         cursor = wake_for_changes(&store, cursor, &workers);
-        if saved_cursor != Some(cursor) {
-            match store.set_journal_cursor(DAEMON_CURSOR, cursor) {
-                Ok(()) => saved_cursor = Some(cursor),
-                Err(error) => tracing::warn!("journal watcher: saving the cursor: {error}"),
-            }
-        }
         if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
             last_prune = Some(Instant::now());
-            prune(&mut store, retention);
+            // The cursor is saved only here: it is what keeps pruning from removing rows the
+            // daemon has not read, and one write a prune is cheaper than one every 50 ms.
+            match store.set_journal_cursor(DAEMON_CURSOR, cursor) {
+                Ok(()) => prune(&mut store, retention),
+                Err(error) => tracing::warn!("journal watcher: saving the cursor: {error}"),
+            }
         }
     }
 }

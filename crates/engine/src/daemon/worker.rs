@@ -22,8 +22,9 @@ use super::watchers::{CollectionWatcher, IdleWatchers, watch_collections};
 use crate::pass::{Kept, PassOptions, sync_mailbox_keeping};
 use crate::report::{MailboxState, PassReport};
 
-/// How long a pass in hand may go on after shutdown was asked for: store writes finish (they
-/// do not wait on anything), a server that does not answer is not waited for.
+/// How long a pass in hand may go on after shutdown was asked for. Then it is cancelled at its
+/// next wait on a server; what waits on no server (a store write, a collection pass) ends
+/// first.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +85,7 @@ impl Worker {
     }
 
     /// Asks the worker to stop and waits for it: a pass in hand gets [`STOP_GRACE`] to end,
-    /// then is cancelled at its next wait on a server.
+    /// then is cancelled at its next wait on a server (work that waits on none ends first).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -155,7 +156,10 @@ struct MailboxWorker {
 impl MailboxWorker {
     async fn run(mut self) {
         while !*self.stop.borrow() {
-            let report = self.work().await;
+            // `None`: the pass was cancelled for shutdown, which is no failure of the mailbox.
+            let Some(report) = self.work().await else {
+                break;
+            };
             let delay = self.after(report);
             self.wait_for_work(delay).await;
         }
@@ -170,7 +174,7 @@ impl MailboxWorker {
 
     /// One pass, under the mailbox lock, as a task of its own. Its store and kept state go
     /// with a panic and are made afresh.
-    async fn work(&mut self) -> PassReport {
+    async fn work(&mut self) -> Option<PassReport> {
         let id = self.mailbox.id.clone();
         let _ = self.events.send(WorkerEvent::Syncing {
             mailbox: id.clone(),
@@ -189,7 +193,7 @@ impl MailboxWorker {
                     crate::STORE_RULES,
                 ) {
                     Ok(store) => store,
-                    Err(error) => return failed(&id, format!("CRM store: {error}")),
+                    Err(error) => return Some(failed(&id, format!("CRM store: {error}"))),
                 }
             }
         };
@@ -197,7 +201,10 @@ impl MailboxWorker {
             Ok(lock) => lock,
             Err(error) => {
                 self.store = Some(store);
-                return failed(&id, format!("cannot take the mailbox lock: {error}"));
+                return Some(failed(
+                    &id,
+                    format!("cannot take the mailbox lock: {error}"),
+                ));
             }
         };
         let mailbox = self.mailbox.clone();
@@ -212,12 +219,17 @@ impl MailboxWorker {
             _ = self.stop.changed() => match tokio::time::timeout(STOP_GRACE, &mut pass).await {
                 Ok(finished) => finished,
                 Err(_) => {
+                    // Cancelled at its next wait on a server. Work that waits on nothing (a
+                    // store write, a collection pass) ends first: the lock is held until the
+                    // task is over, so no other process starts on this mailbox meanwhile.
                     pass.abort();
-                    return failed(&id, "shutdown: the pass was cancelled while it waited on a server".into());
+                    let _ = pass.await;
+                    tracing::info!(mailbox = %id, "shutdown: the pass in hand was cancelled");
+                    return None;
                 }
             },
         };
-        match finished {
+        Some(match finished {
             Ok((store, kept, report)) => {
                 self.store = Some(store);
                 self.kept = kept;
@@ -227,7 +239,7 @@ impl MailboxWorker {
                 &id,
                 format!("internal error, the pass was abandoned (please report it): {error}"),
             ),
-        }
+        })
     }
 
     /// Reports the pass and decides how long to wait: the poll interval while healthy (with

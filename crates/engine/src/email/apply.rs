@@ -18,9 +18,12 @@ use crate::mail::MailStore;
 
 /// What applying carries from one effect to the next.
 struct Applying {
-    /// The links as loaded, by identity; a link whose keyword write failed is taken out, so
-    /// that it never records what the message does not hold.
+    /// The links as loaded, by identity.
     links: HashMap<ItemIdentity, SyncLink>,
+    /// Messages whose keyword write (or the link's record of a rewrite about to begin) failed
+    /// in this pass: nothing more is done about them until the next pass, so that a link never
+    /// records what the message does not hold and no link is dropped whose keywords stayed.
+    failed: HashSet<ItemIdentity>,
     /// Links whose activity is gone from the CRM: kept as tombstones when updated.
     crm_deleted: HashSet<ItemIdentity>,
     /// A regarding change for the CRM, written with the link's update (one transaction).
@@ -51,6 +54,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 .map(|(link, _)| (link.identity.clone(), link))
                 .collect(),
             regarding: HashMap::new(),
+            failed: HashSet::new(),
         };
         // Every message to track is pending until its activity and link are committed.
         self.report.pending += effects
@@ -58,6 +62,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .filter(|e| matches!(e, Effect::Track { .. }))
             .count() as u64;
         for effect in effects {
+            if effect_identity(&effect).is_some_and(|identity| state.failed.contains(identity)) {
+                continue;
+            }
             match effect {
                 Effect::Track {
                     observed,
@@ -70,12 +77,19 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 } => {
                     state.regarding.insert(identity, regarding);
                 }
+                Effect::BeginRewrite {
+                    identity,
+                    location,
+                    base,
+                } => self.begin_rewrite(&mut state, &identity, location, base),
                 Effect::WriteKeywords {
+                    identity,
                     location,
                     add,
                     remove,
                 } => {
-                    self.write_keywords(&mut state, &location, &add, &remove)
+                    let keywords = (add.as_slice(), remove.as_slice());
+                    self.write_keywords(&mut state, &identity, &location, keywords)
                         .await?
                 }
                 Effect::UpdateLink {
@@ -84,7 +98,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     base,
                 } => self.update_link(&mut state, &identity, location, base),
                 Effect::DeleteActivity { identity } => self.delete_activity(&state, &identity),
-                Effect::DropLink { identity, reason } => self.drop_link(&identity, reason),
+                Effect::DropLink { identity, reason } => self.drop_link(&state, &identity, reason),
                 Effect::Conflict { identity, conflict } => {
                     let crm = state.links.get(&identity).map(|link| link.crm);
                     let item = identity.storage_key();
@@ -266,9 +280,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     async fn write_keywords(
         &mut self,
         state: &mut Applying,
+        identity: &ItemIdentity,
         location: &ItemLocation,
-        add: &[String],
-        remove: &[String],
+        (add, remove): (&[String], &[String]),
     ) -> Result<(), PassError> {
         let (folder, uid) = imap_location(location);
         match self.mail.store_keywords(folder, uid, add, remove).await {
@@ -277,12 +291,45 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 Ok(())
             }
             Err(error) => {
-                // The link must not record what the message does not hold.
-                state.links.retain(|_, link| link.location != *location);
+                state.failed.insert(identity.clone());
                 self.imap_item_failed(location, format!("writing keywords: {error}"))
                     .await
             }
         }
+    }
+
+    /// Records in the link that a keyword rewrite of two steps begins. If the store refuses,
+    /// the rewrite does not run: a later pass could not tell crmsync's keyword from a person's.
+    fn begin_rewrite(
+        &mut self,
+        state: &mut Applying,
+        identity: &ItemIdentity,
+        location: ItemLocation,
+        base: Snapshot,
+    ) {
+        let Some(link) = state.links.get(identity) else {
+            return;
+        };
+        let link = SyncLink {
+            location,
+            base,
+            ..link.clone()
+        };
+        if let Err(error) = self.store.update_link(&link, None) {
+            state.failed.insert(identity.clone());
+            self.store_item_failed(&link.location, "recording the keyword rewrite", &error);
+        }
+    }
+
+    /// One item failed on the store side: counted, and its folder's markers are not saved, so
+    /// that the next pass sees the message again.
+    fn store_item_failed(&mut self, location: &ItemLocation, what: &str, error: &StoreError) {
+        self.report.item_failed(format!(
+            "{}: {what}: CRM store: {error}",
+            location_text(location)
+        ));
+        self.failed_folders
+            .insert(imap_location(location).0.to_owned());
     }
 
     fn update_link(
@@ -325,10 +372,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     self.report.warn(warning);
                 }
             }
-            Err(error) => self.report.item_failed(format!(
-                "{}: updating the link: CRM store: {error}",
-                location_text(&link.location)
-            )),
+            Err(error) => self.store_item_failed(&link.location, "updating the link", &error),
         }
     }
 
@@ -338,27 +382,54 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         };
         match self.store.untrack_and_delete(link) {
             Ok(()) => self.report.deleted += 1,
-            Err(error) => self.report.item_failed(format!(
-                "{}: deleting the activity: CRM store: {error}",
-                location_text(&link.location)
-            )),
+            Err(error) => {
+                let location = link.location.clone();
+                self.store_item_failed(&location, "deleting the activity", &error);
+            }
         }
     }
 
-    fn drop_link(&mut self, identity: &ItemIdentity, reason: DropReason) {
-        match self
-            .store
-            .delete_link(&self.mailbox.id, ItemKind::Email, identity)
-        {
+    /// Drops a link. One whose message was untracked, or whose activity the CRM deleted, also
+    /// leaves a tombstone: automatic tracking never takes that message again.
+    fn drop_link(&mut self, state: &Applying, identity: &ItemIdentity, reason: DropReason) {
+        let dropped = match reason {
+            DropReason::Gone => self
+                .store
+                .delete_link(&self.mailbox.id, ItemKind::Email, identity),
+            DropReason::UntrackedNotOwner | DropReason::CrmDeleted => {
+                self.store.untrack_link(&self.mailbox.id, identity)
+            }
+        };
+        match dropped {
             Ok(_) => {
                 self.report.unlinked += 1;
                 tracing::info!(mailbox = %self.mailbox.id, ?reason, "link dropped");
             }
-            Err(error) => self.report.item_failed(format!(
-                "{}: dropping the link: CRM store: {error}",
-                identity.storage_key()
-            )),
+            Err(error) => match state.links.get(identity) {
+                Some(link) => {
+                    let location = link.location.clone();
+                    self.store_item_failed(&location, "dropping the link", &error);
+                }
+                None => self.report.item_failed(format!(
+                    "{}: dropping the link: CRM store: {error}",
+                    identity.storage_key()
+                )),
+            },
         }
+    }
+}
+
+/// The message an effect is about, when it is about one.
+fn effect_identity(effect: &Effect) -> Option<&ItemIdentity> {
+    match effect {
+        Effect::Track { observed, .. } => Some(&observed.identity),
+        Effect::SetRegarding { identity, .. }
+        | Effect::BeginRewrite { identity, .. }
+        | Effect::WriteKeywords { identity, .. }
+        | Effect::UpdateLink { identity, .. }
+        | Effect::DeleteActivity { identity }
+        | Effect::DropLink { identity, .. } => Some(identity),
+        Effect::Conflict { .. } | Effect::SuspiciousEmptyFolder { .. } => None,
     }
 }
 

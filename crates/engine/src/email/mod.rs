@@ -10,6 +10,7 @@
 //! the next pass instead of being skipped.
 
 mod apply;
+mod auto;
 mod observe;
 
 use std::collections::HashSet;
@@ -72,7 +73,12 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
 
     async fn observe_decide_apply(&mut self) -> Result<(), PassError> {
         let linked = self.linked()?;
-        let (view, markers) = self.observe().await?;
+        let (mut view, markers) = self.observe().await?;
+        let linked_keys = linked
+            .iter()
+            .map(|(link, _)| link.identity.storage_key())
+            .collect();
+        view.auto = self.auto_view(&view, &markers, &linked_keys)?;
         let effects = email::reconcile(&self.rules, self.mailbox.conflict_policy, &view, &linked);
         self.apply(effects, linked).await?;
         self.save_markers(markers).await

@@ -1,11 +1,12 @@
 //! Observe: the mailbox's email links with the state of their CRM rows, and a scan of every
 //! watched folder (only what changed since the saved markers, when the server can say).
 
+use crmsync_core::auto::AutoPolicy;
 use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed};
 use crmsync_core::item::{ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_imap::{FolderMarkers, FolderScan, ImapError, message};
-use crmsync_store::CrmStore;
+use crmsync_store::{CrmStore, SyncState};
 
 use super::{EmailPass, ScannedFolder};
 use crate::error::PassError;
@@ -52,6 +53,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     highest_modseq: state.highest_modseq,
                 })
             });
+            // A backfill reads every message's header, not only what changed.
+            let markers = markers.filter(|_| self.options.backfill_since.is_none());
             let scan = match self.mail.scan_folder(folder, markers).await {
                 Ok(scan) => scan,
                 Err(error @ ImapError::FolderMissing(_)) => {
@@ -72,10 +75,13 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 last_full_scan: if scan.full {
                     Some(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 } else {
-                    saved.as_ref().and_then(|state| state.last_full_scan.clone())
+                    saved
+                        .as_ref()
+                        .and_then(|state| state.last_full_scan.clone())
                 },
-                auto_from_uid: saved.as_ref().and_then(|state| state.auto_from_uid),
-                auto_policy: saved.and_then(|state| state.auto_policy),
+                auto_from_uid: auto_from_uid(self.mailbox.tracking.auto, saved.as_ref(), &scan),
+                auto_policy: (self.mailbox.tracking.auto != AutoPolicy::None)
+                    .then(|| self.mailbox.tracking.auto.as_str().to_owned()),
             });
         }
         Ok((view, scanned))
@@ -89,6 +95,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         for fetched in &scan.changed {
             match message::summarize(&fetched.header) {
                 Ok(summary) => view.changed.push(Observed {
+                    meta: summary.meta,
                     identity: summary.identity,
                     location: ItemLocation::Imap {
                         folder: folder.clone(),
@@ -111,4 +118,19 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             present: scan.present.clone(),
         });
     }
+}
+
+/// The first UID automatic tracking takes in a folder: the one recorded when the mailbox's
+/// policy was first seen, or, for a policy seen now for the first time, the folder's UIDNEXT
+/// (mail already there is left alone). `None` without a policy.
+fn auto_from_uid(policy: AutoPolicy, saved: Option<&SyncState>, scan: &FolderScan) -> Option<u32> {
+    if policy == AutoPolicy::None {
+        return None;
+    }
+    let recorded = saved
+        .filter(|state| state.auto_policy.as_deref() == Some(policy.as_str()))
+        .and_then(|state| state.auto_from_uid);
+    recorded
+        .or(scan.uid_next)
+        .or_else(|| Some(scan.present.last().map_or(1, |uid| uid.saturating_add(1))))
 }

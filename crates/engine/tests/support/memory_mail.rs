@@ -124,6 +124,7 @@ impl MemoryMail {
             folder: name.to_owned(),
             uid_validity: folder.uid_validity,
             highest_modseq: Some(self.modseq),
+            uid_next: Some(folder.next_uid),
             present: folder.messages.keys().copied().collect(),
             changed,
             full: since.is_none(),

@@ -126,12 +126,15 @@ impl<S: ActivityStore> ActivityStore for CrashingStore<S> {
 impl<S: EmailStore> EmailStore for CrashingStore<S> {
     reads! {
         email_activity(message_id: &str, content_hash: &str) -> Option<ActivityId>;
+        tombstones(mailbox: &str) -> std::collections::BTreeSet<String>;
+        email_thread(message_id: &str) -> Option<crmsync_core::auto::TrackedThread>;
         linked_activities(mailbox: &str) -> HashMap<ActivityId, LinkedActivity>;
     }
     writes! {
         track_email(email: &NewEmail, link: &SyncLink) -> (ActivityId, Option<String>);
         update_link(link: &SyncLink, regarding: Option<Option<&RecordNumber>>) -> Option<String>;
         untrack_and_delete(link: &SyncLink) -> ();
+        untrack_link(mailbox: &str, identity: &ItemIdentity) -> bool;
     }
 }
 

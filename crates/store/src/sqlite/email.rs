@@ -1,10 +1,12 @@
 //! Tracked email: the activity of a message identity, created with its link in one transaction, and the links of a mailbox with their activities.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use crmsync_core::auto::TrackedThread;
+use crmsync_core::item::ItemIdentity;
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_core::model::{ActivityId, InvalidValue, RecordNumber};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::activities::{insert_parties, regarding_id};
@@ -179,7 +181,66 @@ impl EmailStore for SqliteStore {
                 params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
             )?;
             execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
-            Ok(())
+            tombstone(tx, &link.mailbox, &link.identity)
         })
     }
+
+    fn untrack_link(&mut self, mailbox: &str, identity: &ItemIdentity) -> Result<bool> {
+        self.write(|tx| {
+            let deleted = execute_cached(
+                tx,
+                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = 'email' AND item_identity = ?2",
+                params![mailbox, identity.storage_key()],
+            )?;
+            tombstone(tx, mailbox, identity)?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn tombstones(&self, mailbox: &str) -> Result<BTreeSet<String>> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT identity FROM email_tombstones WHERE mailbox = ?1")?;
+            let keys = statement
+                .query_map([mailbox], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(keys)
+        })
+    }
+
+    fn email_thread(&self, message_id: &str) -> Result<Option<TrackedThread>> {
+        self.read(|conn| {
+            let found: Option<(String, Option<String>)> = query_row_cached(
+                conn,
+                "SELECT a.id, (SELECT number FROM records WHERE id = a.regarding_id)
+                 FROM activities a WHERE a.type = 'email' AND a.message_id = ?1
+                 ORDER BY a.created LIMIT 1",
+                [message_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+            let Some((id, regarding)) = found else {
+                return Ok(None);
+            };
+            let mut statement =
+                conn.prepare_cached("SELECT lower(address) FROM parties WHERE activity_id = ?1")?;
+            let participants = statement
+                .query_map([&id], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Some(TrackedThread {
+                regarding: regarding.and_then(|n| RecordNumber::new(&n).ok()),
+                participants,
+            }))
+        })
+    }
+}
+
+/// Records a message as one automatic tracking never takes again.
+fn tombstone(conn: &Connection, mailbox: &str, identity: &ItemIdentity) -> Result<()> {
+    execute_cached(
+        conn,
+        "INSERT OR IGNORE INTO email_tombstones (mailbox, identity) VALUES (?1, ?2)",
+        params![mailbox, identity.storage_key()],
+    )?;
+    Ok(())
 }

@@ -231,7 +231,8 @@ impl LinkStore for SqliteStore {
             })
             .transpose()?;
         self.write(|tx| {
-            execute_cached(tx,
+            execute_cached(
+                tx,
                 "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token,
                                          last_full_scan, auto_from_uid, auto_policy)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

@@ -1,0 +1,120 @@
+//! Observe, for automatic tracking: what the CRM knows about this pass's candidates (messages
+//! nobody tracked by hand, arrived after the policy was switched on): which of their addresses
+//! resolve to a CRM contact, lead or account, which tracked email they reply to, and which
+//! messages a person untracked before. Only their headers were read; never a body.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crmsync_core::auto::{AutoPolicy, NeverEntry};
+use crmsync_core::email::{AutoView, MailboxView, Observed};
+use crmsync_core::item::ItemLocation;
+use crmsync_core::model::EmailAddress;
+use crmsync_core::resolve::{self, Resolution};
+use crmsync_store::CrmStore;
+
+use super::{EmailPass, ScannedFolder};
+use crate::error::PassError;
+use crate::mail::MailStore;
+
+/// The entities whose records make a message worth tracking under `crm-records`.
+const CRM_ENTITIES: [&str; 3] = ["contact", "lead", "account"];
+
+impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
+    /// The automatic tracking part of the view, when the mailbox has a policy.
+    pub(super) fn auto_view(
+        &mut self,
+        view: &MailboxView,
+        scanned: &[ScannedFolder],
+        linked: &BTreeSet<String>,
+    ) -> Result<Option<AutoView>, PassError> {
+        let policy = self.mailbox.tracking.auto;
+        if policy == AutoPolicy::None {
+            return Ok(None);
+        }
+        let mut auto = AutoView {
+            policy,
+            never: self.mailbox.tracking.never.clone(),
+            owner: self.mailbox.owner.key(),
+            crm_addresses: BTreeSet::new(),
+            threads: BTreeMap::new(),
+            tombstones: BTreeSet::new(),
+            from_uid: scanned
+                .iter()
+                .filter_map(|folder| Some((folder.name.clone(), folder.auto_from_uid?)))
+                .collect(),
+            backfill_since: self.options.backfill_since,
+        };
+        let unsignalled: Vec<&Observed> = view
+            .changed
+            .iter()
+            .filter(|observed| !linked.contains(&observed.identity.storage_key()))
+            .filter(|observed| {
+                !self
+                    .rules
+                    .signal(folder_of(observed), &observed.keywords)
+                    .tracked
+            })
+            .collect();
+        if unsignalled.is_empty() {
+            return Ok(Some(auto));
+        }
+        auto.tombstones = self.store.tombstones(&self.mailbox.id)?;
+        let candidates: Vec<&Observed> = unsignalled
+            .into_iter()
+            .filter(|observed| auto.considers(observed))
+            .collect();
+        auto.crm_addresses = self.crm_addresses(&candidates, &auto.never)?;
+        for observed in &candidates {
+            for id in observed
+                .meta
+                .in_reply_to
+                .iter()
+                .chain(&observed.meta.references)
+            {
+                if !auto.threads.contains_key(id)
+                    && let Some(thread) = self.store.email_thread(id)?
+                {
+                    auto.threads.insert(id.clone(), thread);
+                }
+            }
+        }
+        Ok(Some(auto))
+    }
+
+    /// The candidates' addresses that resolve (SPEC section 4) to a CRM contact, lead or
+    /// account; a CRM user alone does not make mail worth tracking. Never-listed addresses are
+    /// not even looked up.
+    fn crm_addresses(
+        &self,
+        candidates: &[&Observed],
+        never: &[NeverEntry],
+    ) -> Result<BTreeSet<String>, PassError> {
+        let addresses: BTreeSet<&str> = candidates
+            .iter()
+            .flat_map(|observed| observed.meta.addresses())
+            .filter(|address| !never.iter().any(|entry| entry.matches(address)))
+            .collect();
+        let mut found = BTreeSet::new();
+        for address in addresses {
+            let Ok(valid) = EmailAddress::new(address) else {
+                continue;
+            };
+            let records = self.store.records_with_email(&valid)?;
+            if let Resolution::Resolved(id) = resolve::resolve(&records)
+                && records
+                    .iter()
+                    .any(|c| c.record == id && CRM_ENTITIES.contains(&c.entity.as_str()))
+            {
+                found.insert(address.to_owned());
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn folder_of(observed: &Observed) -> &str {
+    match &observed.location {
+        ItemLocation::Imap { folder, .. } => folder,
+        ItemLocation::Collection { .. } => "",
+    }
+}

@@ -1,0 +1,324 @@
+//! Automatic tracking (issue 10) against a real Dovecot with the real binary: the `all`,
+//! `crm-records` and `replies` policies, reply correlation and its guard against forwards,
+//! automated mail, the never-track list, tombstones, and untracked bodies never fetched.
+
+mod support;
+
+use serde_json::Value;
+use support::mail::{Mail, message};
+
+/// A mailbox with an automatic tracking policy (and never-track entries).
+fn mail_with(policy: &str, never: &[&str]) -> Mail {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    let never: Vec<String> = never.iter().map(|n| format!("{n:?}")).collect();
+    mail.env.write_config(&format!(
+        "{config}[mailbox.tracking]\nauto = \"{policy}\"\nnever = [{}]\n",
+        never.join(", ")
+    ));
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    mail.env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Dana",
+        "--email",
+        "dana@adventure-works.com",
+    ]);
+    mail.env
+        .ok(&["user", "add", "bob@example.com", "--name", "Bob"]);
+    mail
+}
+
+fn subjects(mail: &Mail) -> Vec<String> {
+    let mut subjects: Vec<String> = mail
+        .activities()
+        .iter()
+        .map(|a| a["subject"].as_str().unwrap().to_owned())
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+fn with_headers(headers: &str, text: &str) -> String {
+    format!("{headers}{text}")
+}
+
+#[test]
+fn all_tracks_new_mail_but_not_older_automated_or_never_listed_mail() {
+    let mail = mail_with("all", &["@family.example"]);
+    let mut imap = mail.client("alice");
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "old@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "Before",
+        ),
+    );
+    // The first pass sees the policy: mail already there is left alone.
+    let first = &mail.sync_ok()["alice"];
+    assert_eq!(first["created"], 0, "{first:#}");
+
+    let new = imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "new@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "After",
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &[],
+        &with_headers(
+            "List-Id: <news.example.com>\n",
+            &message(
+                "list@x.example",
+                "news@example.com",
+                "alice@example.com",
+                "Newsletter",
+            ),
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &[],
+        &with_headers(
+            "Auto-Submitted: auto-replied\n",
+            &message(
+                "ooo@x.example",
+                "sam@elsewhere.example",
+                "alice@example.com",
+                "Away",
+            ),
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &[],
+        &with_headers(
+            "Precedence: bulk\n",
+            &message(
+                "bulk@x.example",
+                "offers@shop.example",
+                "alice@example.com",
+                "Offers",
+            ),
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "mum@x.example",
+            "mum@family.example",
+            "alice@example.com",
+            "Sunday",
+        ),
+    );
+    // A never-listed sender, but the person tracked it by hand: the person decided.
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "mum2@x.example",
+            "mum@family.example",
+            "alice@example.com",
+            "Invoice",
+        ),
+    );
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(subjects(&mail), ["After", "Invoice"], "{report:#}");
+    // Only tracked bodies are fetched.
+    assert_eq!(report["imap"]["bodies_fetched"], 2, "{report:#}");
+    // The person sees that it is tracked.
+    assert_eq!(imap.flags("INBOX", new), ["crm"]);
+
+    // Untracking it deletes its activity, and automatic tracking never takes it again.
+    imap.store("INBOX", new, "-FLAGS (crm)");
+    let untracked = &mail.sync_ok()["alice"];
+    assert_eq!(untracked["deleted"], 1, "{untracked:#}");
+    for _ in 0..2 {
+        let again = &mail.sync_ok()["alice"];
+        assert_eq!(again["created"], 0, "{again:#}");
+    }
+    assert_eq!(subjects(&mail), ["Invoice"]);
+    assert!(imap.flags("INBOX", new).is_empty());
+}
+
+#[test]
+fn crm_records_tracks_mail_with_a_crm_contact_but_not_with_a_user_alone() {
+    let mail = mail_with("crm-records", &[]);
+    mail.sync_ok();
+    let mut imap = mail.client("alice");
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "c1@x.example",
+            "dana@adventure-works.com",
+            "alice@example.com",
+            "From Dana",
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "c2@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "From Sam",
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "c3@x.example",
+            "bob@example.com",
+            "alice@example.com",
+            "From Bob",
+        ),
+    );
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(subjects(&mail), ["From Dana"], "{report:#}");
+    assert_eq!(report["imap"]["bodies_fetched"], 1, "{report:#}");
+}
+
+#[test]
+fn replies_follow_their_tracked_thread_and_forwards_to_new_people_do_not() {
+    let mail = mail_with("replies", &[]);
+    let mut imap = mail.client("alice");
+    // A thread the person tracked by hand, regarding ACC-1001.
+    imap.append(
+        "INBOX",
+        &["crm:ACC-1001"],
+        &message(
+            "t1@x.example",
+            "erin@customer.example",
+            "alice@example.com",
+            "Offer",
+        ),
+    );
+    mail.sync_ok();
+
+    let reply = |id: &str, from: &str, to: &str, subject: &str, threading: &str| {
+        with_headers(threading, &message(id, from, to, subject))
+    };
+    let by_in_reply_to = imap.append(
+        "INBOX",
+        &[],
+        &reply(
+            "r1@x.example",
+            "erin@customer.example",
+            "alice@example.com",
+            "Re: Offer",
+            "In-Reply-To: <t1@x.example>\n",
+        ),
+    );
+    let by_references = imap.append(
+        "INBOX",
+        &[],
+        &reply(
+            "r2@x.example",
+            "erin@customer.example",
+            "alice@example.com",
+            "Re: Re: Offer",
+            "References: <t0@x.example> <t1@x.example>\n",
+        ),
+    );
+    // Alice forwards the thread to someone it never had: not correlated.
+    imap.append(
+        "INBOX",
+        &[],
+        &reply(
+            "f1@x.example",
+            "alice@example.com",
+            "new@other.example",
+            "Fwd: Offer",
+            "In-Reply-To: <t1@x.example>\n",
+        ),
+    );
+    // A reply that says what it regards itself keeps its own record.
+    let own = imap.append(
+        "INBOX",
+        &["crm:ACC-1002"],
+        &reply(
+            "r3@x.example",
+            "erin@customer.example",
+            "alice@example.com",
+            "Re: Offer (other deal)",
+            "In-Reply-To: <t1@x.example>\n",
+        ),
+    );
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Contoso"]);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(
+        subjects(&mail),
+        [
+            "Offer",
+            "Re: Offer",
+            "Re: Offer (other deal)",
+            "Re: Re: Offer"
+        ],
+        "{report:#}"
+    );
+    let regarding = |subject: &str| -> Value {
+        mail.activities()
+            .into_iter()
+            .find(|a| a["subject"] == subject)
+            .unwrap()["regarding"]["number"]
+            .clone()
+    };
+    assert_eq!(regarding("Re: Offer"), "ACC-1001");
+    assert_eq!(regarding("Re: Re: Offer"), "ACC-1001");
+    assert_eq!(regarding("Re: Offer (other deal)"), "ACC-1002");
+    assert_eq!(imap.flags("INBOX", by_in_reply_to), ["crm:ACC-1001"]);
+    assert_eq!(imap.flags("INBOX", by_references), ["crm:ACC-1001"]);
+    assert_eq!(imap.flags("INBOX", own), ["crm:ACC-1002"]);
+}
+
+#[test]
+fn backfill_applies_the_policy_to_older_mail_on_purpose() {
+    let mail = mail_with("all", &[]);
+    let mut imap = mail.client("alice");
+    // Dated 2026-11-29 10:00 UTC, there before the policy was first seen.
+    let old = imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "old@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "Older",
+        ),
+    );
+    assert_eq!(mail.sync_ok()["alice"]["created"], 0);
+
+    let backfill = |since: &str| -> Value {
+        let run = mail
+            .env
+            .run(&["sync", "--json", "--mailbox", "alice", "--backfill", since]);
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        let value: Value = serde_json::from_str(&run.stdout).unwrap();
+        value["mailboxes"][0].clone()
+    };
+    // Mail older than the backfill's start stays alone.
+    assert_eq!(backfill("2026-11-30")["created"], 0);
+    let report = backfill("2026-11-29");
+    assert_eq!(report["created"], 1, "{report:#}");
+    assert_eq!(subjects(&mail), ["Older"]);
+    assert_eq!(imap.flags("INBOX", old), ["crm"]);
+
+    let bad = mail.env.fails(&["sync", "--backfill", "last week"], 2);
+    assert!(bad.contains("--backfill"), "{bad}");
+}
