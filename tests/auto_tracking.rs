@@ -322,3 +322,117 @@ fn backfill_applies_the_policy_to_older_mail_on_purpose() {
     let bad = mail.env.fails(&["sync", "--backfill", "last week"], 2);
     assert!(bad.contains("--backfill"), "{bad}");
 }
+
+/// Every message file of a Dovecot mailbox (name, which holds its flags, and content), and the
+/// keyword list: what a client could see change.
+fn mail_files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name == "dovecot-keywords"
+                || ["cur", "new"].contains(&dir.file_name().unwrap().to_str().unwrap())
+            {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_dry_run_says_what_a_pass_would_do_and_changes_nothing() {
+    let mail = mail_with("all", &[]);
+    let mut imap = mail.client("alice");
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "d1@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "Candidate",
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "d2@x.example",
+            "dana@adventure-works.com",
+            "alice@example.com",
+            "By hand",
+        ),
+    );
+    imap.uids("INBOX");
+    let store = mail.env.path("crm.sqlite3");
+    let mailbox = mail.dovecot.root().join("mail").join("alice");
+    let before = (std::fs::read(&store).unwrap(), mail_files(&mailbox));
+    assert!(before.1.len() >= 2, "the message files: {:?}", before.1);
+
+    let run = mail
+        .env
+        .run(&["sync", "--json", "--dry-run", "--backfill", "2026-11-01"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let planned: Vec<String> = report["mailboxes"][0]["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line.as_str().unwrap().to_owned())
+        .collect();
+    let tracks: Vec<&String> = planned.iter().filter(|l| l.contains(": track")).collect();
+    assert_eq!(tracks.len(), 2, "{planned:#?}");
+    assert!(
+        planned.iter().any(|l| l.contains("add [\"crm\"]")),
+        "the automatic keyword: {planned:#?}"
+    );
+    assert!(mail.activities().is_empty());
+    let after = (std::fs::read(&store).unwrap(), mail_files(&mailbox));
+    assert!(before.0 == after.0, "the store changed");
+    assert_eq!(before.1, after.1, "the mailbox changed");
+
+    // The same pass for real does what it said.
+    let done = &mail.env.json(&["sync", "--backfill", "2026-11-01"])["mailboxes"][0];
+    assert_eq!(done["created"], 2, "{done:#}");
+    assert_eq!(subjects(&mail), ["By hand", "Candidate"]);
+}
+
+#[test]
+fn the_loop_guard_stops_a_storm_of_one_sender_and_subject() {
+    let mail = mail_with("all", &[]);
+    mail.sync_ok();
+    let mut imap = mail.client("alice");
+    for n in 0..13 {
+        imap.append(
+            "INBOX",
+            &[],
+            &message(
+                &format!("storm{n}@x.example"),
+                "monitor@elsewhere.example",
+                "alice@example.com",
+                "Disk almost full",
+            ),
+        );
+    }
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "other@x.example",
+            "monitor@elsewhere.example",
+            "alice@example.com",
+            "Weekly report",
+        ),
+    );
+    let report = &mail.sync_ok()["alice"];
+    // Ten of one sender and subject in an hour, then no more; another subject is not held.
+    assert_eq!(report["created"], 11, "{report:#}");
+    let again = &mail.sync_ok()["alice"];
+    assert_eq!(again["created"], 0, "{again:#}");
+}

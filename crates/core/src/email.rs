@@ -220,6 +220,20 @@ pub struct AutoView {
     pub from_uid: BTreeMap<String, u32>,
     /// ...unless it is dated from this time on (UNIX seconds; `sync --backfill SINCE`).
     pub backfill_since: Option<i64>,
+    /// The loop guard: how many emails with this (sender, subject) the CRM got in the last
+    /// hour. One more than [`LOOP_LIMIT`] in an hour is a mail loop or a notification storm,
+    /// not correspondence, and is not taken automatically.
+    pub recent: BTreeMap<(String, String), u32>,
+}
+
+/// How many emails with one sender and subject automatic tracking takes in an hour.
+pub const LOOP_LIMIT: u32 = 10;
+
+impl AutoView {
+    /// The loop guard's key of a message: its first sender and its subject.
+    pub fn loop_key(meta: &MessageMeta) -> Option<(String, String)> {
+        Some((meta.from.first()?.clone(), meta.subject.clone()))
+    }
 }
 
 impl AutoView {
@@ -462,6 +476,12 @@ fn track_new(
     effects: &mut Vec<Effect>,
 ) {
     let linked: HashSet<&ItemIdentity> = links.iter().map(|(link, _)| &link.identity).collect();
+    // The loop guard counts this pass's automatic tracks on top of the last hour's.
+    let mut taken = view
+        .auto
+        .as_ref()
+        .map(|auto| auto.recent.clone())
+        .unwrap_or_default();
     for observed in by_identity.values() {
         if linked.contains(&observed.identity) {
             continue;
@@ -470,7 +490,20 @@ fn track_new(
         if signal.tracked {
             track(rules, observed, &signal, effects);
         } else if let Some(auto) = &view.auto {
-            track_automatically(rules, auto, observed, effects);
+            let key = AutoView::loop_key(&observed.meta);
+            let count = key
+                .as_ref()
+                .and_then(|key| taken.get(key))
+                .copied()
+                .unwrap_or(0);
+            if count >= LOOP_LIMIT {
+                continue;
+            }
+            if track_automatically(rules, auto, observed, effects)
+                && let Some(key) = key
+            {
+                *taken.entry(key).or_default() += 1;
+            }
         }
     }
 }
@@ -484,9 +517,9 @@ fn track_automatically(
     auto: &AutoView,
     observed: &Observed,
     effects: &mut Vec<Effect>,
-) {
+) -> bool {
     if !auto.considers(observed) {
-        return;
+        return false;
     }
     let context = AutoContext {
         owner: &auto.owner,
@@ -496,7 +529,7 @@ fn track_automatically(
     let AutoDecision::Track { regarding, .. } =
         crate::auto::decide(auto.policy, &auto.never, &observed.meta, context)
     else {
-        return;
+        return false;
     };
     let keyword = match &regarding {
         Some(number) => rules.regarding_keyword(number),
@@ -515,6 +548,7 @@ fn track_automatically(
         base: base_for(regarding.as_ref(), &[keyword]),
         regarding,
     });
+    true
 }
 
 /// Tracks a message. One tracked with several regarding keywords keeps the first; the others

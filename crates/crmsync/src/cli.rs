@@ -82,6 +82,10 @@ pub enum Command {
         /// switched on. Every folder is scanned in full, headers and flags only.
         #[arg(long, value_name = "SINCE")]
         backfill: Option<String>,
+        /// Say what the pass would do, one line per change, and change nothing: folders are
+        /// opened read-only, nothing is written to the store or to a collection.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         output: JsonFlag,
     },

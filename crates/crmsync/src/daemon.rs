@@ -261,7 +261,7 @@ impl StatusWriter {
             WorkerEvent::Passed {
                 report,
                 consecutive_errors,
-            } => self.passed(report, consecutive_errors),
+            } => self.passed(*report, consecutive_errors),
             WorkerEvent::Stopped { .. } => {}
         }
     }

@@ -59,10 +59,11 @@ fn main() -> ExitCode {
             mailbox,
             accept_empty,
             backfill,
+            dry_run,
             output,
-        } => commands::sync::options(accept_empty, backfill.as_deref()).and_then(|options| {
-            commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json)
-        }),
+        } => commands::sync::options(accept_empty, backfill.as_deref(), dry_run).and_then(
+            |options| commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json),
+        ),
         Command::Conflicts {
             mailbox,
             limit,

@@ -23,6 +23,9 @@ pub struct PassOptions {
     /// not only to mail that arrived after the policy was switched on (`sync --backfill`).
     /// Every folder is then scanned in full.
     pub backfill_since: Option<i64>,
+    /// Observe and decide, then report what the pass would do (`PassReport::planned`) and
+    /// write nothing: not to the store, not to a folder (opened read-only), not to a file.
+    pub dry_run: bool,
 }
 
 /// What a worker keeps between passes.
@@ -144,6 +147,7 @@ async fn email_part<S: CrmStore>(
         None => ImapSession::connect(imap, &password).await?,
     };
     report.idle_supported = session.has_idle();
+    session.set_read_only(options.dry_run);
     if !imap.tls.verify_certificates {
         report.warn(format!(
             "certificate verification is off for {} (verify_certificates = false)",

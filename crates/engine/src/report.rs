@@ -88,6 +88,8 @@ pub struct PassReport {
     pub full_scan: bool,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// What a dry run would have done, one line per effect (empty for a real pass).
+    pub planned: Vec<String>,
     pub imap: Counters,
     /// The calendar and address book, when the mailbox has them.
     pub collections: Vec<CollectionReport>,
@@ -116,6 +118,7 @@ impl PassReport {
             full_scan: false,
             errors: Vec::new(),
             warnings: Vec::new(),
+            planned: Vec::new(),
             imap: Counters::default(),
             collections: Vec::new(),
             permanent: false,

@@ -123,7 +123,7 @@ impl World {
         let result = self.runtime.block_on(pass.run());
         let crashed = self.switch.crashed();
         self.switch.disarm();
-        if !crashed && result.is_ok() {
+        if !crashed && result.is_ok() && report.errors.is_empty() {
             // The CRM's deletes are carried out: from now on, tracking the message again is
             // the person's new decision.
             self.may_lose.append(&mut self.crm_deleted);

@@ -87,6 +87,9 @@ pub struct FolderScan {
 pub struct ImapSession {
     session: Session<MailStream>,
     selected: Option<String>,
+    /// Folders are opened with EXAMINE, which changes nothing on the server (not even the
+    /// \Recent flags): for a pass that only says what it would do.
+    read_only: bool,
     condstore: bool,
     idle: bool,
     pub counters: Counters,
@@ -196,6 +199,7 @@ impl ImapSession {
         Ok(ImapSession {
             session,
             selected: None,
+            read_only: false,
             condstore: capabilities.has_str("CONDSTORE"),
             idle: capabilities.has_str("IDLE"),
             counters: Counters::default(),
@@ -209,6 +213,14 @@ impl ImapSession {
         tokio::time::timeout(Duration::from_secs(10), self.session.noop())
             .await
             .is_ok_and(|result| result.is_ok())
+    }
+
+    /// Opens folders read-only (EXAMINE) from now on, or read-write again.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        if self.read_only != read_only {
+            self.read_only = read_only;
+            self.selected = None;
+        }
     }
 
     pub fn has_condstore(&self) -> bool {
@@ -230,7 +242,9 @@ impl ImapSession {
 
     async fn select(&mut self, folder: &str) -> Result<async_imap::types::Mailbox, ImapError> {
         self.counters.select_commands += 1;
-        let result = if self.condstore {
+        let result = if self.read_only {
+            bounded("EXAMINE", self.session.examine(folder)).await
+        } else if self.condstore {
             bounded("SELECT", self.session.select_condstore(folder)).await
         } else {
             bounded("SELECT", self.session.select(folder)).await
@@ -432,6 +446,7 @@ impl ImapSession {
         let ImapSession {
             session,
             selected,
+            read_only,
             condstore,
             idle,
             counters,
@@ -454,6 +469,7 @@ impl ImapSession {
             ImapSession {
                 session,
                 selected,
+                read_only,
                 condstore,
                 idle,
                 counters,

@@ -202,6 +202,9 @@ pub trait EmailStore {
     /// The tracked email with this Message-ID (any mailbox's): its regarding record and the
     /// addresses of its parties, for reply correlation.
     fn email_thread(&self, message_id: &str) -> Result<Option<TrackedThread>>;
+    /// How many email activities from `sender` with exactly this subject were created at or
+    /// after `since` (a UTC time as the store writes them), for the loop guard.
+    fn recent_emails(&self, sender: &str, subject: &str, since: &str) -> Result<u32>;
 }
 
 /// Tracked events, tasks and contacts: rows as field snapshots, with their links.

@@ -17,7 +17,11 @@ use crate::{usage, when};
 const SYNC_ORIGIN: &str = "crmsync-sync";
 
 /// The pass options from the command line: `--accept-empty`, `--backfill SINCE`.
-pub fn options(accept_empty: bool, backfill: Option<&str>) -> anyhow::Result<PassOptions> {
+pub fn options(
+    accept_empty: bool,
+    backfill: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<PassOptions> {
     let backfill_since = match backfill {
         None => None,
         Some(text) => match when::parse(text, "--backfill")? {
@@ -29,6 +33,7 @@ pub fn options(accept_empty: bool, backfill: Option<&str>) -> anyhow::Result<Pas
     Ok(PassOptions {
         accept_empty,
         backfill_since,
+        dry_run,
     })
 }
 
@@ -103,6 +108,7 @@ fn report_json(report: &PassReport) -> serde_json::Value {
         "pending": report.pending,
         "errors": report.errors,
         "warnings": report.warnings,
+        "planned": report.planned,
         "collections": report.collections.iter().map(|c| json!({
             "name": c.name,
             "path": c.path,
@@ -145,6 +151,9 @@ fn print_report(report: &PassReport) {
             c.tracked,
             c.failed
         );
+    }
+    for planned in &report.planned {
+        println!("  would: {planned}");
     }
     if report.items_written > 0 {
         println!("  {} collection files written", report.items_written);

@@ -21,6 +21,7 @@
 
 mod apply;
 mod observe;
+mod plan;
 mod read;
 
 use std::collections::HashMap;
@@ -160,6 +161,13 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             &observed.created,
             self.mailbox.conflict_policy,
         );
+        if self.options.dry_run {
+            let which = self.which;
+            report
+                .planned
+                .extend(effects.iter().map(|effect| plan::describe(effect, which)));
+            return Ok(());
+        }
         let just_linked = self.apply(effects, report);
         if !just_linked.is_empty() {
             let observed = self.observe_linked(&just_linked, hrefs, report)?;

@@ -58,7 +58,7 @@ pub enum WorkerEvent {
     Syncing { mailbox: String },
     /// A pass ended; `consecutive_errors` counts the failed passes in a row, this one included.
     Passed {
-        report: PassReport,
+        report: Box<PassReport>,
         consecutive_errors: u32,
     },
     /// The worker stopped (shutdown, or its mailbox was removed or changed by a reload).
@@ -280,7 +280,7 @@ impl MailboxWorker {
             MailboxState::NotPermitted | MailboxState::Disabled => self.settings.poll_interval,
         };
         let _ = self.events.send(WorkerEvent::Passed {
-            report,
+            report: Box::new(report),
             consecutive_errors: self.consecutive_errors,
         });
         delay

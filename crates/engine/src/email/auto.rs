@@ -43,6 +43,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 .filter_map(|folder| Some((folder.name.clone(), folder.auto_from_uid?)))
                 .collect(),
             backfill_since: self.options.backfill_since,
+            recent: BTreeMap::new(),
         };
         let unsignalled: Vec<&Observed> = view
             .changed
@@ -64,6 +65,17 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .filter(|observed| auto.considers(observed))
             .collect();
         auto.crm_addresses = self.crm_addresses(&candidates, &auto.never)?;
+        let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        for observed in &candidates {
+            if let Some(key) = AutoView::loop_key(&observed.meta)
+                && !auto.recent.contains_key(&key)
+            {
+                let count = self.store.recent_emails(&key.0, &key.1, &hour_ago)?;
+                auto.recent.insert(key, count);
+            }
+        }
         for observed in &candidates {
             for id in observed
                 .meta

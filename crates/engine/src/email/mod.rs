@@ -12,6 +12,7 @@
 mod apply;
 mod auto;
 mod observe;
+mod plan;
 
 use std::collections::HashSet;
 
@@ -80,6 +81,13 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             .collect();
         view.auto = self.auto_view(&view, &markers, &linked_keys)?;
         let effects = email::reconcile(&self.rules, self.mailbox.conflict_policy, &view, &linked);
+        if self.options.dry_run {
+            let planned = effects
+                .iter()
+                .map(|effect| plan::describe(effect, &self.rules));
+            self.report.planned.extend(planned);
+            return Ok(());
+        }
         self.apply(effects, linked).await?;
         self.save_markers(markers).await
     }

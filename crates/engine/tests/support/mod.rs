@@ -128,6 +128,7 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
         email_activity(message_id: &str, content_hash: &str) -> Option<ActivityId>;
         tombstones(mailbox: &str) -> std::collections::BTreeSet<String>;
         email_thread(message_id: &str) -> Option<crmsync_core::auto::TrackedThread>;
+        recent_emails(sender: &str, subject: &str, since: &str) -> u32;
         linked_activities(mailbox: &str) -> HashMap<ActivityId, LinkedActivity>;
     }
     writes! {

@@ -208,6 +208,21 @@ impl EmailStore for SqliteStore {
         })
     }
 
+    fn recent_emails(&self, sender: &str, subject: &str, since: &str) -> Result<u32> {
+        self.read(|conn| {
+            let count: i64 = query_row_cached(
+                conn,
+                "SELECT count(*) FROM activities a
+                 WHERE a.type = 'email' AND a.subject = ?2 AND a.created >= ?3
+                   AND EXISTS (SELECT 1 FROM parties p WHERE p.activity_id = a.id
+                                 AND p.role = 'from' AND lower(p.address) = ?1)",
+                params![sender, subject, since],
+                |row| row.get(0),
+            )?;
+            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        })
+    }
+
     fn email_thread(&self, message_id: &str) -> Result<Option<TrackedThread>> {
         self.read(|conn| {
             let found: Option<(String, Option<String>)> = query_row_cached(
