@@ -436,3 +436,70 @@ fn the_loop_guard_stops_a_storm_of_one_sender_and_subject() {
     let again = &mail.sync_ok()["alice"];
     assert_eq!(again["created"], 0, "{again:#}");
 }
+
+#[test]
+fn never_add_keeps_mail_out_and_purge_removes_only_what_automatic_tracking_made() {
+    let mail = mail_with("all", &[]);
+    mail.sync_ok();
+    let mut imap = mail.client("alice");
+    let auto = imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "n1@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "Auto",
+        ),
+    );
+    let by_hand = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "n2@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "By hand",
+        ),
+    );
+    mail.sync_ok();
+    assert_eq!(subjects(&mail), ["Auto", "By hand"]);
+
+    let out = mail
+        .env
+        .ok(&["never", "add", "@Elsewhere.example", "--purge"]);
+    assert!(out.contains("deleted 1 CRM copies"), "{out}");
+    assert_eq!(subjects(&mail), ["By hand"]);
+    let listed = mail.env.json(&["never", "list"]);
+    assert_eq!(listed[0]["entry"], "@elsewhere.example", "{listed:#}");
+    assert_eq!(listed[0]["source"], "store");
+
+    // New mail from that domain is not taken; the purged message loses its keyword and is not
+    // taken again; the one the person tracked stays.
+    imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "n3@x.example",
+            "sam@elsewhere.example",
+            "alice@example.com",
+            "Later",
+        ),
+    );
+    mail.sync_ok();
+    mail.sync_ok();
+    assert_eq!(subjects(&mail), ["By hand"]);
+    assert!(imap.flags("INBOX", auto).is_empty());
+    assert_eq!(imap.flags("INBOX", by_hand), ["crm"]);
+
+    mail.env.ok(&["never", "remove", "@elsewhere.example"]);
+    assert!(
+        mail.env
+            .json(&["never", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let bad = mail.env.fails(&["never", "add", "nobody"], 2);
+    assert!(bad.contains("neither an address nor a domain"), "{bad}");
+}

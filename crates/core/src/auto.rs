@@ -109,6 +109,15 @@ impl NeverEntry {
     }
 }
 
+impl std::fmt::Display for NeverEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NeverEntry::Address(address) => f.write_str(address),
+            NeverEntry::Domain(domain) => write!(f, "@{domain}"),
+        }
+    }
+}
+
 /// The entry of `never` that an address of the message matches, if any.
 pub fn never_match<'a>(never: &'a [NeverEntry], meta: &MessageMeta) -> Option<&'a NeverEntry> {
     meta.addresses()

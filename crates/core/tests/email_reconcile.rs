@@ -229,6 +229,7 @@ impl World {
                 observed,
                 regarding,
                 base,
+                ..
             } => {
                 let n = number_of(&observed.identity);
                 // Tracking again over a tombstone (the person re-tracked a message whose

@@ -89,6 +89,9 @@ pub enum Command {
         #[command(flatten)]
         output: JsonFlag,
     },
+    /// The never-track list: addresses and domains that automatic tracking never takes.
+    #[command(subcommand)]
+    Never(NeverCommand),
     /// The conflict log: fields changed on both sides to different values, newest first, with
     /// what each side held and which side won under the mailbox's policy.
     Conflicts {
@@ -316,4 +319,36 @@ pub struct NewActivityArgs {
     pub body: Option<String>,
     #[command(flatten)]
     pub output: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NeverCommand {
+    /// Never track mail from or to this address (or `@domain`) automatically. Kept in the CRM
+    /// store: it holds from the next pass on, without a config reload.
+    Add {
+        /// An address (`doctor@example.org`) or a whole domain (`@family.example`).
+        entry: String,
+        /// Only for this mailbox (default: every mailbox).
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        /// Also delete the CRM copies that automatic tracking made of mail with that address
+        /// (never one a person tracked by hand); the messages lose the tracking keyword on the
+        /// next pass and are not tracked again.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// The never-track list: the config's entries and the store's.
+    List {
+        /// Only the entries that hold for this mailbox.
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Remove an entry that `never add` made.
+    Remove {
+        entry: String,
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+    },
 }

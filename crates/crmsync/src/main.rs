@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         } => commands::sync::options(accept_empty, backfill.as_deref(), dry_run).and_then(
             |options| commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json),
         ),
+        Command::Never(command) => commands::never::run(&cli.config, command),
         Command::Conflicts {
             mailbox,
             limit,

@@ -27,7 +27,7 @@ pub use migrations::{MIGRATIONS, Migration};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
-use crmsync_core::auto::TrackedThread;
+use crmsync_core::auto::{NeverEntry, TrackedThread};
 use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
@@ -205,6 +205,18 @@ pub trait EmailStore {
     /// How many email activities from `sender` with exactly this subject were created at or
     /// after `since` (a UTC time as the store writes them), for the loop guard.
     fn recent_emails(&self, sender: &str, subject: &str, since: &str) -> Result<u32>;
+    /// The never-track list kept in the store: `(mailbox, entry)`, the mailbox `None` for an
+    /// entry that holds for every mailbox; only those that hold for `mailbox` when given.
+    fn never_entries(&self, mailbox: Option<&str>) -> Result<Vec<(Option<String>, NeverEntry)>>;
+    /// Adds an entry (for one mailbox, or every one); false when it was there already.
+    fn add_never(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<bool>;
+    /// Removes an entry; false when it was not there.
+    fn remove_never(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<bool>;
+    /// Deletes the email activities that automatic tracking made with a party the entry
+    /// matches (only those linked from `mailbox`, when given); never one a person tracked.
+    /// Their links become `crm-deleted`, so the next pass removes the keyword and leaves a
+    /// tombstone. Returns how many went.
+    fn purge_automatic(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<u64>;
 }
 
 /// Tracked events, tasks and contacts: rows as field snapshots, with their links.

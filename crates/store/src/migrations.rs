@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "automatic_tracking",
         sql: include_str!("migrations/0005_automatic_tracking.sql"),
     },
+    Migration {
+        version: 6,
+        name: "never_track",
+        sql: include_str!("migrations/0006_never_track.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

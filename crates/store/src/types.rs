@@ -280,6 +280,8 @@ pub struct NewEmail {
     pub parties: Vec<NewParty>,
     pub attachments: Vec<NewAttachment>,
     pub regarding: Option<RecordNumber>,
+    /// Taken by automatic tracking, not by a person's signal (`activities.auto_tracked`).
+    pub automatic: bool,
 }
 
 /// The CRM side of one linked activity, as a sync pass needs it.

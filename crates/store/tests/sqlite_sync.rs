@@ -379,6 +379,7 @@ fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
         parties: Vec::new(),
         attachments: Vec::new(),
         regarding: None,
+        automatic: false,
     };
     let link_of = |mailbox: &str| SyncLink {
         mailbox: mailbox.into(),

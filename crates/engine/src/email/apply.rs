@@ -70,7 +70,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     observed,
                     regarding,
                     base,
-                } => self.track(&observed, regarding, base).await?,
+                    automatic,
+                } => self.track(&observed, regarding, base, automatic).await?,
                 Effect::SetRegarding {
                     identity,
                     regarding,
@@ -144,8 +145,12 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         observed: &Observed,
         regarding: Option<RecordNumber>,
         base: Snapshot,
+        automatic: bool,
     ) -> Result<(), PassError> {
-        match self.track_message(observed, regarding, base).await {
+        match self
+            .track_message(observed, regarding, base, automatic)
+            .await
+        {
             Ok((created, warning)) => {
                 self.report.pending -= 1;
                 if created {
@@ -179,6 +184,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         observed: &Observed,
         regarding: Option<RecordNumber>,
         base: Snapshot,
+        automatic: bool,
     ) -> Result<(bool, Option<String>), TrackFailure> {
         let store_error = |error: StoreError| TrackFailure::Other(format!("CRM store: {error}"));
         let ItemIdentity::Email {
@@ -227,7 +233,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         let parsed =
             message::parse(&raw).map_err(|error| TrackFailure::Other(error.to_string()))?;
         let mut warnings: Vec<String> = warning.into_iter().collect();
-        let email = self.new_email(observed, parsed, regarding, &mut warnings);
+        let mut email = self.new_email(observed, parsed, regarding, &mut warnings);
+        email.automatic = automatic;
         let (id, _) = self.store.track_email(&email, &link).map_err(store_error)?;
         let created = link.crm == CrmRef::Activity(id);
         Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
@@ -274,6 +281,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 })
                 .collect(),
             regarding,
+            automatic: false,
         }
     }
 

@@ -31,9 +31,17 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         if policy == AutoPolicy::None {
             return Ok(None);
         }
+        // The config's list and the store's (`crmsync never add`), which changes without a
+        // reload.
+        let mut never = self.mailbox.tracking.never.clone();
+        for (_, entry) in self.store.never_entries(Some(&self.mailbox.id))? {
+            if !never.contains(&entry) {
+                never.push(entry);
+            }
+        }
         let mut auto = AutoView {
             policy,
-            never: self.mailbox.tracking.never.clone(),
+            never,
             owner: self.mailbox.owner.key(),
             crm_addresses: BTreeSet::new(),
             threads: BTreeMap::new(),

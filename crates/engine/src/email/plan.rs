@@ -14,10 +14,12 @@ pub(super) fn describe(effect: &Effect, rules: &TrackingRules) -> String {
         Effect::Track {
             observed,
             regarding: number,
+            automatic,
             ..
         } => format!(
-            "email {}: track (<{}>), {}",
+            "email {}: track{} (<{}>), {}",
             location_text(&observed.location),
+            if *automatic { " automatically" } else { "" },
             observed.identity.storage_key(),
             regarding(number)
         ),

@@ -129,6 +129,7 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
         tombstones(mailbox: &str) -> std::collections::BTreeSet<String>;
         email_thread(message_id: &str) -> Option<crmsync_core::auto::TrackedThread>;
         recent_emails(sender: &str, subject: &str, since: &str) -> u32;
+        never_entries(mailbox: Option<&str>) -> Vec<(Option<String>, crmsync_core::auto::NeverEntry)>;
         linked_activities(mailbox: &str) -> HashMap<ActivityId, LinkedActivity>;
     }
     writes! {
@@ -136,6 +137,9 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
         update_link(link: &SyncLink, regarding: Option<Option<&RecordNumber>>) -> Option<String>;
         untrack_and_delete(link: &SyncLink) -> ();
         untrack_link(mailbox: &str, identity: &ItemIdentity) -> bool;
+        add_never(mailbox: Option<&str>, entry: &crmsync_core::auto::NeverEntry) -> bool;
+        remove_never(mailbox: Option<&str>, entry: &crmsync_core::auto::NeverEntry) -> bool;
+        purge_automatic(mailbox: Option<&str>, entry: &crmsync_core::auto::NeverEntry) -> u64;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crmsync_core::auto::TrackedThread;
+use crmsync_core::auto::{NeverEntry, TrackedThread};
 use crmsync_core::item::ItemIdentity;
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_core::model::{ActivityId, InvalidValue, RecordNumber};
@@ -12,7 +12,7 @@ use super::SqliteStore;
 use super::activities::{insert_parties, regarding_id};
 use super::links::upsert_link;
 use super::users::user_id_by_email;
-use super::{execute_cached, parse_field, parse_uuid, query_row_cached};
+use super::{bad_row, execute_cached, parse_field, parse_uuid, query_row_cached};
 use crate::EmailStore;
 use crate::{LinkedActivity, NewEmail, Result};
 
@@ -82,8 +82,10 @@ impl EmailStore for SqliteStore {
             execute_cached(tx,
                 "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
                      description, html_body, message_id, content_hash, in_reply_to,
-                     message_references, direction, sent_at, received_at, created_by)
-                 VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     message_references, direction, sent_at, received_at, created_by,
+                     auto_tracked)
+                 VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         ?16)",
                 params![
                     id.to_string(),
                     owner_id,
@@ -100,6 +102,7 @@ impl EmailStore for SqliteStore {
                     email.date,
                     if email.outgoing { None } else { email.date.clone() },
                     email.mailbox,
+                    email.automatic,
                 ],
             )?;
             insert_parties(tx, id, &email.parties, resolve)?;
@@ -205,6 +208,71 @@ impl EmailStore for SqliteStore {
                 .query_map([mailbox], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(keys)
+        })
+    }
+
+    fn never_entries(&self, mailbox: Option<&str>) -> Result<Vec<(Option<String>, NeverEntry)>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT mailbox, entry FROM never_track
+                 WHERE ?1 IS NULL OR mailbox = '' OR mailbox = ?1 ORDER BY mailbox, entry",
+            )?;
+            let rows = statement
+                .query_map([mailbox], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(mailbox, entry)| {
+                    let parsed = NeverEntry::parse(&entry).ok_or_else(|| {
+                        bad_row("never_track", &entry, "not an address or @domain")
+                    })?;
+                    Ok(((!mailbox.is_empty()).then_some(mailbox), parsed))
+                })
+                .collect()
+        })
+    }
+
+    fn add_never(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<bool> {
+        self.write(|tx| {
+            let added = execute_cached(
+                tx,
+                "INSERT OR IGNORE INTO never_track (mailbox, entry) VALUES (?1, ?2)",
+                params![mailbox.unwrap_or(""), entry.to_string()],
+            )?;
+            Ok(added > 0)
+        })
+    }
+
+    fn remove_never(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<bool> {
+        self.write(|tx| {
+            let removed = execute_cached(
+                tx,
+                "DELETE FROM never_track WHERE mailbox = ?1 AND entry = ?2",
+                params![mailbox.unwrap_or(""), entry.to_string()],
+            )?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn purge_automatic(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<u64> {
+        let (address, domain) = match entry {
+            NeverEntry::Address(address) => (Some(address.clone()), None),
+            NeverEntry::Domain(domain) => (None, Some(format!("@{domain}"))),
+        };
+        self.write(|tx| {
+            let deleted = execute_cached(
+                tx,
+                "DELETE FROM activities WHERE type = 'email' AND auto_tracked = 1
+                   AND id IN (SELECT activity_id FROM parties
+                              WHERE lower(address) = ?1
+                                 OR (?2 IS NOT NULL
+                                     AND substr(lower(address), -length(?2)) = ?2))
+                   AND (?3 IS NULL OR id IN (SELECT crm_id FROM sync_links
+                                             WHERE crm_kind = 'activity' AND mailbox = ?3))",
+                params![address, domain, mailbox],
+            )?;
+            Ok(deleted as u64)
         })
     }
 

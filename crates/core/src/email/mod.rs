@@ -10,13 +10,24 @@
 //! A link's base snapshot holds two fields: `regarding` (the record number both sides agreed
 //! on) and `signal` (the keywords that made the message tracked, as the server spells them),
 //! so that a message that did not change since the last pass is known without fetching it.
+//!
+//! `regarding.rs` merges a tracked message's regarding record and rewrites its keywords (new
+//! keyword first, a half-done rewrite recognised); `automatic.rs` takes the messages the
+//! automatic tracking policy decides for ([`crate::auto`]).
+
+mod automatic;
+mod regarding;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::auto::{AutoContext, AutoDecision, AutoPolicy, MessageMeta, NeverEntry, TrackedThread};
+use automatic::track_automatically;
+pub use automatic::{AutoView, LOOP_LIMIT};
+use regarding::RegardingMerge;
+
+use crate::auto::MessageMeta;
 use crate::item::{ItemIdentity, ItemLocation};
 use crate::link::{LinkState, Snapshot, SyncLink};
-use crate::merge::{self, Conflict};
+use crate::merge::Conflict;
 use crate::model::{ConflictPolicy, RecordNumber};
 
 /// The tracking signals a mailbox is configured with.
@@ -202,56 +213,6 @@ pub struct MailboxView {
     pub auto: Option<AutoView>,
 }
 
-/// What automatic tracking decides with, for one pass (see [`crate::auto`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AutoView {
-    pub policy: AutoPolicy,
-    pub never: Vec<NeverEntry>,
-    /// The mailbox owner's address, lower case.
-    pub owner: String,
-    /// Addresses of this pass's messages that resolve to a CRM contact, lead or account.
-    pub crm_addresses: BTreeSet<String>,
-    /// Tracked email that this pass's messages reply to, by Message-ID.
-    pub threads: BTreeMap<String, TrackedThread>,
-    /// Messages (by identity's storage key) that a person untracked or the CRM deleted.
-    pub tombstones: BTreeSet<String>,
-    /// Per folder, the first UID automatic tracking takes: mail that arrived before the policy
-    /// was switched on is left alone...
-    pub from_uid: BTreeMap<String, u32>,
-    /// ...unless it is dated from this time on (UNIX seconds; `sync --backfill SINCE`).
-    pub backfill_since: Option<i64>,
-    /// The loop guard: how many emails with this (sender, subject) the CRM got in the last
-    /// hour. One more than [`LOOP_LIMIT`] in an hour is a mail loop or a notification storm,
-    /// not correspondence, and is not taken automatically.
-    pub recent: BTreeMap<(String, String), u32>,
-}
-
-/// How many emails with one sender and subject automatic tracking takes in an hour.
-pub const LOOP_LIMIT: u32 = 10;
-
-impl AutoView {
-    /// The loop guard's key of a message: its first sender and its subject.
-    pub fn loop_key(meta: &MessageMeta) -> Option<(String, String)> {
-        Some((meta.from.first()?.clone(), meta.subject.clone()))
-    }
-}
-
-impl AutoView {
-    /// Whether automatic tracking considers a message at all: one that arrived after the
-    /// policy was switched on, or that a backfill reaches, and that nobody untracked before.
-    pub fn considers(&self, observed: &Observed) -> bool {
-        let ItemLocation::Imap { folder, uid, .. } = &observed.location else {
-            return false;
-        };
-        let arrived_after = self.from_uid.get(folder).is_some_and(|from| uid >= from);
-        let backfilled = self
-            .backfill_since
-            .zip(observed.meta.date)
-            .is_some_and(|(since, date)| date >= since);
-        (arrived_after || backfilled) && !self.tombstones.contains(&observed.identity.storage_key())
-    }
-}
-
 /// The CRM side of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrmState {
@@ -272,6 +233,9 @@ pub enum Effect {
         observed: Observed,
         regarding: Option<RecordNumber>,
         base: Snapshot,
+        /// Taken by the automatic tracking policy, not by a person's signal (a never-list
+        /// `--purge` deletes only such copies).
+        automatic: bool,
     },
     /// Set the activity's regarding record (a mailbox-side change).
     SetRegarding {
@@ -348,50 +312,6 @@ fn base_keywords(base: &Snapshot) -> Vec<String> {
     base.get(SIGNAL)
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default()
-}
-
-/// The base as it stands once a rewrite that a link records as begun is taken into account,
-/// and the regarding keywords that rewrite was about to remove and that are still on the
-/// message. When the keyword it was adding is on the message, both sides agreed on that
-/// keyword's record (crmsync wrote the CRM's value, or cleared it when the keyword is the plain
-/// one) and the old base's other regarding keywords are leftovers of the rewrite, not the
-/// person's; otherwise the rewrite never reached the server.
-fn effective_base(
-    rules: &TrackingRules,
-    base: &Snapshot,
-    signal: &Signal,
-) -> (Snapshot, Vec<String>) {
-    let Some(writing) = base.get(WRITING) else {
-        return (base.clone(), Vec::new());
-    };
-    let mut keywords = base_keywords(base);
-    if !signal
-        .keywords
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(writing))
-    {
-        return (
-            base_for(number(base.get(REGARDING)).as_ref(), &keywords),
-            Vec::new(),
-        );
-    }
-    let was = rules.signal("", &keywords).numbers;
-    let leftovers = signal
-        .keywords
-        .iter()
-        .filter(|k| !k.eq_ignore_ascii_case(writing))
-        .filter(|k| {
-            rules
-                .signal("", &[(*k).clone()])
-                .numbers
-                .first()
-                .is_some_and(|n| was.contains(n))
-        })
-        .cloned()
-        .collect();
-    let written = rules.signal("", &[writing.to_owned()]).regarding;
-    keywords.push(writing.to_owned());
-    (base_for(written.as_ref(), &keywords), leftovers)
 }
 
 fn number(value: Option<&str>) -> Option<RecordNumber> {
@@ -508,49 +428,6 @@ fn track_new(
     }
 }
 
-/// A message nobody tracked by hand, decided by the automatic policy. One that is taken gets
-/// the tracking keyword (`crm:NUMBER` when it inherits a thread's regarding record) written
-/// *before* its activity is made, so the person sees it tracked and untracks it the usual way,
-/// and a kill in between leaves a message that the next pass tracks by its keyword.
-fn track_automatically(
-    rules: &TrackingRules,
-    auto: &AutoView,
-    observed: &Observed,
-    effects: &mut Vec<Effect>,
-) -> bool {
-    if !auto.considers(observed) {
-        return false;
-    }
-    let context = AutoContext {
-        owner: &auto.owner,
-        crm_addresses: &auto.crm_addresses,
-        threads: &auto.threads,
-    };
-    let AutoDecision::Track { regarding, .. } =
-        crate::auto::decide(auto.policy, &auto.never, &observed.meta, context)
-    else {
-        return false;
-    };
-    let keyword = match &regarding {
-        Some(number) => rules.regarding_keyword(number),
-        None => rules.keyword.clone(),
-    };
-    effects.push(Effect::WriteKeywords {
-        identity: observed.identity.clone(),
-        location: observed.location.clone(),
-        add: vec![keyword.clone()],
-        remove: Vec::new(),
-    });
-    let mut tracked = observed.clone();
-    tracked.keywords.push(keyword.clone());
-    effects.push(Effect::Track {
-        observed: tracked,
-        base: base_for(regarding.as_ref(), &[keyword]),
-        regarding,
-    });
-    true
-}
-
 /// Tracks a message. One tracked with several regarding keywords keeps the first; the others
 /// go.
 fn track(rules: &TrackingRules, observed: &Observed, signal: &Signal, effects: &mut Vec<Effect>) {
@@ -558,6 +435,7 @@ fn track(rules: &TrackingRules, observed: &Observed, signal: &Signal, effects: &
         observed: observed.clone(),
         regarding: signal.regarding.clone(),
         base: base_for(signal.regarding.as_ref(), &signal.keywords),
+        automatic: false,
     });
     if signal.numbers.len() > 1 {
         let (add, remove) = rules.rewrite_regarding(
@@ -736,133 +614,5 @@ fn deleted_in_crm(
             location,
             base: tombstone,
         });
-    }
-}
-
-/// The regarding record of a tracked message whose activity exists: merged three ways, the
-/// CRM told of a mailbox change, the keywords rewritten for a CRM change, the link updated.
-struct RegardingMerge<'a> {
-    rules: &'a TrackingRules,
-    policy: ConflictPolicy,
-    link: &'a SyncLink,
-    location: ItemLocation,
-    signal: &'a Signal,
-    crm_regarding: Option<&'a RecordNumber>,
-}
-
-impl RegardingMerge<'_> {
-    fn folder(&self) -> &str {
-        match &self.location {
-            ItemLocation::Imap { folder, .. } => folder,
-            ItemLocation::Collection { .. } => "",
-        }
-    }
-
-    fn effects(self, effects: &mut Vec<Effect>) {
-        let identity = self.link.identity.clone();
-        let single = |value: Option<&RecordNumber>| {
-            Snapshot::new().with(REGARDING, value.map_or("", RecordNumber::as_str))
-        };
-        let (effective, leftovers) = effective_base(self.rules, &self.link.base, self.signal);
-        // The person's side, without what a rewrite cut short left behind.
-        let without_leftovers;
-        let person = if leftovers.is_empty() {
-            self.signal
-        } else {
-            let keywords: Vec<String> = self
-                .signal
-                .keywords
-                .iter()
-                .filter(|k| !leftovers.contains(k))
-                .cloned()
-                .collect();
-            without_leftovers = self.rules.signal(self.folder(), &keywords);
-            &without_leftovers
-        };
-        let mailbox_regarding = self.rules.mailbox_regarding(person, &effective);
-        let outcome = merge::three_way(
-            &single(number(effective.get(REGARDING)).as_ref()),
-            &single(mailbox_regarding.as_ref()),
-            &single(self.crm_regarding),
-            self.policy,
-        );
-        let mut merged = number(outcome.merged.get(REGARDING));
-        let mut crm_write = !outcome.crm_writes.is_empty();
-        // A message in a tracked folder reads as regarding the folder's record whenever no
-        // keyword names another, so "no regarding record" cannot be written to it: the
-        // folder's record stands, on both sides.
-        if merged.is_none()
-            && let Some(implied) = self.rules.folders.get(self.folder())
-        {
-            crm_write = self.crm_regarding != Some(implied);
-            merged = Some(implied.clone());
-        }
-        for conflict in outcome.conflicts {
-            effects.push(Effect::Conflict {
-                identity: identity.clone(),
-                conflict,
-            });
-        }
-        if crm_write {
-            effects.push(Effect::SetRegarding {
-                identity: identity.clone(),
-                regarding: merged.clone(),
-            });
-        }
-        // The keywords are rewritten when the regarding record changed on the CRM side (or a
-        // conflict went the CRM's way), and when the message holds more than one regarding
-        // keyword, so that one is left: the merged one.
-        let rewrite = !outcome.mailbox_writes.is_empty()
-            || self.signal.numbers.len() > 1
-            || !leftovers.is_empty();
-        let keywords = if rewrite {
-            self.rewrite(&effective, merged.as_ref(), effects)
-        } else {
-            self.signal.keywords.clone()
-        };
-        let base = base_for(merged.as_ref(), &keywords);
-        if crm_write
-            || base != self.link.base
-            || self.location != self.link.location
-            || self.link.state != LinkState::Synced
-        {
-            effects.push(Effect::UpdateLink {
-                identity,
-                location: self.location,
-                base,
-            });
-        }
-    }
-
-    /// Leaves one regarding keyword, for `merged`; returns the keywords the message then
-    /// holds. A rewrite in two steps is recorded in the link before its first.
-    fn rewrite(
-        &self,
-        effective: &Snapshot,
-        merged: Option<&RecordNumber>,
-        effects: &mut Vec<Effect>,
-    ) -> Vec<String> {
-        let mut keywords = self.signal.keywords.clone();
-        let (add, remove) = self
-            .rules
-            .rewrite_regarding(&keywords, merged, self.folder());
-        if let (Some(adding), false) = (add.first(), remove.is_empty()) {
-            effects.push(Effect::BeginRewrite {
-                identity: self.link.identity.clone(),
-                location: self.location.clone(),
-                base: effective.clone().with(WRITING, adding),
-            });
-        }
-        if !add.is_empty() || !remove.is_empty() {
-            keywords.retain(|k| !remove.contains(k));
-            keywords.extend(add.iter().cloned());
-            effects.push(Effect::WriteKeywords {
-                identity: self.link.identity.clone(),
-                location: self.location.clone(),
-                add,
-                remove,
-            });
-        }
-        keywords
     }
 }
