@@ -503,3 +503,67 @@ fn never_add_keeps_mail_out_and_purge_removes_only_what_automatic_tracking_made(
     let bad = mail.env.fails(&["never", "add", "nobody"], 2);
     assert!(bad.contains("neither an address nor a domain"), "{bad}");
 }
+
+#[test]
+fn item_show_explains_what_automatic_tracking_does_with_a_message() {
+    let mail = mail_with("crm-records", &["@family.example"]);
+    let mut imap = mail.client("alice");
+    let before = imap.append(
+        "INBOX",
+        &[],
+        &message(
+            "e0@x.example",
+            "dana@adventure-works.com",
+            "alice@example.com",
+            "Before",
+        ),
+    );
+    mail.sync_ok();
+    let mut append = |id: &str, from: &str, headers: &str| {
+        imap.append(
+            "INBOX",
+            &[],
+            &with_headers(headers, &message(id, from, "alice@example.com", id)),
+        )
+    };
+    let list = append(
+        "e1@x.example",
+        "dana@adventure-works.com",
+        "List-Id: <l.example>\n",
+    );
+    let family = append("e2@x.example", "mum@family.example", "");
+    let stranger = append("e3@x.example", "sam@elsewhere.example", "");
+    let contact = append("e4@x.example", "dana@adventure-works.com", "");
+    let notes = |uid: u32| -> String {
+        let pane = mail.env.json(&[
+            "item",
+            "show",
+            "--mailbox",
+            "alice",
+            "--uid",
+            &format!("INBOX:{uid}"),
+        ]);
+        pane["notes"].to_string()
+    };
+    assert!(
+        notes(before).contains("arrived before the policy was switched on"),
+        "{}",
+        notes(before)
+    );
+    assert!(notes(list).contains("mailing-list mail"), "{}", notes(list));
+    assert!(
+        notes(family).contains("@family.example is on the never-track list"),
+        "{}",
+        notes(family)
+    );
+    assert!(
+        notes(stranger).contains("no rule of the policy applies"),
+        "{}",
+        notes(stranger)
+    );
+    let taken = notes(contact);
+    assert!(
+        taken.contains("takes it on the next pass: dana@adventure-works.com is a CRM contact"),
+        "{taken}"
+    );
+}

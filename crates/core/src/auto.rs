@@ -174,6 +174,19 @@ pub enum AutoReason {
     All,
 }
 
+impl AutoReason {
+    /// In words, for `item show`.
+    pub fn describe(&self) -> String {
+        match self {
+            AutoReason::Reply { parent } => format!("a reply to the tracked email <{parent}>"),
+            AutoReason::CrmRecord { address } => {
+                format!("{address} is a CRM contact, lead or account")
+            }
+            AutoReason::All => "the policy takes all mail".into(),
+        }
+    }
+}
+
 /// Why a message is not tracked automatically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutoSkip {
@@ -182,6 +195,18 @@ pub enum AutoSkip {
     Automated(Automated),
     /// No rule of the policy applies.
     NoRule,
+}
+
+impl AutoSkip {
+    /// In words, for `item show`.
+    pub fn describe(&self) -> String {
+        match self {
+            AutoSkip::PolicyNone => "automatic tracking is off".into(),
+            AutoSkip::Never(entry) => format!("{entry} is on the never-track list"),
+            AutoSkip::Automated(automated) => automated.describe(),
+            AutoSkip::NoRule => "no rule of the policy applies".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

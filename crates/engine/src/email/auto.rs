@@ -72,7 +72,13 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .into_iter()
             .filter(|observed| auto.considers(observed))
             .collect();
-        auto.crm_addresses = self.crm_addresses(&candidates, &auto.never)?;
+        auto.crm_addresses = crm_addresses(
+            self.store,
+            candidates
+                .iter()
+                .flat_map(|observed| observed.meta.addresses()),
+            &auto.never,
+        )?;
         let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
@@ -100,36 +106,6 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
         Ok(Some(auto))
     }
-
-    /// The candidates' addresses that resolve (SPEC section 4) to a CRM contact, lead or
-    /// account; a CRM user alone does not make mail worth tracking. Never-listed addresses are
-    /// not even looked up.
-    fn crm_addresses(
-        &self,
-        candidates: &[&Observed],
-        never: &[NeverEntry],
-    ) -> Result<BTreeSet<String>, PassError> {
-        let addresses: BTreeSet<&str> = candidates
-            .iter()
-            .flat_map(|observed| observed.meta.addresses())
-            .filter(|address| !never.iter().any(|entry| entry.matches(address)))
-            .collect();
-        let mut found = BTreeSet::new();
-        for address in addresses {
-            let Ok(valid) = EmailAddress::new(address) else {
-                continue;
-            };
-            let records = self.store.records_with_email(&valid)?;
-            if let Resolution::Resolved(id) = resolve::resolve(&records)
-                && records
-                    .iter()
-                    .any(|c| c.record == id && CRM_ENTITIES.contains(&c.entity.as_str()))
-            {
-                found.insert(address.to_owned());
-            }
-        }
-        Ok(found)
-    }
 }
 
 fn folder_of(observed: &Observed) -> &str {
@@ -137,4 +113,31 @@ fn folder_of(observed: &Observed) -> &str {
         ItemLocation::Imap { folder, .. } => folder,
         ItemLocation::Collection { .. } => "",
     }
+}
+
+/// The addresses that resolve (SPEC section 4) to a CRM contact, lead or account; a CRM user
+/// alone does not make mail worth tracking. Never-listed addresses are not even looked up.
+pub(crate) fn crm_addresses<'a, S: CrmStore>(
+    store: &S,
+    addresses: impl Iterator<Item = &'a str>,
+    never: &[NeverEntry],
+) -> Result<BTreeSet<String>, crmsync_store::StoreError> {
+    let addresses: BTreeSet<&str> = addresses
+        .filter(|address| !never.iter().any(|entry| entry.matches(address)))
+        .collect();
+    let mut found = BTreeSet::new();
+    for address in addresses {
+        let Ok(valid) = EmailAddress::new(address) else {
+            continue;
+        };
+        let records = store.records_with_email(&valid)?;
+        if let Resolution::Resolved(id) = resolve::resolve(&records)
+            && records
+                .iter()
+                .any(|c| c.record == id && CRM_ENTITIES.contains(&c.entity.as_str()))
+        {
+            found.insert(address.to_owned());
+        }
+    }
+    Ok(found)
 }

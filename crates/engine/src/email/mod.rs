@@ -11,6 +11,8 @@
 
 mod apply;
 mod auto;
+
+pub(crate) use auto::crm_addresses;
 mod observe;
 mod plan;
 

@@ -2,6 +2,7 @@
 //! (headers and flags only), with its addresses resolved the way tracking would.
 
 use crmsync_config::{ImapConfig, MailboxConfig};
+use crmsync_core::auto::{AutoContext, AutoDecision, AutoPolicy, decide};
 use crmsync_core::email::TrackingRules;
 use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::link::{CrmRef, SyncLink};
@@ -139,6 +140,11 @@ fn untracked<S: CrmStore>(
         )
     });
     let summary = message::summarize(&header.header).map_err(|e| e.to_string())?;
+    if !signal.tracked && mailbox.tracking.auto != AutoPolicy::None {
+        let why =
+            explain_automatic(store, mailbox, folder, header.uid, &summary).map_err(store_error)?;
+        pane.notes.push(why);
+    }
     pane.message_id = summary.message_id;
     let parsed = message::parse(&header.header).map_err(|e| e.to_string())?;
     let addresses = [
@@ -151,4 +157,60 @@ fn untracked<S: CrmStore>(
     .collect();
     add_addresses(store, &mut pane, addresses, &mut None)?;
     Ok(pane)
+}
+
+/// What automatic tracking does with an untracked message, and why: the rules of
+/// `core::auto::decide`, with what the CRM knows, as a pass would apply them.
+fn explain_automatic<S: CrmStore>(
+    store: &S,
+    mailbox: &MailboxConfig,
+    folder: &str,
+    uid: u32,
+    summary: &message::HeaderSummary,
+) -> Result<String, StoreError> {
+    let policy = mailbox.tracking.auto;
+    let head = format!("automatic tracking ({})", policy.as_str());
+    if store
+        .tombstones(&mailbox.id)?
+        .contains(&summary.identity.storage_key())
+    {
+        return Ok(format!(
+            "{head} does not take it: it was untracked before (or deleted in the CRM)"
+        ));
+    }
+    let from_uid = store
+        .sync_state(&mailbox.id, folder)?
+        .filter(|state| state.auto_policy.as_deref() == Some(policy.as_str()))
+        .and_then(|state| state.auto_from_uid);
+    if from_uid.is_none_or(|from| uid < from) {
+        return Ok(format!(
+            "{head} does not take it: it arrived before the policy was switched on (crmsync sync --backfill SINCE takes older mail)"
+        ));
+    }
+    let mut never = mailbox.tracking.never.clone();
+    never.extend(
+        store
+            .never_entries(Some(&mailbox.id))?
+            .into_iter()
+            .map(|(_, e)| e),
+    );
+    let meta = &summary.meta;
+    let crm_addresses = crate::email::crm_addresses(store, meta.addresses(), &never)?;
+    let mut threads = std::collections::BTreeMap::new();
+    for id in meta.in_reply_to.iter().chain(&meta.references) {
+        if let Some(thread) = store.email_thread(id)? {
+            threads.insert(id.clone(), thread);
+        }
+    }
+    let context = AutoContext {
+        owner: &mailbox.owner.key(),
+        crm_addresses: &crm_addresses,
+        threads: &threads,
+    };
+    Ok(match decide(policy, &never, meta, context) {
+        AutoDecision::Track { reason, .. } => {
+            format!("{head} takes it on the next pass: {}", reason.describe())
+        }
+        AutoDecision::Skip(skip) => format!("{head} does not take it: {}", skip.describe()),
+    })
 }
