@@ -567,3 +567,39 @@ fn item_show_explains_what_automatic_tracking_does_with_a_message() {
         "{taken}"
     );
 }
+
+#[test]
+fn the_person_sees_synced_and_failed_on_the_message() {
+    let mail = mail_with("none", &[]);
+    let mut imap = mail.client("alice");
+    let good = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "k1@x.example",
+            "dana@adventure-works.com",
+            "alice@example.com",
+            "Good",
+        ),
+    );
+    // Tracked, but no header crmsync can read (neither From nor Message-ID).
+    let bad = imap.append("INBOX", &["crm"], "Subject: nothing else\n\nbody\n");
+    let report = &mail.sync()["alice"];
+    assert_eq!(report["created"], 1, "{report:#}");
+    let mut sorted = |uid: u32| {
+        let mut flags = imap.all_flags("INBOX", uid);
+        flags.sort();
+        flags
+    };
+    assert_eq!(sorted(good), ["crm", "crm-synced"]);
+    assert_eq!(sorted(bad), ["crm", "crm-failed"]);
+
+    // Untracked: the sync state goes with the keyword.
+    imap.store("INBOX", good, "-FLAGS (crm)");
+    mail.sync();
+    assert!(imap.all_flags("INBOX", good).is_empty());
+    // Untracked too: nothing is failing any more.
+    imap.store("INBOX", bad, "-FLAGS (crm)");
+    mail.sync();
+    assert!(imap.all_flags("INBOX", bad).is_empty());
+}

@@ -373,7 +373,16 @@ impl ImapClient {
         self.ok(&format!("UID STORE {uid} {change}"));
     }
 
+    /// A message's flags, without the sync-state keywords crmsync writes (`crm-synced`,
+    /// `crm-failed`), which most tests do not look at: `all_flags` has them.
     pub fn flags(&mut self, folder: &str, uid: u32) -> Vec<String> {
+        self.all_flags(folder, uid)
+            .into_iter()
+            .filter(|flag| flag != "crm-synced" && flag != "crm-failed")
+            .collect()
+    }
+
+    pub fn all_flags(&mut self, folder: &str, uid: u32) -> Vec<String> {
         self.select(folder);
         let lines = self.ok(&format!("UID FETCH {uid} (FLAGS)"));
         let line = lines

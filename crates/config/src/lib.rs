@@ -210,6 +210,12 @@ pub struct TrackingConfig {
     /// Default `none`.
     pub auto: AutoTracking,
     pub never: Vec<NeverTrack>,
+    /// The keyword crmsync writes on a message once its CRM copy exists, so the person sees it
+    /// is synced. Default `crm-synced`; empty turns it off.
+    pub synced_keyword: String,
+    /// The keyword crmsync writes on a tracked message it cannot sync, removed once it can.
+    /// Default `crm-failed`; empty turns it off.
+    pub failed_keyword: String,
     /// Tracked folders: every message in the folder is tracked, regarding the record.
     pub folders: BTreeMap<String, RecordNumber>,
 }

@@ -535,6 +535,8 @@ impl Default for TrackingConfig {
             category: "CRM".to_owned(),
             auto: AutoTracking::None,
             never: Vec::new(),
+            synced_keyword: "crm-synced".to_owned(),
+            failed_keyword: "crm-failed".to_owned(),
             folders: BTreeMap::new(),
         }
     }
@@ -567,6 +569,22 @@ fn tracking(mut section: Section<'_>, problems: &mut Problems<'_>) -> TrackingCo
             section.report(problems, "category", "a category must not contain ','");
         } else {
             tracking.category = category;
+        }
+    }
+    for (key, target) in [
+        ("synced_keyword", &mut tracking.synced_keyword),
+        ("failed_keyword", &mut tracking.failed_keyword),
+    ] {
+        if let Some(keyword) = section.string(problems, key) {
+            if keyword.is_empty() || valid_keyword(&keyword) {
+                *target = keyword;
+            } else {
+                section.report(
+                    problems,
+                    key,
+                    format!("{keyword:?} is not a valid IMAP keyword: use letters, digits and -_.:, no spaces (or \"\" for none)"),
+                );
+            }
         }
     }
     tracking.auto = section.word(

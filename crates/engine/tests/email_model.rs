@@ -63,6 +63,8 @@ fn raw(n: u8) -> String {
     )
 }
 
+/// The sync-state marks are off here: they never change what is tracked, and the Dovecot tests
+/// cover them; the model's keyword checks stay exact.
 fn mailbox_config(dir: &std::path::Path) -> MailboxConfig {
     let password = dir.join("alice.imap");
     std::fs::write(&password, "secret").unwrap();
@@ -75,7 +77,8 @@ fn mailbox_config(dir: &std::path::Path) -> MailboxConfig {
         "[crm]\ndatabase = \"crm.sqlite3\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
          [mailbox.imap]\nhost = \"127.0.0.1\"\nport = 143\nsecurity = \"none\"\nusername = \"alice\"\n\
          password_file = \"{}\"\nfolders = [\"INBOX\", \"Archive\", \"Clients\"]\n\
-         [mailbox.tracking]\nfolders = {{ \"Clients\" = \"ACC-1001\" }}\n",
+         [mailbox.tracking]\nfolders = {{ \"Clients\" = \"ACC-1001\" }}\n\
+         synced_keyword = \"\"\nfailed_keyword = \"\"\n",
         password.display()
     );
     let config = Config::parse(&dir.join("crmsync.toml"), &text).unwrap();

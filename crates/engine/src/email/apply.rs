@@ -11,7 +11,7 @@ use crmsync_core::model::{ActivityId, EmailAddress, PartyRole, RecordNumber};
 use crmsync_imap::message::{self, MessageAddress};
 use crmsync_store::{CrmStore, NewAttachment, NewEmail, NewParty, StoreError};
 
-use super::{EmailPass, imap_location, location_text};
+use super::{EmailPass, Mark, imap_location, location_text};
 use crate::conflict;
 use crate::error::PassError;
 use crate::mail::MailStore;
@@ -42,7 +42,11 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         &mut self,
         effects: Vec<Effect>,
         linked: Vec<(SyncLink, CrmState)>,
+        changed: &[Observed],
     ) -> Result<(), PassError> {
+        // Where the messages this pass saw sit, with their keywords: for the sync-state marks.
+        let seen: HashMap<&ItemIdentity, &Observed> =
+            changed.iter().map(|o| (&o.identity, o)).collect();
         let mut state = Applying {
             crm_deleted: linked
                 .iter()
@@ -98,8 +102,16 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     location,
                     base,
                 } => self.update_link(&mut state, &identity, location, base),
-                Effect::DeleteActivity { identity } => self.delete_activity(&state, &identity),
-                Effect::DropLink { identity, reason } => self.drop_link(&state, &identity, reason),
+                Effect::DeleteActivity { identity } => {
+                    if self.delete_activity(&state, &identity) {
+                        self.clear_mark(seen.get(&identity)).await;
+                    }
+                }
+                Effect::DropLink { identity, reason } => {
+                    if self.drop_link(&state, &identity, reason) && reason != DropReason::Gone {
+                        self.clear_mark(seen.get(&identity)).await;
+                    }
+                }
                 Effect::Conflict { identity, conflict } => {
                     let crm = state.links.get(&identity).map(|link| link.crm);
                     let item = identity.storage_key();
@@ -153,6 +165,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         {
             Ok((created, warning)) => {
                 self.report.pending -= 1;
+                self.mark(&observed.location, &observed.keywords, Mark::Synced)
+                    .await;
                 if created {
                     self.report.created += 1;
                 } else {
@@ -165,9 +179,14 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 Ok(())
             }
             Err(TrackFailure::Imap(message)) => {
-                self.imap_item_failed(&observed.location, message).await
+                self.imap_item_failed(&observed.location, message).await?;
+                self.mark(&observed.location, &observed.keywords, Mark::Failed)
+                    .await;
+                Ok(())
             }
             Err(TrackFailure::Other(message)) => {
+                self.mark(&observed.location, &observed.keywords, Mark::Failed)
+                    .await;
                 self.report
                     .item_failed(format!("{}: {message}", location_text(&observed.location)));
                 self.failed_folders
@@ -384,22 +403,36 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
     }
 
-    fn delete_activity(&mut self, state: &Applying, identity: &ItemIdentity) {
+    /// Whether the activity went.
+    fn delete_activity(&mut self, state: &Applying, identity: &ItemIdentity) -> bool {
         let Some(link) = state.links.get(identity) else {
-            return;
+            return false;
         };
         match self.store.untrack_and_delete(link) {
-            Ok(()) => self.report.deleted += 1,
+            Ok(()) => {
+                self.report.deleted += 1;
+                true
+            }
             Err(error) => {
                 let location = link.location.clone();
                 self.store_item_failed(&location, "deleting the activity", &error);
+                false
             }
+        }
+    }
+
+    /// The message is no longer tracked: its sync-state keywords go too.
+    async fn clear_mark(&mut self, observed: Option<&&Observed>) {
+        if let Some(observed) = observed {
+            self.mark(&observed.location, &observed.keywords, Mark::Cleared)
+                .await;
         }
     }
 
     /// Drops a link. One whose message was untracked, or whose activity the CRM deleted, also
     /// leaves a tombstone: automatic tracking never takes that message again.
-    fn drop_link(&mut self, state: &Applying, identity: &ItemIdentity, reason: DropReason) {
+    /// Whether the link went.
+    fn drop_link(&mut self, state: &Applying, identity: &ItemIdentity, reason: DropReason) -> bool {
         let dropped = match reason {
             DropReason::Gone => self
                 .store
@@ -412,17 +445,21 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             Ok(_) => {
                 self.report.unlinked += 1;
                 tracing::info!(mailbox = %self.mailbox.id, ?reason, "link dropped");
+                true
             }
-            Err(error) => match state.links.get(identity) {
-                Some(link) => {
-                    let location = link.location.clone();
-                    self.store_item_failed(&location, "dropping the link", &error);
+            Err(error) => {
+                match state.links.get(identity) {
+                    Some(link) => {
+                        let location = link.location.clone();
+                        self.store_item_failed(&location, "dropping the link", &error);
+                    }
+                    None => self.report.item_failed(format!(
+                        "{}: dropping the link: CRM store: {error}",
+                        identity.storage_key()
+                    )),
                 }
-                None => self.report.item_failed(format!(
-                    "{}: dropping the link: CRM store: {error}",
-                    identity.storage_key()
-                )),
-            },
+                false
+            }
         }
     }
 }

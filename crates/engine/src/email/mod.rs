@@ -11,6 +11,9 @@
 
 mod apply;
 mod auto;
+mod marks;
+
+use marks::Mark;
 
 pub(crate) use auto::crm_addresses;
 mod observe;
@@ -40,6 +43,9 @@ pub struct EmailPass<'a, S, M> {
     /// Folders where an item failed: their markers are not saved, so the next pass sees
     /// those items again.
     failed_folders: HashSet<String>,
+    /// Messages whose header could not be read, with their keywords and their sync-state
+    /// mark: failed when tracked, none when not.
+    malformed: Vec<(ItemLocation, Vec<String>, Mark)>,
 }
 
 impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
@@ -61,6 +67,7 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             options,
             report,
             failed_folders: HashSet::new(),
+            malformed: Vec::new(),
         }
     }
 
@@ -90,7 +97,31 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             self.report.planned.extend(planned);
             return Ok(());
         }
-        self.apply(effects, linked).await?;
+        for (location, keywords, mark) in std::mem::take(&mut self.malformed) {
+            self.mark(&location, &keywords, mark).await;
+        }
+        // A message that failed and was then untracked, before it ever had a link: nothing
+        // is failing any more.
+        let failed_keyword = self.mailbox.tracking.failed_keyword.clone();
+        for observed in &view.changed {
+            let untracked = !self
+                .rules
+                .signal(folder_name(&observed.location), &observed.keywords)
+                .tracked;
+            let unlinked = !linked
+                .iter()
+                .any(|(link, _)| link.identity == observed.identity);
+            let marked = !failed_keyword.is_empty()
+                && observed
+                    .keywords
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(&failed_keyword));
+            if untracked && unlinked && marked {
+                self.mark(&observed.location, &observed.keywords, Mark::Cleared)
+                    .await;
+            }
+        }
+        self.apply(effects, linked, &view.changed).await?;
         self.save_markers(markers).await
     }
 
@@ -129,6 +160,10 @@ struct ScannedFolder {
     /// Where automatic tracking starts in this folder, and for which policy.
     auto_from_uid: Option<u32>,
     auto_policy: Option<String>,
+}
+
+fn folder_name(location: &ItemLocation) -> &str {
+    imap_location(location).0
 }
 
 /// `folder:UID` of a message, for messages and logs.

@@ -8,7 +8,7 @@ use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_imap::{FolderMarkers, FolderScan, ImapError, message};
 use crmsync_store::{CrmStore, SyncState};
 
-use super::{EmailPass, ScannedFolder};
+use super::{EmailPass, Mark, ScannedFolder};
 use crate::error::PassError;
 use crate::mail::MailStore;
 
@@ -108,8 +108,24 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     self.report
                         .item_failed(format!("{folder}:{}: {error}", fetched.uid));
                     self.failed_folders.insert(folder.clone());
+                    let location = ItemLocation::Imap {
+                        folder: folder.clone(),
+                        uid_validity: scan.uid_validity,
+                        uid: fetched.uid,
+                    };
+                    self.malformed
+                        .push((location, fetched.keywords.clone(), Mark::Failed));
                 }
-                Err(_) => {}
+                // Untracked now: a failed mark left from when it was tracked goes.
+                Err(_) => {
+                    let location = ItemLocation::Imap {
+                        folder: folder.clone(),
+                        uid_validity: scan.uid_validity,
+                        uid: fetched.uid,
+                    };
+                    self.malformed
+                        .push((location, fetched.keywords.clone(), Mark::Cleared));
+                }
             }
         }
         view.folders.push(FolderView {
