@@ -551,6 +551,7 @@ fn valid_keyword(keyword: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && !"(){%*\"\\]".contains(c))
 }
 
+// Long on purpose: the keys of [mailbox.tracking], one after another, in documentation order.
 fn tracking(mut section: Section<'_>, problems: &mut Problems<'_>) -> TrackingConfig {
     let mut tracking = TrackingConfig::default();
     if let Some(keyword) = section.nonempty_string(problems, "keyword") {

@@ -349,6 +349,7 @@ mod tests {
         }
     }
 
+    // Long on purpose: the rules as a table of cases.
     #[test]
     fn the_rules_in_order() {
         let owner = "alice@example.com";

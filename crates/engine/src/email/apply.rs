@@ -38,6 +38,7 @@ enum TrackFailure {
 }
 
 impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
+    // Long on purpose: one arm per kind of effect, in the order the core gives them.
     pub(super) async fn apply(
         &mut self,
         effects: Vec<Effect>,

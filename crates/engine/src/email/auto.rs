@@ -90,20 +90,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 auto.recent.insert(key, count);
             }
         }
-        for observed in &candidates {
-            for id in observed
-                .meta
-                .in_reply_to
-                .iter()
-                .chain(&observed.meta.references)
-            {
-                if !auto.threads.contains_key(id)
-                    && let Some(thread) = self.store.email_thread(id)?
-                {
-                    auto.threads.insert(id.clone(), thread);
-                }
-            }
-        }
+        auto.threads = self.threads(&candidates)?;
         Ok(Some(auto))
     }
 }
@@ -112,6 +99,27 @@ fn folder_of(observed: &Observed) -> &str {
     match &observed.location {
         ItemLocation::Imap { folder, .. } => folder,
         ItemLocation::Collection { .. } => "",
+    }
+}
+
+impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
+    /// The tracked email the candidates reply to (In-Reply-To or References), by Message-ID.
+    fn threads(
+        &self,
+        candidates: &[&Observed],
+    ) -> Result<BTreeMap<String, crmsync_core::auto::TrackedThread>, PassError> {
+        let mut threads = BTreeMap::new();
+        for observed in candidates {
+            let meta = &observed.meta;
+            for id in meta.in_reply_to.iter().chain(&meta.references) {
+                if !threads.contains_key(id)
+                    && let Some(thread) = self.store.email_thread(id)?
+                {
+                    threads.insert(id.clone(), thread);
+                }
+            }
+        }
+        Ok(threads)
     }
 }
 

@@ -41,6 +41,8 @@ impl EmailStore for SqliteStore {
         })
     }
 
+    // Long on purpose: one transaction (identity looked up, activity, parties, attachments,
+    // link), read top to bottom.
     fn track_email(
         &mut self,
         email: &NewEmail,
