@@ -20,11 +20,12 @@ pub trait MailStore {
         folder: &str,
         uid: u32,
     ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send;
-    /// Adds `add`, then removes `remove` (in that order: see `ImapSession::store_keywords`).
+    /// Adds `add`, then removes `remove` (in that order: see `ImapSession::store_keywords`),
+    /// on every message of `uids`.
     fn store_keywords(
         &mut self,
         folder: &str,
-        uid: u32,
+        uids: &[u32],
         add: &[String],
         remove: &[String],
     ) -> impl Future<Output = Result<(), ImapError>> + Send;
@@ -54,11 +55,11 @@ impl MailStore for ImapSession {
     fn store_keywords(
         &mut self,
         folder: &str,
-        uid: u32,
+        uids: &[u32],
         add: &[String],
         remove: &[String],
     ) -> impl Future<Output = Result<(), ImapError>> + Send {
-        ImapSession::store_keywords(self, folder, uid, add, remove)
+        ImapSession::store_keywords(self, folder, uids, add, remove)
     }
 
     fn is_alive(&mut self) -> impl Future<Output = bool> + Send {

@@ -402,32 +402,36 @@ impl ImapSession {
             .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))
     }
 
-    /// Adds and removes keywords of one message: first the new ones, then the old ones away
-    /// (two `UID STORE`s). In that order a connection lost or a process killed between the
+    /// Adds and removes keywords of messages (one, or a batch: a UID set in one command,
+    /// 500 UIDs at a time): first the new ones, then the old ones away (two `UID STORE`s). In that order a connection lost or a process killed between the
     /// two leaves the message with both keywords, which the next pass recognises, and never
     /// with none, which would read as the person untracking it. One `STORE FLAGS` replacing
     /// every flag would be atomic, but would also undo a flag the person set in between.
     pub async fn store_keywords(
         &mut self,
         folder: &str,
-        uid: u32,
+        uids: &[u32],
         add: &[String],
         remove: &[String],
     ) -> Result<(), ImapError> {
         self.ensure_selected(folder).await?;
-        for (sign, keywords) in [('+', add), ('-', remove)] {
-            if keywords.is_empty() {
-                continue;
+        for batch in uids.chunks(500) {
+            let set: Vec<String> = batch.iter().map(u32::to_string).collect();
+            let set = set.join(",");
+            for (sign, keywords) in [('+', add), ('-', remove)] {
+                if keywords.is_empty() {
+                    continue;
+                }
+                self.counters.store_commands += 1;
+                // Run as a command whose tagged answer is checked: the library's `uid_store`
+                // stream ends quietly when the connection drops and ignores a NO, so a STORE
+                // the server never carried out would count as done.
+                let command = format!(
+                    "UID STORE {set} {sign}FLAGS.SILENT ({})",
+                    keywords.join(" ")
+                );
+                bounded("UID STORE", self.session.run_command_and_check_ok(&command)).await?;
             }
-            self.counters.store_commands += 1;
-            // Run as a command whose tagged answer is checked: the library's `uid_store`
-            // stream ends quietly when the connection drops and ignores a NO, so a STORE the
-            // server never carried out would count as done.
-            let command = format!(
-                "UID STORE {uid} {sign}FLAGS.SILENT ({})",
-                keywords.join(" ")
-            );
-            bounded("UID STORE", self.session.run_command_and_check_ok(&command)).await?;
         }
         Ok(())
     }

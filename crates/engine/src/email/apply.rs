@@ -105,12 +105,12 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 } => self.update_link(&mut state, &identity, location, base),
                 Effect::DeleteActivity { identity } => {
                     if self.delete_activity(&state, &identity) {
-                        self.clear_mark(seen.get(&identity)).await;
+                        self.clear_mark(seen.get(&identity));
                     }
                 }
                 Effect::DropLink { identity, reason } => {
                     if self.drop_link(&state, &identity, reason) && reason != DropReason::Gone {
-                        self.clear_mark(seen.get(&identity)).await;
+                        self.clear_mark(seen.get(&identity));
                     }
                 }
                 Effect::Conflict { identity, conflict } => {
@@ -166,8 +166,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         {
             Ok((created, warning)) => {
                 self.report.pending -= 1;
-                self.mark(&observed.location, &observed.keywords, Mark::Synced)
-                    .await;
+                self.mark(&observed.location, &observed.keywords, Mark::Synced);
                 if created {
                     self.report.created += 1;
                 } else {
@@ -181,13 +180,11 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             }
             Err(TrackFailure::Imap(message)) => {
                 self.imap_item_failed(&observed.location, message).await?;
-                self.mark(&observed.location, &observed.keywords, Mark::Failed)
-                    .await;
+                self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 Ok(())
             }
             Err(TrackFailure::Other(message)) => {
-                self.mark(&observed.location, &observed.keywords, Mark::Failed)
-                    .await;
+                self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 self.report
                     .item_failed(format!("{}: {message}", location_text(&observed.location)));
                 self.failed_folders
@@ -313,7 +310,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         (add, remove): (&[String], &[String]),
     ) -> Result<(), PassError> {
         let (folder, uid) = imap_location(location);
-        match self.mail.store_keywords(folder, uid, add, remove).await {
+        match self.mail.store_keywords(folder, &[uid], add, remove).await {
             Ok(()) => {
                 self.report.keywords_written += 1;
                 Ok(())
@@ -423,10 +420,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     }
 
     /// The message is no longer tracked: its sync-state keywords go too.
-    async fn clear_mark(&mut self, observed: Option<&&Observed>) {
+    fn clear_mark(&mut self, observed: Option<&&Observed>) {
         if let Some(observed) = observed {
-            self.mark(&observed.location, &observed.keywords, Mark::Cleared)
-                .await;
+            self.mark(&observed.location, &observed.keywords, Mark::Cleared);
         }
     }
 

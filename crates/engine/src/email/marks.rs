@@ -2,12 +2,16 @@
 //! `synced_keyword` (default `crm-synced`) once its CRM copy exists, the `failed_keyword`
 //! (default `crm-failed`) while it cannot be synced, neither once it is untracked. Mail clients
 //! show them as tags. They are written best effort: a failure to write one is a warning, never
-//! the failure of the item, and they never count as a tracking signal.
+//! the failure of the item, and they never count as a tracking signal. The marks of a pass are
+//! collected and written at its end, one `UID STORE` per folder and change with a UID set, not
+//! one round trip per message (a first import of thousands of messages marks them all).
+
+use std::collections::BTreeMap;
 
 use crmsync_core::item::ItemLocation;
 use crmsync_store::CrmStore;
 
-use super::{EmailPass, imap_location, location_text};
+use super::{EmailPass, imap_location};
 use crate::mail::MailStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +23,11 @@ pub(super) enum Mark {
 }
 
 impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
-    /// Writes `mark` on the message at `location`, whose keywords are `keywords` now, when
-    /// that changes anything.
-    pub(super) async fn mark(&mut self, location: &ItemLocation, keywords: &[String], mark: Mark) {
+    /// Queues `mark` for the message at `location`, whose keywords are `keywords` now, when
+    /// that changes anything; [`Self::flush_marks`] writes them. A later mark of the same
+    /// message in the pass replaces an earlier one (the outcome of applying beats the state
+    /// the pass found).
+    pub(super) fn mark(&mut self, location: &ItemLocation, keywords: &[String], mark: Mark) {
         let tracking = &self.mailbox.tracking;
         let has = |keyword: &str| {
             !keyword.is_empty() && keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword))
@@ -41,15 +47,32 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .filter(|k| has(k))
             .map(|k| (*k).clone())
             .collect();
-        if add.is_empty() && remove.is_empty() {
-            return;
-        }
         let (folder, uid) = imap_location(location);
-        if let Err(error) = self.mail.store_keywords(folder, uid, &add, &remove).await {
-            self.report.warn(format!(
-                "{}: the sync-state keyword could not be written: {error}",
-                location_text(location)
-            ));
+        let key = (folder.to_owned(), uid);
+        if add.is_empty() && remove.is_empty() {
+            self.marks.remove(&key);
+        } else {
+            self.marks.insert(key, (add, remove));
+        }
+    }
+
+    /// Writes the queued marks: one `UID STORE` per folder and change.
+    pub(super) async fn flush_marks(&mut self) {
+        let mut batches: BTreeMap<(String, Vec<String>, Vec<String>), Vec<u32>> = BTreeMap::new();
+        for ((folder, uid), (add, remove)) in std::mem::take(&mut self.marks) {
+            batches.entry((folder, add, remove)).or_default().push(uid);
+        }
+        for ((folder, add, remove), uids) in batches {
+            if let Err(error) = self
+                .mail
+                .store_keywords(&folder, &uids, &add, &remove)
+                .await
+            {
+                self.report.warn(format!(
+                    "{folder}: the sync-state keywords of {} messages could not be written: {error}",
+                    uids.len()
+                ));
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) use auto::crm_addresses;
 mod observe;
 mod plan;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crmsync_config::MailboxConfig;
 use crmsync_core::email::{self, TrackingRules};
@@ -46,6 +46,8 @@ pub struct EmailPass<'a, S, M> {
     /// Messages whose header could not be read, with their keywords and their sync-state
     /// mark: failed when tracked, none when not.
     malformed: Vec<(ItemLocation, Vec<String>, Mark)>,
+    /// Sync-state marks to write at the end of the pass: (folder, UID) → (add, remove).
+    marks: BTreeMap<(String, u32), (Vec<String>, Vec<String>)>,
 }
 
 impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
@@ -68,6 +70,7 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             report,
             failed_folders: HashSet::new(),
             malformed: Vec::new(),
+            marks: BTreeMap::new(),
         }
     }
 
@@ -98,30 +101,29 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             return Ok(());
         }
         for (location, keywords, mark) in std::mem::take(&mut self.malformed) {
-            self.mark(&location, &keywords, mark).await;
+            self.mark(&location, &keywords, mark);
         }
-        // A message that failed and was then untracked, before it ever had a link: nothing
-        // is failing any more.
-        let failed_keyword = self.mailbox.tracking.failed_keyword.clone();
+        // The marks follow the state the pass found, so one lost (a kill before the end of
+        // the pass that wrote it, a person removing it) comes back: a linked message is
+        // synced, a failed one untracked before it ever had a link is failing no more.
+        // Applying below may replace a mark with its outcome (failed, cleared).
         for observed in &view.changed {
-            let untracked = !self
+            let linked = linked
+                .iter()
+                .any(|(link, _)| link.identity == observed.identity);
+            let tracked = self
                 .rules
                 .signal(folder_name(&observed.location), &observed.keywords)
                 .tracked;
-            let unlinked = !linked
-                .iter()
-                .any(|(link, _)| link.identity == observed.identity);
-            let marked = !failed_keyword.is_empty()
-                && observed
-                    .keywords
-                    .iter()
-                    .any(|k| k.eq_ignore_ascii_case(&failed_keyword));
-            if untracked && unlinked && marked {
-                self.mark(&observed.location, &observed.keywords, Mark::Cleared)
-                    .await;
+            if linked && tracked {
+                self.mark(&observed.location, &observed.keywords, Mark::Synced);
+            } else if !linked && !tracked {
+                self.mark(&observed.location, &observed.keywords, Mark::Cleared);
             }
         }
-        self.apply(effects, linked, &view.changed).await?;
+        let applied = self.apply(effects, linked, &view.changed).await;
+        self.flush_marks().await;
+        applied?;
         self.save_markers(markers).await
     }
 

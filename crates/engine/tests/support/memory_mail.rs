@@ -188,13 +188,14 @@ impl MailStore for MemoryMail {
     fn store_keywords(
         &mut self,
         folder: &str,
-        uid: u32,
+        uids: &[u32],
         add: &[String],
         remove: &[String],
     ) -> impl Future<Output = Result<(), ImapError>> + Send {
-        let result = self
-            .store(folder, uid, add, true)
-            .and_then(|()| self.store(folder, uid, remove, false));
+        let result = uids.iter().try_for_each(|uid| {
+            self.store(folder, *uid, add, true)
+                .and_then(|()| self.store(folder, *uid, remove, false))
+        });
         std::future::ready(result)
     }
 
