@@ -593,12 +593,33 @@ fn the_person_sees_synced_and_failed_on_the_message() {
     };
     assert_eq!(sorted(&mut imap, good), ["crm", "crm-synced"]);
     assert_eq!(sorted(&mut imap, bad), ["crm", "crm-failed"]);
+    // The failed-items list says which message and why, and counts the passes it failed in.
+    let failed = |mail: &Mail| mail.env.json(&["items", "--failed", "--mailbox", "alice"]);
+    let listed = failed(&mail);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    assert_eq!(listed[0]["item"], format!("INBOX:{bad}"));
+    assert!(
+        listed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("neither a From address nor a Message-ID"),
+        "{listed:#}"
+    );
+    assert_eq!(listed[0]["attempts"], 1);
+    let table = mail.env.ok(&["items", "--failed"]);
+    assert!(table.contains(&format!("INBOX:{bad}")), "{table}");
+    // The tracked items: the good one.
+    let tracked = mail.env.json(&["items"]);
+    assert_eq!(tracked.as_array().unwrap().len(), 1, "{tracked:#}");
+    assert_eq!(tracked[0]["item"], format!("INBOX:{good}"));
+    assert_eq!(tracked[0]["kind"], "email");
 
     // A mark lost (a kill before the end of the pass that wrote it, a person removing it)
     // comes back: the marks follow the state.
     imap.store("INBOX", good, "-FLAGS (crm-synced)");
     mail.sync();
     assert_eq!(sorted(&mut imap, good), ["crm", "crm-synced"]);
+    assert_eq!(failed(&mail)[0]["attempts"], 2, "still failing, once more");
 
     // Untracked: the sync state goes with the keyword.
     imap.store("INBOX", good, "-FLAGS (crm)");
@@ -608,4 +629,5 @@ fn the_person_sees_synced_and_failed_on_the_message() {
     imap.store("INBOX", bad, "-FLAGS (crm)");
     mail.sync();
     assert!(imap.all_flags("INBOX", bad).is_empty());
+    assert_eq!(failed(&mail), serde_json::json!([]), "no longer failing");
 }

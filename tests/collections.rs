@@ -368,6 +368,30 @@ fn a_malformed_file_is_counted_and_the_rest_synced() {
     );
     assert_eq!(pass["collections"][0]["failed"], 2);
     assert_eq!(activity(env, "appointment")["subject"], "Good");
+
+    // The failed-items list holds both files, and lets each go once it is fixed or gone.
+    let failed = || {
+        let mut items: Vec<String> = env
+            .json(&["items", "--failed"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["scope"].as_str().unwrap(),
+                    f["item"].as_str().unwrap()
+                )
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    assert_eq!(failed(), ["calendar broken.ics", "calendar no-uid.ics"]);
+    std::fs::remove_file(c.calendar.join("broken.ics")).unwrap();
+    write(&c.calendar, "no-uid.ics", &event("n1", "Fixed", "", ""));
+    env.ok(&["sync"]);
+    assert!(failed().is_empty(), "{:?}", failed());
 }
 
 /// The address book too: an empty listing deletes no contact.

@@ -517,6 +517,22 @@ fn status_pending_counts_tracked_messages_not_synced_yet() {
         "{entry:#}"
     );
     assert!(activities(&mail).is_empty());
+    // The failed-items list names the message and why, in the status file and the CLI.
+    let failed = wait_until("a failed item listed", Duration::from_secs(30), || {
+        daemon
+            .mailbox_state("alice")
+            .filter(|m| m["failed_items"].as_array().is_some_and(|a| !a.is_empty()))
+    });
+    let item = &failed["failed_items"][0];
+    assert_eq!(item["scope"], "email", "{failed:#}");
+    assert_eq!(item["item"], "INBOX:1", "{failed:#}");
+    assert!(
+        item["reason"].as_str().unwrap().contains("fetch"),
+        "{failed:#}"
+    );
+    let listed = mail.env.json(&["items", "--failed"]);
+    assert_eq!(listed[0]["mailbox"], "alice", "{listed:#}");
+    assert_eq!(listed[0]["item"], "INBOX:1", "{listed:#}");
 
     // Access comes back: they are synced and nothing is pending.
     proxy.set(Fault::None);
@@ -531,4 +547,7 @@ fn status_pending_counts_tracked_messages_not_synced_yet() {
         entry["folders"][0]["last_full_scan"].is_string(),
         "{entry:#}"
     );
+    // Synced now: off the failed-items list.
+    assert_eq!(entry["failed_items"], serde_json::json!([]), "{entry:#}");
+    assert_eq!(mail.env.json(&["items", "--failed"]), serde_json::json!([]));
 }

@@ -737,3 +737,91 @@ fn a_regarding_changed_on_both_sides_is_settled_by_the_policy_and_logged() {
         serde_json::json!([])
     );
 }
+
+/// `item show` gives each address with its display name, and the members of a group (`To:
+/// Team: a@x, b@y;`) under the group's name, for a tracked message (from the CRM copy) and
+/// an untracked one (from the server).
+#[test]
+fn item_show_gives_display_names_and_groups() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Dana",
+        "--email",
+        "dana@x.example",
+    ]);
+    let mut imap = mail.client("alice");
+    let headers = |id: &str| {
+        format!(
+            "Message-ID: <{id}@x.example>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\
+             From: \"Dana Smith\" <dana@x.example>\n\
+             To: Sales Team: alice@example.com, \"Bob B\" <bob@x.example>;, carol@x.example\n\
+             Cc: undisclosed-recipients:;\nSubject: Team {id}\n\nHello.\n"
+        )
+    };
+    imap.append("INBOX", &["crm"], &headers("g1"));
+    let untracked = imap.append("INBOX", &[], &headers("g2"));
+    mail.sync_ok();
+
+    for locator in [
+        vec!["--message-id", "g1@x.example"],
+        vec!["--uid", &format!("INBOX:{untracked}")],
+    ] {
+        let mut args = vec!["item", "show", "--mailbox", "alice"];
+        args.extend(&locator);
+        let pane = mail.env.json(&args);
+        let addresses: Vec<(String, String, Value, Value)> = pane["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["role"].as_str().unwrap().to_owned(),
+                    a["address"].as_str().unwrap().to_owned(),
+                    a["name"].clone(),
+                    a["group"].clone(),
+                )
+            })
+            .collect();
+        let team = Value::from("Sales Team");
+        assert_eq!(
+            addresses,
+            [
+                (
+                    "from".into(),
+                    "dana@x.example".into(),
+                    "Dana Smith".into(),
+                    Value::Null
+                ),
+                (
+                    "to".into(),
+                    "alice@example.com".into(),
+                    Value::Null,
+                    team.clone()
+                ),
+                ("to".into(), "bob@x.example".into(), "Bob B".into(), team),
+                (
+                    "to".into(),
+                    "carol@x.example".into(),
+                    Value::Null,
+                    Value::Null
+                ),
+            ],
+            "{locator:?}: {pane:#}"
+        );
+        assert_eq!(pane["addresses"][0]["record"]["number"], "CON-1001");
+
+        let text = mail.env.ok(&args);
+        for line in [
+            "from:       Dana Smith <dana@x.example> -> contact CON-1001 (Dana)",
+            "to:         Sales Team: alice@example.com, bob@x.example;",
+            "              Bob B <bob@x.example> -> ",
+            "to:         carol@x.example -> ",
+        ] {
+            assert!(text.contains(line), "{locator:?}: {line:?} in\n{text}");
+        }
+    }
+}

@@ -65,6 +65,19 @@ pub enum Command {
     /// Items of people's stores (messages today).
     #[command(subcommand)]
     Item(ItemCommand),
+    /// The tracked items of a mailbox (or every mailbox), or with --failed the items that
+    /// could not be synced in the last 3 days, with why.
+    Items {
+        /// Only this mailbox (its `id` in the config).
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        /// The failed-items list: each item a pass could not sync in the last 3 days and has
+        /// not synced since, the latest first, with its reason and how often it failed.
+        #[arg(long)]
+        failed: bool,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Run one sync pass over every enabled mailbox (or one), then exit.
     ///
     /// Exits 1 when a mailbox failed or an item could not be synced; the summary says which.

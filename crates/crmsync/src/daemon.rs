@@ -20,15 +20,17 @@ use crmsync_engine::STORE_RULES;
 use crmsync_engine::daemon::{
     Origin, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
 };
+use crmsync_engine::pass::failed_items_since;
 use crmsync_engine::{CollectionState, MailboxState, PassReport};
-use crmsync_store::{LinkStore, SqliteStore};
+use crmsync_store::{FailureStore, LinkStore, SqliteStore};
 use notify::Watcher;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::commands::load_config;
 use crate::status::{
-    CollectionStatus, DaemonStatus, FolderStatus, MailboxStatus, STATUS_SCHEMA, StatusFile,
+    CollectionStatus, DaemonStatus, FAILED_ITEMS_LISTED, FailedItemStatus, FolderStatus,
+    MailboxStatus, STATUS_SCHEMA, StatusFile,
 };
 use crate::{logging, sd_notify};
 
@@ -219,6 +221,7 @@ impl StatusWriter {
                 consecutive_errors: 0,
                 folders: Vec::new(),
                 collections: Vec::new(),
+                failed_items: Vec::new(),
             });
             status.owner = mailbox.owner.to_string();
             if !running {
@@ -268,6 +271,7 @@ impl StatusWriter {
 
     fn passed(&mut self, report: PassReport, consecutive_errors: u32) {
         let folders = self.folder_statuses(&report.mailbox);
+        let failed_items = self.failed_items(&report.mailbox);
         let Some(status) = self.mailbox(&report.mailbox) else {
             return;
         };
@@ -277,6 +281,9 @@ impl StatusWriter {
         status.consecutive_errors = consecutive_errors;
         status.failed = report.failed;
         status.collections = collection_statuses(&report, &status.collections);
+        if let Some(failed_items) = failed_items {
+            status.failed_items = failed_items;
+        }
         match report.state {
             MailboxState::Idle => {
                 let at = now();
@@ -295,6 +302,23 @@ impl StatusWriter {
             }
             MailboxState::NotPermitted | MailboxState::Disabled => {
                 status.last_error = report.warnings.first().cloned();
+            }
+        }
+    }
+
+    /// The mailbox's latest failed items, from the store (`None` when it cannot say).
+    fn failed_items(&self, mailbox: &str) -> Option<Vec<FailedItemStatus>> {
+        let store = self.store.as_ref()?;
+        match store.failed_items(Some(mailbox), &failed_items_since()) {
+            Ok(rows) => Some(
+                rows.into_iter()
+                    .take(FAILED_ITEMS_LISTED)
+                    .map(FailedItemStatus::from)
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::warn!(mailbox = %mailbox, "status file: the failed items: CRM store: {error}");
+                None
             }
         }
     }

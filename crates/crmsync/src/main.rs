@@ -65,6 +65,11 @@ fn main() -> ExitCode {
             |options| commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json),
         ),
         Command::Never(command) => commands::never::run(&cli.config, command),
+        Command::Items {
+            mailbox,
+            failed,
+            output,
+        } => commands::tracked::run(&cli.config, mailbox.as_deref(), failed, output.json),
         Command::Conflicts {
             mailbox,
             limit,

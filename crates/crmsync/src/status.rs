@@ -52,6 +52,40 @@ pub struct MailboxStatus {
     pub folders: Vec<FolderStatus>,
     #[serde(default)]
     pub collections: Vec<CollectionStatus>,
+    /// The latest items that failed in the last 3 days and have not synced since, the latest
+    /// first (at most [`FAILED_ITEMS_LISTED`]; `crmsync items --failed` lists them all).
+    #[serde(default)]
+    pub failed_items: Vec<FailedItemStatus>,
+}
+
+/// How many failed items the status file lists per mailbox.
+pub const FAILED_ITEMS_LISTED: usize = 50;
+
+/// An item a pass could not sync.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedItemStatus {
+    /// `email`, `calendar` or `contacts`.
+    pub scope: String,
+    /// `FOLDER:UID` for a message, the file name for a calendar or address-book item.
+    pub item: String,
+    pub reason: String,
+    pub first_failed: String,
+    pub last_failed: String,
+    /// Passes it failed in.
+    pub attempts: u32,
+}
+
+impl From<crmsync_store::FailedItem> for FailedItemStatus {
+    fn from(row: crmsync_store::FailedItem) -> FailedItemStatus {
+        FailedItemStatus {
+            scope: row.failure.scope,
+            item: row.failure.item,
+            reason: row.failure.reason,
+            first_failed: row.first_failed,
+            last_failed: row.last_failed,
+            attempts: row.attempts,
+        }
+    }
 }
 
 /// A calendar or address book (a vdir) of a mailbox.
@@ -186,4 +220,27 @@ fn render(status: &StatusFile) {
         ],
         &rows,
     );
+    let failed: Vec<Vec<String>> = status
+        .mailboxes
+        .iter()
+        .flat_map(|m| {
+            m.failed_items.iter().map(|f| {
+                vec![
+                    m.id.clone(),
+                    f.item.clone(),
+                    f.last_failed.clone(),
+                    f.attempts.to_string(),
+                    f.reason.clone(),
+                ]
+            })
+        })
+        .collect();
+    if !failed.is_empty() {
+        println!();
+        println!("failed items (crmsync items --failed lists them all):");
+        print_table(
+            &["MAILBOX", "ITEM", "LAST FAILED", "ATTEMPTS", "REASON"],
+            &failed,
+        );
+    }
 }

@@ -90,6 +90,9 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
             report.collections.push(collection);
         }
     }
+    if !options.dry_run {
+        record_failures(store, &mut report);
+    }
     report.tracked = 0;
     for kind in ItemKind::ALL {
         match store.link_count(&mailbox.id, *kind) {
@@ -98,6 +101,32 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
         }
     }
     report
+}
+
+/// How long the failed-items list keeps an item after its last failure, as the CRM
+/// products this one replaces do.
+pub const FAILED_ITEMS_KEPT: chrono::Duration = chrono::Duration::days(3);
+
+/// The time before which the failed-items list forgets, as the store writes times.
+pub fn failed_items_since() -> String {
+    (chrono::Utc::now() - FAILED_ITEMS_KEPT)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The pass's failed items into the failed-items list, and the ones it settled out.
+fn record_failures<S: CrmStore>(store: &mut S, report: &mut PassReport) {
+    if report.failures.is_empty() && report.resolved.is_empty() {
+        return;
+    }
+    if let Err(error) = store.record_failures(
+        &report.mailbox,
+        &report.failures,
+        &report.resolved,
+        &failed_items_since(),
+    ) {
+        report.warn(format!("recording the failed items: CRM store: {error}"));
+    }
 }
 
 /// The privilege gate (SPEC section 7): a mailbox whose owner lacks `sync` is skipped with

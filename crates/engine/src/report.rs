@@ -2,6 +2,10 @@
 //! file, and the tests read.
 
 use crmsync_imap::Counters;
+use crmsync_store::ItemFailure;
+
+/// The failed-items list's scope of messages (collections use their name).
+pub const EMAIL_SCOPE: &str = "email";
 
 /// Where a mailbox stands after a pass (the status file's `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +82,10 @@ pub struct PassReport {
     pub items_written: u64,
     /// Items that could not be synced (a malformed message, say); retried next pass.
     pub failed: u64,
+    /// Each of them with where it is and why, for the failed-items list.
+    pub failures: Vec<ItemFailure>,
+    /// Items of the failed-items list (scope, item) that this pass handled, or found gone.
+    pub resolved: Vec<(String, String)>,
     /// Links of the mailbox after the pass (every kind).
     pub tracked: u64,
     /// Items whose tracking signal this pass saw but that are not linked yet (their CRM copy
@@ -113,6 +121,8 @@ impl PassReport {
             keywords_written: 0,
             items_written: 0,
             failed: 0,
+            failures: Vec::new(),
+            resolved: Vec::new(),
             tracked: 0,
             pending: 0,
             full_scan: false,
@@ -134,12 +144,17 @@ impl PassReport {
         self.state = MailboxState::Error;
     }
 
-    /// A failure of one item, with where it came from (`folder:UID`, a file): logged and
-    /// counted; the pass goes on and the item is retried next pass.
-    pub fn item_failed(&mut self, message: String) {
-        tracing::warn!(mailbox = %self.mailbox, "item failed: {message}");
+    /// A failure of one message, at `item` (`FOLDER:UID`): logged, counted and listed; the
+    /// pass goes on and the message is retried next pass.
+    pub fn item_failed(&mut self, item: String, reason: String) {
+        tracing::warn!(mailbox = %self.mailbox, item = %item, "item failed: {reason}");
         self.failed += 1;
-        self.errors.push(message);
+        self.errors.push(format!("{item}: {reason}"));
+        self.failures.push(ItemFailure {
+            scope: EMAIL_SCOPE.to_owned(),
+            item,
+            reason,
+        });
     }
 
     pub fn warn(&mut self, message: String) {

@@ -174,6 +174,8 @@ fn automated(message: &mail_parser::Message<'_>) -> Option<Automated> {
 pub struct MessageAddress {
     pub name: Option<String>,
     pub address: String,
+    /// The group it was written in (`Team` of `To: Team: a@x, b@y;`).
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,11 +203,34 @@ pub struct ParsedEmail {
     pub attachments: Vec<Attachment>,
 }
 
+/// Every address of a header with its display name, and the group it was written in.
 fn addresses(address: Option<&Address<'_>>) -> Vec<MessageAddress> {
-    address_list(address)
-        .into_iter()
-        .map(|(name, address)| MessageAddress { name, address })
-        .collect()
+    let one = |addr: &mail_parser::Addr<'_>, group: Option<&str>| {
+        let address = addr.address()?.trim();
+        (!address.is_empty()).then(|| MessageAddress {
+            name: addr
+                .name()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty()),
+            address: address.to_owned(),
+            group: group.map(str::to_owned),
+        })
+    };
+    match address {
+        Some(Address::List(list)) => list.iter().filter_map(|a| one(a, None)).collect(),
+        Some(Address::Group(groups)) => groups
+            .iter()
+            .flat_map(|group| {
+                let name = group
+                    .name
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty());
+                group.addresses.iter().filter_map(move |a| one(a, name))
+            })
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Parses a whole message.

@@ -90,8 +90,8 @@ pub struct Rules {
 /// The store traits, for code that calls them on a concrete store.
 pub mod prelude {
     pub use crate::{
-        ActivityStore, ConflictStore, CrmStore, EmailStore, ItemStore, JournalStore, LinkStore,
-        RecordStore, UserStore,
+        ActivityStore, ConflictStore, CrmStore, EmailStore, FailureStore, ItemStore, JournalStore,
+        LinkStore, RecordStore, UserStore,
     };
 }
 
@@ -109,6 +109,7 @@ pub trait CrmStore:
     + EmailStore
     + ItemStore
     + ConflictStore
+    + FailureStore
     + LinkStore
     + JournalStore
 {
@@ -121,6 +122,7 @@ impl<T> CrmStore for T where
         + EmailStore
         + ItemStore
         + ConflictStore
+        + FailureStore
         + LinkStore
         + JournalStore
 {
@@ -271,6 +273,23 @@ pub trait ConflictStore {
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()>;
     /// The newest conflicts first, of one mailbox or all, at most `limit`.
     fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>>;
+}
+
+/// The failed-items list: items a pass could not sync, kept while they keep failing and for
+/// a few days after (`crmsync items --failed`, the status file).
+pub trait FailureStore {
+    /// One pass's outcome for a mailbox, in one transaction: `failed` items are added (or
+    /// their reason, last time and attempts brought up to date), `resolved` ones (scope, item)
+    /// go, and rows of any mailbox whose last failure is before `forget_before` are dropped.
+    fn record_failures(
+        &mut self,
+        mailbox: &str,
+        failed: &[ItemFailure],
+        resolved: &[(String, String)],
+        forget_before: &str,
+    ) -> Result<()>;
+    /// The items that failed at or after `since`, of one mailbox or all, the latest first.
+    fn failed_items(&self, mailbox: Option<&str>, since: &str) -> Result<Vec<FailedItem>>;
 }
 
 /// Sync links (one per tracked item and mailbox) and per-folder sync state.

@@ -42,6 +42,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "never_track",
         sql: include_str!("migrations/0006_never_track.sql"),
     },
+    Migration {
+        version: 7,
+        name: "failed_items",
+        sql: include_str!("migrations/0007_failed_items.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "party_groups",
+        sql: include_str!("migrations/0008_party_groups.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

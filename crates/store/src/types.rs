@@ -114,6 +114,8 @@ pub struct NewParty {
     pub role: PartyRole,
     pub address: EmailAddress,
     pub display_name: Option<String>,
+    /// The group it was addressed through (`Team` of `To: Team: a@x, b@y;`).
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,8 @@ pub struct PartyRow {
     pub role: PartyRole,
     pub address: String,
     pub display_name: Option<String>,
+    /// The group it was addressed through (`Team` of `To: Team: a@x, b@y;`).
+    pub group: Option<String>,
     pub record: Option<RecordRef>,
     /// When the address matched several records of the best rank: those records.
     pub candidates: Vec<RecordRef>,
@@ -308,6 +312,27 @@ pub struct ConflictRow {
     /// `mailbox` or `crm`.
     pub winner: String,
     pub at: String,
+}
+
+/// An item a pass could not sync, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFailure {
+    /// `email`, `calendar` or `contacts`.
+    pub scope: String,
+    /// Where the item is: `FOLDER:UID` for a message, the file name for a collection item.
+    pub item: String,
+    pub reason: String,
+}
+
+/// A row of the failed-items list: an item that failed in a pass of the last days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedItem {
+    pub mailbox: String,
+    pub failure: ItemFailure,
+    pub first_failed: String,
+    pub last_failed: String,
+    /// Passes it failed in.
+    pub attempts: u32,
 }
 
 /// The CRM copy of a tracked event, task or contact, as the collection adapter read it.

@@ -417,3 +417,75 @@ fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
     assert_eq!(all[0].links.len(), 2);
     assert_eq!(all[0].owner, "alice@example.com");
 }
+
+#[test]
+fn the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old_rows() {
+    use crmsync_store::ItemFailure;
+    let mut fx = fixture();
+    let failure = |scope: &str, item: &str, reason: &str| ItemFailure {
+        scope: scope.into(),
+        item: item.into(),
+        reason: reason.into(),
+    };
+    let long_ago = "2000-01-01T00:00:00.000Z";
+    let failed = [
+        failure("email", "INBOX:7", "no header could be read"),
+        failure("calendar", "e1.ics", "not an iCalendar object"),
+    ];
+    fx.store
+        .record_failures("alice", &failed, &[], long_ago)
+        .unwrap();
+    fx.store
+        .record_failures(
+            "bob",
+            &[failure("email", "INBOX:7", "other")],
+            &[],
+            long_ago,
+        )
+        .unwrap();
+    let alice = fx.store.failed_items(Some("alice"), long_ago).unwrap();
+    assert_eq!(alice.len(), 2);
+    assert!(
+        alice
+            .iter()
+            .all(|f| f.attempts == 1 && f.mailbox == "alice")
+    );
+    assert_eq!(fx.store.failed_items(None, long_ago).unwrap().len(), 3);
+
+    // Failing again: one row, the new reason, two attempts, the first time kept.
+    let first = alice
+        .iter()
+        .find(|f| f.failure.scope == "email")
+        .unwrap()
+        .clone();
+    fx.store
+        .record_failures(
+            "alice",
+            &[failure("email", "INBOX:7", "fetching it: connection reset")],
+            &[("calendar".into(), "e1.ics".into())],
+            long_ago,
+        )
+        .unwrap();
+    let alice = fx.store.failed_items(Some("alice"), long_ago).unwrap();
+    assert_eq!(
+        alice.len(),
+        1,
+        "the resolved calendar item is gone: {alice:?}"
+    );
+    assert_eq!(alice[0].failure.reason, "fetching it: connection reset");
+    assert_eq!(alice[0].attempts, 2);
+    assert_eq!(alice[0].first_failed, first.first_failed);
+    assert!(alice[0].last_failed >= first.last_failed);
+
+    // Only rows failed since `since` are listed; rows before `forget_before` are dropped.
+    assert!(
+        fx.store
+            .failed_items(Some("alice"), "2999-01-01T00:00:00Z")
+            .unwrap()
+            .is_empty()
+    );
+    fx.store
+        .record_failures("carol", &[], &[], "2999-01-01T00:00:00Z")
+        .unwrap();
+    assert!(fx.store.failed_items(None, long_ago).unwrap().is_empty());
+}

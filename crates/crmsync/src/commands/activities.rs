@@ -213,6 +213,7 @@ fn parties(
         return Err(usage("an email needs at least one --to"));
     }
     let party = |role, address| NewParty {
+        group: None,
         role,
         address,
         display_name: None,

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use crmsync_core::model::PartyRole;
 use crmsync_engine::STORE_RULES;
-use crmsync_engine::item::{AddressResolution, ItemPane, Locator, item_pane};
+use crmsync_engine::item::{AddressResolution, ItemPane, Locator, PaneAddress, item_pane};
 use crmsync_store::{RecordRef, SqliteStore};
 use serde_json::{Value, json};
 
@@ -82,7 +83,14 @@ fn pane_json(pane: &ItemPane) -> Value {
         "regarding_parent": optional(&pane.regarding_parent),
         "addresses": pane.addresses.iter().map(|a| {
             let (record, candidates) = resolution_json(&a.resolution);
-            json!({"role": a.role.as_str(), "address": a.address, "record": record, "candidates": candidates})
+            json!({
+                "role": a.role.as_str(),
+                "address": a.address,
+                "name": a.name,
+                "group": a.group,
+                "record": record,
+                "candidates": candidates,
+            })
         }).collect::<Vec<_>>(),
         "activity": pane.activity.as_ref().map_or(Value::Null, activity_json),
         "record": optional(&pane.record),
@@ -141,20 +149,41 @@ fn print_pane(pane: &ItemPane) {
     details.push(("regarding", ref_label(pane.regarding.as_ref())));
     details.push(("parent", ref_label(pane.regarding_parent.as_ref())));
     print_details(&details);
-    for address in &pane.addresses {
+    print_addresses(&pane.addresses);
+    for note in &pane.notes {
+        println!("note:       {note}");
+    }
+}
+
+/// One line per address, `Name <address> -> record`; the members of a group (`To: Team:
+/// a@x, b@y;`) under a line that names the group as the message wrote it.
+fn print_addresses(addresses: &[PaneAddress]) {
+    let mut previous: Option<(PartyRole, &str)> = None;
+    for address in addresses {
+        let role = format!("{}:", address.role);
+        let group = address.group.as_deref();
+        if let Some(name) = group
+            && previous != Some((address.role, name))
+        {
+            let members: Vec<&str> = addresses
+                .iter()
+                .filter(|a| a.role == address.role && a.group.as_deref() == Some(name))
+                .map(|a| a.address.as_str())
+                .collect();
+            println!("{role:<11} {name}: {};", members.join(", "));
+        }
+        previous = group.map(|name| (address.role, name));
         let resolved = match &address.resolution {
             AddressResolution::Resolved(record) => resolution_label(Some(record), &[]),
             AddressResolution::Ambiguous(candidates) => resolution_label(None, candidates),
             AddressResolution::Unresolved => resolution_label(None, &[]),
         };
-        println!(
-            "{:<11} {} -> {}",
-            format!("{}:", address.role),
-            address.address,
-            resolved
-        );
-    }
-    for note in &pane.notes {
-        println!("note:       {note}");
+        let shown = match &address.name {
+            Some(name) => format!("{name} <{}>", address.address),
+            None => address.address.clone(),
+        };
+        let label = if group.is_some() { String::new() } else { role };
+        let indent = if group.is_some() { "  " } else { "" };
+        println!("{label:<11} {indent}{shown} -> {resolved}");
     }
 }

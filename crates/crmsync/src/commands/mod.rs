@@ -7,6 +7,7 @@ pub mod items;
 pub mod never;
 pub mod records;
 pub mod sync;
+pub mod tracked;
 pub mod users;
 
 use std::path::Path;

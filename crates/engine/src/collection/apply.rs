@@ -2,7 +2,7 @@
 //! tracked items are created in batches ([`TRACK_BATCH`] per transaction); everything else is
 //! one write (file, or row and link) at a time, in the crash-safe order of `mod.rs`.
 
-use crmsync_core::collection::{self, Effect, ItemUpdate, ObservedItem};
+use crmsync_core::collection::{self, CrmCreated, Effect, ItemUpdate, ObservedItem};
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
 use crmsync_core::merge::{self, MergeOutcome};
@@ -33,6 +33,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let mut batch: Vec<(NewItem, SyncLink)> = Vec::new();
         let mut just_linked = Vec::new();
         for effect in effects {
+            let href = self.effect_href(&effect);
             let outcome = match effect {
                 Effect::SuspiciousEmpty { links } => {
                     self.status.state = CollectionState::Error;
@@ -58,8 +59,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 } => self.crm_deleted(&link, &location, &etag, delete_item, report),
                 Effect::CreateItem { created } => self.create_item(created, report),
             };
-            if let Err(message) = outcome {
-                self.item_failed(report, message);
+            if let Err(reason) = outcome {
+                self.item_failed(report, href.unwrap_or_default(), reason);
             }
             if batch.len() >= TRACK_BATCH {
                 just_linked.extend(self.flush(std::mem::take(&mut batch), report));
@@ -136,7 +137,9 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                         report.warn(format!("{} {href}: {warning}", self.which.as_str()));
                     }
                 }
-                Err(error) => self.item_failed(report, format!("{href}: CRM store: {error}")),
+                Err(error) => {
+                    self.item_failed(report, href.to_owned(), format!("CRM store: {error}"))
+                }
             }
         }
         just_linked
@@ -190,7 +193,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 return self.record_written(&link, new_link, &outcome);
             }
             Err(StoreError::NotFound(_)) => return Ok(()),
-            Err(error) => return Err(format!("{href}: CRM store: {error}")),
+            Err(error) => return Err(format!("CRM store: {error}")),
         }
         report.updated += 1;
         for conflict in outcome.conflicts {
@@ -222,8 +225,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             return Ok(None);
         }
         let mut document = content::parse(&text).map_err(|e| e.to_string())?;
-        let component = target(self.which, &mut document)
-            .ok_or_else(|| format!("{href}: nothing to write into"))?;
+        let component =
+            target(self.which, &mut document).ok_or_else(|| "nothing to write into".to_owned())?;
         match self.which {
             Which::Calendar => calendar::apply(component, &outcome.merged, &outcome.mailbox_writes),
             Which::Contacts => contacts::apply(component, &outcome.mailbox_writes),
@@ -270,11 +273,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         delete_crm: bool,
         report: &mut PassReport,
     ) -> Result<(), String> {
-        let href = collection::href(&link.location);
         if !delete_crm {
             self.store
                 .delete_link(&link.mailbox, link.kind, &link.identity)
-                .map_err(|error| format!("{href}: CRM store: {error}"))?;
+                .map_err(|error| format!("CRM store: {error}"))?;
             report.unlinked += 1;
             return Ok(());
         }
@@ -287,10 +289,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             // the row is neither written back into the collection as a new item nor forgotten;
             // the pass counts it failed until an administrator settles it (or the person
             // tracks the item again).
-            Err(StoreError::Refused(message)) => {
-                Err(format!("{href}: not deleted in the CRM: {message}"))
-            }
-            Err(error) => Err(format!("{href}: CRM store: {error}")),
+            Err(StoreError::Refused(message)) => Err(format!("not deleted in the CRM: {message}")),
+            Err(error) => Err(format!("CRM store: {error}")),
         }
     }
 
@@ -330,43 +330,34 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         }
         self.store
             .delete_link(&link.mailbox, link.kind, &link.identity)
-            .map_err(|error| format!("{href}: CRM store: {error}"))?;
+            .map_err(|error| format!("CRM store: {error}"))?;
         report.unlinked += 1;
         Ok(())
     }
 
     /// A row the CRM created for the owner: its file first (named and UID'd after the row),
     /// then the link.
-    fn create_item(
-        &mut self,
-        created: crmsync_core::collection::CrmCreated,
-        report: &mut PassReport,
-    ) -> Result<(), String> {
+    fn create_item(&mut self, created: CrmCreated, report: &mut PassReport) -> Result<(), String> {
         let uid = created.identity.storage_key();
-        let id = created.crm.uuid();
         let category = &self.mailbox.tracking.category;
-        let (href, text) = match self.which {
-            Which::Calendar => (
-                format!("{id}.ics"),
-                calendar::new_object(
-                    created.kind == ItemKind::Task,
-                    &uid,
-                    &created.fields,
-                    category,
-                    &chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
-                ),
+        let href = created_href(self.which, &created);
+        let text = match self.which {
+            Which::Calendar => calendar::new_object(
+                created.kind == ItemKind::Task,
+                &uid,
+                &created.fields,
+                category,
+                &chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
             ),
-            Which::Contacts => (
-                format!("{id}.vcf"),
-                contacts::new_card(&uid, &created.fields, category),
-            ),
+            Which::Contacts => contacts::new_card(&uid, &created.fields, category),
         };
         let etag = match self.vdir.create(&href, &text) {
             Ok(etag) => etag,
             Err(VdirError::Exists(_)) => {
-                return Err(format!(
-                    "{href} exists but does not hold the CRM row it is named after: not overwritten"
-                ));
+                return Err(
+                    "the file exists but does not hold the CRM row it is named after: not overwritten"
+                        .to_owned(),
+                );
             }
             Err(error) => return Err(error.to_string()),
         };
@@ -386,6 +377,28 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         self.store
             .link_item(&link, &uid)
             .map(|_| ())
-            .map_err(|error| format!("{href}: CRM store: {error}"))
+            .map_err(|error| format!("CRM store: {error}"))
+    }
+
+    /// The file an effect is about, for the failed-items list.
+    fn effect_href(&self, effect: &Effect) -> Option<String> {
+        let location = match effect {
+            Effect::Track { observed } => &observed.location,
+            Effect::Update(update) => &update.location,
+            Effect::Untrack { link, .. } | Effect::ItemDeleted { link, .. } => &link.location,
+            Effect::CrmDeleted { location, .. } => location,
+            Effect::CreateItem { created } => return Some(created_href(self.which, created)),
+            Effect::SuspiciousEmpty { .. } => return None,
+        };
+        Some(collection::href(location).to_owned())
+    }
+}
+
+/// The file a CRM-created row is written to: named after the row.
+fn created_href(which: Which, created: &CrmCreated) -> String {
+    let id = created.crm.uuid();
+    match which {
+        Which::Calendar => format!("{id}.ics"),
+        Which::Contacts => format!("{id}.vcf"),
     }
 }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use crmsync_config::{CollectionConfig, MailboxConfig};
 use crmsync_core::collection;
 use crmsync_core::item::{ItemIdentity, ItemKind};
-use crmsync_store::CrmStore;
+use crmsync_store::{CrmStore, ItemFailure};
 use crmsync_vdir::vdir::Vdir;
 
 use crate::error::PassError;
@@ -182,15 +182,38 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         }
         match (&self.status.state, &self.status.last_error) {
             (CollectionState::Error, Some(message)) => Err(PassError::Collection(message.clone())),
-            _ => Ok(()),
+            _ => self.resolve_failures(report),
         }
+    }
+
+    /// The entries of the failed-items list this pass settled. Every pass lists the whole
+    /// collection and reads again each file that failed, so an entry that did not fail now
+    /// is an item that is fine or gone.
+    fn resolve_failures(&mut self, report: &mut PassReport) -> Result<(), PassError> {
+        let scope = self.which.as_str();
+        for entry in self.store.failed_items(Some(&self.mailbox.id), "")? {
+            let failure = entry.failure;
+            let failing_now = report
+                .failures
+                .iter()
+                .any(|f| f.scope == scope && f.item == failure.item);
+            if failure.scope == scope && !failing_now {
+                report.resolved.push((failure.scope, failure.item));
+            }
+        }
+        Ok(())
     }
 
     /// A failure of one item of this collection: counted in both reports, logged with where it
     /// came from.
-    fn item_failed(&mut self, report: &mut PassReport, message: String) {
+    fn item_failed(&mut self, report: &mut PassReport, href: String, reason: String) {
         self.status.failed += 1;
         report.failed += 1;
-        report.warn(format!("{} {message}", self.which.as_str()));
+        report.warn(format!("{} {href}: {reason}", self.which.as_str()));
+        report.failures.push(ItemFailure {
+            scope: self.which.as_str().to_owned(),
+            item: href,
+            reason,
+        });
     }
 }

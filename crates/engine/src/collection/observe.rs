@@ -181,8 +181,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             view.changed.push(observed(which, &entry.href, item, etag));
         }
         for (href, message) in unreadable {
-            let path = self.config.path.join(&href);
-            self.item_failed(report, format!("{}: skipped: {message}", path.display()));
+            self.item_failed(report, href.clone(), format!("skipped: {message}"));
             view.unreadable.insert(href);
         }
         present
@@ -218,7 +217,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     // number, say): this item is skipped and counted, the rest goes on.
                     Err(error) => {
                         let href = collection::href(&link.location).to_owned();
-                        self.item_failed(report, format!("{href}: skipped: CRM store: {error}"));
+                        self.item_failed(report, href, format!("skipped: CRM store: {error}"));
                         skipped.insert(link.crm);
                         continue;
                     }

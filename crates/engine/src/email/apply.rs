@@ -142,8 +142,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         location: &ItemLocation,
         message: String,
     ) -> Result<(), PassError> {
-        self.report
-            .item_failed(format!("{}: {message}", location_text(location)));
+        self.report.item_failed(location_text(location), message);
         self.failed_folders
             .insert(imap_location(location).0.to_owned());
         if self.mail.is_alive().await {
@@ -186,7 +185,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             Err(TrackFailure::Other(message)) => {
                 self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 self.report
-                    .item_failed(format!("{}: {message}", location_text(&observed.location)));
+                    .item_failed(location_text(&observed.location), message);
                 self.failed_folders
                     .insert(imap_location(&observed.location).0.to_owned());
                 Ok(())
@@ -349,10 +348,10 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     /// One item failed on the store side: counted, and its folder's markers are not saved, so
     /// that the next pass sees the message again.
     fn store_item_failed(&mut self, location: &ItemLocation, what: &str, error: &StoreError) {
-        self.report.item_failed(format!(
-            "{}: {what}: CRM store: {error}",
-            location_text(location)
-        ));
+        self.report.item_failed(
+            location_text(location),
+            format!("{what}: CRM store: {error}"),
+        );
         self.failed_folders
             .insert(imap_location(location).0.to_owned());
     }
@@ -450,10 +449,10 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         let location = link.location.clone();
                         self.store_item_failed(&location, "dropping the link", &error);
                     }
-                    None => self.report.item_failed(format!(
-                        "{}: dropping the link: CRM store: {error}",
-                        identity.storage_key()
-                    )),
+                    None => self.report.item_failed(
+                        identity.storage_key(),
+                        format!("dropping the link: CRM store: {error}"),
+                    ),
                 }
                 false
             }
@@ -510,6 +509,7 @@ fn parties(parsed: &message::ParsedEmail, warnings: &mut Vec<String>) -> Vec<New
                     role,
                     address: valid,
                     display_name: address.name.clone(),
+                    group: address.group.clone(),
                 }),
                 Err(error) => warnings.push(format!("{role} party skipped: {error}")),
             }

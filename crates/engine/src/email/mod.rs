@@ -22,7 +22,7 @@ mod plan;
 use std::collections::{BTreeMap, HashSet};
 
 use crmsync_config::MailboxConfig;
-use crmsync_core::email::{self, TrackingRules};
+use crmsync_core::email::{self, MailboxView, TrackingRules};
 use crmsync_core::item::ItemLocation;
 use crmsync_imap::FolderMarkers;
 use crmsync_store::{CrmStore, SyncState};
@@ -30,7 +30,7 @@ use crmsync_store::{CrmStore, SyncState};
 use crate::error::PassError;
 use crate::mail::MailStore;
 use crate::pass::PassOptions;
-use crate::report::PassReport;
+use crate::report::{EMAIL_SCOPE, PassReport};
 
 /// One pass over a mailbox's IMAP folders, holding what every phase needs.
 pub struct EmailPass<'a, S, M> {
@@ -100,6 +100,17 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             self.report.planned.extend(planned);
             return Ok(());
         }
+        // Every message this pass looked at, for the failed-items list.
+        let seen: HashSet<(String, u32)> = view
+            .changed
+            .iter()
+            .map(|o| &o.location)
+            .chain(self.malformed.iter().map(|(location, _, _)| location))
+            .map(|location| {
+                let (folder, uid) = imap_location(location);
+                (folder.to_owned(), uid)
+            })
+            .collect();
         for (location, keywords, mark) in std::mem::take(&mut self.malformed) {
             self.mark(&location, &keywords, mark);
         }
@@ -124,7 +135,44 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
         let applied = self.apply(effects, linked, &view.changed).await;
         self.flush_marks().await;
         applied?;
+        self.resolve_failures(&view, &seen)?;
         self.save_markers(markers).await
+    }
+
+    /// The entries of the failed-items list this pass settled: messages of a folder it
+    /// scanned that it looked at without a failure, or that are gone from the folder.
+    fn resolve_failures(
+        &mut self,
+        view: &MailboxView,
+        seen: &HashSet<(String, u32)>,
+    ) -> Result<(), PassError> {
+        let listed = self.store.failed_items(Some(&self.mailbox.id), "")?;
+        for entry in listed {
+            let failure = entry.failure;
+            if failure.scope != EMAIL_SCOPE {
+                continue;
+            }
+            let Some((folder, uid)) = failure.item.rsplit_once(':') else {
+                continue;
+            };
+            let (Some(scanned), Ok(uid)) = (
+                view.folders.iter().find(|f| f.folder == folder),
+                uid.parse::<u32>(),
+            ) else {
+                continue;
+            };
+            let failing_now = self
+                .report
+                .failures
+                .iter()
+                .any(|f| f.scope == EMAIL_SCOPE && f.item == failure.item);
+            let settled =
+                !scanned.present.contains(&uid) || seen.contains(&(folder.to_owned(), uid));
+            if settled && !failing_now {
+                self.report.resolved.push((failure.scope, failure.item));
+            }
+        }
+        Ok(())
     }
 
     /// Saves each folder's markers, except where an item failed. A FETCH that the connection

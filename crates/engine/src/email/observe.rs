@@ -106,7 +106,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 }),
                 Err(error) if self.rules.signal(folder, &fetched.keywords).tracked => {
                     self.report
-                        .item_failed(format!("{folder}:{}: {error}", fetched.uid));
+                        .item_failed(format!("{folder}:{}", fetched.uid), error.to_string());
                     self.failed_folders.insert(folder.clone());
                     let location = ItemLocation::Imap {
                         folder: folder.clone(),

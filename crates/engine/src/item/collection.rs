@@ -12,7 +12,7 @@ use crmsync_store::{CrmStore, RecordRef, StoreError};
 use crmsync_vdir::content::Component;
 use crmsync_vdir::{calendar, content};
 
-use super::{ItemPane, add_addresses, describe_activity, location_text, store_error};
+use super::{ItemPane, PaneAddress, add_addresses, describe_activity, location_text, store_error};
 use crate::collection::Which;
 
 pub(super) fn pane<S: CrmStore>(
@@ -100,7 +100,7 @@ fn contact<S: CrmStore>(store: &S, id: RecordId, pane: &mut ItemPane) -> Result<
     let addresses = record
         .emails
         .iter()
-        .map(|address| (PartyRole::To, address.clone()))
+        .map(|address| PaneAddress::plain(PartyRole::To, address.clone()))
         .collect();
     let mut records: Option<HashMap<RecordId, RecordRef>> = None;
     add_addresses(store, pane, addresses, &mut records)?;
@@ -147,7 +147,7 @@ fn untracked<S: CrmStore>(
 }
 
 /// The organizer, attendees and e-mail addresses of an event, task or card.
-fn addresses(component: &Component) -> Vec<(PartyRole, String)> {
+fn addresses(component: &Component) -> Vec<PaneAddress> {
     let mut addresses = Vec::new();
     for (property, role) in [
         ("ORGANIZER", PartyRole::Organizer),
@@ -160,7 +160,7 @@ fn addresses(component: &Component) -> Vec<(PartyRole, String)> {
                 .get(..7)
                 .filter(|prefix| prefix.eq_ignore_ascii_case("mailto:"))
                 .map_or(value, |_| &value[7..]);
-            addresses.push((role, address.to_owned()));
+            addresses.push(PaneAddress::plain(role, address.to_owned()));
         }
     }
     addresses

@@ -11,7 +11,8 @@ use crmsync_imap::{FetchedHeader, ImapSession, message};
 use crmsync_store::{CrmStore, StoreError};
 
 use super::{
-    ItemPane, Locator, add_addresses, describe_activity, location_text, matches, store_error,
+    AddressResolution, ItemPane, Locator, PaneAddress, add_addresses, describe_activity,
+    location_text, matches, store_error,
 };
 
 pub(super) async fn pane<S: CrmStore>(
@@ -153,7 +154,15 @@ fn untracked<S: CrmStore>(
         (PartyRole::Cc, &parsed.cc),
     ]
     .into_iter()
-    .flat_map(|(role, addresses)| addresses.iter().map(move |a| (role, a.address.clone())))
+    .flat_map(|(role, addresses)| {
+        addresses.iter().map(move |a| PaneAddress {
+            role,
+            address: a.address.clone(),
+            name: a.name.clone(),
+            group: a.group.clone(),
+            resolution: AddressResolution::Unresolved,
+        })
+    })
     .collect();
     add_addresses(store, &mut pane, addresses, &mut None)?;
     Ok(pane)

@@ -42,7 +42,24 @@ pub enum AddressResolution {
 pub struct PaneAddress {
     pub role: PartyRole,
     pub address: String,
+    /// The display name the message gave it.
+    pub name: Option<String>,
+    /// The group it was addressed through (`Team` of `To: Team: a@x, b@y;`).
+    pub group: Option<String>,
     pub resolution: AddressResolution,
+}
+
+impl PaneAddress {
+    /// An address with no name or group, not resolved yet.
+    fn plain(role: PartyRole, address: String) -> PaneAddress {
+        PaneAddress {
+            role,
+            address,
+            name: None,
+            group: None,
+            resolution: AddressResolution::Unresolved,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,19 +140,15 @@ fn store_error(error: StoreError) -> String {
 fn add_addresses<S: CrmStore>(
     store: &S,
     pane: &mut ItemPane,
-    addresses: Vec<(PartyRole, String)>,
+    addresses: Vec<PaneAddress>,
     records: &mut Option<HashMap<RecordId, RecordRef>>,
 ) -> Result<(), String> {
-    for (role, address) in addresses {
-        let resolution = match EmailAddress::new(&address) {
+    for mut address in addresses {
+        address.resolution = match EmailAddress::new(&address.address) {
             Ok(valid) => resolve_address(store, &valid, records)?,
             Err(_) => AddressResolution::Unresolved,
         };
-        pane.addresses.push(PaneAddress {
-            role,
-            address,
-            resolution,
-        });
+        pane.addresses.push(address);
     }
     Ok(())
 }
@@ -201,6 +214,8 @@ fn describe_activity<S: CrmStore>(
         pane.addresses.push(PaneAddress {
             role: party.role,
             address: party.address.clone(),
+            name: party.display_name.clone(),
+            group: party.group.clone(),
             resolution,
         });
     }

@@ -167,6 +167,15 @@ impl<S: ConflictStore> ConflictStore for CrashingStore<S> {
     }
 }
 
+impl<S: FailureStore> FailureStore for CrashingStore<S> {
+    reads! {
+        failed_items(mailbox: Option<&str>, since: &str) -> Vec<FailedItem>;
+    }
+    writes! {
+        record_failures(mailbox: &str, failed: &[ItemFailure], resolved: &[(String, String)], forget_before: &str) -> ();
+    }
+}
+
 impl<S: LinkStore> LinkStore for CrashingStore<S> {
     reads! {
         link(mailbox: &str, kind: ItemKind, identity: &ItemIdentity) -> Option<SyncLink>;

@@ -127,7 +127,7 @@ fn load_link_summaries(conn: &Connection, id: &str) -> Result<Vec<LinkSummary>> 
 
 pub(super) fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<PartyRow>> {
     let mut statement = conn.prepare(&format!(
-        "SELECT pa.id, pa.role, pa.address, pa.display_name, {RECORD_REF_COLUMNS}
+        "SELECT pa.id, pa.role, pa.address, pa.display_name, pa.group_name, {RECORD_REF_COLUMNS}
          FROM parties pa LEFT JOIN records r ON r.id = pa.record_id
          WHERE pa.activity_id = ?1 ORDER BY pa.position"
     ))?;
@@ -141,7 +141,8 @@ pub(super) fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<P
             role: parse_field("parties", activity_id, PartyRole::parse(&role))?,
             address: row.get(2)?,
             display_name: row.get(3)?,
-            record: raw_record_ref(row, 4)?.map(record_ref_from).transpose()?,
+            group: row.get(4)?,
+            record: raw_record_ref(row, 5)?.map(record_ref_from).transpose()?,
             candidates: Vec::new(),
         });
     }
@@ -211,14 +212,16 @@ pub(super) fn insert_parties(
         };
         execute_cached(
             conn,
-            "INSERT INTO parties (activity_id, position, role, address, display_name, record_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO parties (activity_id, position, role, address, display_name, group_name,
+                                  record_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 id.to_string(),
                 position,
                 party.role.as_str(),
                 party.address.as_str(),
                 party.display_name,
+                party.group,
                 record_id
             ],
         )?;

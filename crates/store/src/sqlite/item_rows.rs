@@ -416,6 +416,7 @@ fn replace_parties(
                 role,
                 address,
                 display_name: None,
+                group: None,
             }),
             Err(error) => warnings.push(format!("{}: {error}", role.as_str())),
         }

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 mod activities;
 mod conflicts;
 mod email;
+mod failures;
 mod item_rows;
 mod items;
 mod journal;

@@ -107,6 +107,7 @@ pub fn new_activity(
         parties: parties
             .iter()
             .map(|(role, address)| NewParty {
+                group: None,
                 role: *role,
                 address: email(address),
                 display_name: None,
