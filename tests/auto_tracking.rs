@@ -631,3 +631,131 @@ fn the_person_sees_synced_and_failed_on_the_message() {
     assert!(imap.all_flags("INBOX", bad).is_empty());
     assert_eq!(failed(&mail), serde_json::json!([]), "no longer failing");
 }
+
+/// The UIDs of a `UID FETCH` command's set (`1:3,7`).
+fn uid_set(set: &str) -> Vec<u32> {
+    set.split(',')
+        .flat_map(|range| match range.split_once(':') {
+            Some((from, to)) => {
+                let (from, to): (u32, u32) = (from.parse().unwrap(), to.parse().unwrap());
+                (from.min(to)..=from.max(to)).collect::<Vec<_>>()
+            }
+            None => vec![range.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// The server's own record of the session (Dovecot's rawlog), not crmsync's counters: under
+/// every policy, the only messages whose body (`BODY[]`, `BODY.PEEK[]`, `RFC822`) crmsync
+/// asks for are the ones it tracks; everything else is read as flags and headers only.
+#[test]
+fn untracked_bodies_are_never_fetched_under_any_policy() {
+    for (policy, expected) in [
+        ("none", vec!["Keyword"]),
+        ("replies", vec!["Keyword", "Re: Keyword"]),
+        ("crm-records", vec!["From Dana", "Keyword", "Re: Keyword"]),
+        (
+            "all",
+            vec!["From Dana", "Keyword", "Re: Keyword", "Stranger"],
+        ),
+    ] {
+        let mail = mail_with(policy, &["private@doctor.example"]);
+        mail.dovecot.record_traffic("alice");
+        let mut imap = mail.client("alice");
+        // Older than the policy: never taken automatically.
+        imap.append(
+            "INBOX",
+            &[],
+            &message(
+                "old@x.example",
+                "dana@adventure-works.com",
+                "alice@example.com",
+                "Old",
+            ),
+        );
+        mail.sync_ok();
+        let mail_from = |id: &str, from: &str, subject: &str, extra: &str| {
+            with_headers(extra, &message(id, from, "alice@example.com", subject))
+        };
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &mail_from("k@x.example", "erin@customer.example", "Keyword", ""),
+        );
+        imap.append(
+            "INBOX",
+            &[],
+            &mail_from("d@x.example", "dana@adventure-works.com", "From Dana", ""),
+        );
+        imap.append(
+            "INBOX",
+            &[],
+            &mail_from(
+                "r@x.example",
+                "erin@customer.example",
+                "Re: Keyword",
+                "In-Reply-To: <k@x.example>\n",
+            ),
+        );
+        imap.append(
+            "INBOX",
+            &[],
+            &mail_from(
+                "n@x.example",
+                "news@list.example",
+                "Newsletter",
+                "List-Id: <news.list.example>\n",
+            ),
+        );
+        imap.append(
+            "INBOX",
+            &[],
+            &mail_from("p@x.example", "private@doctor.example", "Private", ""),
+        );
+        imap.append(
+            "INBOX",
+            &[],
+            &mail_from("s@x.example", "stranger@else.example", "Stranger", ""),
+        );
+        // Two passes: the first takes (keywords written, bodies fetched), the second sees
+        // the keywords it wrote and settles.
+        mail.sync_ok();
+        mail.sync_ok();
+        assert_eq!(subjects(&mail), expected, "{policy}");
+
+        let tracked: Vec<u32> = mail
+            .env
+            .json(&["items"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let place = item["item"].as_str().unwrap();
+                place.strip_prefix("INBOX:").unwrap().parse().unwrap()
+            })
+            .collect();
+        let mut fetched: Vec<u32> = Vec::new();
+        for command in mail.dovecot.commands_of("alice") {
+            let upper = command.to_ascii_uppercase();
+            let whole = upper.contains("BODY[]")
+                || upper.contains("BODY.PEEK[]")
+                || upper.contains("RFC822 ")
+                || upper.contains("RFC822)");
+            if let (true, Some((_, rest))) = (whole, upper.split_once("UID FETCH ")) {
+                fetched.extend(uid_set(rest.split_whitespace().next().unwrap()));
+            }
+        }
+        assert!(
+            !fetched.is_empty(),
+            "{policy}: the rawlog shows the tracked bodies being fetched"
+        );
+        fetched.sort();
+        fetched.dedup();
+        let mut tracked_sorted = tracked.clone();
+        tracked_sorted.sort();
+        assert_eq!(
+            fetched, tracked_sorted,
+            "{policy}: bodies fetched (server side) = the tracked messages"
+        );
+    }
+}

@@ -96,6 +96,8 @@ listen = 127.0.0.1
 auth_mechanisms = plain login
 first_valid_uid = 8
 mail_location = maildir:{d}/mail/%u
+# Each IMAP session's raw traffic, for the users whose directory exists (Dovecot::rawlog).
+rawlog_dir = {d}/rawlog/%u
 namespace inbox {{
   inbox = yes
   separator = /
@@ -242,6 +244,40 @@ userdb {{
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Records the raw IMAP traffic of `user`'s sessions from now on (Dovecot's rawlog: one
+    /// `.in` file of the client's commands and one `.out` file per session).
+    pub fn record_traffic(&self, user: &str) {
+        let dir = self.dir.path().join("rawlog").join(user);
+        std::fs::create_dir_all(&dir).unwrap();
+        let chown = Command::new("chown")
+            .args(["-R", "mail:mail"])
+            .arg(self.dir.path().join("rawlog"))
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+
+    /// Every command `user`'s recorded sessions sent, one per line.
+    pub fn commands_of(&self, user: &str) -> Vec<String> {
+        let dir = self.dir.path().join("rawlog").join(user);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "in"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|path| {
+                let bytes = std::fs::read(path).unwrap();
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     pub fn root(&self) -> &Path {

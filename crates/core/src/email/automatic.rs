@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::auto::{AutoContext, AutoDecision, AutoPolicy, MessageMeta, NeverEntry, TrackedThread};
-use crate::item::ItemLocation;
+use crate::item::{ItemIdentity, ItemLocation};
+use crate::model::RecordNumber;
 
 use super::{Effect, Observed, TrackingRules, base_for};
 
@@ -43,6 +44,24 @@ impl AutoView {
 }
 
 impl AutoView {
+    /// Records a message tracked in this pass as a thread its replies can follow.
+    pub(super) fn add_thread(&mut self, observed: &Observed, regarding: Option<RecordNumber>) {
+        let ItemIdentity::Email { message_id, .. } = &observed.identity else {
+            return;
+        };
+        let participants = observed
+            .meta
+            .addresses()
+            .map(str::to_ascii_lowercase)
+            .collect();
+        self.threads
+            .entry(message_id.clone())
+            .or_insert(TrackedThread {
+                regarding,
+                participants,
+            });
+    }
+
     /// Whether automatic tracking considers a message at all: one that arrived after the
     /// policy was switched on, or that a backfill reaches, and that nobody untracked before.
     pub fn considers(&self, observed: &Observed) -> bool {
@@ -58,7 +77,8 @@ impl AutoView {
     }
 }
 
-/// A message nobody tracked by hand, decided by the automatic policy. One that is taken gets
+/// A message nobody tracked by hand, decided by the automatic policy; returns the regarding
+/// record of one it takes (`Some(None)` for none). One that is taken gets
 /// the tracking keyword (`crm:NUMBER` when it inherits a thread's regarding record) written
 /// *before* its activity is made, so the person sees it tracked and untracks it the usual way,
 /// and a kill in between leaves a message that the next pass tracks by its keyword.
@@ -67,9 +87,9 @@ pub(super) fn track_automatically(
     auto: &AutoView,
     observed: &Observed,
     effects: &mut Vec<Effect>,
-) -> bool {
+) -> Option<Option<RecordNumber>> {
     if !auto.considers(observed) {
-        return false;
+        return None;
     }
     let context = AutoContext {
         owner: &auto.owner,
@@ -79,7 +99,7 @@ pub(super) fn track_automatically(
     let AutoDecision::Track { regarding, .. } =
         crate::auto::decide(auto.policy, &auto.never, &observed.meta, context)
     else {
-        return false;
+        return None;
     };
     let keyword = match &regarding {
         Some(number) => rules.regarding_keyword(number),
@@ -96,8 +116,8 @@ pub(super) fn track_automatically(
     effects.push(Effect::Track {
         observed: tracked,
         base: base_for(regarding.as_ref(), &[keyword]),
-        regarding,
+        regarding: regarding.clone(),
         automatic: true,
     });
-    true
+    Some(regarding)
 }

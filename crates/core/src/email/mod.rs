@@ -189,6 +189,13 @@ impl Observed {
             ItemLocation::Collection { .. } => "",
         }
     }
+
+    fn uid(&self) -> u32 {
+        match &self.location {
+            ItemLocation::Imap { uid, .. } => *uid,
+            ItemLocation::Collection { .. } => 0,
+        }
+    }
 }
 
 /// One folder as this pass saw it.
@@ -396,12 +403,10 @@ fn track_new(
     effects: &mut Vec<Effect>,
 ) {
     let linked: HashSet<&ItemIdentity> = links.iter().map(|(link, _)| &link.identity).collect();
-    // The loop guard counts this pass's automatic tracks on top of the last hour's.
-    let mut taken = view
-        .auto
-        .as_ref()
-        .map(|auto| auto.recent.clone())
-        .unwrap_or_default();
+    // Messages tracked in this pass are threads as much as mail tracked before: a reply that
+    // arrives together with its thread (after a downtime, on a first scan) follows it.
+    let mut auto = view.auto.clone();
+    let mut unsignalled = Vec::new();
     for observed in by_identity.values() {
         if linked.contains(&observed.identity) {
             continue;
@@ -409,19 +414,33 @@ fn track_new(
         let signal = rules.signal(observed.folder(), &observed.keywords);
         if signal.tracked {
             track(rules, observed, &signal, effects);
-        } else if let Some(auto) = &view.auto {
-            let key = AutoView::loop_key(&observed.meta);
-            let count = key
-                .as_ref()
-                .and_then(|key| taken.get(key))
-                .copied()
-                .unwrap_or(0);
-            if count >= LOOP_LIMIT {
-                continue;
+            if let Some(auto) = &mut auto {
+                auto.add_thread(observed, signal.regarding.clone());
             }
-            if track_automatically(rules, auto, observed, effects)
-                && let Some(key) = key
-            {
+        } else {
+            unsignalled.push(*observed);
+        }
+    }
+    let Some(mut auto) = auto else {
+        return;
+    };
+    // In the order the messages arrived, so a reply to a reply taken in this pass follows.
+    unsignalled.sort_by(|a, b| (a.folder(), a.uid()).cmp(&(b.folder(), b.uid())));
+    // The loop guard counts this pass's automatic tracks on top of the last hour's.
+    let mut taken = auto.recent.clone();
+    for observed in unsignalled {
+        let key = AutoView::loop_key(&observed.meta);
+        let count = key
+            .as_ref()
+            .and_then(|key| taken.get(key))
+            .copied()
+            .unwrap_or(0);
+        if count >= LOOP_LIMIT {
+            continue;
+        }
+        if let Some(regarding) = track_automatically(rules, &auto, observed, effects) {
+            auto.add_thread(observed, regarding);
+            if let Some(key) = key {
                 *taken.entry(key).or_default() += 1;
             }
         }
