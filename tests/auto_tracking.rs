@@ -759,3 +759,92 @@ fn untracked_bodies_are_never_fetched_under_any_policy() {
         );
     }
 }
+
+/// Every kind of automated mail is left alone by `all`, and `item show` says which kind;
+/// the same sender writing in person is taken.
+#[test]
+fn no_kind_of_automated_mail_is_taken() {
+    let mail = mail_with("all", &[]);
+    let mut imap = mail.client("alice");
+    mail.sync_ok();
+    let from = "robot@vendor.example";
+    // Each kind, its header, and what `item show` says of it.
+    let kinds: [(&str, &str, &str); 8] = [
+        (
+            "auto-generated",
+            "Auto-Submitted: auto-generated\n",
+            "automated mail (Auto-Submitted: auto-generated)",
+        ),
+        (
+            "list-id",
+            "List-Id: <news.vendor.example>\n",
+            "mailing-list mail",
+        ),
+        (
+            "list-unsubscribe",
+            "List-Unsubscribe: <mailto:leave@vendor.example>\n",
+            "mailing-list mail",
+        ),
+        ("bulk", "Precedence: bulk\n", "bulk mail (Precedence: bulk)"),
+        ("list", "Precedence: list\n", "bulk mail (Precedence: list)"),
+        ("junk", "Precedence: junk\n", "bulk mail (Precedence: junk)"),
+        (
+            "null-return-path",
+            "Return-Path: <>\n",
+            "a bounce or delivery report",
+        ),
+        (
+            "report",
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n",
+            "a bounce or delivery report",
+        ),
+    ];
+    let mut automated = Vec::new();
+    for (kind, header, said) in kinds {
+        let text = message(
+            &format!("{kind}@x.example"),
+            from,
+            "alice@example.com",
+            kind,
+        );
+        // A report's own Content-Type replaces the plain one.
+        let text = if kind == "report" {
+            text.replace("Content-Type: text/plain; charset=utf-8\n", "")
+                .replace(
+                    "\n\nBody of report.\n",
+                    "\n\n--b\nContent-Type: text/plain\n\nUndeliverable.\n--b--\n",
+                )
+        } else {
+            text
+        };
+        automated.push((
+            kind,
+            said,
+            imap.append("INBOX", &[], &with_headers(header, &text)),
+        ));
+    }
+    let person = imap.append(
+        "INBOX",
+        &[],
+        &message("person@x.example", from, "alice@example.com", "In person"),
+    );
+    mail.sync_ok();
+    assert_eq!(subjects(&mail), ["In person"]);
+    assert_eq!(imap.flags("INBOX", person), ["crm"]);
+    for (kind, said, uid) in automated {
+        assert!(imap.flags("INBOX", uid).is_empty(), "{kind}");
+        let pane = mail.env.json(&[
+            "item",
+            "show",
+            "--mailbox",
+            "alice",
+            "--uid",
+            &format!("INBOX:{uid}"),
+        ]);
+        let notes = pane["notes"].to_string();
+        assert!(
+            notes.contains(&format!("does not take it: {said}")),
+            "{kind}: {notes}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
 use crmsync_core::resolve::{Candidate, Resolution};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -149,6 +149,13 @@ pub trait RecordStore {
     fn delete_record(&mut self, number: &RecordNumber) -> Result<()>;
     /// The records that carry an address, for address resolution.
     fn records_with_email(&self, address: &EmailAddress) -> Result<Vec<Candidate>>;
+    /// [`Self::records_with_email`] for many addresses in one go (automatic tracking looks up
+    /// every address of a pass's new mail): the candidates by address, lower case; addresses
+    /// no record carries are absent.
+    fn records_with_emails(
+        &self,
+        addresses: &[EmailAddress],
+    ) -> Result<HashMap<String, Vec<Candidate>>>;
     fn add_connection(&mut self, connection: &NewConnection) -> Result<()>;
     fn connections(&self, number: &RecordNumber) -> Result<Vec<ConnectionRow>>;
 }
@@ -201,12 +208,18 @@ pub trait EmailStore {
     /// The messages of a mailbox that automatic tracking never takes again, by the storage
     /// key of their identity.
     fn tombstones(&self, mailbox: &str) -> Result<BTreeSet<String>>;
-    /// The tracked email with this Message-ID (any mailbox's): its regarding record and the
-    /// addresses of its parties, for reply correlation.
-    fn email_thread(&self, message_id: &str) -> Result<Option<TrackedThread>>;
-    /// How many email activities from `sender` with exactly this subject were created at or
-    /// after `since` (a UTC time as the store writes them), for the loop guard.
-    fn recent_emails(&self, sender: &str, subject: &str, since: &str) -> Result<u32>;
+    /// The tracked email with each of these Message-IDs (any mailbox's): its regarding record
+    /// and the addresses of its parties, for reply correlation. Message-IDs of no tracked
+    /// email are absent.
+    fn email_threads(&self, message_ids: &[String]) -> Result<BTreeMap<String, TrackedThread>>;
+    /// For each `(sender, subject)` (sender lower case): how many email activities from that
+    /// sender with exactly that subject were created at or after `since` (a UTC time as the
+    /// store writes them), for the loop guard. Every key asked for is in the answer.
+    fn recent_emails(
+        &self,
+        keys: &[(String, String)],
+        since: &str,
+    ) -> Result<BTreeMap<(String, String), u32>>;
     /// The never-track list kept in the store: `(mailbox, entry)`, the mailbox `None` for an
     /// entry that holds for every mailbox; only those that hold for `mailbox` when given.
     fn never_entries(&self, mailbox: Option<&str>) -> Result<Vec<(Option<String>, NeverEntry)>>;

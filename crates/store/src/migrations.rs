@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "party_groups",
         sql: include_str!("migrations/0008_party_groups.sql"),
     },
+    Migration {
+        version: 9,
+        name: "activities_created",
+        sql: include_str!("migrations/0009_activities_created.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -489,3 +489,47 @@ fn the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old
         .unwrap();
     assert!(fx.store.failed_items(None, long_ago).unwrap().is_empty());
 }
+
+#[test]
+fn automatic_tracking_looks_up_many_addresses_threads_and_senders_at_once() {
+    use crmsync_core::model::EmailAddress;
+    let mut fx = fixture();
+    add_record(
+        &mut fx.store,
+        "contact",
+        "Dana",
+        &["Dana@Adventure-Works.com"],
+        None,
+    );
+    let addresses: Vec<EmailAddress> = ["dana@adventure-works.com", "nobody@else.example"]
+        .iter()
+        .map(|a| email(a))
+        .collect();
+    let found = fx.store.records_with_emails(&addresses).unwrap();
+    assert_eq!(
+        found.keys().collect::<Vec<_>>(),
+        ["dana@adventure-works.com"],
+        "case-insensitive, and only addresses a record carries"
+    );
+    assert_eq!(
+        found["dana@adventure-works.com"][0].entity.as_str(),
+        "contact"
+    );
+    // Many at once: more than one IN list.
+    let many: Vec<EmailAddress> = (0..450)
+        .map(|n| email(&format!("n{n}@x.example")))
+        .chain(addresses.iter().cloned())
+        .collect();
+    assert_eq!(fx.store.records_with_emails(&many).unwrap().len(), 1);
+
+    // No email is tracked yet: no thread, no recent email (the Dovecot tests of replies and
+    // of the loop guard count real ones).
+    let none = fx.store.email_threads(&["t@x.example".to_owned()]).unwrap();
+    assert!(none.is_empty());
+    let key = ("erin@x.example".to_owned(), "Offer".to_owned());
+    let counts = fx
+        .store
+        .recent_emails(std::slice::from_ref(&key), "2000-01-01T00:00:00Z")
+        .unwrap();
+    assert_eq!(counts[&key], 0, "every key asked for is answered");
+}

@@ -2,7 +2,7 @@
 //! failure is counted and the pass goes on, unless the connection is gone: then the pass ends
 //! (the remaining items would only fail the same way) and the mailbox reports the error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crmsync_core::email::{CrmState, DropReason, Effect, Observed};
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
@@ -66,6 +66,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .iter()
             .filter(|e| matches!(e, Effect::Track { .. }))
             .count() as u64;
+        let effects = self.write_automatic_keywords(effects, &mut state).await?;
         for effect in effects {
             if effect_identity(&effect).is_some_and(|identity| state.failed.contains(identity)) {
                 continue;
@@ -299,6 +300,65 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             regarding,
             automatic: false,
         }
+    }
+
+    /// The tracking keywords of the messages automatic tracking takes, written before
+    /// anything else in one `UID STORE` per folder and keyword (a backfill with `all` takes
+    /// thousands), so each still comes before its message's activity. Returns the other
+    /// effects; a message whose keyword could not be written is not tracked in this pass.
+    async fn write_automatic_keywords(
+        &mut self,
+        effects: Vec<Effect>,
+        state: &mut Applying,
+    ) -> Result<Vec<Effect>, PassError> {
+        let automatic: HashSet<ItemIdentity> = effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Track {
+                    observed,
+                    automatic: true,
+                    ..
+                } => Some(observed.identity.clone()),
+                _ => None,
+            })
+            .collect();
+        if automatic.is_empty() {
+            return Ok(effects);
+        }
+        let mut batches: BTreeMap<(String, Vec<String>), Vec<(u32, ItemIdentity, ItemLocation)>> =
+            BTreeMap::new();
+        let mut rest = Vec::with_capacity(effects.len());
+        for effect in effects {
+            match effect {
+                Effect::WriteKeywords {
+                    identity,
+                    location,
+                    add,
+                    remove,
+                } if remove.is_empty() && automatic.contains(&identity) => {
+                    let (folder, uid) = imap_location(&location);
+                    batches
+                        .entry((folder.to_owned(), add))
+                        .or_default()
+                        .push((uid, identity, location));
+                }
+                other => rest.push(other),
+            }
+        }
+        for ((folder, add), messages) in batches {
+            let uids: Vec<u32> = messages.iter().map(|(uid, _, _)| *uid).collect();
+            match self.mail.store_keywords(&folder, &uids, &add, &[]).await {
+                Ok(()) => self.report.keywords_written += uids.len() as u64,
+                Err(error) => {
+                    for (_, identity, location) in messages {
+                        state.failed.insert(identity);
+                        self.imap_item_failed(&location, format!("writing keywords: {error}"))
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(rest)
     }
 
     async fn write_keywords(

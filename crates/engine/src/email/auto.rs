@@ -82,15 +82,24 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
-        for observed in &candidates {
-            if let Some(key) = AutoView::loop_key(&observed.meta)
-                && !auto.recent.contains_key(&key)
-            {
-                let count = self.store.recent_emails(&key.0, &key.1, &hour_ago)?;
-                auto.recent.insert(key, count);
-            }
-        }
-        auto.threads = self.threads(&candidates)?;
+        let loop_keys: BTreeSet<(String, String)> = candidates
+            .iter()
+            .filter_map(|observed| AutoView::loop_key(&observed.meta))
+            .collect();
+        let loop_keys: Vec<(String, String)> = loop_keys.into_iter().collect();
+        auto.recent = self.store.recent_emails(&loop_keys, &hour_ago)?;
+        let replied_to: BTreeSet<&String> = candidates
+            .iter()
+            .flat_map(|observed| {
+                observed
+                    .meta
+                    .in_reply_to
+                    .iter()
+                    .chain(&observed.meta.references)
+            })
+            .collect();
+        let replied_to: Vec<String> = replied_to.into_iter().cloned().collect();
+        auto.threads = self.store.email_threads(&replied_to)?;
         Ok(Some(auto))
     }
 }
@@ -99,27 +108,6 @@ fn folder_of(observed: &Observed) -> &str {
     match &observed.location {
         ItemLocation::Imap { folder, .. } => folder,
         ItemLocation::Collection { .. } => "",
-    }
-}
-
-impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
-    /// The tracked email the candidates reply to (In-Reply-To or References), by Message-ID.
-    fn threads(
-        &self,
-        candidates: &[&Observed],
-    ) -> Result<BTreeMap<String, crmsync_core::auto::TrackedThread>, PassError> {
-        let mut threads = BTreeMap::new();
-        for observed in candidates {
-            let meta = &observed.meta;
-            for id in meta.in_reply_to.iter().chain(&meta.references) {
-                if !threads.contains_key(id)
-                    && let Some(thread) = self.store.email_thread(id)?
-                {
-                    threads.insert(id.clone(), thread);
-                }
-            }
-        }
-        Ok(threads)
     }
 }
 
@@ -133,18 +121,18 @@ pub(crate) fn crm_addresses<'a, S: CrmStore>(
     let addresses: BTreeSet<&str> = addresses
         .filter(|address| !never.iter().any(|entry| entry.matches(address)))
         .collect();
+    let valid: Vec<EmailAddress> = addresses
+        .into_iter()
+        .filter_map(|address| EmailAddress::new(address).ok())
+        .collect();
     let mut found = BTreeSet::new();
-    for address in addresses {
-        let Ok(valid) = EmailAddress::new(address) else {
-            continue;
-        };
-        let records = store.records_with_email(&valid)?;
+    for (address, records) in store.records_with_emails(&valid)? {
         if let Resolution::Resolved(id) = resolve::resolve(&records)
             && records
                 .iter()
                 .any(|c| c.record == id && CRM_ENTITIES.contains(&c.entity.as_str()))
         {
-            found.insert(address.to_owned());
+            found.insert(address);
         }
     }
     Ok(found)

@@ -205,12 +205,13 @@ fn explain_automatic<S: CrmStore>(
     );
     let meta = &summary.meta;
     let crm_addresses = crate::email::crm_addresses(store, meta.addresses(), &never)?;
-    let mut threads = std::collections::BTreeMap::new();
-    for id in meta.in_reply_to.iter().chain(&meta.references) {
-        if let Some(thread) = store.email_thread(id)? {
-            threads.insert(id.clone(), thread);
-        }
-    }
+    let replied_to: Vec<String> = meta
+        .in_reply_to
+        .iter()
+        .chain(&meta.references)
+        .cloned()
+        .collect();
+    let threads = store.email_threads(&replied_to)?;
     let context = AutoContext {
         owner: &mailbox.owner.key(),
         crm_addresses: &crm_addresses,

@@ -100,6 +100,7 @@ impl<S: RecordStore> RecordStore for CrashingStore<S> {
         records(entity: Option<&EntityName>) -> Vec<RecordRow>;
         record(number: &RecordNumber) -> RecordRow;
         records_with_email(address: &EmailAddress) -> Vec<Candidate>;
+        records_with_emails(addresses: &[EmailAddress]) -> HashMap<String, Vec<Candidate>>;
         connections(number: &RecordNumber) -> Vec<ConnectionRow>;
     }
     writes! {
@@ -127,8 +128,8 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
     reads! {
         email_activity(message_id: &str, content_hash: &str) -> Option<ActivityId>;
         tombstones(mailbox: &str) -> std::collections::BTreeSet<String>;
-        email_thread(message_id: &str) -> Option<crmsync_core::auto::TrackedThread>;
-        recent_emails(sender: &str, subject: &str, since: &str) -> u32;
+        email_threads(message_ids: &[String]) -> std::collections::BTreeMap<String, crmsync_core::auto::TrackedThread>;
+        recent_emails(keys: &[(String, String)], since: &str) -> std::collections::BTreeMap<(String, String), u32>;
         never_entries(mailbox: Option<&str>) -> Vec<(Option<String>, crmsync_core::auto::NeverEntry)>;
         linked_activities(mailbox: &str) -> HashMap<ActivityId, LinkedActivity>;
     }

@@ -1,6 +1,6 @@
 //! Tracked email: the activity of a message identity, created with its link in one transaction, and the links of a mailbox with their activities.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crmsync_core::auto::{NeverEntry, TrackedThread};
 use crmsync_core::item::ItemIdentity;
@@ -12,7 +12,9 @@ use super::SqliteStore;
 use super::activities::{insert_parties, regarding_id};
 use super::links::upsert_link;
 use super::users::user_id_by_email;
-use super::{bad_row, execute_cached, parse_field, parse_uuid, query_row_cached};
+use super::{
+    IN_CHUNK, bad_row, execute_cached, parse_field, parse_uuid, placeholders, query_row_cached,
+};
 use crate::EmailStore;
 use crate::{LinkedActivity, NewEmail, Result};
 
@@ -278,45 +280,80 @@ impl EmailStore for SqliteStore {
         })
     }
 
-    fn recent_emails(&self, sender: &str, subject: &str, since: &str) -> Result<u32> {
+    fn recent_emails(
+        &self,
+        keys: &[(String, String)],
+        since: &str,
+    ) -> Result<BTreeMap<(String, String), u32>> {
+        let mut counts: BTreeMap<(String, String), u32> =
+            keys.iter().map(|key| (key.clone(), 0)).collect();
+        let subjects: Vec<&str> = keys
+            .iter()
+            .map(|(_, subject)| subject.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         self.read(|conn| {
-            let count: i64 = query_row_cached(
-                conn,
-                "SELECT count(*) FROM activities a
-                 WHERE a.type = 'email' AND a.subject = ?2 AND a.created >= ?3
-                   AND EXISTS (SELECT 1 FROM parties p WHERE p.activity_id = a.id
-                                 AND p.role = 'from' AND lower(p.address) = ?1)",
-                params![sender, subject, since],
-                |row| row.get(0),
-            )?;
-            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+            for chunk in subjects.chunks(IN_CHUNK) {
+                // The emails of the last hour (`activities_created`), of those subjects.
+                let sql = format!(
+                    "SELECT lower(p.address), a.subject, count(DISTINCT a.id)
+                     FROM activities a JOIN parties p ON p.activity_id = a.id AND p.role = 'from'
+                     WHERE a.type = 'email' AND a.created >= ?1 AND a.subject IN ({})
+                     GROUP BY lower(p.address), a.subject",
+                    placeholders(2, chunk.len())
+                );
+                let mut statement = conn.prepare_cached(&sql)?;
+                let values = std::iter::once(since).chain(chunk.iter().copied());
+                let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+                while let Some(row) = rows.next()? {
+                    let key = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
+                    if let Some(count) = counts.get_mut(&key) {
+                        *count = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+                    }
+                }
+            }
+            Ok(counts)
         })
     }
 
-    fn email_thread(&self, message_id: &str) -> Result<Option<TrackedThread>> {
+    fn email_threads(&self, message_ids: &[String]) -> Result<BTreeMap<String, TrackedThread>> {
+        let mut threads = BTreeMap::new();
         self.read(|conn| {
-            let found: Option<(String, Option<String>)> = query_row_cached(
-                conn,
-                "SELECT a.id, (SELECT number FROM records WHERE id = a.regarding_id)
-                 FROM activities a WHERE a.type = 'email' AND a.message_id = ?1
-                 ORDER BY a.created LIMIT 1",
-                [message_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-            let Some((id, regarding)) = found else {
-                return Ok(None);
-            };
-            let mut statement =
-                conn.prepare_cached("SELECT lower(address) FROM parties WHERE activity_id = ?1")?;
-            let participants = statement
-                .query_map([&id], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(Some(TrackedThread {
-                regarding: regarding.and_then(|n| RecordNumber::new(&n).ok()),
-                participants,
-            }))
-        })
+            for chunk in message_ids.chunks(IN_CHUNK) {
+                // The first activity of each Message-ID (one per message and content; the
+                // oldest stands for the thread).
+                let sql = format!(
+                    "SELECT a.message_id, a.id, (SELECT number FROM records WHERE id = a.regarding_id)
+                     FROM activities a WHERE a.type = 'email' AND a.message_id IN ({})
+                     ORDER BY a.created DESC",
+                    placeholders(1, chunk.len())
+                );
+                let mut statement = conn.prepare_cached(&sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(chunk))?;
+                let mut found: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+                while let Some(row) = rows.next()? {
+                    found.insert(row.get(0)?, (row.get(1)?, row.get(2)?));
+                }
+                let mut participants = conn.prepare_cached(
+                    "SELECT lower(address) FROM parties WHERE activity_id = ?1",
+                )?;
+                for (message_id, (id, regarding)) in found {
+                    let addresses = participants
+                        .query_map([&id], |row| row.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    threads.insert(
+                        message_id,
+                        TrackedThread {
+                            regarding: regarding.and_then(|n| RecordNumber::new(&n).ok()),
+                            participants: addresses,
+                        },
+                    );
+                }
+            }
+            Ok(())
+        })?;
+        Ok(threads)
     }
 }
 

@@ -185,6 +185,18 @@ impl SqliteStore {
 /// Runs a statement through the connection's statement cache: the statements of a sync pass
 /// run thousands of times, and compiling one (with the triggers it fires) costs more than
 /// running it.
+/// How many values one `IN (...)` list takes: well under SQLite's limit of bound parameters,
+/// and few enough distinct statement shapes for the statement cache.
+pub(super) const IN_CHUNK: usize = 200;
+
+/// `?FIRST, ?FIRST+1, ...`: `count` numbered parameters for an `IN (...)` list.
+pub(super) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("?{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) fn execute_cached(
     conn: &Connection,
     sql: &str,

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::activities::{count, how_many, text_value, update_columns};
 use super::users::user_id_by_email;
-use super::{execute_cached, parse_field, parse_uuid, query_row_cached};
+use super::{IN_CHUNK, execute_cached, parse_field, parse_uuid, placeholders, query_row_cached};
 use crate::RecordStore;
 use crate::{
     ConnectionRow, NewConnection, NewRecord, RecordChange, RecordRef, RecordRow, Result, StoreError,
@@ -476,6 +476,36 @@ impl RecordStore for SqliteStore {
 
     fn records_with_email(&self, address: &EmailAddress) -> Result<Vec<Candidate>> {
         self.read(|conn| candidates_for(conn, address))
+    }
+
+    fn records_with_emails(
+        &self,
+        addresses: &[EmailAddress],
+    ) -> Result<HashMap<String, Vec<Candidate>>> {
+        let mut found: HashMap<String, Vec<Candidate>> = HashMap::new();
+        self.read(|conn| {
+            for chunk in addresses.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "SELECT DISTINCT lower(e.address), r.id, r.entity
+                     FROM record_emails e JOIN records r ON r.id = e.record_id
+                     WHERE e.address COLLATE NOCASE IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut statement = conn.prepare_cached(&sql)?;
+                let values = chunk.iter().map(EmailAddress::as_str);
+                let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+                while let Some(row) = rows.next()? {
+                    let id: String = row.get(1)?;
+                    let entity: String = row.get(2)?;
+                    found.entry(row.get(0)?).or_default().push(Candidate {
+                        record: RecordId(parse_uuid("records", &id)?),
+                        entity: parse_field("records", &id, EntityName::new(&entity))?,
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     fn add_connection(&mut self, connection: &NewConnection) -> Result<()> {
