@@ -30,6 +30,9 @@ struct Applying {
     regarding: HashMap<ItemIdentity, Option<RecordNumber>>,
 }
 
+/// A message a batched keyword write goes to: its UID, identity and place.
+type KeywordTarget = (u32, ItemIdentity, ItemLocation);
+
 /// Why tracking one message failed.
 enum TrackFailure {
     /// The message itself (fetching or parsing it); the connection may be gone.
@@ -325,8 +328,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         if automatic.is_empty() {
             return Ok(effects);
         }
-        let mut batches: BTreeMap<(String, Vec<String>), Vec<(u32, ItemIdentity, ItemLocation)>> =
-            BTreeMap::new();
+        // (folder, keywords) → the messages, by UID.
+        let mut batches: BTreeMap<(String, Vec<String>), Vec<KeywordTarget>> = BTreeMap::new();
         let mut rest = Vec::with_capacity(effects.len());
         for effect in effects {
             match effect {
