@@ -35,7 +35,7 @@ const PASSWORD: &str = "secret";
 
 /// Message `i` of the folder, and whether it carries the tracking keyword.
 fn message(i: usize, records: usize) -> (String, bool) {
-    let keyword = i % 100 == 0;
+    let keyword = i.is_multiple_of(100);
     let sender = |i: usize| {
         if i % 100 == 50 {
             format!("contact{}@customers.example", (i / 100) % records)
