@@ -3,13 +3,15 @@
 //! killed between any two writes (to the store or the mailbox). After clean passes, both
 //! sides must agree: every tracked message has one activity and one link, regarding records
 //! match their keywords, nothing is duplicated, no activity is lost that its person did not
-//! untrack, and a further pass does nothing.
+//! untrack, and a further pass does nothing. The same histories run under `auto = "all"`,
+//! where new mail must also end up tracked (unless a person or the CRM settled it before).
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crmsync_config::{Config, MailboxConfig};
+use crmsync_core::auto::AutoPolicy;
 use crmsync_core::item::ItemKind;
 use crmsync_engine::email::EmailPass;
 use crmsync_engine::{PassOptions, PassReport};
@@ -54,6 +56,15 @@ struct World {
     /// signal is removed by the next one, whatever the person did to the keywords (or a new
     /// copy of the message) in between (SPEC section 6).
     crm_deleted: BTreeSet<u8>,
+    /// Whether a pass has completed since the world began: from then on the automatic
+    /// tracking policy holds for newly delivered mail.
+    policy_seen: bool,
+    /// Messages delivered after that, untracked, that nobody untracked, moved or deleted
+    /// since: under `auto = "all"` they must end up tracked.
+    auto_expected: BTreeSet<u8>,
+    /// Messages a person untracked or moved, or whose activity the CRM deleted, ever: a
+    /// tombstone may keep automatic tracking from taking them (or a copy delivered again).
+    settled: BTreeSet<u8>,
 }
 
 fn raw(n: u8) -> String {
@@ -65,7 +76,7 @@ fn raw(n: u8) -> String {
 
 /// The sync-state marks are off here: they never change what is tracked, and the Dovecot tests
 /// cover them; the model's keyword checks stay exact.
-fn mailbox_config(dir: &std::path::Path) -> MailboxConfig {
+fn mailbox_config(dir: &std::path::Path, auto: &str) -> MailboxConfig {
     let password = dir.join("alice.imap");
     std::fs::write(&password, "secret").unwrap();
     std::fs::set_permissions(
@@ -78,7 +89,7 @@ fn mailbox_config(dir: &std::path::Path) -> MailboxConfig {
          [mailbox.imap]\nhost = \"127.0.0.1\"\nport = 143\nsecurity = \"none\"\nusername = \"alice\"\n\
          password_file = \"{}\"\nfolders = [\"INBOX\", \"Archive\", \"Clients\"]\n\
          [mailbox.tracking]\nfolders = {{ \"Clients\" = \"ACC-1001\" }}\n\
-         synced_keyword = \"\"\nfailed_keyword = \"\"\n",
+         synced_keyword = \"\"\nfailed_keyword = \"\"\nauto = \"{auto}\"\n",
         password.display()
     );
     let config = Config::parse(&dir.join("crmsync.toml"), &text).unwrap();
@@ -87,10 +98,14 @@ fn mailbox_config(dir: &std::path::Path) -> MailboxConfig {
 
 impl World {
     fn new() -> World {
+        World::with_policy("none")
+    }
+
+    fn with_policy(auto: &str) -> World {
         let (dir, store) = fresh_store();
         let switch = CrashSwitch::never();
         World {
-            mailbox: mailbox_config(dir.path()),
+            mailbox: mailbox_config(dir.path(), auto),
             _dir: dir,
             store: CrashingStore {
                 inner: store,
@@ -104,6 +119,9 @@ impl World {
             messages: BTreeMap::new(),
             may_lose: BTreeSet::new(),
             crm_deleted: BTreeSet::new(),
+            policy_seen: false,
+            auto_expected: BTreeSet::new(),
+            settled: BTreeSet::new(),
         }
     }
 
@@ -130,6 +148,7 @@ impl World {
             // The CRM's deletes are carried out: from now on, tracking the message again is
             // the person's new decision.
             self.may_lose.append(&mut self.crm_deleted);
+            self.policy_seen = self.mailbox.tracking.auto != AutoPolicy::None;
         }
         if let Err(error) = result {
             report.fail(error.to_string());
@@ -170,6 +189,9 @@ impl World {
                         self.may_lose.remove(n);
                     } else {
                         self.may_lose.insert(*n);
+                        if self.policy_seen && !self.settled.contains(n) {
+                            self.auto_expected.insert(*n);
+                        }
                     }
                 }
             }
@@ -181,6 +203,8 @@ impl World {
             }
             Step::Untrack(n) => {
                 self.may_lose.insert(*n);
+                self.auto_expected.remove(n);
+                self.settled.insert(*n);
                 self.edit(*n, |k| k.retain(|k| !k.starts_with("crm")));
             }
             Step::SetRegardingKeyword(n, number) => {
@@ -201,6 +225,8 @@ impl World {
                     && let Some(uid) = self.mail.move_message(from, uid, to)
                 {
                     self.may_lose.insert(*n);
+                    self.auto_expected.remove(n);
+                    self.settled.insert(*n);
                     self.messages.insert(*n, (to, uid));
                 }
             }
@@ -208,10 +234,13 @@ impl World {
                 if let Some((folder, uid)) = self.messages.remove(n) {
                     self.mail.expunge(folder, uid);
                 }
+                self.auto_expected.remove(n);
             }
             Step::CrmDelete(n) => {
                 if let Some(activity) = self.activity_of(*n) {
                     self.crm_deleted.insert(*n);
+                    self.auto_expected.remove(n);
+                    self.settled.insert(*n);
                     self.store.inner.delete_activity(activity.id).unwrap();
                 }
             }
@@ -316,6 +345,14 @@ impl World {
                 );
             }
         }
+        for n in &self.auto_expected {
+            prop_assert!(
+                self.signal(*n).is_some_and(|(tracked, _)| tracked)
+                    && self.activity_of(*n).is_some(),
+                "message {} arrived under auto = all and was not taken",
+                n
+            );
+        }
         let quiet = self.pass(None, true);
         assert_idle(&quiet)
     }
@@ -356,6 +393,24 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The same histories under `auto = "all"`: what the policy takes is written as the
+    /// keyword before its activity, so a kill in between leaves a message the next pass
+    /// tracks by its keyword; nothing is taken twice, and what a person untracked stays so.
+    #[test]
+    fn histories_under_auto_all_converge_and_take_new_mail(steps in prop::collection::vec(step(), 1..24)) {
+        let mut world = World::with_policy("all");
+        for step in &steps {
+            world.run(step);
+        }
+        world.pass(None, true);
+        world.pass(None, true);
+        world.check()?;
+    }
+}
+
 #[test]
 fn a_regarding_rewrite_killed_between_its_stores_keeps_the_activity() {
     let mut world = World::new();
@@ -381,4 +436,22 @@ fn a_regarding_rewrite_killed_between_its_stores_keeps_the_activity() {
     let activity = world.activity_of(1).unwrap();
     assert_eq!(activity.regarding.unwrap().number.as_str(), "ACC-1002");
     assert!(world.store.inner.conflicts(None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_pass_killed_between_the_automatic_keyword_and_the_activity_tracks_once() {
+    let mut world = World::with_policy("all");
+    world.run(&Step::Sync);
+    world.run(&Step::Deliver(1, "INBOX", false));
+    world.run(&Step::Deliver(2, "INBOX", false));
+    // Writes 1 and 2 are the keywords (one `UID STORE` for both; the model counts a write
+    // per message); the kill comes before any activity.
+    world.run(&Step::CrashingSync(2));
+    for n in [1, 2] {
+        assert_eq!(world.signal(n), Some((true, Vec::new())), "message {n}");
+        assert!(world.activity_of(n).is_none());
+    }
+    world.pass(None, false);
+    world.check().unwrap();
+    assert_eq!(world.activities().len(), 2);
 }
