@@ -848,3 +848,99 @@ fn no_kind_of_automated_mail_is_taken() {
         );
     }
 }
+
+/// Mail crmsync sends for a CRM email activity carries the activity's tracking token as its
+/// Message-ID (`core::token`, signed with the installation's key from the store). A reply
+/// names it in In-Reply-To only (no References), and follows that activity; a forged token,
+/// or a token in a reply that shares no one with the activity, does not.
+#[test]
+fn a_reply_to_a_tracking_token_follows_its_activity() {
+    use crmsync_core::model::ActivityId;
+    use crmsync_core::token::{self, TokenKey};
+    let mail = mail_with("replies", &[]);
+    mail.sync_ok();
+    let sent = mail.env.json(&[
+        "activity",
+        "add",
+        "email",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "Quote",
+        "--regarding",
+        "ACC-1001",
+        "--to",
+        "dana@adventure-works.com",
+    ]);
+    let activity = ActivityId(uuid::Uuid::parse_str(sent["id"].as_str().unwrap()).unwrap());
+    let store = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+    let key: Vec<u8> = store
+        .query_row(
+            "SELECT value FROM installation WHERE name = 'tracking_key'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let signed = token::message_id(&TokenKey::new(key).unwrap(), activity, "example.com");
+    let forged = token::message_id(
+        &TokenKey::new(vec![7; 32]).unwrap(),
+        activity,
+        "example.com",
+    );
+
+    let mut imap = mail.client("alice");
+    let reply = |id: &str, from: &str, subject: &str, parent: &str| {
+        with_headers(
+            &format!("In-Reply-To: <{parent}>\n"),
+            &message(id, from, "alice@example.com", subject),
+        )
+    };
+    let taken = imap.append(
+        "INBOX",
+        &[],
+        &reply(
+            "r1@x.example",
+            "dana@adventure-works.com",
+            "Re: Quote",
+            &signed,
+        ),
+    );
+    let fake = imap.append(
+        "INBOX",
+        &[],
+        &reply(
+            "r2@x.example",
+            "dana@adventure-works.com",
+            "Re: Quote (2)",
+            &forged,
+        ),
+    );
+    let stranger = imap.append(
+        "INBOX",
+        &[],
+        &reply("r3@x.example", "eve@else.example", "Re: Quote (3)", &signed),
+    );
+    mail.sync_ok();
+    assert_eq!(subjects(&mail), ["Quote", "Re: Quote"]);
+    assert_eq!(
+        imap.flags("INBOX", taken),
+        ["crm:ACC-1001"],
+        "the regarding follows"
+    );
+    assert!(imap.flags("INBOX", fake).is_empty(), "a forged token");
+    assert!(imap.flags("INBOX", stranger).is_empty(), "shares no one");
+    let pane = mail.env.json(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--uid",
+        &format!("INBOX:{fake}"),
+    ]);
+    assert!(
+        pane["notes"]
+            .to_string()
+            .contains("no rule of the policy applies"),
+        "{pane:#}"
+    );
+}

@@ -32,3 +32,4 @@ pub mod link;
 pub mod merge;
 pub mod model;
 pub mod resolve;
+pub mod token;

@@ -33,6 +33,7 @@ use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
 use crmsync_core::resolve::{Candidate, Resolution};
+use crmsync_core::token::TokenKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +213,13 @@ pub trait EmailStore {
     /// and the addresses of its parties, for reply correlation. Message-IDs of no tracked
     /// email are absent.
     fn email_threads(&self, message_ids: &[String]) -> Result<BTreeMap<String, TrackedThread>>;
+    /// The same for email activities named by id (the tracking token of a reply names one).
+    fn activity_threads(
+        &self,
+        activities: &[ActivityId],
+    ) -> Result<BTreeMap<ActivityId, TrackedThread>>;
+    /// The installation's key for tracking tokens.
+    fn tracking_key(&self) -> Result<TokenKey>;
     /// For each `(sender, subject)` (sender lower case): how many email activities from that
     /// sender with exactly that subject were created at or after `since` (a UTC time as the
     /// store writes them), for the loop guard. Every key asked for is in the answer.

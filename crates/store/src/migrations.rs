@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "activities_created",
         sql: include_str!("migrations/0009_activities_created.sql"),
     },
+    Migration {
+        version: 10,
+        name: "installation",
+        sql: include_str!("migrations/0010_installation.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crmsync_core::auto::{AutoPolicy, NeverEntry};
+use crmsync_core::auto::{AutoPolicy, NeverEntry, TrackedThread};
 use crmsync_core::email::{AutoView, MailboxView, Observed};
 use crmsync_core::item::ItemLocation;
-use crmsync_core::model::EmailAddress;
+use crmsync_core::model::{ActivityId, EmailAddress};
 use crmsync_core::resolve::{self, Resolution};
-use crmsync_store::CrmStore;
+use crmsync_core::token;
+use crmsync_store::{CrmStore, StoreError};
 
 use super::{EmailPass, ScannedFolder};
 use crate::error::PassError;
@@ -99,7 +100,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             })
             .collect();
         let replied_to: Vec<String> = replied_to.into_iter().cloned().collect();
-        auto.threads = self.store.email_threads(&replied_to)?;
+        auto.threads = threads(self.store, &replied_to)?;
         Ok(Some(auto))
     }
 }
@@ -109,6 +110,40 @@ fn folder_of(observed: &Observed) -> &str {
         ItemLocation::Imap { folder, .. } => folder,
         ItemLocation::Collection { .. } => "",
     }
+}
+
+/// The tracked email these Message-IDs name, by Message-ID: the email tracked with that
+/// Message-ID, else the activity that a tracking token (the Message-ID of mail crmsync sent
+/// for it, `core::token`) names, when this installation signed it.
+pub(crate) fn threads<S: CrmStore>(
+    store: &S,
+    message_ids: &[String],
+) -> Result<BTreeMap<String, TrackedThread>, StoreError> {
+    let mut threads = store.email_threads(message_ids)?;
+    let tokens: Vec<&String> = message_ids
+        .iter()
+        .filter(|id| !threads.contains_key(*id))
+        .filter(|id| {
+            id.get(..token::PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(token::PREFIX))
+        })
+        .collect();
+    if tokens.is_empty() {
+        return Ok(threads);
+    }
+    let key = store.tracking_key()?;
+    let named: Vec<(&String, ActivityId)> = tokens
+        .into_iter()
+        .filter_map(|id| Some((id, token::activity(&key, id)?)))
+        .collect();
+    let activities: Vec<ActivityId> = named.iter().map(|(_, activity)| *activity).collect();
+    let found = store.activity_threads(&activities)?;
+    for (id, activity) in named {
+        if let Some(thread) = found.get(&activity) {
+            threads.insert(id.clone(), thread.clone());
+        }
+    }
+    Ok(threads)
 }
 
 /// The addresses that resolve (SPEC section 4) to a CRM contact, lead or account; a CRM user

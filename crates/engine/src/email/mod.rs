@@ -15,7 +15,7 @@ mod marks;
 
 use marks::Mark;
 
-pub(crate) use auto::crm_addresses;
+pub(crate) use auto::{crm_addresses, threads};
 mod observe;
 mod plan;
 

@@ -211,7 +211,7 @@ fn explain_automatic<S: CrmStore>(
         .chain(&meta.references)
         .cloned()
         .collect();
-    let threads = store.email_threads(&replied_to)?;
+    let threads = crate::email::threads(store, &replied_to)?;
     let context = AutoContext {
         owner: &mailbox.owner.key(),
         crm_addresses: &crm_addresses,

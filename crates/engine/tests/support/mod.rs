@@ -129,6 +129,8 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
         email_activity(message_id: &str, content_hash: &str) -> Option<ActivityId>;
         tombstones(mailbox: &str) -> std::collections::BTreeSet<String>;
         email_threads(message_ids: &[String]) -> std::collections::BTreeMap<String, crmsync_core::auto::TrackedThread>;
+        activity_threads(activities: &[ActivityId]) -> std::collections::BTreeMap<ActivityId, crmsync_core::auto::TrackedThread>;
+        tracking_key() -> crmsync_core::token::TokenKey;
         recent_emails(keys: &[(String, String)], since: &str) -> std::collections::BTreeMap<(String, String), u32>;
         never_entries(mailbox: Option<&str>) -> Vec<(Option<String>, crmsync_core::auto::NeverEntry)>;
         linked_activities(mailbox: &str) -> HashMap<ActivityId, LinkedActivity>;

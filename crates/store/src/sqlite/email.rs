@@ -6,6 +6,7 @@ use crmsync_core::auto::{NeverEntry, TrackedThread};
 use crmsync_core::item::ItemIdentity;
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_core::model::{ActivityId, InvalidValue, RecordNumber};
+use crmsync_core::token::TokenKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
@@ -335,26 +336,74 @@ impl EmailStore for SqliteStore {
                 while let Some(row) = rows.next()? {
                     found.insert(row.get(0)?, (row.get(1)?, row.get(2)?));
                 }
-                let mut participants = conn.prepare_cached(
-                    "SELECT lower(address) FROM parties WHERE activity_id = ?1",
-                )?;
                 for (message_id, (id, regarding)) in found {
-                    let addresses = participants
-                        .query_map([&id], |row| row.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    threads.insert(
-                        message_id,
-                        TrackedThread {
-                            regarding: regarding.and_then(|n| RecordNumber::new(&n).ok()),
-                            participants: addresses,
-                        },
-                    );
+                    threads.insert(message_id, thread(conn, &id, regarding)?);
                 }
             }
             Ok(())
         })?;
         Ok(threads)
     }
+
+    fn activity_threads(
+        &self,
+        activities: &[ActivityId],
+    ) -> Result<BTreeMap<ActivityId, TrackedThread>> {
+        let ids: Vec<String> = activities.iter().map(ToString::to_string).collect();
+        let mut threads = BTreeMap::new();
+        self.read(|conn| {
+            for chunk in ids.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "SELECT a.id, (SELECT number FROM records WHERE id = a.regarding_id)
+                     FROM activities a WHERE a.type = 'email' AND a.id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut statement = conn.prepare_cached(&sql)?;
+                let found: Vec<(String, Option<String>)> = statement
+                    .query_map(rusqlite::params_from_iter(chunk), |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                for (id, regarding) in found {
+                    let activity = ActivityId(parse_uuid("activities", &id)?);
+                    threads.insert(activity, thread(conn, &id, regarding)?);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(threads)
+    }
+
+    fn tracking_key(&self) -> Result<TokenKey> {
+        self.read(|conn| {
+            let bytes: Vec<u8> = query_row_cached(
+                conn,
+                "SELECT value FROM installation WHERE name = 'tracking_key'",
+                [],
+                |row| row.get(0),
+            )?;
+            TokenKey::new(bytes).ok_or_else(|| {
+                bad_row(
+                    "installation",
+                    "tracking_key",
+                    "the key is shorter than 16 bytes",
+                )
+            })
+        })
+    }
+}
+
+/// An email activity as a thread replies follow: its regarding record and its parties.
+fn thread(conn: &Connection, id: &str, regarding: Option<String>) -> Result<TrackedThread> {
+    let mut statement =
+        conn.prepare_cached("SELECT lower(address) FROM parties WHERE activity_id = ?1")?;
+    let participants = statement
+        .query_map([id], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(TrackedThread {
+        regarding: regarding.and_then(|n| RecordNumber::new(&n).ok()),
+        participants,
+    })
 }
 
 /// Records a message as one automatic tracking never takes again.
