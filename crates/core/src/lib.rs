@@ -31,5 +31,6 @@ pub mod item;
 pub mod link;
 pub mod merge;
 pub mod model;
+pub mod outbound;
 pub mod resolve;
 pub mod token;

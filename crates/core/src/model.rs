@@ -253,6 +253,8 @@ word_enum!(
         Received => "received",
         Sent => "sent",
         PendingSend => "pending-send",
+        SendFailed => "send-failed",
+        SendUncertain => "send-uncertain",
         Draft => "draft",
     }
 );
@@ -271,7 +273,10 @@ impl ActivityType {
         use ActivityState::*;
         match self {
             ActivityType::Email => {
-                matches!(state, Received | Sent | PendingSend | Draft | Cancelled)
+                matches!(
+                    state,
+                    Received | Sent | PendingSend | SendFailed | SendUncertain | Draft | Cancelled
+                )
             }
             ActivityType::Appointment | ActivityType::Task => {
                 matches!(state, Open | Completed | Cancelled)
