@@ -92,7 +92,7 @@ pub struct Rules {
 pub mod prelude {
     pub use crate::{
         ActivityStore, ConflictStore, CrmStore, EmailStore, FailureStore, ItemStore, JournalStore,
-        LinkStore, RecordStore, UserStore,
+        LinkStore, OutboundStore, RecordStore, UserStore,
     };
 }
 
@@ -111,6 +111,7 @@ pub trait CrmStore:
     + ItemStore
     + ConflictStore
     + FailureStore
+    + OutboundStore
     + LinkStore
     + JournalStore
 {
@@ -124,6 +125,7 @@ impl<T> CrmStore for T where
         + ItemStore
         + ConflictStore
         + FailureStore
+        + OutboundStore
         + LinkStore
         + JournalStore
 {
@@ -294,6 +296,25 @@ pub trait ConflictStore {
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()>;
     /// The newest conflicts first, of one mailbox or all, at most `limit`.
     fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>>;
+}
+
+/// Sending the email activities the CRM created (SPEC section 5; docs/outbound.md).
+pub trait OutboundStore {
+    /// The email activities owned by `owner` that wait to be sent (`pending-send`), and those
+    /// `mailbox` sent whose copy is not in the Sent folder yet, the oldest first.
+    fn outbox(&self, mailbox: &str, owner: &EmailAddress) -> Result<Vec<OutboxItem>>;
+    /// Records a step of `mailbox`'s send of `activity`, in one transaction with its effect on
+    /// the activity. A `Claim` returns `false` (and changes nothing) when the activity is no
+    /// longer `pending-send` or another mailbox is sending it.
+    fn record_send(
+        &mut self,
+        mailbox: &str,
+        activity: ActivityId,
+        record: &SendRecord<'_>,
+    ) -> Result<bool>;
+    /// A person's decision to send again an activity that is `send-failed` or
+    /// `send-uncertain`: `pending-send` again, the record of its earlier attempts gone.
+    fn resend(&mut self, activity: ActivityId) -> Result<ActivityRow>;
 }
 
 /// The failed-items list: items a pass could not sync, kept while they keep failing and for

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "installation",
         sql: include_str!("migrations/0010_installation.sql"),
     },
+    Migration {
+        version: 11,
+        name: "outbound",
+        sql: include_str!("migrations/0011_outbound.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -314,6 +314,48 @@ pub struct ConflictRow {
     pub at: String,
 }
 
+/// An email activity of an owner's outbox, with where its sending stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub activity: ActivityRow,
+    /// `None` before any mailbox took it.
+    pub phase: Option<crmsync_core::outbound::Phase>,
+    /// The mailbox that took it.
+    pub mailbox: Option<String>,
+    pub attempts: u32,
+    /// When a transient failure's backoff ends (UTC, as the store writes times).
+    pub next_attempt: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A step of one send, recorded before (or as) it happens (docs/outbound.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendRecord<'a> {
+    /// Taken by a mailbox, before it connects; counts an attempt.
+    Claim,
+    /// The message's body is about to go out: the activity gets the Message-ID and content
+    /// hash of the message (its identity, for the sent copy's link).
+    Commit {
+        message_id: &'a str,
+        content_hash: &'a str,
+    },
+    /// The server took it: the activity is `sent`.
+    Accepted { sent_at: &'a str },
+    /// Its copy is in the Sent folder, linked.
+    Done {
+        link: &'a crmsync_core::link::SyncLink,
+    },
+    /// A transient failure: again at `next_attempt`.
+    Retry {
+        reason: &'a str,
+        next_attempt: &'a str,
+    },
+    /// The server refused it for good (or the attempts are used up): `send-failed`.
+    Failed { reason: &'a str },
+    /// It cannot be known whether the server took it: `send-uncertain`.
+    Uncertain { reason: &'a str },
+}
+
 /// An item a pass could not sync, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemFailure {

@@ -533,3 +533,124 @@ fn automatic_tracking_looks_up_many_addresses_threads_and_senders_at_once() {
         .unwrap();
     assert_eq!(counts[&key], 0, "every key asked for is answered");
 }
+
+#[test]
+fn a_send_goes_through_its_phases_and_only_one_mailbox_takes_it() {
+    use crmsync_core::model::ActivityType;
+    use crmsync_core::outbound::Phase;
+    use crmsync_store::SendRecord;
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let mut email_activity = new_activity(
+        "alice@example.com",
+        None,
+        &[(PartyRole::To, "dana@x.example")],
+    );
+    email_activity.activity_type = ActivityType::Email;
+    email_activity.state = Some(ActivityState::PendingSend);
+    let id = fx.store.add_activity(&email_activity).unwrap().id;
+    let alice = email("alice@example.com");
+    let outbox = fx.store.outbox("work", &alice).unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].phase, None);
+
+    assert!(
+        fx.store
+            .record_send("work", id, &SendRecord::Claim)
+            .unwrap()
+    );
+    assert!(
+        !fx.store
+            .record_send("home", id, &SendRecord::Claim)
+            .unwrap(),
+        "another mailbox of the same owner does not take it while it is sent"
+    );
+    let commit = SendRecord::Commit {
+        message_id: "crm.x@example.com",
+        content_hash: "abc",
+    };
+    fx.store.record_send("work", id, &commit).unwrap();
+    assert_eq!(
+        fx.store.outbox("work", &alice).unwrap()[0].phase,
+        Some(Phase::Committing)
+    );
+    fx.store
+        .record_send(
+            "work",
+            id,
+            &SendRecord::Accepted {
+                sent_at: "2026-12-02T06:00:00Z",
+            },
+        )
+        .unwrap();
+    let row = fx.store.activity(id).unwrap();
+    assert_eq!(row.state, ActivityState::Sent);
+    assert_eq!(row.message_id.as_deref(), Some("crm.x@example.com"));
+    assert_eq!(row.sent.as_deref(), Some("2026-12-02T06:00:00Z"));
+    // Sent, its copy not yet in Sent: still in this mailbox's outbox, not another's.
+    assert_eq!(
+        fx.store.outbox("work", &alice).unwrap()[0].phase,
+        Some(Phase::Accepted)
+    );
+    assert!(fx.store.outbox("home", &alice).unwrap().is_empty());
+    assert!(
+        !fx.store
+            .record_send("work", id, &SendRecord::Claim)
+            .unwrap(),
+        "sent is sent"
+    );
+
+    // Another one fails after a retry, and a person sends it again.
+    let second = fx.store.add_activity(&email_activity).unwrap().id;
+    fx.store
+        .record_send("work", second, &SendRecord::Claim)
+        .unwrap();
+    let retry = SendRecord::Retry {
+        reason: "421 busy",
+        next_attempt: "2026-12-02T06:01:00Z",
+    };
+    fx.store.record_send("work", second, &retry).unwrap();
+    let item = fx
+        .store
+        .outbox("work", &alice)
+        .unwrap()
+        .into_iter()
+        .find(|i| i.activity.id == second)
+        .unwrap();
+    assert_eq!((item.phase, item.attempts), (Some(Phase::Retry), 1));
+    assert_eq!(item.last_error.as_deref(), Some("421 busy"));
+    fx.store
+        .record_send("work", second, &SendRecord::Claim)
+        .unwrap();
+    fx.store
+        .record_send(
+            "work",
+            second,
+            &SendRecord::Failed {
+                reason: "550 no such user",
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        fx.store.activity(second).unwrap().state,
+        ActivityState::SendFailed
+    );
+    assert!(
+        fx.store.resend(id).is_err(),
+        "a sent email is not sent again"
+    );
+    let again = fx.store.resend(second).unwrap();
+    assert_eq!(again.state, ActivityState::PendingSend);
+    let item = fx
+        .store
+        .outbox("home", &alice)
+        .unwrap()
+        .into_iter()
+        .find(|i| i.activity.id == second)
+        .unwrap();
+    assert_eq!(
+        (item.phase, item.attempts),
+        (None, 0),
+        "the earlier attempts are forgotten"
+    );
+}

@@ -170,6 +170,16 @@ impl<S: ConflictStore> ConflictStore for CrashingStore<S> {
     }
 }
 
+impl<S: OutboundStore> OutboundStore for CrashingStore<S> {
+    reads! {
+        outbox(mailbox: &str, owner: &EmailAddress) -> Vec<OutboxItem>;
+    }
+    writes! {
+        record_send(mailbox: &str, activity: ActivityId, record: &SendRecord<'_>) -> bool;
+        resend(activity: ActivityId) -> ActivityRow;
+    }
+}
+
 impl<S: FailureStore> FailureStore for CrashingStore<S> {
     reads! {
         failed_items(mailbox: Option<&str>, since: &str) -> Vec<FailedItem>;

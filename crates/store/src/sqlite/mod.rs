@@ -22,6 +22,7 @@ mod item_rows;
 mod items;
 mod journal;
 mod links;
+mod outbound;
 mod records;
 mod users;
 
