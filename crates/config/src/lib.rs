@@ -162,6 +162,10 @@ pub struct SmtpConfig {
     pub password: Option<SecretSource>,
     /// The IMAP folder the copy of a message sent for the CRM goes to. Default `Sent`.
     pub sent_folder: String,
+    /// Seconds before the first retry of a send that failed for a passing reason (the
+    /// server down, a 4xx answer); each further retry waits twice as long, at most an hour,
+    /// and the sixth failure fails the send. Default 60.
+    pub retry_delay: u64,
     pub tls: TlsConfig,
 }
 

@@ -476,6 +476,9 @@ fn smtp(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> O
     let sent_folder = section
         .nonempty_string(problems, "sent_folder")
         .unwrap_or_else(|| "Sent".to_owned());
+    let retry_delay = section
+        .integer(problems, "retry_delay", 0..=3600)
+        .map_or(60, |seconds| seconds as u64);
     if let Some(server) = &server
         && username.is_some() != server.password.is_some()
     {
@@ -494,6 +497,7 @@ fn smtp(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> O
         username,
         password: server.password,
         sent_folder,
+        retry_delay,
         tls: server.tls,
     })
 }

@@ -262,6 +262,14 @@ pub enum ActivityCommand {
     /// Delete an activity. The items it was synced with stay in people's stores and lose their
     /// tracking signal on the next pass.
     Delete { id: String },
+    /// Send again an email that is send-failed, or send-uncertain (crmsync stopped while the
+    /// server was receiving it, so it may have gone out): a person's decision, since the
+    /// recipients may get it twice. It goes out on the mailbox's next pass.
+    Resend {
+        id: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Set the record an activity is about, or `none` to clear it.
     Regarding {
         id: String,

@@ -27,6 +27,7 @@ pub mod error;
 pub mod item;
 pub mod lock;
 pub mod mail;
+pub mod outbound;
 pub mod pass;
 pub mod report;
 

@@ -2,7 +2,7 @@
 //! ([`crate::email::EmailPass`]) and each collection ([`crate::collection::CollectionPass`]).
 //! This is what `crmsync sync` runs once and the daemon's workers run on every wake.
 
-use crmsync_config::{ImapConfig, MailboxConfig};
+use crmsync_config::{ImapConfig, MailboxConfig, SmtpConfig};
 use crmsync_core::item::ItemKind;
 use crmsync_imap::ImapSession;
 use crmsync_store::{CrmStore, StoreError};
@@ -10,6 +10,7 @@ use crmsync_store::{CrmStore, StoreError};
 use crate::collection::{CollectionMemory, CollectionPass, Which};
 use crate::email::EmailPass;
 use crate::error::PassError;
+use crate::outbound::{OutboundPass, SmtpSubmission};
 use crate::report::{MailboxState, PassReport};
 
 /// How a pass runs.
@@ -75,6 +76,9 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
         kept.connection = None;
         report.permanent |= error.is_permanent();
         report.fail(error.to_string());
+    }
+    if let Some(smtp) = &mailbox.smtp {
+        outbound_part(store, mailbox, smtp, options, kept, &mut report).await;
     }
     for which in Which::ALL {
         if let Some(config) = which.config(mailbox) {
@@ -153,6 +157,32 @@ fn owner_may_sync<S: CrmStore>(
 
 /// The email part: a connection (the kept one while it answers, else a new one), then the
 /// [`EmailPass`]. The connection is kept for the next pass when this one succeeded.
+/// The owner's email activities that wait to be sent, through the mailbox's SMTP server; their
+/// copies into Sent over the pass's IMAP connection (later, when it is not there).
+async fn outbound_part<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    smtp: &SmtpConfig,
+    options: PassOptions,
+    kept: &mut Kept,
+    report: &mut PassReport,
+) {
+    let mut submit = SmtpSubmission::new(smtp);
+    let pass = OutboundPass::new(
+        store,
+        mailbox,
+        smtp,
+        &mut submit,
+        kept.connection.as_mut(),
+        report,
+        options.dry_run,
+    );
+    if let Err(error) = pass.run().await {
+        report.fail(format!("sending: {error}"));
+    }
+    submit.finish().await;
+}
+
 async fn email_part<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,

@@ -78,6 +78,8 @@ pub struct PassReport {
     pub updated: u64,
     /// Messages whose keywords were written back.
     pub keywords_written: u64,
+    /// Email activities of the CRM sent through the mailbox's SMTP server.
+    pub sent: u64,
     /// Collection files crmsync wrote, created or deleted.
     pub items_written: u64,
     /// Items that could not be synced (a malformed message, say); retried next pass.
@@ -119,6 +121,7 @@ impl PassReport {
             unlinked: 0,
             updated: 0,
             keywords_written: 0,
+            sent: 0,
             items_written: 0,
             failed: 0,
             failures: Vec::new(),

@@ -381,6 +381,42 @@ impl ImapSession {
         Ok(uids)
     }
 
+    /// Where the message with this Message-ID sits in `folder`: the folder's UIDVALIDITY and
+    /// the message's (lowest) UID; `None` when it is not there.
+    pub async fn locate(
+        &mut self,
+        folder: &str,
+        message_id: &str,
+    ) -> Result<Option<(u32, u32)>, ImapError> {
+        let mailbox = self.select(folder).await?;
+        let uid_validity = mailbox.uid_validity.ok_or_else(|| {
+            ImapError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
+        })?;
+        let uids = self.search_message_id(folder, message_id).await?;
+        Ok(uids.first().map(|uid| (uid_validity, *uid)))
+    }
+
+    /// Appends a message to `folder` with these keywords and `\Seen`.
+    pub async fn append(
+        &mut self,
+        folder: &str,
+        keywords: &[String],
+        message: &[u8],
+    ) -> Result<(), ImapError> {
+        let flags = format!(
+            "(\\Seen{})",
+            keywords.iter().map(|k| format!(" {k}")).collect::<String>()
+        );
+        bounded(
+            "APPEND",
+            self.session.append(folder, Some(&flags), None, message),
+        )
+        .await?;
+        // The folder's view changed under a selected folder: select it again when needed.
+        self.selected = None;
+        Ok(())
+    }
+
     /// Fetches a whole message, without setting `\Seen`.
     pub async fn fetch_message(&mut self, folder: &str, uid: u32) -> Result<Vec<u8>, ImapError> {
         self.ensure_selected(folder).await?;

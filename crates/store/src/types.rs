@@ -326,6 +326,8 @@ pub struct OutboxItem {
     /// When a transient failure's backoff ends (UTC, as the store writes times).
     pub next_attempt: Option<String>,
     pub last_error: Option<String>,
+    /// The message as it went out (from `committing` until its copy is in Sent).
+    pub raw: Option<Vec<u8>>,
 }
 
 /// A step of one send, recorded before (or as) it happens (docs/outbound.md).
@@ -338,6 +340,7 @@ pub enum SendRecord<'a> {
     Commit {
         message_id: &'a str,
         content_hash: &'a str,
+        raw: &'a [u8],
     },
     /// The server took it: the activity is `sent`.
     Accepted { sent_at: &'a str },

@@ -568,12 +568,12 @@ fn a_send_goes_through_its_phases_and_only_one_mailbox_takes_it() {
     let commit = SendRecord::Commit {
         message_id: "crm.x@example.com",
         content_hash: "abc",
+        raw: b"Subject: x\r\n\r\n",
     };
     fx.store.record_send("work", id, &commit).unwrap();
-    assert_eq!(
-        fx.store.outbox("work", &alice).unwrap()[0].phase,
-        Some(Phase::Committing)
-    );
+    let committing = &fx.store.outbox("work", &alice).unwrap()[0];
+    assert_eq!(committing.phase, Some(Phase::Committing));
+    assert_eq!(committing.raw.as_deref(), Some(&b"Subject: x\r\n\r\n"[..]));
     fx.store
         .record_send(
             "work",

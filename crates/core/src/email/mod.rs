@@ -304,8 +304,9 @@ const SIGNAL: &str = "signal";
 /// edit, even when the rewrite was cut short and the link still holds the older base.
 const WRITING: &str = "writing";
 
-/// The base of a link. Keywords are kept sorted: servers list flags in no fixed order.
-fn base_for(regarding: Option<&RecordNumber>, keywords: &[String]) -> Snapshot {
+/// The base of the link of a message tracked with these keywords (its signal's) and regarding
+/// record. Keywords are kept sorted: servers list flags in no fixed order.
+pub fn base_for(regarding: Option<&RecordNumber>, keywords: &[String]) -> Snapshot {
     let mut keywords = keywords.to_vec();
     keywords.sort_unstable();
     keywords.dedup();

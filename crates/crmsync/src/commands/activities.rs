@@ -5,6 +5,7 @@ use std::path::Path;
 use crmsync_core::model::{ActivityState, ActivityType, PartyRole};
 use crmsync_store::{
     ActivityChange, ActivityFilter, ActivityRow, ActivityStore, NewActivity, NewParty,
+    OutboundStore,
 };
 
 use super::{email, key_values, number, open_store, optional_text};
@@ -65,6 +66,17 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             number: wanted,
             output,
         } => set_regarding(config, &id, &wanted, output.json),
+        ActivityCommand::Resend { id, output } => {
+            let mut store = open_store(config)?;
+            let id = store.find_activity(&id)?;
+            let activity = store.resend(id)?;
+            if output.json {
+                print_json(&activity_json(&activity));
+            } else {
+                println!("activity {id} is pending-send again: the mailbox's next pass sends it");
+            }
+            Ok(())
+        }
     }
 }
 

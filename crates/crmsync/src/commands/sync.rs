@@ -102,6 +102,7 @@ fn report_json(report: &PassReport) -> serde_json::Value {
         "unlinked": report.unlinked,
         "updated": report.updated,
         "keywords_written": report.keywords_written,
+        "sent": report.sent,
         "items_written": report.items_written,
         "failed": report.failed,
         "tracked": report.tracked,
@@ -157,6 +158,9 @@ fn print_report(report: &PassReport) {
     }
     if report.items_written > 0 {
         println!("  {} collection files written", report.items_written);
+    }
+    if report.sent > 0 {
+        println!("  {} emails sent", report.sent);
     }
     for error in &report.errors {
         println!("  error: {error}");

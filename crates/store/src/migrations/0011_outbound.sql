@@ -13,6 +13,9 @@ CREATE TABLE outbound (
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_attempt TEXT,
     last_error   TEXT,
+    -- The message as it went out, from `committing` until its copy is in Sent: the copy must
+    -- be the same bytes (its identity is the Message-ID and a hash of its content).
+    raw          BLOB,
     updated      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 

@@ -22,7 +22,7 @@ impl OutboundStore for SqliteStore {
                 Err(error) => return Err(error),
             };
             let mut statement = conn.prepare_cached(
-                "SELECT a.id, o.phase, o.mailbox, o.attempts, o.next_attempt, o.last_error
+                "SELECT a.id, o.phase, o.mailbox, o.attempts, o.next_attempt, o.last_error, o.raw
                  FROM activities a LEFT JOIN outbound o ON o.activity_id = a.id
                  WHERE a.type = 'email' AND a.owner_id = ?1
                    AND (a.state = 'pending-send' OR (o.phase = 'accepted' AND o.mailbox = ?2))
@@ -35,6 +35,7 @@ impl OutboundStore for SqliteStore {
                 Option<u32>,
                 Option<String>,
                 Option<String>,
+                Option<Vec<u8>>,
             );
             let rows: Vec<Row> = statement
                 .query_map(params![owner_id, mailbox], |row| {
@@ -45,27 +46,33 @@ impl OutboundStore for SqliteStore {
                         row.get(3)?,
                         row.get(4)?,
                         row.get(5)?,
+                        row.get(6)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter()
-                .map(|(id, phase, mailbox, attempts, next_attempt, last_error)| {
-                    let phase = phase
-                        .map(|text| {
-                            Phase::parse(&text)
-                                .ok_or_else(|| bad_row("outbound", &id, format!("phase {text:?}")))
+                .map(
+                    |(id, phase, mailbox, attempts, next_attempt, last_error, raw)| {
+                        let phase = phase
+                            .map(|text| {
+                                Phase::parse(&text).ok_or_else(|| {
+                                    bad_row("outbound", &id, format!("phase {text:?}"))
+                                })
+                            })
+                            .transpose()?;
+                        let activity =
+                            load_activity(conn, ActivityId(parse_uuid("activities", &id)?))?;
+                        Ok(OutboxItem {
+                            activity,
+                            phase,
+                            mailbox,
+                            attempts: attempts.unwrap_or(0),
+                            next_attempt,
+                            last_error,
+                            raw,
                         })
-                        .transpose()?;
-                    let activity = load_activity(conn, ActivityId(parse_uuid("activities", &id)?))?;
-                    Ok(OutboxItem {
-                        activity,
-                        phase,
-                        mailbox,
-                        attempts: attempts.unwrap_or(0),
-                        next_attempt,
-                        last_error,
-                    })
-                })
+                    },
+                )
                 .collect()
         })
     }
@@ -131,8 +138,14 @@ impl OutboundStore for SqliteStore {
                 SendRecord::Commit {
                     message_id,
                     content_hash,
+                    raw,
                 } => {
                     set_phase(Phase::Committing, None, None)?;
+                    execute_cached(
+                        tx,
+                        "UPDATE outbound SET raw = ?2 WHERE activity_id = ?1",
+                        params![id, raw],
+                    )?;
                     execute_cached(
                         tx,
                         "UPDATE activities SET message_id = ?2, content_hash = ?3,
@@ -152,6 +165,11 @@ impl OutboundStore for SqliteStore {
                 SendRecord::Done { link } => {
                     upsert_link(tx, link)?;
                     set_phase(Phase::Done, None, None)?;
+                    execute_cached(
+                        tx,
+                        "UPDATE outbound SET raw = NULL WHERE activity_id = ?1",
+                        [&id],
+                    )?;
                 }
                 SendRecord::Retry {
                     reason,
