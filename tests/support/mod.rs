@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod dovecot;
 pub mod mail;
 pub mod proxy;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

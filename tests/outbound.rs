@@ -1,0 +1,294 @@
+//! Sending the email activities the CRM created (issue 11; docs/outbound.md), against a real
+//! SMTP server (aiosmtpd) and a real Dovecot, with the real binary: the message arrives once
+//! with the right headers and body, its copy is in Sent, tracked and linked, a reply to it is
+//! correlated; a server that is down, a refused login, a refused recipient, a 4xx before a
+//! success; and a kill while the server is taking the message.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::daemon::wait_until;
+use support::mail::{Mail, message};
+use support::smtp::SmtpServer;
+
+const SMTP_PASSWORD: &str = "smtp-secret";
+
+/// Alice's mailbox on Dovecot with `[mailbox.smtp]` pointing at `smtp` (logging in with
+/// `password`), replies tracked automatically, and the CRM's records.
+fn setup(smtp: &SmtpServer, password: &str, retry_delay: u64) -> Mail {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let file = mail.env.path("alice.smtp");
+    std::fs::write(&file, password).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    mail.env.write_config(&format!(
+        "{config}[mailbox.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+         username = \"alice\"\npassword_file = \"alice.smtp\"\nretry_delay = {retry_delay}\n\
+         [mailbox.tracking]\nauto = \"replies\"\n",
+        port = smtp.port
+    ));
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    mail.env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Dana",
+        "--email",
+        "dana@adventure-works.com",
+    ]);
+    mail
+}
+
+/// A new email activity in the CRM (state pending-send); its id.
+fn new_email(mail: &Mail, subject: &str, to: &[&str]) -> String {
+    let mut args = vec![
+        "activity",
+        "add",
+        "email",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        subject,
+        "--regarding",
+        "ACC-1001",
+        "--body",
+        "Hello Dana,\nthe quote is attached in spirit.\n",
+    ];
+    for address in to {
+        args.extend(["--to", address]);
+    }
+    let activity = mail.env.json(&args);
+    assert_eq!(activity["state"], "pending-send");
+    activity["id"].as_str().unwrap().to_owned()
+}
+
+fn activity(mail: &Mail, id: &str) -> Value {
+    mail.env.json(&["activity", "show", id])
+}
+
+#[test]
+fn a_crm_email_is_sent_once_filed_in_sent_linked_and_its_reply_follows() {
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    mail.sync_ok();
+    let id = new_email(
+        &mail,
+        "Quote for Adventure Works",
+        &["dana@adventure-works.com", "erin@customer.example"],
+    );
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["sent"], 1, "{report:#}");
+
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    let sent = &received[0];
+    assert_eq!(sent.from, "alice@example.com");
+    assert_eq!(
+        sent.to,
+        ["dana@adventure-works.com", "erin@customer.example"]
+    );
+    assert_eq!(
+        sent.header("Subject").as_deref(),
+        Some("Quote for Adventure Works")
+    );
+    assert!(
+        sent.header("From")
+            .is_some_and(|from| from.contains("alice@example.com") && from.contains("alice")),
+        "{sent:?}"
+    );
+    assert!(sent.header("Date").is_some());
+    let message_id = sent.header("Message-ID").unwrap();
+    let message_id = message_id.trim_matches(['<', '>']);
+    assert!(
+        message_id.starts_with("crm.") && message_id.ends_with("@example.com"),
+        "the tracking token: {message_id}"
+    );
+    assert!(
+        sent.data.contains("the quote is attached in spirit"),
+        "{sent:?}"
+    );
+
+    let shown = activity(&mail, &id);
+    assert_eq!(shown["state"], "sent", "{shown:#}");
+    assert_eq!(shown["message_id"], message_id);
+    assert!(shown["sent"].is_string(), "{shown:#}");
+
+    // The copy in Sent: the same message, with the regarding keyword, linked.
+    let mut imap = mail.client("alice");
+    let copies = imap.uids("Sent");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(imap.flags("Sent", copies[0]), ["\\Seen", "crm:ACC-1001"]);
+    let items = mail.env.json(&["items"]);
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items:#}");
+    assert_eq!(items[0]["item"], format!("Sent:{}", copies[0]));
+    assert_eq!(items[0]["crm"], format!("activity:{id}"));
+
+    // Nothing goes twice.
+    let again = &mail.sync_ok()["alice"];
+    assert_eq!(again["sent"], 0);
+    assert_eq!(smtp.received().len(), 1);
+    assert_eq!(imap.uids("Sent").len(), 1);
+
+    // Dana answers; the reply names the sent message only in In-Reply-To.
+    let reply = format!(
+        "In-Reply-To: <{message_id}>\n{}",
+        message(
+            "reply@adventure-works.com",
+            "dana@adventure-works.com",
+            "alice@example.com",
+            "Re: Quote for Adventure Works"
+        )
+    );
+    let uid = imap.append("INBOX", &[], &reply);
+    mail.sync_ok();
+    assert_eq!(
+        imap.flags("INBOX", uid),
+        ["crm:ACC-1001"],
+        "the reply follows"
+    );
+    let activities = mail.activities();
+    assert_eq!(activities.len(), 2, "{activities:#?}");
+}
+
+#[test]
+fn failures_end_in_the_right_state_with_the_servers_reason() {
+    let mut smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 0);
+    mail.sync_ok();
+
+    // A recipient the server refuses: failed for good, nobody gets it.
+    smtp.refuse(&["nobody@adventure-works.com"]);
+    let refused = new_email(
+        &mail,
+        "Refused",
+        &["dana@adventure-works.com", "nobody@adventure-works.com"],
+    );
+    let report = &mail.sync()["alice"];
+    assert_eq!(
+        report["state"], "idle",
+        "a send's failure is not the mailbox's: {report:#}"
+    );
+    let shown = activity(&mail, &refused);
+    assert_eq!(shown["state"], "send-failed", "{shown:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("550") && warnings.contains("nobody@adventure-works.com"),
+        "{warnings}"
+    );
+    assert!(smtp.received().is_empty());
+
+    // A 451 after the final dot, then success: sent once.
+    smtp.defer(1);
+    let deferred = new_email(&mail, "Deferred", &["dana@adventure-works.com"]);
+    let first = &mail.sync()["alice"];
+    assert!(first["warnings"].to_string().contains("451"), "{first:#}");
+    assert_eq!(activity(&mail, &deferred)["state"], "pending-send");
+    assert_eq!(first["pending"], 1, "{first:#}");
+    let second = &mail.sync()["alice"];
+    assert_eq!(second["sent"], 1, "{second:#}");
+    assert_eq!(activity(&mail, &deferred)["state"], "sent");
+    assert_eq!(smtp.received().len(), 1);
+
+    // The server down: retried on every pass (retry_delay = 0 here), failed after the
+    // sixth attempt, with the reason.
+    smtp.stop();
+    let down = new_email(&mail, "Down", &["dana@adventure-works.com"]);
+    for attempt in 1..=6 {
+        let report = &mail.sync()["alice"];
+        assert_eq!(report["state"], "idle", "attempt {attempt}: {report:#}");
+        let state = activity(&mail, &down)["state"].clone();
+        let expected = if attempt < 6 {
+            "pending-send"
+        } else {
+            "send-failed"
+        };
+        assert_eq!(state, expected, "attempt {attempt}");
+    }
+    let warnings = mail.sync()["alice"]["warnings"].to_string();
+    assert!(
+        !warnings.contains("Down"),
+        "a failed send is not tried again: {warnings}"
+    );
+    smtp.restart();
+
+    // A person sends it again.
+    mail.env.ok(&["activity", "resend", &down]);
+    assert_eq!(mail.sync()["alice"]["sent"], 1);
+    assert_eq!(smtp.received().len(), 2);
+}
+
+#[test]
+fn a_refused_login_fails_the_send_not_the_mailbox() {
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, "wrong password", 60);
+    let id = new_email(&mail, "Never", &["dana@adventure-works.com"]);
+    let report = &mail.sync()["alice"];
+    assert_eq!(report["state"], "idle", "{report:#}");
+    let shown = activity(&mail, &id);
+    assert_eq!(shown["state"], "send-failed", "{shown:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("535"), "{warnings}");
+    assert!(
+        !warnings.contains("wrong password"),
+        "the password is never shown: {warnings}"
+    );
+    assert!(smtp.received().is_empty());
+}
+
+/// The server has the whole message but has not answered the final dot when crmsync is
+/// killed: whether it was sent cannot be known, so it is never sent again on its own.
+#[test]
+fn a_kill_while_the_server_takes_the_message_leaves_it_uncertain_never_sent_twice() {
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    mail.sync_ok();
+    let id = new_email(&mail, "Uncertain", &["dana@adventure-works.com"]);
+    smtp.stall(true);
+    let mut child = std::process::Command::new(support::binary())
+        .arg("--config")
+        .arg(&mail.env.config)
+        .arg("sync")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+    store.busy_timeout(Duration::from_secs(10)).unwrap();
+    wait_until("the message going out", Duration::from_secs(30), || {
+        let phase: Option<String> = store
+            .query_row("SELECT phase FROM outbound", [], |row| row.get(0))
+            .ok();
+        (phase.as_deref() == Some("committing")).then_some(())
+    });
+    // The server has it all (aiosmtpd read the final dot and waits in its handler).
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    smtp.stall(false);
+    wait_until("the server to queue it", Duration::from_secs(10), || {
+        (smtp.received().len() == 1).then_some(())
+    });
+
+    let report = &mail.sync()["alice"];
+    let shown = activity(&mail, &id);
+    assert_eq!(shown["state"], "send-uncertain", "{shown:#}");
+    assert!(
+        report["warnings"]
+            .to_string()
+            .contains("may or may not have been sent"),
+        "{report:#}"
+    );
+    mail.sync();
+    assert_eq!(smtp.received().len(), 1, "never sent twice on its own");
+
+    // A person decides it did not go out: sent again.
+    mail.env.ok(&["activity", "resend", &id]);
+    assert_eq!(mail.sync()["alice"]["sent"], 1);
+    assert_eq!(smtp.received().len(), 2);
+    assert_eq!(activity(&mail, &id)["state"], "sent");
+}
