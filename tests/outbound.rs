@@ -19,13 +19,18 @@ const SMTP_PASSWORD: &str = "smtp-secret";
 /// Alice's mailbox on Dovecot with `[mailbox.smtp]` pointing at `smtp` (logging in with
 /// `password`), replies tracked automatically, and the CRM's records.
 fn setup(smtp: &SmtpServer, password: &str, retry_delay: u64) -> Mail {
+    setup_with(smtp, password, retry_delay, "security = \"none\"\n")
+}
+
+/// [`setup`] with these lines for the server's security instead of plain SMTP.
+fn setup_with(smtp: &SmtpServer, password: &str, retry_delay: u64, security: &str) -> Mail {
     let mail = Mail::new(&[("alice", "alice@example.com")]);
     let file = mail.env.path("alice.smtp");
     std::fs::write(&file, password).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = std::fs::read_to_string(&mail.env.config).unwrap();
     mail.env.write_config(&format!(
-        "{config}[mailbox.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+        "{config}[mailbox.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n{security}\
          username = \"alice\"\npassword_file = \"alice.smtp\"\nretry_delay = {retry_delay}\n\
          [mailbox.tracking]\nauto = \"replies\"\n",
         port = smtp.port
@@ -291,4 +296,40 @@ fn a_kill_while_the_server_takes_the_message_leaves_it_uncertain_never_sent_twic
     assert_eq!(mail.sync()["alice"]["sent"], 1);
     assert_eq!(smtp.received().len(), 2);
     assert_eq!(activity(&mail, &id)["state"], "sent");
+}
+
+/// STARTTLS with the certificate checked like IMAP's: a server whose CA is not trusted gets
+/// neither the password nor the message; naming the CA in `ca_file` lets it through.
+#[test]
+fn starttls_checks_the_certificate() {
+    use support::dovecot::TestCertificates;
+    let certificates = TestCertificates::new();
+    let cert = certificates.dir.path().join("server.pem");
+    let key = certificates.dir.path().join("server.key");
+    let smtp = SmtpServer::start_with("alice", SMTP_PASSWORD, Some((&cert, &key)));
+    let untrusted = setup_with(&smtp, SMTP_PASSWORD, 60, "security = \"starttls\"\n");
+    let id = new_email(&untrusted, "Untrusted", &["dana@adventure-works.com"]);
+    let report = &untrusted.sync()["alice"];
+    assert_eq!(activity(&untrusted, &id)["state"], "send-failed");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.to_lowercase().contains("certificate"),
+        "{warnings}"
+    );
+    assert!(smtp.received().is_empty());
+
+    let trusted = setup_with(
+        &smtp,
+        SMTP_PASSWORD,
+        60,
+        &format!(
+            "security = \"starttls\"\nca_file = \"{}\"\n",
+            certificates.ca_path().display()
+        ),
+    );
+    let id = new_email(&trusted, "Trusted", &["dana@adventure-works.com"]);
+    let report = &trusted.sync_ok()["alice"];
+    assert_eq!(report["sent"], 1, "{report:#}");
+    assert_eq!(activity(&trusted, &id)["state"], "sent");
+    assert_eq!(smtp.received().len(), 1);
 }

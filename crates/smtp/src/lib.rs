@@ -47,11 +47,29 @@ pub struct SmtpSession {
     connection: AsyncSmtpConnection,
 }
 
+/// Whether a TLS handshake failed on the certificate or the protocol (lettre reports those
+/// as connection errors, with rustls's error inside an `io::Error`).
+fn is_tls_failure(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let tls = cause.is::<rustls::Error>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+        if tls {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn classify(what: &str, error: &lettre::transport::smtp::Error) -> SmtpError {
     let message = format!("{what}: {error}");
     // A 5xx answer, an untrusted certificate, or what the client itself refuses (no login
     // mechanism in common, a message it cannot send) does not get better by retrying soon.
-    if error.is_permanent() || error.is_tls() || error.is_client() {
+    if error.is_permanent() || error.is_tls() || error.is_client() || is_tls_failure(error) {
         SmtpError::Permanent(message)
     } else {
         SmtpError::Transient(message)
