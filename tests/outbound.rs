@@ -333,3 +333,107 @@ fn starttls_checks_the_certificate() {
     assert_eq!(activity(&trusted, &id)["state"], "sent");
     assert_eq!(smtp.received().len(), 1);
 }
+
+/// The daemon sends what the CRM creates as soon as the change journal shows it (no poll).
+#[test]
+fn the_daemon_sends_a_new_crm_email_on_the_journals_push() {
+    use support::daemon::Daemon;
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    let id = new_email(&mail, "Pushed", &["dana@adventure-works.com"]);
+    wait_until("the email sent", Duration::from_secs(30), || {
+        (smtp.received().len() == 1).then_some(())
+    });
+    wait_until("the activity sent", Duration::from_secs(30), || {
+        (activity(&mail, &id)["state"] == "sent").then_some(())
+    });
+    let mut imap = mail.client("alice");
+    wait_until("the copy in Sent", Duration::from_secs(30), || {
+        (imap.uids("Sent").len() == 1).then_some(())
+    });
+    assert!(daemon.is_running());
+    assert_eq!(smtp.received().len(), 1);
+}
+
+/// 50 emails sent by a daemon that is killed (SIGKILL) again and again at arbitrary moments,
+/// with the server answering each message late so that kills also land while it takes one:
+/// no message reaches the server twice, none stays pending-send, every one whose fate crmsync
+/// cannot know is `send-uncertain` (and reached the server at most once), and every sent one
+/// has exactly one copy in Sent.
+#[test]
+fn kill_9_at_any_point_of_50_sends_never_sends_twice_and_forgets_none() {
+    use support::daemon::Daemon;
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 0);
+    mail.sync_ok();
+    smtp.slow(40);
+    let ids: Vec<String> = (0..50)
+        .map(|n| new_email(&mail, &format!("Kill {n}"), &["dana@adventure-works.com"]))
+        .collect();
+    let pending = || {
+        mail.activities()
+            .iter()
+            .filter(|a| a["state"] == "pending-send")
+            .count()
+    };
+    // A fixed pseudo-random sequence of kill moments, 30 to 600 ms after the start.
+    let mut seed: u64 = 0x5eed_0011;
+    let mut kills = 0;
+    while kills < 30 || (pending() > 0 && kills < 80) {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let after = 30 + (seed >> 33) % 570;
+        let daemon = Daemon::start(&mail.env);
+        std::thread::sleep(Duration::from_millis(after));
+        drop(daemon); // SIGKILL
+        kills += 1;
+    }
+    assert!(kills >= 30);
+    smtp.slow(0);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    wait_until("every email settled", Duration::from_secs(60), || {
+        (pending() == 0).then_some(())
+    });
+    mail.sync();
+
+    let received = smtp.received();
+    let mut per_id: std::collections::BTreeMap<String, usize> = Default::default();
+    for message in &received {
+        let id = message.header("Message-ID").unwrap();
+        *per_id
+            .entry(id.trim_matches(['<', '>']).to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        per_id.values().all(|count| *count == 1),
+        "a message reached the server twice: {per_id:?}"
+    );
+    let mut imap = mail.client("alice");
+    let copies = imap.uids("Sent").len();
+    let (mut sent, mut uncertain) = (0, 0);
+    for id in &ids {
+        let shown = activity(&mail, id);
+        let message_id = shown["message_id"].as_str().map(str::to_owned);
+        let at_server = message_id
+            .as_ref()
+            .map_or(0, |m| per_id.get(m).copied().unwrap_or(0));
+        match shown["state"].as_str().unwrap() {
+            "sent" => {
+                sent += 1;
+                assert_eq!(at_server, 1, "sent {id} is at the server once");
+            }
+            "send-uncertain" => uncertain += 1,
+            other => panic!("activity {id} ended {other}"),
+        }
+    }
+    assert_eq!(sent + uncertain, 50);
+    assert_eq!(copies, sent, "one copy in Sent per sent email");
+    assert!(received.len() >= sent && received.len() <= sent + uncertain);
+    eprintln!(
+        "{kills} kills: {sent} sent, {uncertain} uncertain, {} at the server",
+        received.len()
+    );
+    assert!(daemon.is_running());
+}

@@ -152,6 +152,11 @@ impl SmtpServer {
         std::fs::write(self.file("defer"), count.to_string()).unwrap();
     }
 
+    /// Each message is kept, then its final dot answered `millis` later.
+    pub fn slow(&self, millis: u64) {
+        std::fs::write(self.file("slow"), millis.to_string()).unwrap();
+    }
+
     /// While on, final dots go unanswered.
     pub fn stall(&self, on: bool) {
         if on {

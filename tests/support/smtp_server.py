@@ -10,6 +10,7 @@ files in D that it reads on every command:
   (each such answer lowers N by one);
 - D/stall: while it exists, a message is kept but its final dot is not answered (the client
   times out, or is killed while it waits: whether the message went out it cannot know).
+- D/slow: a number of milliseconds: each message is kept, then answered that much later.
 With --tls, STARTTLS is offered and required before AUTH. It prints "ready" once listening.
 """
 
@@ -49,6 +50,12 @@ class Handler:
             self.keep(envelope)
             while os.path.exists(os.path.join(self.directory, "stall")):
                 await asyncio.sleep(0.05)
+            return "250 2.0.0 queued"
+        slow = read_lines(os.path.join(self.directory, "slow"))
+        if slow:
+            # Queued, then answered late: a kill in between leaves the client not knowing.
+            self.keep(envelope)
+            await asyncio.sleep(int(slow[0]) / 1000)
             return "250 2.0.0 queued"
         defer = os.path.join(self.directory, "defer")
         left = read_lines(defer)

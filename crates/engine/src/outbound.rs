@@ -202,11 +202,31 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                         item.activity.id, item.activity.subject
                     ));
                 }
-                Step::Wait => self.report.pending += 1,
+                Step::Wait => {
+                    self.report.pending += 1;
+                    let due = item
+                        .next_attempt
+                        .as_deref()
+                        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                        .map(|at| {
+                            (at.with_timezone(&chrono::Utc) - now)
+                                .to_std()
+                                .unwrap_or_default()
+                        });
+                    if let Some(due) = due {
+                        self.retry_in(due);
+                    }
+                }
                 Step::Nothing => {}
             }
         }
         Ok(())
+    }
+
+    /// Asks for a pass after `delay`, or sooner when another send asks for that.
+    fn retry_in(&mut self, delay: std::time::Duration) {
+        let soonest = self.report.retry_in.map_or(delay, |other| other.min(delay));
+        self.report.retry_in = Some(soonest);
     }
 
     fn record(&mut self, item: &OutboxItem, record: &SendRecord<'_>) -> Result<bool, PassError> {
@@ -340,6 +360,7 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                         },
                     )?;
                     self.report.pending += 1;
+                    self.retry_in(std::time::Duration::from_secs(seconds));
                     self.report
                         .warn(format!("{what}: {reason}; trying again in {seconds} s"));
                     return Ok(());

@@ -279,6 +279,8 @@ impl MailboxWorker {
             // when the user's privilege changes.
             MailboxState::NotPermitted | MailboxState::Disabled => self.settings.poll_interval,
         };
+        // A send that failed for a passing reason is tried again when its backoff ends.
+        let delay = report.retry_in.map_or(delay, |retry| delay.min(retry));
         let _ = self.events.send(WorkerEvent::Passed {
             report: Box::new(report),
             consecutive_errors: self.consecutive_errors,
