@@ -33,4 +33,5 @@ pub mod merge;
 pub mod model;
 pub mod outbound;
 pub mod resolve;
+pub mod template;
 pub mod token;
