@@ -437,3 +437,205 @@ fn kill_9_at_any_point_of_50_sends_never_sends_twice_and_forgets_none() {
     );
     assert!(daemon.is_running());
 }
+
+/// What Python's `email` package reads of a message: subject, text and HTML bodies, and each
+/// attachment's name, type, size and SHA-256.
+fn read_with_python(data: &str) -> Value {
+    let script = r#"
+import email, email.policy, hashlib, json, sys
+m = email.message_from_string(sys.stdin.read(), policy=email.policy.default)
+text = m.get_body(("plain",))
+html = m.get_body(("html",))
+print(json.dumps({
+    "subject": m["subject"],
+    "text": text.get_content() if text else None,
+    "html": html.get_content() if html else None,
+    "attachments": [
+        {"name": a.get_filename(), "type": a.get_content_type(),
+         "size": len(a.get_payload(decode=True)),
+         "sha256": hashlib.sha256(a.get_payload(decode=True)).hexdigest()}
+        for a in m.iter_attachments()
+    ],
+}))
+"#;
+    let mut child = std::process::Command::new(support::smtp::python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(data.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()[..64].to_owned()
+}
+
+/// A template with every kind of placeholder, an article and literature of two files (one of
+/// 10 MB) composed into one email; what arrives is read back with Python's `email` package.
+#[test]
+fn templates_articles_and_literature_compose_the_email_that_arrives() {
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    let env = &mail.env;
+    // Files are named as a person would, from where they are.
+    let path = |name: &str| env.path(name).display().to_string();
+    std::fs::write(
+        env.path("quote.txt"),
+        "Dear {{recipient.name}} ({{ recipient.email }}, {{recipient.number}}, a {{recipient.entity}}),\n\
+         about {{regarding.name}} ({{regarding.number}}, an {{regarding.entity}}):\n\
+         regards, {{owner.name}} <{{owner.email}}>, {{date}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("quote.html"),
+        "<p>Dear {{recipient.name}}, about <b>{{regarding.name}}</b>.</p>",
+    )
+    .unwrap();
+    env.ok(&[
+        "template",
+        "add",
+        "quote",
+        "--subject",
+        "Quote for {{regarding.name}}",
+        "--body-file",
+        &path("quote.txt"),
+        "--html-file",
+        &path("quote.html"),
+    ]);
+    // An unknown placeholder is refused, with where it is.
+    std::fs::write(env.path("bad.txt"), "Hello\n{{recipient.balance}}\n").unwrap();
+    let refused = env.fails(
+        &[
+            "template",
+            "add",
+            "bad",
+            "--subject",
+            "x",
+            "--body-file",
+            &path("bad.txt"),
+        ],
+        2,
+    );
+    assert!(
+        refused.contains("{{recipient.balance}}") && refused.contains("line 2"),
+        "{refused}"
+    );
+    let article = env.json(&[
+        "article",
+        "add",
+        "--title",
+        "Shipping",
+        "--body",
+        "We ship worldwide within 3 days.",
+    ]);
+    assert_eq!(article["number"], "KB-1001");
+    let big: Vec<u8> = (0..10 * 1024 * 1024u32)
+        .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(env.path("brochure.pdf"), &big).unwrap();
+    std::fs::write(env.path("prices.txt"), "Widget: 10 EUR\n").unwrap();
+    env.ok(&[
+        "literature",
+        "add",
+        "brochure",
+        "--file",
+        &path("brochure.pdf"),
+        "--file",
+        &path("prices.txt"),
+    ]);
+    let listed = env.json(&["literature", "show", "brochure"]);
+    assert_eq!(listed["files"][0]["size"], 10 * 1024 * 1024);
+
+    let id = env.json(&[
+        "activity",
+        "add",
+        "email",
+        "--owner",
+        "alice@example.com",
+        "--to",
+        "dana@adventure-works.com",
+        "--regarding",
+        "ACC-1001",
+        "--body",
+        "As promised:",
+        "--template",
+        "quote",
+        "--article",
+        "KB-1001",
+        "--literature",
+        "brochure",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["sent"], 1, "{report:#}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    let read = read_with_python(&received[0].data);
+    assert_eq!(read["subject"], "Quote for Adventure Works");
+    let today = chrono_today();
+    let text = read["text"].as_str().unwrap().replace("\r\n", "\n");
+    for expected in [
+        "As promised:",
+        "Dear Dana (dana@adventure-works.com, CON-1001, a contact)",
+        "about Adventure Works (ACC-1001, an account)",
+        "regards, alice <alice@example.com>",
+        &today,
+        "Shipping\n\nWe ship worldwide within 3 days.",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+    let html = read["html"].as_str().unwrap();
+    assert!(
+        html.contains("<p>Dear Dana, about <b>Adventure Works</b>.</p>")
+            && html.contains("<h2>Shipping</h2>"),
+        "{html}"
+    );
+    let attachments = read["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 2, "{read:#}");
+    assert_eq!(attachments[0]["name"], "brochure.pdf");
+    assert_eq!(attachments[0]["type"], "application/pdf");
+    assert_eq!(attachments[0]["size"], 10 * 1024 * 1024);
+    assert_eq!(attachments[0]["sha256"], sha256_hex(&big));
+    assert_eq!(attachments[1]["name"], "prices.txt");
+    let shown = activity(&mail, &id);
+    assert_eq!(shown["subject"], "Quote for Adventure Works");
+    assert_eq!(
+        shown["attachments"].as_array().unwrap().len(),
+        2,
+        "{shown:#}"
+    );
+    // The copy in Sent is the message that went out, attachments and all.
+    let mut imap = mail.client("alice");
+    assert_eq!(imap.uids("Sent").len(), 1);
+}
+
+/// Today as `date` in a template renders it (UTC).
+fn chrono_today() -> String {
+    let output = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}

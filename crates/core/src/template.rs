@@ -46,8 +46,11 @@ fn known_list() -> String {
         .join(", ")
 }
 
-/// The placeholders of `text`, each with the line it is on, or why they cannot be read.
-fn placeholders(text: &str) -> Result<Vec<(std::ops::Range<usize>, &str, usize)>, TemplateError> {
+/// One placeholder of a text: where it is (with its braces), its name, its line.
+type Placeholder<'a> = (std::ops::Range<usize>, &'a str, usize);
+
+/// The placeholders of `text`, or why they cannot be read.
+fn placeholders(text: &str) -> Result<Vec<Placeholder<'_>>, TemplateError> {
     let mut found = Vec::new();
     let mut from = 0;
     while let Some(open) = text[from..].find("{{").map(|i| from + i) {

@@ -105,6 +105,15 @@ pub enum Command {
     /// The never-track list: addresses and domains that automatic tracking never takes.
     #[command(subcommand)]
     Never(NeverCommand),
+    /// Email templates with placeholders, for `activity add email --template`.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Knowledge-base articles, for `activity add email --article`.
+    #[command(subcommand)]
+    Article(ArticleCommand),
+    /// Sales literature (named sets of files), for `activity add email --literature`.
+    #[command(subcommand)]
+    Literature(LiteratureCommand),
     /// The conflict log: fields changed on both sides to different values, newest first, with
     /// what each side held and which side won under the mailbox's policy.
     Conflicts {
@@ -228,7 +237,7 @@ pub enum RecordCommand {
 pub enum ActivityCommand {
     /// Create an activity in the CRM: an appointment or task for a person's calendar, or an
     /// email in state pending-send, to be sent through the owner's SMTP account.
-    Add(NewActivityArgs),
+    Add(Box<NewActivityArgs>),
     /// List activities.
     List {
         /// Only activities of this type: email, appointment or task.
@@ -315,8 +324,9 @@ pub struct NewActivityArgs {
     /// The owning CRM user's email address.
     #[arg(long, value_name = "EMAIL")]
     pub owner: String,
-    #[arg(long)]
-    pub subject: String,
+    /// The subject (an email with --template may leave it to the template's).
+    #[arg(long, required_unless_present = "template")]
+    pub subject: Option<String>,
     /// Start: 2026-12-01 (all day), 2026-12-01T10:00 (local time) or RFC 3339.
     #[arg(long, value_name = "TIME")]
     pub start: Option<String>,
@@ -338,8 +348,94 @@ pub struct NewActivityArgs {
     /// The text body of an email, or the description of an appointment or task.
     #[arg(long, value_name = "TEXT")]
     pub body: Option<String>,
+    /// An email: insert this CRM template (placeholders filled from the first recipient's
+    /// record, the regarding record and the owner) after --body.
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// An email: insert this knowledge-base article (KB-1001) at the end.
+    #[arg(long, value_name = "NUM")]
+    pub article: Option<String>,
+    /// An email: attach this sales literature's files (repeat for several).
+    #[arg(long, value_name = "NAME")]
+    pub literature: Vec<String>,
     #[command(flatten)]
     pub output: JsonFlag,
+}
+
+/// `crmsync template ...`.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Add an email template. Placeholders: {{recipient.name}}, {{recipient.email}},
+    /// {{recipient.number}}, {{recipient.entity}}, {{regarding.name}}, {{regarding.number}},
+    /// {{regarding.entity}}, {{owner.name}}, {{owner.email}}, {{date}}.
+    Add {
+        name: String,
+        #[arg(long)]
+        subject: String,
+        /// A file with the plain-text body.
+        #[arg(long, value_name = "FILE", required_unless_present = "html_file")]
+        body_file: Option<std::path::PathBuf>,
+        /// A file with the HTML body.
+        #[arg(long, value_name = "FILE")]
+        html_file: Option<std::path::PathBuf>,
+    },
+    List(JsonFlag),
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// `crmsync article ...`.
+#[derive(Debug, Subcommand)]
+pub enum ArticleCommand {
+    /// Add a knowledge-base article; it gets the next number (KB-1001 first).
+    Add {
+        #[arg(long)]
+        title: String,
+        #[arg(
+            long,
+            value_name = "TEXT",
+            required_unless_present = "body_file",
+            conflicts_with = "body_file"
+        )]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    List(JsonFlag),
+    Show {
+        number: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+}
+
+/// `crmsync literature ...`.
+#[derive(Debug, Subcommand)]
+pub enum LiteratureCommand {
+    /// Add sales literature: a named set of files, stored in the CRM store (at most 25 MB
+    /// each), attached as they are to the emails that name it.
+    Add {
+        name: String,
+        #[arg(long = "file", value_name = "PATH", required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    List(JsonFlag),
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

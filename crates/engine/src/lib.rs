@@ -20,6 +20,7 @@
 
 pub mod check;
 pub mod collection;
+pub mod compose;
 mod conflict;
 pub mod daemon;
 pub mod email;

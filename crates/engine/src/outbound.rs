@@ -265,6 +265,12 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
             bcc: of(PartyRole::Bcc),
             subject: activity.subject.clone(),
             text: activity.description.clone().unwrap_or_default(),
+            html: item.html_body.clone(),
+            attachments: item
+                .attachments
+                .iter()
+                .map(|a| (a.name.clone(), a.content_type.clone(), a.content.clone()))
+                .collect(),
             message_id: token::message_id(&key, activity.id, domain),
             date: SystemTime::now(),
         };

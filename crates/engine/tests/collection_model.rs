@@ -294,6 +294,8 @@ impl World {
                             end: None,
                             due: None,
                             parties: Vec::new(),
+                            html_body: None,
+                            attachments: Vec::new(),
                             created_by: "crm".into(),
                         })
                         .unwrap();

@@ -221,6 +221,10 @@ pub struct Outgoing {
     pub bcc: Vec<String>,
     pub subject: String,
     pub text: String,
+    /// An HTML alternative of `text`.
+    pub html: Option<String>,
+    /// Files attached: name, MIME type, content.
+    pub attachments: Vec<(String, String, Vec<u8>)>,
     /// Without angle brackets.
     pub message_id: String,
     pub date: std::time::SystemTime,
@@ -238,10 +242,11 @@ impl Outgoing {
     }
 }
 
-/// The message as RFC 5322 bytes (CRLF line ends), a plain-text body.
+/// The message as RFC 5322 bytes (CRLF line ends): a plain-text body, or text and HTML as
+/// alternatives, with the attachments after them.
 pub fn compose(mail: &Outgoing) -> Result<Vec<u8>, SmtpError> {
     use lettre::message::header::ContentType;
-    use lettre::message::{Mailbox, Message};
+    use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
     let mailbox = |address: &str, name: Option<&String>| -> Result<Mailbox, SmtpError> {
         let parsed = address
             .parse::<Address>()
@@ -262,9 +267,36 @@ pub fn compose(mail: &Outgoing) -> Result<Vec<u8>, SmtpError> {
     for bcc in &mail.bcc {
         builder = builder.bcc(mailbox(bcc, None)?);
     }
-    let message = builder
-        .header(ContentType::TEXT_PLAIN)
-        .body(mail.text.clone())
-        .map_err(|e| SmtpError::Permanent(format!("the message cannot be composed: {e}")))?;
+    let refused = |e: lettre::error::Error| {
+        SmtpError::Permanent(format!("the message cannot be composed: {e}"))
+    };
+    let message = match (&mail.html, mail.attachments.is_empty()) {
+        (None, true) => builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.text.clone())
+            .map_err(refused)?,
+        (Some(html), true) => builder
+            .multipart(MultiPart::alternative_plain_html(
+                mail.text.clone(),
+                html.clone(),
+            ))
+            .map_err(refused)?,
+        (html, false) => {
+            let mut parts = match html {
+                Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(
+                    mail.text.clone(),
+                    html.clone(),
+                )),
+                None => MultiPart::mixed().singlepart(SinglePart::plain(mail.text.clone())),
+            };
+            for (name, content_type, content) in &mail.attachments {
+                let content_type = ContentType::parse(content_type)
+                    .unwrap_or(ContentType::parse("application/octet-stream").expect("valid"));
+                parts = parts
+                    .singlepart(Attachment::new(name.clone()).body(content.clone(), content_type));
+            }
+            builder.multipart(parts).map_err(refused)?
+        }
+    };
     Ok(message.formatted())
 }

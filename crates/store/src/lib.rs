@@ -92,7 +92,7 @@ pub struct Rules {
 pub mod prelude {
     pub use crate::{
         ActivityStore, ConflictStore, CrmStore, EmailStore, FailureStore, ItemStore, JournalStore,
-        LinkStore, OutboundStore, RecordStore, UserStore,
+        LibraryStore, LinkStore, OutboundStore, RecordStore, UserStore,
     };
 }
 
@@ -112,6 +112,7 @@ pub trait CrmStore:
     + ConflictStore
     + FailureStore
     + OutboundStore
+    + LibraryStore
     + LinkStore
     + JournalStore
 {
@@ -126,6 +127,7 @@ impl<T> CrmStore for T where
         + ConflictStore
         + FailureStore
         + OutboundStore
+        + LibraryStore
         + LinkStore
         + JournalStore
 {
@@ -296,6 +298,24 @@ pub trait ConflictStore {
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()>;
     /// The newest conflicts first, of one mailbox or all, at most `limit`.
     fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>>;
+}
+
+/// What a CRM user puts into outgoing email: templates, knowledge-base articles and sales
+/// literature. Names are unique; adding one that exists is refused.
+pub trait LibraryStore {
+    fn add_template(&mut self, template: &Template) -> Result<()>;
+    fn templates(&self) -> Result<Vec<Template>>;
+    fn template(&self, name: &str) -> Result<Template>;
+    fn delete_template(&mut self, name: &str) -> Result<()>;
+    /// Adds an article under the next free number (`KB-1001` first); returns it.
+    fn add_article(&mut self, title: &str, body: &str) -> Result<Article>;
+    fn articles(&self) -> Result<Vec<Article>>;
+    fn article(&self, number: &str) -> Result<Article>;
+    fn add_literature(&mut self, literature: &Literature) -> Result<()>;
+    /// Every piece of literature, with its files' names and types but not their content.
+    fn literature_list(&self) -> Result<Vec<Literature>>;
+    fn literature(&self, name: &str) -> Result<Literature>;
+    fn delete_literature(&mut self, name: &str) -> Result<()>;
 }
 
 /// Sending the email activities the CRM created (SPEC section 5; docs/outbound.md).

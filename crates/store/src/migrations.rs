@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbound",
         sql: include_str!("migrations/0011_outbound.sql"),
     },
+    Migration {
+        version: 12,
+        name: "library",
+        sql: include_str!("migrations/0012_library.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -133,6 +133,10 @@ pub struct NewActivity {
     pub due: Option<When>,
     /// Parties, each resolved to a record by the store (SPEC section 4).
     pub parties: Vec<NewParty>,
+    /// An email's HTML body, beside `description` (its text).
+    pub html_body: Option<String>,
+    /// An email's attachments (sales literature, say).
+    pub attachments: Vec<NewAttachment>,
     /// `crm`, or the id of the mailbox whose item this activity copies.
     pub created_by: String,
 }
@@ -328,6 +332,34 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
     /// The message as it went out (from `committing` until its copy is in Sent).
     pub raw: Option<Vec<u8>>,
+    /// The activity's HTML body and attachments, for composing the message.
+    pub html_body: Option<String>,
+    pub attachments: Vec<NewAttachment>,
+}
+
+/// A CRM email template (`crmsync template add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub name: String,
+    pub subject: String,
+    pub body: Option<String>,
+    pub html: Option<String>,
+}
+
+/// A knowledge-base article (`crmsync article add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Article {
+    /// `KB-1001`, given by the store.
+    pub number: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// Sales literature: a named set of files (`crmsync literature add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Literature {
+    pub name: String,
+    pub files: Vec<NewAttachment>,
 }
 
 /// A step of one send, recorded before (or as) it happens (docs/outbound.md).

@@ -8,6 +8,8 @@ use crmsync_store::{
     OutboundStore,
 };
 
+use crmsync_engine::compose::{Composed, Library, compose};
+
 use super::{email, key_values, number, open_store, optional_text};
 use crate::cli::{ActivityCommand, NewActivityArgs};
 use crate::output::{
@@ -30,7 +32,7 @@ const SETTABLE: &[&str] = &[
 
 pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
     match command {
-        ActivityCommand::Add(args) => add(config, args),
+        ActivityCommand::Add(args) => add(config, *args),
         ActivityCommand::List {
             activity_type,
             mailbox,
@@ -101,13 +103,54 @@ fn add(config: &Path, args: NewActivityArgs) -> anyhow::Result<()> {
     if activity_type == ActivityType::Appointment && start.is_none() {
         return Err(usage("an appointment needs --start"));
     }
+    let regarding = args.regarding.as_deref().map(number).transpose()?;
+    let mut store = open_store(config)?;
+    let library = Library {
+        template: args.template.as_deref(),
+        article: args.article.as_deref(),
+        literature: &args.literature,
+    };
+    let uses_library =
+        library.template.is_some() || library.article.is_some() || !library.literature.is_empty();
+    if uses_library && activity_type != ActivityType::Email {
+        return Err(usage(
+            "--template, --article and --literature are for emails",
+        ));
+    }
+    let first_to = parties
+        .iter()
+        .find(|p| p.role == PartyRole::To)
+        .map(|p| p.address.clone());
+    let composed = if uses_library {
+        compose(
+            &store,
+            &owner,
+            first_to.as_ref(),
+            regarding.as_ref(),
+            (args.subject.as_deref(), args.body.as_deref()),
+            &library,
+        )
+        .map_err(usage)?
+    } else {
+        Composed {
+            subject: args
+                .subject
+                .clone()
+                .ok_or_else(|| usage("give --subject"))?,
+            text: args.body.clone(),
+            html: None,
+            attachments: Vec::new(),
+        }
+    };
     let new = NewActivity {
         activity_type,
         owner,
-        subject: args.subject,
+        subject: composed.subject,
         state: None,
-        description: args.body,
-        regarding: args.regarding.as_deref().map(number).transpose()?,
+        description: composed.text,
+        html_body: composed.html,
+        attachments: composed.attachments,
+        regarding,
         location: args.location,
         start,
         end: time(args.end.as_deref(), "--end")?,
@@ -115,7 +158,6 @@ fn add(config: &Path, args: NewActivityArgs) -> anyhow::Result<()> {
         parties,
         created_by: "crm".to_owned(),
     };
-    let mut store = open_store(config)?;
     let activity = store.add_activity(&new)?;
     if args.output.json {
         print_json(&activity_json(&activity));

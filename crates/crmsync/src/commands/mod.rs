@@ -4,6 +4,7 @@ pub mod activities;
 pub mod check;
 pub mod conflicts;
 pub mod items;
+pub mod library;
 pub mod never;
 pub mod records;
 pub mod sync;

@@ -170,6 +170,24 @@ impl<S: ConflictStore> ConflictStore for CrashingStore<S> {
     }
 }
 
+impl<S: LibraryStore> LibraryStore for CrashingStore<S> {
+    reads! {
+        templates() -> Vec<Template>;
+        template(name: &str) -> Template;
+        articles() -> Vec<Article>;
+        article(number: &str) -> Article;
+        literature_list() -> Vec<Literature>;
+        literature(name: &str) -> Literature;
+    }
+    writes! {
+        add_template(template: &Template) -> ();
+        delete_template(name: &str) -> ();
+        add_article(title: &str, body: &str) -> Article;
+        add_literature(literature: &Literature) -> ();
+        delete_literature(name: &str) -> ();
+    }
+}
+
 impl<S: OutboundStore> OutboundStore for CrashingStore<S> {
     reads! {
         outbox(mailbox: &str, owner: &EmailAddress) -> Vec<OutboxItem>;

@@ -191,6 +191,56 @@ pub(super) fn text_value(text: &Option<String>) -> Value {
 
 /// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
 /// Adds parties after the activity's existing ones.
+pub(super) fn insert_attachments(
+    conn: &Connection,
+    id: ActivityId,
+    attachments: &[crate::NewAttachment],
+) -> Result<()> {
+    for (position, attachment) in attachments.iter().enumerate() {
+        execute_cached(
+            conn,
+            "INSERT INTO attachments (activity_id, position, name, content_type, size, content)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id.to_string(),
+                position as i64,
+                attachment.name,
+                attachment.content_type,
+                attachment.content.len() as i64,
+                attachment.content
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// An activity's HTML body and attachments with their content, as a message is composed.
+pub(super) fn load_contents(
+    conn: &Connection,
+    id: ActivityId,
+) -> Result<(Option<String>, Vec<crate::NewAttachment>)> {
+    let html: Option<String> = query_row_cached(
+        conn,
+        "SELECT html_body FROM activities WHERE id = ?1",
+        [id.to_string()],
+        |row| row.get(0),
+    )?;
+    let mut statement = conn.prepare_cached(
+        "SELECT name, content_type, content FROM attachments WHERE activity_id = ?1
+         ORDER BY position",
+    )?;
+    let attachments = statement
+        .query_map([id.to_string()], |row| {
+            Ok(crate::NewAttachment {
+                name: row.get(0)?,
+                content_type: row.get(1)?,
+                content: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((html, attachments))
+}
+
 pub(super) fn insert_parties(
     conn: &Connection,
     id: ActivityId,
@@ -337,8 +387,9 @@ impl ActivityStore for SqliteStore {
             execute_cached(
                 tx,
                 "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
-                     description, location, start_at, end_at, all_day, due_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     description, location, start_at, end_at, all_day, due_at, created_by,
+                     html_body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     id.to_string(),
                     activity.activity_type.as_str(),
@@ -353,9 +404,11 @@ impl ActivityStore for SqliteStore {
                     all_day,
                     when_value(activity.due),
                     activity.created_by,
+                    activity.html_body,
                 ],
             )?;
             insert_parties(tx, id, &activity.parties, resolve)?;
+            insert_attachments(tx, id, &activity.attachments)?;
             load_activity(tx, id)
         })
     }

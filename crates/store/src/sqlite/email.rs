@@ -10,7 +10,7 @@ use crmsync_core::token::TokenKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::activities::{insert_parties, regarding_id};
+use super::activities::{insert_attachments, insert_parties, regarding_id};
 use super::links::upsert_link;
 use super::users::user_id_by_email;
 use super::{
@@ -111,20 +111,7 @@ impl EmailStore for SqliteStore {
                 ],
             )?;
             insert_parties(tx, id, &email.parties, resolve)?;
-            for (position, attachment) in email.attachments.iter().enumerate() {
-                execute_cached(tx,
-                    "INSERT INTO attachments (activity_id, position, name, content_type, size, content)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        id.to_string(),
-                        position as i64,
-                        attachment.name,
-                        attachment.content_type,
-                        attachment.content.len() as i64,
-                        attachment.content
-                    ],
-                )?;
-            }
+            insert_attachments(tx, id, &email.attachments)?;
             upsert_link(tx, link)?;
             Ok((id, warning))
         })

@@ -21,6 +21,7 @@ mod failures;
 mod item_rows;
 mod items;
 mod journal;
+mod library;
 mod links;
 mod outbound;
 mod records;

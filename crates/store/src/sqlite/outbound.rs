@@ -7,7 +7,7 @@ use crmsync_core::outbound::Phase;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::activities::load_activity;
+use super::activities::{load_activity, load_contents};
 use super::links::upsert_link;
 use super::users::user_id_by_email;
 use super::{bad_row, execute_cached, parse_uuid, query_row_cached};
@@ -60,8 +60,9 @@ impl OutboundStore for SqliteStore {
                                 })
                             })
                             .transpose()?;
-                        let activity =
-                            load_activity(conn, ActivityId(parse_uuid("activities", &id)?))?;
+                        let id = ActivityId(parse_uuid("activities", &id)?);
+                        let activity = load_activity(conn, id)?;
+                        let (html_body, attachments) = load_contents(conn, id)?;
                         Ok(OutboxItem {
                             activity,
                             phase,
@@ -70,6 +71,8 @@ impl OutboundStore for SqliteStore {
                             next_attempt,
                             last_error,
                             raw,
+                            html_body,
+                            attachments,
                         })
                     },
                 )

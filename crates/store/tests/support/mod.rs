@@ -113,6 +113,8 @@ pub fn new_activity(
                 display_name: None,
             })
             .collect(),
+        html_body: None,
+        attachments: Vec::new(),
         created_by: "crm".into(),
     }
 }
