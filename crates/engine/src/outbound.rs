@@ -38,11 +38,11 @@ pub trait Submit {
 
 /// Where the sent copies go: the mailbox's IMAP side, as the outbound pass uses it.
 pub trait SentFolder {
-    /// The folder's UIDVALIDITY and the UID of the message with this Message-ID, if there.
-    fn locate(
+    /// The folder's UIDVALIDITY and the UID of the message of this identity, if there.
+    fn find(
         &mut self,
         folder: &str,
-        message_id: &str,
+        identity: &ItemIdentity,
     ) -> impl Future<Output = Result<Option<(u32, u32)>, ImapError>> + Send;
     fn append(
         &mut self,
@@ -53,12 +53,12 @@ pub trait SentFolder {
 }
 
 impl SentFolder for crmsync_imap::ImapSession {
-    fn locate(
+    fn find(
         &mut self,
         folder: &str,
-        message_id: &str,
+        identity: &ItemIdentity,
     ) -> impl Future<Output = Result<Option<(u32, u32)>, ImapError>> + Send {
-        crmsync_imap::ImapSession::locate(self, folder, message_id)
+        crmsync_imap::ImapSession::find(self, folder, identity)
     }
 
     fn append(
@@ -145,6 +145,13 @@ pub struct OutboundPass<'a, S, T, F> {
     dry_run: bool,
 }
 
+/// Whether a send's record has stood still longer than anyone could still be working on it.
+fn stale(updated: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> bool {
+    updated
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .is_none_or(|at| now - at.with_timezone(&chrono::Utc) > chrono::Duration::minutes(5))
+}
+
 /// A time as the store writes them.
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -181,7 +188,13 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                 .next_attempt
                 .as_deref()
                 .is_none_or(|at| at <= timestamp(now).as_str());
-            let step = outbound::step(item.activity.state, item.phase, due);
+            let mut step = outbound::step(item.activity.state, item.phase, due);
+            // A send another mailbox is in the middle of is that mailbox's, unless it has
+            // stood still too long for anyone to be behind it.
+            let ours = item.mailbox.as_deref() == Some(self.mailbox.id.as_str());
+            if step == Step::Uncertain && !ours && !stale(item.updated.as_deref(), now) {
+                step = Step::Nothing;
+            }
             if self.dry_run {
                 if step != Step::Nothing {
                     self.report.planned.push(format!(
@@ -196,11 +209,12 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                 Step::Append => self.file_copy(&item).await?,
                 Step::Uncertain => {
                     let reason = "crmsync stopped while the server was receiving the message: it may or may not have been sent (crmsync activity resend ID sends it again)";
-                    self.record(&item, &SendRecord::Uncertain { reason })?;
-                    self.report.warn(format!(
-                        "email activity {} ({:?}): {reason}",
-                        item.activity.id, item.activity.subject
-                    ));
+                    if self.record(&item, &SendRecord::Uncertain { reason })? {
+                        self.report.warn(format!(
+                            "email activity {} ({:?}): {reason}",
+                            item.activity.id, item.activity.subject
+                        ));
+                    }
                 }
                 Step::Wait => {
                     self.report.pending += 1;
@@ -236,14 +250,14 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
     }
 
     /// The message of an activity, as it goes out.
-    fn compose(&self, item: &OutboxItem) -> Result<(Outgoing, Vec<u8>), String> {
+    fn compose(
+        &self,
+        item: &OutboxItem,
+        key: &token::TokenKey,
+    ) -> Result<(Outgoing, Vec<u8>), String> {
         let activity = &item.activity;
         let owner = self.mailbox.owner.as_str();
         let domain = owner.rsplit_once('@').map_or("localhost", |(_, d)| d);
-        let key = self
-            .store
-            .tracking_key()
-            .map_err(|e| format!("CRM store: {e}"))?;
         let of = |role: PartyRole| -> Vec<String> {
             activity
                 .parties
@@ -271,7 +285,7 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                 .iter()
                 .map(|a| (a.name.clone(), a.content_type.clone(), a.content.clone()))
                 .collect(),
-            message_id: token::message_id(&key, activity.id, domain),
+            message_id: token::message_id(key, activity.id, domain),
             date: SystemTime::now(),
         };
         let raw = crmsync_smtp::compose(&outgoing).map_err(|e| e.to_string())?;
@@ -279,19 +293,35 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
     }
 
     async fn send(&mut self, item: &OutboxItem) -> Result<(), PassError> {
-        let (outgoing, raw) = match self.compose(item) {
-            Ok(composed) => composed,
-            Err(reason) => return self.failed(item, &SmtpError::Permanent(reason), 0),
-        };
-        let recipients = outgoing.recipients();
-        if recipients.is_empty() {
-            let reason = SmtpError::Permanent("the email has no recipient".into());
-            return self.failed(item, &reason, 0);
-        }
+        // Everything from here on happens under this mailbox's claim.
         if !self.record(item, &SendRecord::Claim)? {
             return Ok(());
         }
         let attempts = item.attempts + 1;
+        let key = self.store.tracking_key()?;
+        let composed = self.compose(item, &key).and_then(|(outgoing, raw)| {
+            let identity = message::summarize(&raw)
+                .map_err(|e| format!("the composed message cannot be read back: {e}"))?
+                .identity;
+            Ok((outgoing, raw, identity))
+        });
+        let (outgoing, raw, identity) = match composed {
+            Ok(composed) => composed,
+            Err(reason) => return self.failed(item, &SmtpError::Permanent(reason), attempts),
+        };
+        let ItemIdentity::Email {
+            message_id,
+            content_hash,
+        } = &identity
+        else {
+            let reason = SmtpError::Permanent("the composed message has no Message-ID".into());
+            return self.failed(item, &reason, attempts);
+        };
+        let recipients = outgoing.recipients();
+        if recipients.is_empty() {
+            let reason = SmtpError::Permanent("the email has no recipient".into());
+            return self.failed(item, &reason, attempts);
+        }
         if let Err(error) = self
             .submit
             .begin(&outgoing.from, &recipients, raw.is_ascii())
@@ -299,25 +329,19 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
         {
             return self.failed(item, &error, attempts);
         }
-        let summary = message::summarize(&raw)
-            .map_err(|e| PassError::Imap(ImapError::Protocol(e.to_string())))?;
-        let ItemIdentity::Email {
-            message_id,
-            content_hash,
-        } = &summary.identity
-        else {
-            unreachable!("a message's identity is an email identity");
-        };
         let commit = SendRecord::Commit {
             message_id,
             content_hash: content_hash.as_str(),
             raw: &raw,
         };
-        self.record(item, &commit)?;
+        if !self.record(item, &commit)? {
+            // Taken over meanwhile: the body does not go out from here.
+            return Ok(());
+        }
         match self.submit.commit(&raw).await {
             Committed::Accepted => {
                 let sent_at = timestamp(chrono::Utc::now());
-                self.record(item, &SendRecord::Accepted { sent_at: &sent_at })?;
+                self.record_accepted(item, &sent_at).await?;
                 self.report.sent += 1;
                 tracing::info!(mailbox = %self.mailbox.id, activity = %item.activity.id, "email sent");
                 let mut sent = item.clone();
@@ -337,6 +361,28 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                     item.activity.id, item.activity.subject
                 ));
                 Ok(())
+            }
+        }
+    }
+
+    /// Records that the server has the message. The store may be busy for a moment (another
+    /// program's long write): the record is tried again for a while, since a send left
+    /// `committing` becomes `send-uncertain`.
+    async fn record_accepted(&mut self, item: &OutboxItem, sent_at: &str) -> Result<(), PassError> {
+        let mut tries = 0;
+        loop {
+            let accepted = SendRecord::Accepted { sent_at };
+            match self
+                .store
+                .record_send(&self.mailbox.id, item.activity.id, &accepted)
+            {
+                Ok(_) => return Ok(()),
+                Err(error) if tries < 10 => {
+                    tries += 1;
+                    tracing::warn!(mailbox = %self.mailbox.id, activity = %item.activity.id, "recording the sent email: CRM store: {error}; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error.into()),
             }
         }
     }
@@ -390,7 +436,7 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
             self.report.pending += 1;
             return Ok(());
         };
-        let (Some(raw), Some(message_id)) = (&item.raw, &item.activity.message_id) else {
+        let Some(raw) = &item.raw else {
             self.report.warn(format!(
                 "email activity {}: sent, but its message is not kept: no copy in {}",
                 item.activity.id, self.smtp.sent_folder
@@ -407,14 +453,24 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
             Some(number) => rules.regarding_keyword(number),
             None => rules.keyword.clone(),
         };
-        let located = match sent.locate(folder, message_id).await {
+        let identity = match message::summarize(raw) {
+            Ok(summary) => summary.identity,
+            Err(error) => {
+                self.report.warn(format!(
+                    "email activity {}: sent; its kept message cannot be read: {error}",
+                    item.activity.id
+                ));
+                return Ok(());
+            }
+        };
+        let located = match sent.find(folder, &identity).await {
             Ok(Some(found)) => Some(found),
             Ok(None) => {
                 let appended = sent
                     .append(folder, std::slice::from_ref(&keyword), raw)
                     .await;
                 match appended {
-                    Ok(()) => sent.locate(folder, message_id).await.ok().flatten(),
+                    Ok(()) => sent.find(folder, &identity).await.ok().flatten(),
                     Err(error) => {
                         self.report.warn(format!("email activity {}: sent; its copy could not be put into {folder}: {error}", item.activity.id));
                         None
@@ -433,9 +489,6 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
             self.report.pending += 1;
             return Ok(());
         };
-        let identity = message::summarize(raw)
-            .map_err(|e| PassError::Imap(ImapError::Protocol(e.to_string())))?
-            .identity;
         let signal = rules.signal(folder, std::slice::from_ref(&keyword));
         let link = SyncLink {
             mailbox: self.mailbox.id.clone(),

@@ -13,8 +13,10 @@ use tokio::net::TcpStream;
 
 use crmsync_config::{ImapConfig, Secret, Security};
 
+use crate::message;
 use crate::stream::MailStream;
 use crate::{ImapError, tls};
+use crmsync_core::item::ItemIdentity;
 
 /// How long one server operation may take before the connection counts as failed.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -381,19 +383,31 @@ impl ImapSession {
         Ok(uids)
     }
 
-    /// Where the message with this Message-ID sits in `folder`: the folder's UIDVALIDITY and
-    /// the message's (lowest) UID; `None` when it is not there.
-    pub async fn locate(
+    /// Where the message of this identity (Message-ID and content hash) sits in `folder`: the
+    /// folder's UIDVALIDITY and the message's UID; `None` when it is not there. Another
+    /// message with the same Message-ID (a copy the server filed itself, an earlier version)
+    /// is not it.
+    pub async fn find(
         &mut self,
         folder: &str,
-        message_id: &str,
+        identity: &ItemIdentity,
     ) -> Result<Option<(u32, u32)>, ImapError> {
+        let ItemIdentity::Email { message_id, .. } = identity else {
+            return Ok(None);
+        };
         let mailbox = self.select(folder).await?;
         let uid_validity = mailbox.uid_validity.ok_or_else(|| {
             ImapError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
         })?;
-        let uids = self.search_message_id(folder, message_id).await?;
-        Ok(uids.first().map(|uid| (uid_validity, *uid)))
+        for uid in self.search_message_id(folder, message_id).await? {
+            let Some(header) = self.fetch_header(folder, uid).await? else {
+                continue;
+            };
+            if message::summarize(&header.header).is_ok_and(|s| &s.identity == identity) {
+                return Ok(Some((uid_validity, uid)));
+            }
+        }
+        Ok(None)
     }
 
     /// Appends a message to `folder` with these keywords and `\Seen`.

@@ -185,7 +185,8 @@ impl SmtpSession {
         }
         .await;
         if result.is_err() {
-            self.connection.abort().await;
+            // lettre's abort says QUIT and waits for the answer: not for long.
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.abort()).await;
         }
         result
     }

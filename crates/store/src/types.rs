@@ -332,6 +332,8 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
     /// The message as it went out (from `committing` until its copy is in Sent).
     pub raw: Option<Vec<u8>>,
+    /// When the send's record last changed.
+    pub updated: Option<String>,
     /// The activity's HTML body and attachments, for composing the message.
     pub html_body: Option<String>,
     pub attachments: Vec<NewAttachment>,

@@ -654,3 +654,57 @@ fn a_send_goes_through_its_phases_and_only_one_mailbox_takes_it() {
         "the earlier attempts are forgotten"
     );
 }
+
+#[test]
+fn a_send_is_moved_on_only_by_the_mailbox_that_holds_it() {
+    use crmsync_core::model::ActivityType;
+    use crmsync_core::outbound::Phase;
+    use crmsync_store::SendRecord;
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let mut new = new_activity(
+        "alice@example.com",
+        None,
+        &[(PartyRole::To, "dana@x.example")],
+    );
+    new.activity_type = ActivityType::Email;
+    new.state = Some(ActivityState::PendingSend);
+    let id = fx.store.add_activity(&new).unwrap().id;
+    assert!(
+        fx.store
+            .record_send("work", id, &SendRecord::Claim)
+            .unwrap()
+    );
+    let commit = SendRecord::Commit {
+        message_id: "crm.y@example.com",
+        content_hash: "def",
+        raw: b"Subject: y\r\n\r\n",
+    };
+    assert!(
+        !fx.store.record_send("home", id, &commit).unwrap(),
+        "another mailbox cannot commit a send it does not hold"
+    );
+    assert!(fx.store.record_send("work", id, &commit).unwrap());
+    let accepted = SendRecord::Accepted {
+        sent_at: "2026-12-02T06:00:00Z",
+    };
+    assert!(!fx.store.record_send("home", id, &accepted).unwrap());
+    // Found committing by another mailbox whose holder is gone: settled as uncertain, and
+    // the old holder cannot call it sent afterwards.
+    let alice = email("alice@example.com");
+    assert_eq!(
+        fx.store.outbox("home", &alice).unwrap()[0].phase,
+        Some(Phase::Committing)
+    );
+    let uncertain = SendRecord::Uncertain { reason: "gone" };
+    assert!(fx.store.record_send("home", id, &uncertain).unwrap());
+    assert_eq!(
+        fx.store.activity(id).unwrap().state,
+        ActivityState::SendUncertain
+    );
+    assert!(!fx.store.record_send("work", id, &accepted).unwrap());
+    assert_eq!(
+        fx.store.activity(id).unwrap().state,
+        ActivityState::SendUncertain
+    );
+}

@@ -13,6 +13,10 @@ use super::users::user_id_by_email;
 use super::{bad_row, execute_cached, parse_uuid, query_row_cached};
 use crate::{ActivityRow, OutboundStore, OutboxItem, Result, SendRecord, StoreError};
 
+/// How long a send may stand still in another mailbox's hands before this one takes it over
+/// (far beyond the 60 s a server gets for any step).
+const STALE: &str = "-5 minutes";
+
 impl OutboundStore for SqliteStore {
     fn outbox(&self, mailbox: &str, owner: &EmailAddress) -> Result<Vec<OutboxItem>> {
         self.read(|conn| {
@@ -22,7 +26,8 @@ impl OutboundStore for SqliteStore {
                 Err(error) => return Err(error),
             };
             let mut statement = conn.prepare_cached(
-                "SELECT a.id, o.phase, o.mailbox, o.attempts, o.next_attempt, o.last_error, o.raw
+                "SELECT a.id, o.phase, o.mailbox, o.attempts, o.next_attempt, o.last_error, o.raw,
+                        o.updated
                  FROM activities a LEFT JOIN outbound o ON o.activity_id = a.id
                  WHERE a.type = 'email' AND a.owner_id = ?1
                    AND (a.state = 'pending-send' OR (o.phase = 'accepted' AND o.mailbox = ?2))
@@ -36,6 +41,7 @@ impl OutboundStore for SqliteStore {
                 Option<String>,
                 Option<String>,
                 Option<Vec<u8>>,
+                Option<String>,
             );
             let rows: Vec<Row> = statement
                 .query_map(params![owner_id, mailbox], |row| {
@@ -47,12 +53,13 @@ impl OutboundStore for SqliteStore {
                         row.get(4)?,
                         row.get(5)?,
                         row.get(6)?,
+                        row.get(7)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter()
                 .map(
-                    |(id, phase, mailbox, attempts, next_attempt, last_error, raw)| {
+                    |(id, phase, mailbox, attempts, next_attempt, last_error, raw, updated)| {
                         let phase = phase
                             .map(|text| {
                                 Phase::parse(&text).ok_or_else(|| {
@@ -71,6 +78,7 @@ impl OutboundStore for SqliteStore {
                             next_attempt,
                             last_error,
                             raw,
+                            updated,
                             html_body,
                             attachments,
                         })
@@ -88,14 +96,30 @@ impl OutboundStore for SqliteStore {
     ) -> Result<bool> {
         let id = activity.to_string();
         self.write(|tx| {
-            let set_phase = |phase: Phase, error: Option<&str>, next: Option<&str>| {
+            // Every step after the claim is a compare-and-set: it happens only while this
+            // mailbox holds the send in the phase the step follows.
+            let step = |to: Phase, from: &[Phase], error: Option<&str>, next: Option<&str>| {
+                let from: Vec<&str> = from.iter().map(|p| p.as_str()).collect();
                 execute_cached(
                     tx,
-                    "UPDATE outbound SET phase = ?2, last_error = coalesce(?3, last_error),
-                         next_attempt = ?4, updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                     WHERE activity_id = ?1",
-                    params![id, phase.as_str(), error, next],
+                    "UPDATE outbound SET phase = ?3, last_error = coalesce(?4, last_error),
+                         next_attempt = ?5, mailbox = ?2,
+                         updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     WHERE activity_id = ?1 AND instr(?6, ' ' || phase || ' ') > 0
+                       AND (mailbox = ?2 OR ?7)",
+                    params![
+                        id,
+                        mailbox,
+                        to.as_str(),
+                        error,
+                        next,
+                        format!(" {} ", from.join(" ")),
+                        // Only an uncertain send is settled by another mailbox: the one
+                        // that left it `committing` is gone (docs/outbound.md).
+                        to == Phase::Uncertain
+                    ],
                 )
+                .map(|changed| changed > 0)
             };
             let set_state = |state: ActivityState| {
                 execute_cached(
@@ -104,7 +128,7 @@ impl OutboundStore for SqliteStore {
                     params![id, state.as_str()],
                 )
             };
-            match record {
+            let done = match record {
                 SendRecord::Claim => {
                     let state: Option<String> = query_row_cached(
                         tx,
@@ -113,16 +137,19 @@ impl OutboundStore for SqliteStore {
                         |row| row.get(0),
                     )
                     .optional()?;
-                    let holder: Option<(String, String)> = query_row_cached(
+                    // Another mailbox holds it while its send runs or its retry waits; one
+                    // that has not moved for STALE is gone (removed from the config, disabled)
+                    // and the send is taken over.
+                    let held_elsewhere: bool = query_row_cached(
                         tx,
-                        "SELECT mailbox, phase FROM outbound WHERE activity_id = ?1",
-                        [&id],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()?;
-                    let held_elsewhere = holder.is_some_and(|(other, phase)| {
-                        other != mailbox && !matches!(phase.as_str(), "failed" | "uncertain")
-                    });
+                        "SELECT count(*) > 0 FROM outbound WHERE activity_id = ?1 AND mailbox <> ?2
+                           AND ((phase IN ('claimed', 'committing', 'accepted')
+                                 AND updated > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3))
+                             OR (phase = 'retry'
+                                 AND coalesce(next_attempt, '') > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)))",
+                        params![id, mailbox, STALE],
+                        |row| row.get(0),
+                    )?;
                     if state.as_deref() != Some(ActivityState::PendingSend.as_str())
                         || held_elsewhere
                     {
@@ -137,59 +164,83 @@ impl OutboundStore for SqliteStore {
                              updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                         params![id, mailbox],
                     )?;
+                    true
                 }
                 SendRecord::Commit {
                     message_id,
                     content_hash,
                     raw,
                 } => {
-                    set_phase(Phase::Committing, None, None)?;
-                    execute_cached(
-                        tx,
-                        "UPDATE outbound SET raw = ?2 WHERE activity_id = ?1",
-                        params![id, raw],
-                    )?;
-                    execute_cached(
-                        tx,
-                        "UPDATE activities SET message_id = ?2, content_hash = ?3,
-                             direction = 'outgoing'
-                         WHERE id = ?1",
-                        params![id, message_id, content_hash],
-                    )?;
+                    let done = step(Phase::Committing, &[Phase::Claimed], None, None)?;
+                    if done {
+                        execute_cached(
+                            tx,
+                            "UPDATE outbound SET raw = ?2 WHERE activity_id = ?1",
+                            params![id, raw],
+                        )?;
+                        execute_cached(
+                            tx,
+                            "UPDATE activities SET message_id = ?2, content_hash = ?3,
+                                 direction = 'outgoing'
+                             WHERE id = ?1",
+                            params![id, message_id, content_hash],
+                        )?;
+                    }
+                    done
                 }
                 SendRecord::Accepted { sent_at } => {
-                    set_phase(Phase::Accepted, None, None)?;
-                    execute_cached(
-                        tx,
-                        "UPDATE activities SET state = 'sent', sent_at = ?2 WHERE id = ?1",
-                        params![id, sent_at],
-                    )?;
+                    let done = step(Phase::Accepted, &[Phase::Committing], None, None)?;
+                    if done {
+                        execute_cached(
+                            tx,
+                            "UPDATE activities SET state = 'sent', sent_at = ?2 WHERE id = ?1",
+                            params![id, sent_at],
+                        )?;
+                    }
+                    done
                 }
                 SendRecord::Done { link } => {
-                    upsert_link(tx, link)?;
-                    set_phase(Phase::Done, None, None)?;
-                    execute_cached(
-                        tx,
-                        "UPDATE outbound SET raw = NULL WHERE activity_id = ?1",
-                        [&id],
-                    )?;
+                    let done = step(Phase::Done, &[Phase::Accepted], None, None)?;
+                    if done {
+                        upsert_link(tx, link)?;
+                        execute_cached(
+                            tx,
+                            "UPDATE outbound SET raw = NULL WHERE activity_id = ?1",
+                            [&id],
+                        )?;
+                    }
+                    done
                 }
                 SendRecord::Retry {
                     reason,
                     next_attempt,
-                } => {
-                    set_phase(Phase::Retry, Some(reason), Some(next_attempt))?;
-                }
+                } => step(
+                    Phase::Retry,
+                    &[Phase::Claimed, Phase::Committing],
+                    Some(reason),
+                    Some(next_attempt),
+                )?,
                 SendRecord::Failed { reason } => {
-                    set_phase(Phase::Failed, Some(reason), None)?;
-                    set_state(ActivityState::SendFailed)?;
+                    let done = step(
+                        Phase::Failed,
+                        &[Phase::Claimed, Phase::Committing],
+                        Some(reason),
+                        None,
+                    )?;
+                    if done {
+                        set_state(ActivityState::SendFailed)?;
+                    }
+                    done
                 }
                 SendRecord::Uncertain { reason } => {
-                    set_phase(Phase::Uncertain, Some(reason), None)?;
-                    set_state(ActivityState::SendUncertain)?;
+                    let done = step(Phase::Uncertain, &[Phase::Committing], Some(reason), None)?;
+                    if done {
+                        set_state(ActivityState::SendUncertain)?;
+                    }
+                    done
                 }
-            }
-            Ok(true)
+            };
+            Ok(done)
         })
     }
 
