@@ -825,3 +825,152 @@ fn item_show_gives_display_names_and_groups() {
         }
     }
 }
+
+/// The actions after tracking: a tracked email converted into a lead, an opportunity and a
+/// case (each then its regarding record, the keyword following), connections between records
+/// and between the email and a record, shown in `record show`, `activity show` and `item
+/// show`, with the "open in CRM" link of `[crm] web_url`.
+#[test]
+fn a_tracked_email_is_converted_and_connected_and_its_related_records_shown() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let env = &mail.env;
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    env.write_config(&config.replace(
+        "database = \"crm.sqlite3\"\n",
+        "database = \"crm.sqlite3\"\nweb_url = \"https://crm.example.com/{entity}/{number}\"\n",
+    ));
+    env.ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    env.ok(&[
+        "record",
+        "add",
+        "contact",
+        "--name",
+        "Dana",
+        "--email",
+        "dana@adventure-works.com",
+        "--parent",
+        "ACC-1001",
+    ]);
+    let mut imap = mail.client("alice");
+    let uid = imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "ask@adventure-works.com",
+            "dana@adventure-works.com",
+            "alice@example.com",
+            "Need 40 licences",
+        ),
+    );
+    mail.sync_ok();
+    let id = activity_id(&mail, "Need 40 licences");
+
+    // A lead from the sender, then an opportunity under her account, then a case for her.
+    let lead = env.json(&["activity", "convert", &id, "lead"]);
+    assert_eq!(lead["entity"], "lead", "{lead:#}");
+    assert_eq!(lead["name"], "Need 40 licences");
+    assert_eq!(lead["emails"][0], "dana@adventure-works.com");
+    let lead_number = lead["number"].as_str().unwrap().to_owned();
+    mail.sync_ok();
+    assert_eq!(
+        imap.flags("INBOX", uid),
+        ["crm".to_owned(), format!("crm:{lead_number}")],
+        "the regarding keyword follows (the person's own `crm` stays)"
+    );
+    let opportunity = env.json(&[
+        "activity",
+        "convert",
+        &id,
+        "opportunity",
+        "--name",
+        "40 licences",
+    ]);
+    assert_eq!(
+        opportunity["parent"]["number"], "ACC-1001",
+        "{opportunity:#}"
+    );
+    let case = env.json(&["activity", "convert", &id, "case"]);
+    assert_eq!(case["entity"], "incident");
+    assert_eq!(case["parent"]["number"], "CON-1001", "{case:#}");
+    let case_number = case["number"].as_str().unwrap().to_owned();
+    let shown = env.json(&["activity", "show", &id]);
+    assert_eq!(shown["regarding"]["number"], case_number.as_str());
+    let related: Vec<String> = shown["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["record"]["number"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(related.len(), 3, "{shown:#}");
+    assert_eq!(shown["connections"][0]["role"], "converted to");
+    assert!(
+        shown["web_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://crm.example.com/email/")
+    );
+
+    // Connections by hand: two records, and the email to the account.
+    env.ok(&[
+        "connection",
+        "add",
+        "CON-1001",
+        "ACC-1001",
+        "--role",
+        "buyer",
+        "--other-role",
+        "customer",
+    ]);
+    env.ok(&[
+        "connection",
+        "add",
+        &id[..8],
+        "ACC-1001",
+        "--other-role",
+        "about",
+    ]);
+    let account = env.json(&["record", "show", "ACC-1001"]);
+    let connections = account["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 2, "{account:#}");
+    assert_eq!(connections[0]["record"]["number"], "CON-1001");
+    assert_eq!(connections[0]["other_role"], "buyer");
+    assert_eq!(connections[1]["activity"]["subject"], "Need 40 licences");
+    assert_eq!(
+        account["web_url"],
+        "https://crm.example.com/account/ACC-1001"
+    );
+    let listed = env.json(&["connection", "list", &id]);
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    let pane = env.ok(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--uid",
+        &format!("INBOX:{uid}"),
+    ]);
+    assert!(
+        pane.contains("related:    ACC-1001 Adventure Works (about)"),
+        "{pane}"
+    );
+    assert!(
+        pane.contains(&format!(
+            "related:    {case_number} Need 40 licences (converted from)"
+        )),
+        "{pane}"
+    );
+    assert!(
+        pane.contains("open in CRM: https://crm.example.com/email/"),
+        "{pane}"
+    );
+    env.ok(&["connection", "delete", "ACC-1001", &id]);
+    assert_eq!(
+        env.json(&["connection", "list", &id])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let refused = env.fails(&["activity", "convert", &id, "invoice"], 2);
+    assert!(refused.contains("lead, opportunity or case"), "{refused}");
+}

@@ -72,6 +72,21 @@ pub struct DaemonConfig {
 pub struct CrmConfig {
     /// The SQLite file of the CRM store. Default `/var/lib/crmsync/crm.sqlite3`.
     pub database: PathBuf,
+    /// The CRM's web address of a record or activity, with `{entity}` (the entity, or
+    /// `email`/`appointment`/`task`), `{id}` (its uuid) and `{number}` (a record's number):
+    /// `item show` and `activity show` print the "open in CRM" link.
+    pub web_url: Option<String>,
+}
+
+impl CrmConfig {
+    /// The "open in CRM" link of one row, when `web_url` is set.
+    pub fn link(&self, entity: &str, id: &str, number: Option<&str>) -> Option<String> {
+        self.web_url.as_ref().map(|url| {
+            url.replace("{entity}", entity)
+                .replace("{id}", id)
+                .replace("{number}", number.unwrap_or(id))
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

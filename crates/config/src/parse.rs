@@ -32,10 +32,22 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
 
     let mut crm = CrmConfig {
         database: PathBuf::from("/var/lib/crmsync/crm.sqlite3"),
+        web_url: None,
     };
     if let Some(mut section) = root.sub(&mut problems, "crm") {
         if let Some(database) = section.path(&mut problems, "database", &base) {
             crm.database = database;
+        }
+        if let Some(url) = section.nonempty_string(&mut problems, "web_url") {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                crm.web_url = Some(url);
+            } else {
+                section.report(
+                    &mut problems,
+                    "web_url",
+                    "give an http:// or https:// address, with {entity}, {id} or {number} where the record goes",
+                );
+            }
         }
         section.finish(&mut problems);
     }

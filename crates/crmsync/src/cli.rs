@@ -105,6 +105,9 @@ pub enum Command {
     /// The never-track list: addresses and domains that automatic tracking never takes.
     #[command(subcommand)]
     Never(NeverCommand),
+    /// Connections between records, and between an activity and a record (related records).
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
     /// Email templates with placeholders, for `activity add email --template`.
     #[command(subcommand)]
     Template(TemplateCommand),
@@ -271,6 +274,20 @@ pub enum ActivityCommand {
     /// Delete an activity. The items it was synced with stay in people's stores and lose their
     /// tracking signal on the next pass.
     Delete { id: String },
+    /// Make a record from an activity: a lead (the sender's address as its email), an
+    /// opportunity (under the sender's account) or a case (for the sender's contact), named
+    /// after the subject; the activity then regards it and is connected to it.
+    Convert {
+        id: String,
+        /// lead, opportunity or case.
+        #[arg(value_name = "KIND")]
+        kind: String,
+        /// The new record's name, instead of the activity's subject.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Send again an email that is send-failed, or send-uncertain (crmsync stopped while the
     /// server was receiving it, so it may have gone out): a person's decision, since the
     /// recipients may get it twice. It goes out on the mailbox's next pass.
@@ -360,6 +377,31 @@ pub struct NewActivityArgs {
     pub literature: Vec<String>,
     #[command(flatten)]
     pub output: JsonFlag,
+}
+
+/// `crmsync connection ...`. An end is a record number (ACC-1001) or an activity id (or a
+/// unique prefix of at least 4 characters).
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Connect two records, or an activity and a record.
+    Add {
+        from: String,
+        to: String,
+        /// FROM's role in the connection ("decision maker", say).
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+        /// TO's role.
+        #[arg(long, value_name = "ROLE")]
+        other_role: Option<String>,
+    },
+    /// The connections of a record or an activity.
+    List {
+        end: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Remove the connections between two ends.
+    Delete { from: String, to: String },
 }
 
 /// `crmsync template ...`.

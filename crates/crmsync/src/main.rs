@@ -65,6 +65,7 @@ fn main() -> ExitCode {
             |options| commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json),
         ),
         Command::Never(command) => commands::never::run(&cli.config, command),
+        Command::Connection(command) => commands::connections::run(&cli.config, command),
         Command::Template(command) => commands::library::template(&cli.config, command),
         Command::Article(command) => commands::library::article(&cli.config, command),
         Command::Literature(command) => commands::library::literature(&cli.config, command),

@@ -1,7 +1,7 @@
 //! What the CLI prints: the JSON shapes of SPEC section 9, converted by hand from the store's
 //! rows, and plain aligned tables for people.
 
-use crmsync_store::{ActivityRow, ConnectionRow, PartyRow, RecordRef, RecordRow, UserRow};
+use crmsync_store::{ActivityRow, PartyRow, RecordRef, RecordRow, UserRow};
 use serde_json::{Value, json};
 
 pub fn record_ref_json(record: &RecordRef) -> Value {
@@ -45,14 +45,6 @@ pub fn record_json(record: &RecordRow) -> Value {
         "version": record.version,
         "created": record.created,
         "modified": record.modified,
-    })
-}
-
-pub fn connection_json(connection: &ConnectionRow) -> Value {
-    json!({
-        "record": record_ref_json(&connection.other),
-        "role": connection.own_role,
-        "other_role": connection.other_role,
     })
 }
 

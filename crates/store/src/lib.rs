@@ -91,8 +91,8 @@ pub struct Rules {
 /// The store traits, for code that calls them on a concrete store.
 pub mod prelude {
     pub use crate::{
-        ActivityStore, ConflictStore, CrmStore, EmailStore, FailureStore, ItemStore, JournalStore,
-        LibraryStore, LinkStore, OutboundStore, RecordStore, UserStore,
+        ActivityStore, ConflictStore, ConnectionStore, CrmStore, EmailStore, FailureStore,
+        ItemStore, JournalStore, LibraryStore, LinkStore, OutboundStore, RecordStore, UserStore,
     };
 }
 
@@ -113,6 +113,7 @@ pub trait CrmStore:
     + FailureStore
     + OutboundStore
     + LibraryStore
+    + ConnectionStore
     + LinkStore
     + JournalStore
 {
@@ -128,6 +129,7 @@ impl<T> CrmStore for T where
         + FailureStore
         + OutboundStore
         + LibraryStore
+        + ConnectionStore
         + LinkStore
         + JournalStore
 {
@@ -298,6 +300,26 @@ pub trait ConflictStore {
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()>;
     /// The newest conflicts first, of one mailbox or all, at most `limit`.
     fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>>;
+}
+
+/// Connections between records and activities (the seed's related records), and converting a
+/// tracked activity into a new record.
+pub trait ConnectionStore {
+    /// Connects two ends (records, or an activity and a record), each with an optional role.
+    fn connect(
+        &mut self,
+        one: &Connectable,
+        one_role: Option<&str>,
+        two: &Connectable,
+        two_role: Option<&str>,
+    ) -> Result<()>;
+    /// Every connection of one end, records and activities alike.
+    fn connections_of(&self, end: &Connectable) -> Result<Vec<Connection>>;
+    /// Removes the connections between two ends; how many there were.
+    fn disconnect(&mut self, one: &Connectable, two: &Connectable) -> Result<u64>;
+    /// In one transaction: adds `record`, makes it the activity's regarding record, and
+    /// connects the two (`converted to` / `converted from`).
+    fn convert_activity(&mut self, activity: ActivityId, record: &NewRecord) -> Result<RecordRow>;
 }
 
 /// What a CRM user puts into outgoing email: templates, knowledge-base articles and sales

@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "library",
         sql: include_str!("migrations/0012_library.sql"),
     },
+    Migration {
+        version: 13,
+        name: "activity_connections",
+        sql: include_str!("migrations/0013_activity_connections.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -88,6 +88,32 @@ pub struct ConnectionRow {
     pub other_role: Option<String>,
 }
 
+/// One end of a connection: a record, or an activity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connectable {
+    Record(RecordNumber),
+    Activity(ActivityId),
+}
+
+/// What the other end of a connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectedTo {
+    Record(RecordRef),
+    Activity {
+        id: ActivityId,
+        activity_type: ActivityType,
+        subject: String,
+    },
+}
+
+/// A connection as seen from one end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub other: ConnectedTo,
+    pub own_role: Option<String>,
+    pub other_role: Option<String>,
+}
+
 /// A moment of an activity: an instant, or a whole day for all-day items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use crmsync_core::model::{ActivityState, ActivityType, PartyRole};
 use crmsync_store::{
-    ActivityChange, ActivityFilter, ActivityRow, ActivityStore, NewActivity, NewParty,
-    OutboundStore,
+    ActivityChange, ActivityFilter, ActivityRow, ActivityStore, Connectable, ConnectionStore,
+    NewActivity, NewParty, OutboundStore,
 };
 
 use crmsync_engine::compose::{Composed, Library, compose};
@@ -39,9 +39,37 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             output,
         } => list(config, activity_type, mailbox, output.json),
         ActivityCommand::Show { id, output } => {
+            let settings = super::load_config(config)?;
             let store = open_store(config)?;
             let activity = store.activity(store.find_activity(&id)?)?;
-            show(&activity, output.json);
+            let connections = store.connections_of(&Connectable::Activity(activity.id))?;
+            let link = settings.crm.link(
+                activity.activity_type.as_str(),
+                &activity.id.to_string(),
+                None,
+            );
+            if output.json {
+                let mut value = activity_json(&activity);
+                value["connections"] = serde_json::json!(
+                    connections
+                        .iter()
+                        .map(super::connections::connection_json)
+                        .collect::<Vec<_>>()
+                );
+                value["web_url"] = serde_json::json!(link);
+                print_json(&value);
+            } else {
+                show(&activity, false);
+                for connection in &connections {
+                    println!(
+                        "related:   {}",
+                        super::connections::connection_line(connection)
+                    );
+                }
+                if let Some(link) = link {
+                    println!("open in CRM: {link}");
+                }
+            }
             Ok(())
         }
         ActivityCommand::Set {
@@ -68,6 +96,23 @@ pub fn run(config: &Path, command: ActivityCommand) -> anyhow::Result<()> {
             number: wanted,
             output,
         } => set_regarding(config, &id, &wanted, output.json),
+        ActivityCommand::Convert {
+            id,
+            kind,
+            name,
+            output,
+        } => {
+            let record = super::connections::convert(config, &id, &kind, name)?;
+            if output.json {
+                print_json(&crate::output::record_json(&record));
+            } else {
+                println!(
+                    "converted into {} {} {:?}: the activity regards it and is connected to it",
+                    record.record.entity, record.record.number, record.record.name
+                );
+            }
+            Ok(())
+        }
         ActivityCommand::Resend { id, output } => {
             let mut store = open_store(config)?;
             let id = store.find_activity(&id)?;

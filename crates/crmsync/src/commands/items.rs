@@ -5,7 +5,7 @@ use std::path::Path;
 use crmsync_core::model::PartyRole;
 use crmsync_engine::STORE_RULES;
 use crmsync_engine::item::{AddressResolution, ItemPane, Locator, PaneAddress, item_pane};
-use crmsync_store::{RecordRef, SqliteStore};
+use crmsync_store::{Connectable, ConnectionStore, RecordRef, SqliteStore};
 use serde_json::{Value, json};
 
 use super::{CLI_ORIGIN, load_config, runtime, selected_mailboxes};
@@ -51,10 +51,51 @@ pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
     let pane = runtime
         .block_on(item_pane(&store, mailbox, &locator))
         .map_err(anyhow::Error::msg)?;
+    // The related records of what the item is in the CRM, and where to open it there.
+    let (end, link) = match (&pane.activity, &pane.record) {
+        (Some(activity), _) => (
+            Some(Connectable::Activity(activity.id)),
+            config.crm.link(
+                activity.activity_type.as_str(),
+                &activity.id.to_string(),
+                None,
+            ),
+        ),
+        (None, Some(record)) => (
+            Some(Connectable::Record(record.number.clone())),
+            config.crm.link(
+                record.entity.as_str(),
+                &record.id.to_string(),
+                Some(record.number.as_str()),
+            ),
+        ),
+        (None, None) => (None, None),
+    };
+    let connections = match &end {
+        Some(end) => store.connections_of(end)?,
+        None => Vec::new(),
+    };
     if output.json {
-        print_json(&pane_json(&pane));
+        let mut value = pane_json(&pane);
+        value["connections"] = json!(
+            connections
+                .iter()
+                .map(super::connections::connection_json)
+                .collect::<Vec<_>>()
+        );
+        value["web_url"] = json!(link);
+        print_json(&value);
     } else {
         print_pane(&pane);
+        for connection in &connections {
+            println!(
+                "related:    {}",
+                super::connections::connection_line(connection)
+            );
+        }
+        if let Some(link) = link {
+            println!("open in CRM: {link}");
+        }
     }
     Ok(())
 }

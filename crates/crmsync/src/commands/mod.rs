@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod check;
 pub mod conflicts;
+pub mod connections;
 pub mod items;
 pub mod library;
 pub mod never;

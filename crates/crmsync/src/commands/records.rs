@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use crmsync_store::{NewRecord, RecordChange, RecordRow, RecordStore};
+use crmsync_store::{
+    Connectable, ConnectionStore, NewRecord, RecordChange, RecordRow, RecordStore,
+};
 use serde_json::json;
 
 use super::{email, entity, key_values, list, number, open_store, optional_text};
 use crate::cli::RecordCommand;
-use crate::output::{
-    connection_json, or_dash, print_details, print_json, print_table, record_json, ref_label,
-};
+use crate::output::{or_dash, print_details, print_json, print_table, record_json, ref_label};
 use crate::usage;
 
 const SETTABLE: &[&str] = &[
@@ -120,25 +120,36 @@ fn list_records(config: &Path, entity_name: Option<&str>, json: bool) -> anyhow:
 
 fn show_record(config: &Path, wanted: &str, json: bool) -> anyhow::Result<()> {
     let wanted = number(wanted)?;
+    let settings = super::load_config(config)?;
     let store = open_store(config)?;
     let record = store.record(&wanted)?;
-    let connections = store.connections(&wanted)?;
+    let connections = store.connections_of(&Connectable::Record(wanted.clone()))?;
+    let link = settings.crm.link(
+        record.record.entity.as_str(),
+        &record.record.id.to_string(),
+        Some(record.record.number.as_str()),
+    );
     if json {
         let mut value = record_json(&record);
-        value["connections"] = json!(connections.iter().map(connection_json).collect::<Vec<_>>());
+        value["web_url"] = json!(link);
+        value["connections"] = json!(
+            connections
+                .iter()
+                .map(super::connections::connection_json)
+                .collect::<Vec<_>>()
+        );
         print_json(&value);
         return Ok(());
     }
     print_record(&record);
     for connection in &connections {
-        let role = connection
-            .other_role
-            .as_deref()
-            .map_or(String::new(), |role| format!(" ({role})"));
         println!(
-            "connection:   {} {}{role}",
-            connection.other.number, connection.other.name
+            "connection:   {}",
+            super::connections::connection_line(connection)
         );
+    }
+    if let Some(link) = link {
+        println!("open in CRM:  {link}");
     }
     Ok(())
 }

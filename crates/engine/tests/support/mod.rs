@@ -170,6 +170,17 @@ impl<S: ConflictStore> ConflictStore for CrashingStore<S> {
     }
 }
 
+impl<S: ConnectionStore> ConnectionStore for CrashingStore<S> {
+    reads! {
+        connections_of(end: &Connectable) -> Vec<Connection>;
+    }
+    writes! {
+        connect(one: &Connectable, one_role: Option<&str>, two: &Connectable, two_role: Option<&str>) -> ();
+        disconnect(one: &Connectable, two: &Connectable) -> u64;
+        convert_activity(activity: ActivityId, record: &NewRecord) -> RecordRow;
+    }
+}
+
 impl<S: LibraryStore> LibraryStore for CrashingStore<S> {
     reads! {
         templates() -> Vec<Template>;

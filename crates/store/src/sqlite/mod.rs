@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 
 mod activities;
 mod conflicts;
+mod connections;
 mod email;
 mod failures;
 mod item_rows;

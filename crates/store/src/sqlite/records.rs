@@ -326,6 +326,43 @@ pub(super) fn load_record(conn: &Connection, number: &RecordNumber) -> Result<Re
         .ok_or_else(|| StoreError::NotFound(format!("record {number}")))
 }
 
+/// Adds a record inside a transaction (`add_record`, and converting an activity).
+pub(super) fn add_record_in(tx: &Connection, record: &NewRecord) -> Result<RecordRow> {
+    check_name(&record.name)?;
+    if record.entity.as_str() == EntityName::SYSTEMUSER {
+        return Err(InvalidValue(
+            "a systemuser record is a CRM user: add it with `crmsync user add`".into(),
+        )
+        .into());
+    }
+    ensure_entity(tx, &record.entity)?;
+    let number = match &record.number {
+        Some(number) => {
+            check_number_free(tx, number)?;
+            number.clone()
+        }
+        None => next_number(tx, &record.entity)?,
+    };
+    let parent_id = match &record.parent {
+        Some(parent) => Some(record_ref_by_number(tx, parent)?.id.to_string()),
+        None => None,
+    };
+    let owner_id = match &record.owner {
+        Some(owner) => Some(user_id_by_email(tx, owner)?),
+        None => None,
+    };
+    let id = insert_record(
+        tx,
+        &record.entity,
+        &number,
+        record.name.trim(),
+        parent_id.as_deref(),
+        owner_id.as_deref(),
+    )?;
+    replace_emails(tx, &id, &record.emails)?;
+    load_record(tx, &number)
+}
+
 pub(super) fn candidates_for(conn: &Connection, address: &EmailAddress) -> Result<Vec<Candidate>> {
     let mut statement = conn.prepare(
         "SELECT DISTINCT r.id, r.entity FROM record_emails e JOIN records r ON r.id = e.record_id
@@ -346,41 +383,7 @@ pub(super) fn candidates_for(conn: &Connection, address: &EmailAddress) -> Resul
 
 impl RecordStore for SqliteStore {
     fn add_record(&mut self, record: &NewRecord) -> Result<RecordRow> {
-        check_name(&record.name)?;
-        if record.entity.as_str() == EntityName::SYSTEMUSER {
-            return Err(InvalidValue(
-                "a systemuser record is a CRM user: add it with `crmsync user add`".into(),
-            )
-            .into());
-        }
-        self.write(|tx| {
-            ensure_entity(tx, &record.entity)?;
-            let number = match &record.number {
-                Some(number) => {
-                    check_number_free(tx, number)?;
-                    number.clone()
-                }
-                None => next_number(tx, &record.entity)?,
-            };
-            let parent_id = match &record.parent {
-                Some(parent) => Some(record_ref_by_number(tx, parent)?.id.to_string()),
-                None => None,
-            };
-            let owner_id = match &record.owner {
-                Some(owner) => Some(user_id_by_email(tx, owner)?),
-                None => None,
-            };
-            let id = insert_record(
-                tx,
-                &record.entity,
-                &number,
-                record.name.trim(),
-                parent_id.as_deref(),
-                owner_id.as_deref(),
-            )?;
-            replace_emails(tx, &id, &record.emails)?;
-            load_record(tx, &number)
-        })
+        self.write(|tx| add_record_in(tx, record))
     }
 
     fn records(&self, entity: Option<&EntityName>) -> Result<Vec<RecordRow>> {
