@@ -639,3 +639,182 @@ fn chrono_today() -> String {
         .unwrap();
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
+
+/// Drafts in the person's mail client ask for library content with a keyword; each is
+/// rewritten (the person's words, recipients and threading kept, the content inserted, the
+/// keyword gone) while another client holds the drafts folder open; one asking for a template
+/// that does not exist is left as it is and listed as failed.
+#[test]
+fn drafts_asking_for_a_template_an_article_or_literature_are_rewritten() {
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    let env = &mail.env;
+    let path = |name: &str| env.path(name).display().to_string();
+    std::fs::write(
+        env.path("hello.txt"),
+        "Hello {{recipient.name}}, greetings from {{owner.name}}.\n",
+    )
+    .unwrap();
+    env.ok(&[
+        "template",
+        "add",
+        "hello",
+        "--subject",
+        "Hello",
+        "--body-file",
+        &path("hello.txt"),
+    ]);
+    env.ok(&[
+        "article",
+        "add",
+        "--title",
+        "Returns",
+        "--body",
+        "Returns are free for 30 days.",
+    ]);
+    std::fs::write(env.path("prices.txt"), "Widget: 10 EUR\n").unwrap();
+    env.ok(&["literature", "add", "prices", "--file", &path("prices.txt")]);
+
+    let mut imap = mail.client("alice");
+    imap.create("Drafts");
+    // Another client (the person's own) has the folder open the whole time.
+    let mut holder = mail.client("alice");
+    holder.select("Drafts");
+    let draft = |n: u32, extra: &str| {
+        format!(
+            "Message-ID: <d{n}@client.example>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\
+             From: alice@example.com\nTo: dana@adventure-works.com\nBcc: boss@example.com\n\
+             Subject: Draft {n}\n{extra}MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n\
+             My own words, number {n}.\n"
+        )
+    };
+    for (n, keyword) in [
+        (1, "crm:template:hello"),
+        (2, "crm:article:KB-1001"),
+        (3, "crm:literature:prices"),
+    ] {
+        let extra = if n == 2 {
+            "In-Reply-To: <question@adventure-works.com>\n"
+        } else {
+            ""
+        };
+        imap.append("Drafts", &["\\Draft", keyword], &draft(n, extra));
+    }
+    let unknown = imap.append("Drafts", &["\\Draft", "crm:template:nope"], &draft(4, ""));
+    // The other client has seen the four drafts.
+    let (seen, _) = holder.command("NOOP");
+    assert!(seen.iter().any(|l| l.contains("4 EXISTS")), "{seen:?}");
+    let report = &mail.sync()["alice"];
+    assert_eq!(report["failed"], 1, "{report:#}");
+
+    let uids = imap.uids("Drafts");
+    assert_eq!(uids.len(), 4, "three rewritten, one left: {uids:?}");
+    assert!(uids.contains(&unknown));
+    assert!(
+        imap.flags("Drafts", unknown)
+            .contains(&"crm:template:nope".to_owned())
+    );
+    let failed = env.json(&["items", "--failed"]);
+    assert_eq!(failed[0]["item"], format!("Drafts:{unknown}"), "{failed:#}");
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("nope"),
+        "{failed:#}"
+    );
+    let mut rewritten: Vec<String> = Vec::new();
+    for uid in uids.iter().copied().filter(|uid| *uid != unknown) {
+        let flags = imap.flags("Drafts", uid);
+        assert!(flags.contains(&"\\Draft".to_owned()), "{flags:?}");
+        assert!(
+            !flags.iter().any(|f| f.starts_with("crm:")),
+            "the request is gone: {flags:?}"
+        );
+        rewritten.push(imap.body("Drafts", uid));
+    }
+    let find = |n: u32| {
+        rewritten
+            .iter()
+            .find(|body| body.contains(&format!("My own words, number {n}.")))
+            .unwrap_or_else(|| panic!("draft {n} kept its words: {rewritten:#?}"))
+            .clone()
+    };
+    let one = find(1);
+    assert!(one.contains("Hello Dana, greetings from alice."), "{one}");
+    assert!(
+        one.contains("boss@example.com"),
+        "the Bcc of a draft stays: {one}"
+    );
+    assert!(
+        one.contains("Subject: Draft 1"),
+        "the person's subject stays: {one}"
+    );
+    let two = find(2);
+    assert!(two.contains("Returns are free for 30 days."), "{two}");
+    assert!(
+        two.contains("In-Reply-To: <question@adventure-works.com>"),
+        "{two}"
+    );
+    let three = find(3);
+    assert!(three.contains("prices.txt"), "{three}");
+    // The other client saw the old ones go and the new ones come, and goes on.
+    let (untagged, done) = holder.command("NOOP");
+    assert!(done.starts_with("OK"));
+    assert!(
+        untagged.iter().any(|l| l.contains("EXPUNGE")),
+        "{untagged:?}"
+    );
+    assert_eq!(holder.uids("Drafts").len(), 4);
+    // Nothing happens twice.
+    assert_eq!(mail.sync()["alice"]["drafts_rewritten"], 0);
+    assert_eq!(imap.uids("Drafts").len(), 4);
+    assert!(smtp.received().is_empty(), "a draft is never sent");
+}
+
+/// The connection cut after the new draft is appended and before the old one is deleted:
+/// the next pass finds the new draft by its `X-CRMSync-Draft-Of` header and only deletes the
+/// old one. One draft, with the person's words and the template.
+#[test]
+fn a_draft_rewrite_cut_between_append_and_delete_leaves_one_draft() {
+    use support::proxy::{Fault, FaultProxy};
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    let env = &mail.env;
+    std::fs::write(env.path("hello.txt"), "Hello {{recipient.name}}.\n").unwrap();
+    let body = env.path("hello.txt").display().to_string();
+    env.ok(&[
+        "template",
+        "add",
+        "hello",
+        "--subject",
+        "Hello",
+        "--body-file",
+        &body,
+    ]);
+    let mut imap = mail.client("alice");
+    imap.create("Drafts");
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    mail.sync_ok();
+    imap.append(
+        "Drafts",
+        &["\\Draft", "crm:template:hello"],
+        "Message-ID: <cut@client.example>\nFrom: alice@example.com\nTo: dana@adventure-works.com\n\
+         Subject: Cut\n\nMy words survive.\n",
+    );
+    proxy.set(Fault::CutAt("+FLAGS.SILENT (\\Deleted)".into()));
+    let cut = &mail.sync()["alice"];
+    assert_eq!(cut["state"], "error", "{cut:#}");
+    assert_eq!(
+        imap.uids("Drafts").len(),
+        2,
+        "the new one is there, the old one still too"
+    );
+    proxy.set(Fault::None);
+    mail.sync_ok();
+    let uids = imap.uids("Drafts");
+    assert_eq!(uids.len(), 1, "{uids:?}");
+    let text = imap.body("Drafts", uids[0]);
+    assert!(
+        text.contains("My words survive.") && text.contains("Hello Dana."),
+        "{text}"
+    );
+}

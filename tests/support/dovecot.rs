@@ -391,6 +391,13 @@ impl ImapClient {
             .expect("APPENDUID")
     }
 
+    /// The whole message (the FETCH's lines, literal included, joined).
+    pub fn body(&mut self, folder: &str, uid: u32) -> String {
+        self.select(folder);
+        self.ok(&format!("UID FETCH {uid} (BODY.PEEK[])"))
+            .join("\n")
+    }
+
     pub fn select(&mut self, folder: &str) {
         self.ok(&format!("SELECT {}", quote(folder)));
     }

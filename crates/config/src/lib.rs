@@ -162,6 +162,10 @@ pub struct ImapConfig {
     /// The folders watched. Default `["INBOX"]`. Tracked folders of `[mailbox.tracking]` are
     /// watched as well, whether listed here or not.
     pub folders: Vec<String>,
+    /// Where a draft with `crm:template:NAME` (or `crm:article:...`, `crm:literature:...`)
+    /// is rewritten with that content inserted. Default `Drafts`; nothing happens when the
+    /// folder does not exist.
+    pub drafts_folder: String,
     pub tls: TlsConfig,
 }
 

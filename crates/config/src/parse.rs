@@ -455,6 +455,9 @@ fn imap(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> O
     if folders.iter().any(|f| f.trim().is_empty()) {
         section.report(problems, "folders", "a folder name must not be empty");
     }
+    let drafts_folder = section
+        .nonempty_string(problems, "drafts_folder")
+        .unwrap_or_else(|| "Drafts".to_owned());
     let mut password_missing = false;
     if let Some(server) = &server
         && server.password.is_none()
@@ -478,6 +481,7 @@ fn imap(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> O
         username: username?,
         password: server.password?,
         folders,
+        drafts_folder,
         tls: server.tls,
     })
 }

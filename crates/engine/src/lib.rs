@@ -23,6 +23,7 @@ pub mod collection;
 pub mod compose;
 mod conflict;
 pub mod daemon;
+pub mod drafts;
 pub mod email;
 pub mod error;
 pub mod item;

@@ -286,6 +286,10 @@ impl<'a, S: CrmStore, T: Submit, F: SentFolder> OutboundPass<'a, S, T, F> {
                 .map(|a| (a.name.clone(), a.content_type.clone(), a.content.clone()))
                 .collect(),
             message_id: token::message_id(key, activity.id, domain),
+            in_reply_to: None,
+            references: None,
+            keep_bcc: false,
+            headers: Vec::new(),
             date: SystemTime::now(),
         };
         let raw = crmsync_smtp::compose(&outgoing).map_err(|e| e.to_string())?;

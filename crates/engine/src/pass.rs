@@ -8,6 +8,7 @@ use crmsync_imap::ImapSession;
 use crmsync_store::{CrmStore, StoreError};
 
 use crate::collection::{CollectionMemory, CollectionPass, Which};
+use crate::drafts;
 use crate::email::EmailPass;
 use crate::error::PassError;
 use crate::outbound::{OutboundPass, SmtpSubmission};
@@ -216,6 +217,9 @@ async fn email_part<S: CrmStore>(
     EmailPass::new(store, &mut session, mailbox, options, report)
         .run()
         .await?;
+    if !options.dry_run {
+        drafts::rewrite_drafts(store, mailbox, &imap.drafts_folder, &mut session, report).await?;
+    }
     kept.connection = Some(session);
     Ok(())
 }

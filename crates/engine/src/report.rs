@@ -80,6 +80,8 @@ pub struct PassReport {
     pub keywords_written: u64,
     /// Email activities of the CRM sent through the mailbox's SMTP server.
     pub sent: u64,
+    /// Drafts rewritten with the template, article or literature they asked for.
+    pub drafts_rewritten: u64,
     /// When the soonest send that failed for a passing reason is due again.
     pub retry_in: Option<std::time::Duration>,
     /// Collection files crmsync wrote, created or deleted.
@@ -124,6 +126,7 @@ impl PassReport {
             updated: 0,
             keywords_written: 0,
             sent: 0,
+            drafts_rewritten: 0,
             retry_in: None,
             items_written: 0,
             failed: 0,

@@ -417,10 +417,19 @@ impl ImapSession {
         keywords: &[String],
         message: &[u8],
     ) -> Result<(), ImapError> {
-        let flags = format!(
-            "(\\Seen{})",
-            keywords.iter().map(|k| format!(" {k}")).collect::<String>()
-        );
+        let mut flags = vec!["\\Seen".to_owned()];
+        flags.extend(keywords.iter().cloned());
+        self.append_flagged(folder, &flags, message).await
+    }
+
+    /// Appends a message to `folder` with exactly these flags (system flags and keywords).
+    pub async fn append_flagged(
+        &mut self,
+        folder: &str,
+        flags: &[String],
+        message: &[u8],
+    ) -> Result<(), ImapError> {
+        let flags = format!("({})", flags.join(" "));
         bounded(
             "APPEND",
             self.session.append(folder, Some(&flags), None, message),
@@ -428,6 +437,39 @@ impl ImapSession {
         .await?;
         // The folder's view changed under a selected folder: select it again when needed.
         self.selected = None;
+        Ok(())
+    }
+
+    /// The UIDs of the messages in `folder` whose header `name` holds `value`.
+    pub async fn search_header(
+        &mut self,
+        folder: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<u32>, ImapError> {
+        self.ensure_selected(folder).await?;
+        let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
+        let query = format!("HEADER {name} \"{quoted}\"");
+        let mut uids: Vec<u32> = bounded("UID SEARCH", self.session.uid_search(&query))
+            .await?
+            .into_iter()
+            .collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Deletes one message: `\Deleted`, then `UID EXPUNGE` of that UID alone (UIDPLUS), so
+    /// messages another client marked deleted stay.
+    pub async fn delete(&mut self, folder: &str, uid: u32) -> Result<(), ImapError> {
+        self.ensure_selected(folder).await?;
+        let store = format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)");
+        bounded("UID STORE", self.session.run_command_and_check_ok(&store)).await?;
+        let expunge = format!("UID EXPUNGE {uid}");
+        bounded(
+            "UID EXPUNGE",
+            self.session.run_command_and_check_ok(&expunge),
+        )
+        .await?;
         Ok(())
     }
 

@@ -229,6 +229,13 @@ pub struct Outgoing {
     /// Without angle brackets.
     pub message_id: String,
     pub date: std::time::SystemTime,
+    /// Threading of a reply (Message-IDs with their angle brackets, as the header holds them).
+    pub in_reply_to: Option<String>,
+    pub references: Option<String>,
+    /// A draft keeps its Bcc header; a message that goes out never has one.
+    pub keep_bcc: bool,
+    /// Further header fields (name, value), such as crmsync's own on a rewritten draft.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Outgoing {
@@ -267,6 +274,23 @@ pub fn compose(mail: &Outgoing) -> Result<Vec<u8>, SmtpError> {
     }
     for bcc in &mail.bcc {
         builder = builder.bcc(mailbox(bcc, None)?);
+    }
+    if mail.keep_bcc {
+        builder = builder.keep_bcc();
+    }
+    if let Some(parent) = &mail.in_reply_to {
+        builder = builder.in_reply_to(parent.clone());
+    }
+    if let Some(references) = &mail.references {
+        builder = builder.references(references.clone());
+    }
+    for (name, value) in &mail.headers {
+        let name = lettre::message::header::HeaderName::new_from_ascii(name.clone())
+            .map_err(|e| SmtpError::Permanent(format!("header {name:?}: {e}")))?;
+        builder = builder.raw_header(lettre::message::header::HeaderValue::new(
+            name,
+            value.clone(),
+        ));
     }
     let refused = |e: lettre::error::Error| {
         SmtpError::Permanent(format!("the message cannot be composed: {e}"))

@@ -65,6 +65,22 @@ impl TrackingRules {
         format!("{}:{}", self.keyword, number)
     }
 
+    /// The library request on a draft (`crm:template:NAME`, `crm:article:KB-1001`,
+    /// `crm:literature:NAME`): its kind and name, when `keyword` is one.
+    pub fn library_request(&self, keyword: &str) -> Option<(&'static str, String)> {
+        let rest = keyword
+            .get(..self.regarding_prefix().len())
+            .filter(|head| head.eq_ignore_ascii_case(&self.regarding_prefix()))
+            .map(|_| &keyword[self.regarding_prefix().len()..])?;
+        LIBRARY_REQUESTS.iter().find_map(|kind| {
+            let name = rest
+                .get(..kind.len())
+                .filter(|head| head.eq_ignore_ascii_case(kind))
+                .and_then(|_| rest[kind.len()..].strip_prefix(':'))?;
+            (!name.is_empty()).then(|| (*kind, name.to_owned()))
+        })
+    }
+
     pub fn signal(&self, folder: &str, keywords: &[String]) -> Signal {
         let prefix = self.regarding_prefix();
         let mut signal = Signal::default();
@@ -74,6 +90,14 @@ impl TrackingRules {
                 signal.tracked = true;
                 signal.keywords.push(keyword.clone());
             } else if let Some(number) = lower.strip_prefix(&prefix) {
+                // `crm:template:NAME` and its kin ask for a draft to be composed: no tracking.
+                if LIBRARY_REQUESTS.iter().any(|kind| {
+                    number
+                        .strip_prefix(kind)
+                        .is_some_and(|rest| rest.starts_with(':'))
+                }) {
+                    continue;
+                }
                 signal.tracked = true;
                 signal.keywords.push(keyword.clone());
                 match RecordNumber::new(number) {
@@ -298,6 +322,9 @@ pub enum DropReason {
 
 const REGARDING: &str = "regarding";
 const SIGNAL: &str = "signal";
+
+/// What a draft's keyword may ask crmsync to insert (`crm:template:NAME`...).
+pub const LIBRARY_REQUESTS: [&str; 3] = ["template", "article", "literature"];
 /// The regarding keyword crmsync is about to add in a rewrite of two steps (`+FLAGS` new,
 /// then `-FLAGS` old), recorded in the link before the first step. A pass that finds it on
 /// the message knows the keyword as crmsync's own write of the CRM's value, not a person's
@@ -634,5 +661,47 @@ fn deleted_in_crm(
             location,
             base: tombstone,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draft_keyword_asks_for_library_content_and_tracks_nothing() {
+        let rules = TrackingRules {
+            keyword: "crm".into(),
+            folders: BTreeMap::new(),
+        };
+        assert_eq!(
+            rules.library_request("crm:template:quote"),
+            Some(("template", "quote".to_owned()))
+        );
+        assert_eq!(
+            rules.library_request("CRM:Article:KB-1001"),
+            Some(("article", "KB-1001".to_owned()))
+        );
+        assert_eq!(
+            rules.library_request("crm:literature:brochure"),
+            Some(("literature", "brochure".to_owned()))
+        );
+        for not_one in [
+            "crm",
+            "crm:ACC-1001",
+            "crm:template:",
+            "crm:templates:x",
+            "other:template:x",
+        ] {
+            assert_eq!(rules.library_request(not_one), None, "{not_one}");
+        }
+        let keywords = vec!["crm:template:quote".to_owned(), "$Forwarded".to_owned()];
+        let signal = rules.signal("Drafts", &keywords);
+        assert!(!signal.tracked, "{signal:?}");
+        assert!(signal.invalid_keywords.is_empty());
+        let with_regarding = vec!["crm:template:quote".to_owned(), "crm:ACC-1001".to_owned()];
+        let signal = rules.signal("Drafts", &with_regarding);
+        assert!(signal.tracked);
+        assert_eq!(signal.regarding.unwrap().as_str(), "ACC-1001");
     }
 }

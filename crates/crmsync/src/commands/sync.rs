@@ -103,6 +103,7 @@ fn report_json(report: &PassReport) -> serde_json::Value {
         "updated": report.updated,
         "keywords_written": report.keywords_written,
         "sent": report.sent,
+        "drafts_rewritten": report.drafts_rewritten,
         "items_written": report.items_written,
         "failed": report.failed,
         "tracked": report.tracked,
@@ -161,6 +162,9 @@ fn print_report(report: &PassReport) {
     }
     if report.sent > 0 {
         println!("  {} emails sent", report.sent);
+    }
+    if report.drafts_rewritten > 0 {
+        println!("  {} drafts rewritten", report.drafts_rewritten);
     }
     for error in &report.errors {
         println!("  error: {error}");
