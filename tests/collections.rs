@@ -475,3 +475,65 @@ fn the_daemon_sees_a_file_written_and_writes_crm_changes_back() {
     assert_eq!(calendar["tracked"], 1);
     daemon.terminate(Duration::from_secs(10));
 }
+
+/// Issue 12's regressions: an Apple/iCloud card with grouped properties, a Windows export
+/// with a byte-order mark, a vCard 2.1 card with bare types: each is tracked with its
+/// addresses, and a CRM edit is written back into the file's own syntax (the group, the bare
+/// types and the mark kept; everything else byte for byte).
+#[test]
+fn grouped_bom_and_bare_type_cards_are_tracked_and_written_back_in_their_own_syntax() {
+    let c = setup("");
+    let env = &c.env;
+    let apple = "BEGIN:VCARD\r\nVERSION:3.0\r\nPRODID:-//Apple Inc.//iOS 17.0//EN\r\nUID:apple-1\r\n\
+FN:Dana Apple\r\nN:Apple;Dana;;;\r\nitem1.EMAIL;type=INTERNET;type=pref:dana@apple.example\r\n\
+item1.X-ABLabel:_$!<Work>!$_\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n";
+    let bom = "\u{feff}BEGIN:VCARD\r\nVERSION:3.0\r\nUID:bom-1\r\nFN:Erin Bom\r\nN:Bom;Erin;;;\r\n\
+EMAIL:erin@bom.example\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n";
+    let old = "BEGIN:VCARD\r\nVERSION:2.1\r\nUID:old-1\r\nFN:Fred Old\r\nN:Old;Fred\r\n\
+TEL;WORK;VOICE:+1 555 0100\r\nEMAIL;INTERNET:fred@old.example\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n";
+    write(&c.contacts, "apple.vcf", apple);
+    write(&c.contacts, "bom.vcf", bom);
+    write(&c.contacts, "old.vcf", old);
+    let pass = env.json(&["sync"]);
+    assert_eq!(pass["mailboxes"][0]["failed"], 0, "{pass:#}");
+    let contacts = contacts_of(env);
+    let email_of = |name: &str| -> Value {
+        contacts
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} tracked: {contacts:#?}"))["emails"][0]
+            .clone()
+    };
+    assert_eq!(email_of("Dana Apple"), "dana@apple.example");
+    assert_eq!(email_of("Erin Bom"), "erin@bom.example");
+    assert_eq!(email_of("Fred Old"), "fred@old.example");
+
+    // A CRM edit of each goes back into the file in that file's syntax.
+    for name in ["Dana Apple", "Erin Bom", "Fred Old"] {
+        let number = contacts.iter().find(|c| c["name"] == name).unwrap()["number"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        env.ok(&["record", "set", &number, &format!("name={name} Jr")]);
+    }
+    env.ok(&["sync"]);
+    let read = |file: &str| std::fs::read_to_string(c.contacts.join(file)).unwrap();
+    let apple_now = read("apple.vcf");
+    assert!(apple_now.contains("FN:Dana Apple Jr\r\n"), "{apple_now}");
+    assert_eq!(
+        apple_now.replace("FN:Dana Apple Jr\r\n", "FN:Dana Apple\r\n"),
+        apple,
+        "only the changed property differs"
+    );
+    let bom_now = read("bom.vcf");
+    assert!(
+        bom_now.starts_with('\u{feff}') && bom_now.contains("FN:Erin Bom Jr\r\n"),
+        "{bom_now}"
+    );
+    let old_now = read("old.vcf");
+    assert!(
+        old_now.contains("TEL;WORK;VOICE:+1 555 0100\r\n"),
+        "{old_now}"
+    );
+    assert!(old_now.contains("FN:Fred Old Jr\r\n"), "{old_now}");
+}

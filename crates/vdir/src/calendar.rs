@@ -271,12 +271,14 @@ fn write_exceptions(component: &mut Component, value: Option<&str>, tz: Option<&
     let mut params = Vec::new();
     if let Some((_, Some(value), _)) = written.first() {
         params.push(Param {
+            bare: false,
             name: "VALUE".into(),
             values: vec![(*value).to_owned()],
         });
     }
     if let Some((_, _, Some(tzid))) = written.first() {
         params.push(Param {
+            bare: false,
             name: "TZID".into(),
             values: vec![tzid.clone()],
         });

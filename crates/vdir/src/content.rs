@@ -20,10 +20,15 @@ pub struct ParseError {
 pub struct Param {
     pub name: String,
     pub values: Vec<String>,
+    /// Written without a name, as vCard 2.1 writes types (`TEL;WORK;VOICE:`): `name` is
+    /// `TYPE` and the one value is the bare word. Written back the same way.
+    pub bare: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Property {
+    /// The group of a grouped vCard property (`item1` of `item1.EMAIL`, RFC 6350 §3.3).
+    pub group: Option<String>,
     /// Upper case (names are case-insensitive); the original spelling stays in `raw`.
     pub name: String,
     pub params: Vec<Param>,
@@ -36,6 +41,7 @@ pub struct Property {
 impl Property {
     pub fn new(name: &str, params: Vec<Param>, value: &str) -> Property {
         Property {
+            group: None,
             name: name.to_ascii_uppercase(),
             params,
             value: value.to_owned(),
@@ -57,6 +63,7 @@ impl Property {
         self.params.retain(|p| !p.name.eq_ignore_ascii_case(name));
         if let Some(value) = value {
             self.params.push(Param {
+                bare: false,
                 name: name.to_ascii_uppercase(),
                 values: vec![value.to_owned()],
             });
@@ -79,9 +86,16 @@ impl Property {
             out.push_str(raw);
             return;
         }
-        let mut line = self.name.clone();
+        let mut line = match &self.group {
+            Some(group) => format!("{group}.{}", self.name),
+            None => self.name.clone(),
+        };
         for param in &self.params {
             line.push(';');
+            if param.bare {
+                line.push_str(&param.values.join(";"));
+                continue;
+            }
             line.push_str(&param.name);
             line.push('=');
             let values: Vec<String> = param
@@ -235,6 +249,8 @@ impl Component {
 /// A parsed file: its top-level components (one `VCALENDAR` or one `VCARD`, as vdir wants).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
+    /// A byte-order mark the file started with (some Windows exports), written back.
+    bom: &'static str,
     pub components: Vec<Component>,
     /// The line ending new lines get: the file's own (`\r\n` as the RFCs say, or `\n`).
     newline: &'static str,
@@ -246,6 +262,7 @@ impl Document {
     /// A new document of these components, with the line ending the RFCs ask for.
     pub fn new(components: Vec<Component>) -> Document {
         Document {
+            bom: "",
             components,
             newline: "\r\n",
             trailer: String::new(),
@@ -253,7 +270,7 @@ impl Document {
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::from(self.bom);
         for component in &self.components {
             component.render(&mut out, self.newline);
         }
@@ -297,8 +314,10 @@ fn logical_lines(text: &str) -> Vec<(usize, String, String)> {
     lines
 }
 
-fn parse_params(text: &str, line: usize) -> Result<(String, Vec<Param>, usize), ParseError> {
-    // Returns the name, the parameters and the byte offset of the value.
+/// A property line's group, name, parameters and the byte offset of its value.
+type Head = (Option<String>, String, Vec<Param>, usize);
+
+fn parse_params(text: &str, line: usize) -> Result<Head, ParseError> {
     let bad = |message: &str| ParseError {
         line,
         message: message.to_owned(),
@@ -312,26 +331,47 @@ fn parse_params(text: &str, line: usize) -> Result<(String, Vec<Param>, usize), 
         name.push(c);
         chars.next();
     }
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    let token = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    // A grouped vCard property: `item1.EMAIL` (RFC 6350 §3.3; Apple, iCloud, Google).
+    let (group, bare_name) = match name.split_once('.') {
+        Some((group, rest)) if token(group) => (Some(group.to_owned()), rest.to_owned()),
+        _ => (None, name.clone()),
+    };
+    if !token(&bare_name) {
         return Err(bad(&format!("invalid property name {name:?}")));
     }
+    let name = bare_name;
     let mut params = Vec::new();
     loop {
         match chars.next() {
-            Some((i, ':')) => return Ok((name, params, i + 1)),
+            Some((i, ':')) => return Ok((group, name, params, i + 1)),
             Some((_, ';')) => {
                 let mut param_name = String::new();
+                let mut bare = false;
                 while let Some(&(_, c)) = chars.peek() {
                     if c == '=' {
                         break;
                     }
                     if c == ':' || c == ';' {
-                        return Err(bad(&format!("parameter {param_name:?} has no value")));
+                        bare = true;
+                        break;
                     }
                     param_name.push(c);
                     chars.next();
                 }
-                chars.next(); // '='
+                if bare {
+                    // vCard 2.1 writes a type without its name: `TEL;WORK;VOICE:`.
+                    if !token(&param_name) {
+                        return Err(bad(&format!("parameter {param_name:?} has no value")));
+                    }
+                    params.push(Param {
+                        name: "TYPE".into(),
+                        values: vec![param_name],
+                        bare: true,
+                    });
+                    continue;
+                }
+                chars.next(); // '=
                 let mut values = Vec::new();
                 loop {
                     let mut value = String::new();
@@ -363,6 +403,7 @@ fn parse_params(text: &str, line: usize) -> Result<(String, Vec<Param>, usize), 
                 params.push(Param {
                     name: param_name.to_ascii_uppercase(),
                     values,
+                    bare: false,
                 });
             }
             _ => return Err(bad("no ':' between the property name and its value")),
@@ -377,6 +418,10 @@ pub const MAX_DEPTH: usize = 16;
 /// document whose components do not nest properly is an error naming the line.
 // Long on purpose: one pass over the lines, each case of the nesting in one place.
 pub fn parse(text: &str) -> Result<Document, ParseError> {
+    let (bom, text) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
     let newline = if text.contains("\r\n") || !text.contains('\n') {
         "\r\n"
     } else {
@@ -434,8 +479,9 @@ pub fn parse(text: &str) -> Result<Document, ParseError> {
                 message: "a property outside of any BEGIN/END".into(),
             });
         };
-        let (name, params, value_at) = parse_params(&logical, line)?;
+        let (group, name, params, value_at) = parse_params(&logical, line)?;
         current.children.push(Node::Property(Property {
+            group,
             name: name.to_ascii_uppercase(),
             params,
             value: logical[value_at..].to_owned(),
@@ -455,6 +501,7 @@ pub fn parse(text: &str) -> Result<Document, ParseError> {
         });
     }
     Ok(Document {
+        bom,
         components: done,
         newline,
         trailer: pending,
@@ -542,6 +589,50 @@ ATTENDEE;CN=\"Smith, Dana\";ROLE=REQ-PARTICIPANT:mailto:dana@adventure-works.com
 DESCRIPTION:A long description that goes on and on and on and on and on and o\r\n n and is folded.\r\n\
 CATEGORIES:CRM,Work\r\nX-CRM-REGARDING:ACC-1001\r\nx-vendor-thing;x-param=1:kept as is\r\n\
 BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    /// Real producers' files (issue 12): a byte-order mark (Windows exports), grouped vCard
+    /// properties (Apple, iCloud, Google), vCard 2.1's bare types (Outlook, Android). Read,
+    /// and written back byte for byte; a changed property keeps its group and bare types.
+    #[test]
+    fn boms_groups_and_bare_types_are_read_and_kept() {
+        let card = "\u{feff}BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Dana Smith\r\n\
+item1.EMAIL;type=INTERNET:dana@adventure-works.com\r\nitem1.X-ABLabel:_$!<Work>!$_\r\n\
+TEL;WORK;VOICE:+1 555 0100\r\nEND:VCARD\r\n";
+        let mut document = parse(card).unwrap();
+        assert_eq!(document.render(), card, "byte for byte, the mark included");
+        let vcard = document.first("VCARD").unwrap();
+        let email = vcard.property("EMAIL").unwrap();
+        assert_eq!(email.group.as_deref(), Some("item1"));
+        assert_eq!(email.value, "dana@adventure-works.com");
+        let tel = vcard.property("TEL").unwrap();
+        assert_eq!(tel.params.len(), 2);
+        assert!(tel.params.iter().all(|p| p.bare && p.name == "TYPE"));
+        assert_eq!(tel.param("type"), Some("WORK"));
+        // Changed: written again with its group and its bare types.
+        let vcard = document.first_mut("VCARD").unwrap();
+        for node in vcard.children.iter_mut() {
+            if let Node::Property(p) = node
+                && (p.name == "EMAIL" || p.name == "TEL")
+            {
+                let value = p.value.replace("dana@", "d.smith@").replace("0100", "0199");
+                p.set_value(&value);
+            }
+        }
+        let written = document.render();
+        assert!(written.starts_with('\u{feff}'));
+        assert!(
+            written.contains("\r\nitem1.EMAIL;TYPE=INTERNET:d.smith@adventure-works.com\r\n"),
+            "{written}"
+        );
+        assert!(
+            written.contains("\r\nTEL;WORK;VOICE:+1 555 0199\r\n"),
+            "{written}"
+        );
+        assert!(
+            written.contains("item1.X-ABLabel:_$!<Work>!$_"),
+            "{written}"
+        );
+    }
 
     #[test]
     fn parse_and_render_is_lossless() {

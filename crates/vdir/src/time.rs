@@ -306,6 +306,7 @@ mod tests {
         let params = params
             .iter()
             .map(|(n, v)| Param {
+                bare: false,
                 name: (*n).to_owned(),
                 values: vec![(*v).to_owned()],
             })
