@@ -974,3 +974,29 @@ fn a_tracked_email_is_converted_and_connected_and_its_related_records_shown() {
     let refused = env.fails(&["activity", "convert", &id, "invoice"], 2);
     assert!(refused.contains("lead, opportunity or case"), "{refused}");
 }
+
+/// Issue 12: some iPhone and Yahoo mails start with a line of blanks; Dovecot and Python read
+/// the header after it, and so does crmsync.
+#[test]
+fn a_message_whose_first_line_is_blank_is_tracked() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &format!(
+            " \n{}",
+            message(
+                "blank@x.example",
+                "dana@x.example",
+                "alice@example.com",
+                "Blank first line"
+            )
+        ),
+    );
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 1, "{report:#}");
+    let activities = mail.activities();
+    assert_eq!(activities[0]["subject"], "Blank first line");
+    assert_eq!(activities[0]["message_id"], "blank@x.example");
+}

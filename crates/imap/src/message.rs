@@ -51,8 +51,27 @@ fn text_list(value: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
+/// The message without a first line of blanks only (spaces or tabs, some iPhone and Yahoo
+/// mails): Dovecot and Python read the header after it, and so does crmsync. An empty first
+/// line (the header is empty) is left alone.
+fn without_blank_first_line(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(raw.len(), |i| i + 1);
+    let line = &raw[..end];
+    let content = line.strip_suffix(b"\n").unwrap_or(line);
+    let content = content.strip_suffix(b"\r").unwrap_or(content);
+    if !content.is_empty() && content.iter().all(|b| *b == b' ' || *b == b'\t') {
+        &raw[end..]
+    } else {
+        raw
+    }
+}
+
 /// Reads the identity of a message from its header block (or from the whole message).
 pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
+    let header = without_blank_first_line(header);
     let message = MessageParser::default()
         .parse_headers(header)
         .ok_or_else(|| MalformedMessage("no header could be read".into()))?;
@@ -235,6 +254,7 @@ fn addresses(address: Option<&Address<'_>>) -> Vec<MessageAddress> {
 
 /// Parses a whole message.
 pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
+    let raw = without_blank_first_line(raw);
     let summary = summarize(raw)?;
     let message = MessageParser::default()
         .parse(raw)
@@ -283,6 +303,18 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_first_line_of_blanks_does_not_hide_the_header() {
+        let raw = b" \r\nMessage-ID: <ws@x.example>\r\nFrom: Dana <dana@x.example>\r\nSubject: Hi\r\n\r\nBody\r\n";
+        let summary = super::summarize(raw).unwrap();
+        assert_eq!(summary.message_id.as_deref(), Some("ws@x.example"));
+        assert_eq!(summary.meta.from, ["dana@x.example"]);
+        let parsed = super::parse(raw).unwrap();
+        assert_eq!(parsed.subject, "Hi");
+        // An empty first line: no header at all, as before.
+        assert!(super::summarize(b"\r\nFrom: dana@x.example\r\n\r\nBody\r\n").is_err());
+    }
+
     use super::*;
 
     const MESSAGE: &str = "Message-ID: <m1@example.com>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0100\r\n\
