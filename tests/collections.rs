@@ -82,6 +82,12 @@ fn events_track_by_category_and_edits_cross_both_ways() {
         moved.contains("DTSTART;TZID=Europe/Berlin:20261201T110000\r\n"),
         "{moved}"
     );
+    // Clients and servers see that it changed (issue 12): a new DTSTAMP, a LAST-MODIFIED,
+    // and SEQUENCE raised for a move (the location edit before was not significant).
+    assert!(!moved.contains("DTSTAMP:20261129T100000Z"), "{moved}");
+    assert!(moved.contains("\r\nLAST-MODIFIED:20"), "{moved}");
+    assert!(moved.contains("\r\nSEQUENCE:1\r\n"), "{moved}");
+    assert!(!after.contains("SEQUENCE:"), "a location change is not significant: {after}");
 
     // Both sides edit different fields: both kept.
     let text = read(&c.calendar, "e1.ics").replace("SUMMARY:Kickoff", "SUMMARY:Kickoff (v2)");

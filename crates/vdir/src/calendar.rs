@@ -398,6 +398,39 @@ fn set_text(component: &mut Component, property: &str, value: Option<&str>) {
     set_raw(component, property, value.map(escape_text).as_deref());
 }
 
+/// The fields whose change is significant in RFC 5546's sense (§2.1.4): the event moved or
+/// its recurrence changed. Each such write-back raises `SEQUENCE`.
+const SIGNIFICANT: [&str; 6] = [
+    "start",
+    "end",
+    "due",
+    "time_zone",
+    "recurrence",
+    "exceptions",
+];
+
+/// After a write-back of `writes`: `DTSTAMP` and `LAST-MODIFIED` become `now` (UTC,
+/// `20261202T100000Z`), and `SEQUENCE` goes up by one when the change is significant, so that
+/// calendar clients and servers see that the item changed (RFC 5545 §3.8.7, RFC 5546 §2.1.4).
+/// Nothing happens without writes.
+pub fn mark_changed(component: &mut Component, writes: &[FieldWrite], now: &str) {
+    if writes.is_empty() {
+        return;
+    }
+    component.set("DTSTAMP", now);
+    component.set("LAST-MODIFIED", now);
+    if writes
+        .iter()
+        .any(|w| SIGNIFICANT.contains(&w.field.as_str()))
+    {
+        let sequence = component
+            .property("SEQUENCE")
+            .and_then(|p| p.value.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        component.set("SEQUENCE", &(sequence + 1).to_string());
+    }
+}
+
 fn set_raw(component: &mut Component, property: &str, value: Option<&str>) {
     match value {
         Some(value) => component.set(property, value),
@@ -413,6 +446,46 @@ mod tests {
     use crate::content::parse;
     use crmsync_core::merge::three_way;
     use crmsync_core::model::ConflictPolicy;
+
+    #[test]
+    fn a_changed_event_gets_a_new_stamp_and_a_moved_one_a_higher_sequence() {
+        let mut document = parse(EVENT).unwrap();
+        let write = |field: &str, value: &str| FieldWrite {
+            field: field.to_owned(),
+            value: Some(value.to_owned()),
+        };
+        let event = target_event(&mut document);
+        mark_changed(event, &[], "20261202T100000Z");
+        assert_eq!(document.render(), EVENT, "no change, no stamp");
+        let event = target_event(&mut document);
+        mark_changed(event, &[write("subject", "Renamed")], "20261202T100000Z");
+        assert_eq!(event.property("DTSTAMP").unwrap().value, "20261202T100000Z");
+        assert_eq!(
+            event.property("LAST-MODIFIED").unwrap().value,
+            "20261202T100000Z"
+        );
+        assert_eq!(
+            event.property("SEQUENCE").unwrap().value,
+            "0",
+            "a title is not significant"
+        );
+        mark_changed(
+            event,
+            &[write("start", "2026-12-02T09:00:00Z")],
+            "20261202T110000Z",
+        );
+        assert_eq!(event.property("SEQUENCE").unwrap().value, "1");
+        assert_eq!(event.property("DTSTAMP").unwrap().value, "20261202T110000Z");
+    }
+
+    fn target_event(document: &mut crate::content::Document) -> &mut Component {
+        document
+            .first_mut("VCALENDAR")
+            .unwrap()
+            .components_mut("VEVENT")
+            .next()
+            .unwrap()
+    }
 
     const EVENT: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//khal//EN\r\nBEGIN:VEVENT\r\n\
 UID:e1@example.com\r\nDTSTAMP:20261129T100000Z\r\nSEQUENCE:0\r\nSUMMARY:Kickoff\\, round 1\r\n\

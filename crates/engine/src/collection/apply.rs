@@ -228,7 +228,11 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let component =
             target(self.which, &mut document).ok_or_else(|| "nothing to write into".to_owned())?;
         match self.which {
-            Which::Calendar => calendar::apply(component, &outcome.merged, &outcome.mailbox_writes),
+            Which::Calendar => {
+                calendar::apply(component, &outcome.merged, &outcome.mailbox_writes);
+                let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+                calendar::mark_changed(component, &outcome.mailbox_writes, &now);
+            }
             Which::Contacts => contacts::apply(component, &outcome.mailbox_writes),
         }
         self.vdir
