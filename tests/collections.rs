@@ -87,7 +87,10 @@ fn events_track_by_category_and_edits_cross_both_ways() {
     assert!(!moved.contains("DTSTAMP:20261129T100000Z"), "{moved}");
     assert!(moved.contains("\r\nLAST-MODIFIED:20"), "{moved}");
     assert!(moved.contains("\r\nSEQUENCE:1\r\n"), "{moved}");
-    assert!(!after.contains("SEQUENCE:"), "a location change is not significant: {after}");
+    assert!(
+        !after.contains("SEQUENCE:"),
+        "a location change is not significant: {after}"
+    );
 
     // Both sides edit different fields: both kept.
     let text = read(&c.calendar, "e1.ics").replace("SUMMARY:Kickoff", "SUMMARY:Kickoff (v2)");
@@ -542,4 +545,97 @@ TEL;WORK;VOICE:+1 555 0100\r\nEMAIL;INTERNET:fred@old.example\r\nCATEGORIES:CRM\
         "{old_now}"
     );
     assert!(old_now.contains("FN:Fred Old Jr\r\n"), "{old_now}");
+}
+
+/// Issue 12: files that hold no event or task (a journal entry, free/busy, only changed
+/// occurrences of a series kept elsewhere) are skipped and counted as such, never as failures,
+/// and `item show` says why; an event's changed occurrence (RECURRENCE-ID) survives a write-back.
+#[test]
+fn journals_free_busy_and_lone_overrides_are_skipped_and_overrides_survive() {
+    let c = setup("");
+    let env = &c.env;
+    let wrap = |body: &str| {
+        format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n")
+    };
+    write(
+        &c.calendar,
+        "journal.ics",
+        &wrap(
+            "BEGIN:VJOURNAL\r\nUID:j1\r\nDTSTAMP:20261129T100000Z\r\nSUMMARY:Notes\r\nEND:VJOURNAL\r\n",
+        ),
+    );
+    write(
+        &c.calendar,
+        "busy.ics",
+        &wrap(
+            "BEGIN:VFREEBUSY\r\nUID:f1\r\nDTSTAMP:20261129T100000Z\r\nFREEBUSY:20261201T100000Z/PT1H\r\nEND:VFREEBUSY\r\n",
+        ),
+    );
+    write(
+        &c.calendar,
+        "override.ics",
+        &wrap(
+            "BEGIN:VEVENT\r\nUID:o1\r\nDTSTAMP:20261129T100000Z\r\nRECURRENCE-ID:20261208T100000Z\r\n\
+DTSTART:20261208T120000Z\r\nDTEND:20261208T130000Z\r\nSUMMARY:Moved once\r\nCATEGORIES:CRM\r\nEND:VEVENT\r\n",
+        ),
+    );
+    let override_block = "BEGIN:VEVENT\r\nUID:s1\r\nDTSTAMP:20261129T100000Z\r\n\
+RECURRENCE-ID;TZID=Europe/Berlin:20261208T100000\r\nDTSTART;TZID=Europe/Berlin:20261208T140000\r\n\
+DTEND;TZID=Europe/Berlin:20261208T150000\r\nSUMMARY:Series (moved once)\r\nX-KEEP:me\r\nEND:VEVENT\r\n";
+    let series = event("s1", "Series", "CRM", "").replace(
+        "END:VCALENDAR\r\n",
+        &format!("{override_block}END:VCALENDAR\r\n"),
+    );
+    write(&c.calendar, "series.ics", &series);
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+    let calendar = &pass["mailboxes"][0]["collections"][0];
+    assert_eq!(calendar["failed"], 0, "{pass:#}");
+    assert_eq!(calendar["skipped"], 3, "{pass:#}");
+    assert_eq!(activities(env, "appointment").len(), 1);
+    let pane = env.json(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--href",
+        "journal.ics",
+    ]);
+    assert!(
+        pane["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("VJOURNAL: not an event or task"),
+        "{pane:#}"
+    );
+    let pane = env.json(&[
+        "item",
+        "show",
+        "--mailbox",
+        "alice",
+        "--href",
+        "override.ics",
+    ]);
+    assert!(
+        pane["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("only changed occurrences"),
+        "{pane:#}"
+    );
+
+    // A CRM edit of the series leaves its changed occurrence byte for byte.
+    let id = activity(env, "appointment")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.ok(&["activity", "set", &id, "location=Room 9"]);
+    env.ok(&["sync"]);
+    let after = read(&c.calendar, "series.ics");
+    assert!(after.contains("LOCATION:Room 9\r\n"), "{after}");
+    assert!(
+        after.contains(override_block),
+        "the override survives: {after}"
+    );
 }

@@ -406,6 +406,7 @@ fn collection_statuses(
             items: c.items,
             tracked: c.tracked,
             failed: c.failed,
+            skipped: c.skipped,
             last_error: c.last_error.clone(),
             last_success: if c.state == CollectionState::Idle {
                 Some(at.clone())

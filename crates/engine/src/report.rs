@@ -58,6 +58,9 @@ pub struct CollectionReport {
     pub pending: u64,
     /// Files that could not be read (malformed, no UID, a UID used twice).
     pub failed: u64,
+    /// Well-formed files that hold nothing crmsync tracks (a journal entry, free/busy, only
+    /// changed occurrences of a series kept elsewhere): skipped, not failed.
+    pub skipped: u64,
     pub last_error: Option<String>,
 }
 

@@ -103,6 +103,33 @@ fn is_master(component: &Component) -> bool {
         && component.property("RECURRENCE-ID").is_none()
 }
 
+/// Why a calendar object holds nothing crmsync tracks (no event or task series), in words;
+/// `None` when it holds one (or is no calendar object at all, which is an error elsewhere).
+pub fn not_an_item(calendar: &Component) -> Option<String> {
+    if master(calendar).is_some() {
+        return None;
+    }
+    let kinds: std::collections::BTreeSet<String> = calendar
+        .children
+        .iter()
+        .filter_map(|node| match node {
+            Node::Component(c) => Some(c.name.to_ascii_uppercase()),
+            Node::Property(_) => None,
+        })
+        .collect();
+    let overrides = kinds.contains("VEVENT") || kinds.contains("VTODO");
+    Some(if overrides {
+        "only changed occurrences (RECURRENCE-ID) of a recurring event or task whose series is not in this file".to_owned()
+    } else if kinds.is_empty() {
+        "an empty calendar object".to_owned()
+    } else {
+        format!(
+            "{}: not an event or task",
+            kinds.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 /// The master component of a calendar object (see [`is_master`]).
 pub fn master(calendar: &Component) -> Option<&Component> {
     calendar.children.iter().find_map(|node| match node {

@@ -118,6 +118,7 @@ fn report_json(report: &PassReport) -> serde_json::Value {
             "items": c.items,
             "tracked": c.tracked,
             "failed": c.failed,
+            "skipped": c.skipped,
             "last_error": c.last_error,
         })).collect::<Vec<_>>(),
         "imap": {
@@ -145,13 +146,14 @@ fn print_report(report: &PassReport) {
     );
     for c in &report.collections {
         println!(
-            "  {} {}: {}; {} items, {} tracked, {} failed",
+            "  {} {}: {}; {} items, {} tracked, {} failed, {} skipped",
             c.name,
             c.path,
             c.state.as_str(),
             c.items,
             c.tracked,
-            c.failed
+            c.failed,
+            c.skipped
         );
     }
     for planned in &report.planned {

@@ -125,6 +125,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
                 tracked: 0,
                 pending: 0,
                 failed: 0,
+                skipped: 0,
                 last_error: None,
             },
         }

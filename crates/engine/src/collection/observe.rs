@@ -10,7 +10,7 @@ use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_store::CrmStore;
 use crmsync_vdir::vdir::{Entry, VdirError};
 
-use super::read::{self, Read};
+use super::read::{self, NotRead, Read};
 use super::{CollectionPass, Which};
 use crate::error::PassError;
 use crate::report::PassReport;
@@ -95,10 +95,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     }
 
     /// Reads a file: `None` when it went away since the listing.
-    fn read_file(&self, href: &str) -> Result<Option<(Read, String)>, String> {
+    fn read_file(&self, href: &str) -> Result<Option<(Read, String)>, NotRead> {
         match self.vdir.read(href) {
             Err(VdirError::Missing(_)) => Ok(None),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(NotRead::Unreadable(error.to_string())),
             Ok((text, etag)) => read::read_item(self.which, &text, &self.mailbox.tracking.category)
                 .map(|item| Some((item, etag))),
         }
@@ -152,8 +152,13 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             let (item, etag) = match self.read_file(&entry.href) {
                 Ok(Some(found)) => found,
                 Ok(None) => continue,
-                Err(message) => {
+                Err(NotRead::Unreadable(message)) => {
                     unreadable.push((entry.href.clone(), message));
+                    continue;
+                }
+                Err(NotRead::NotAnItem(why)) => {
+                    self.status.skipped += 1;
+                    tracing::debug!(mailbox = %self.mailbox.id, file = %entry.href, "skipped: {why}");
                     continue;
                 }
             };

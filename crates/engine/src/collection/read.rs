@@ -17,13 +17,37 @@ pub(super) struct Read {
     pub fields: Snapshot,
 }
 
-pub(super) fn read_item(which: Which, text: &str, category: &str) -> Result<Read, String> {
+/// Why a file was not read as an item.
+pub(super) enum NotRead {
+    /// It cannot be read (malformed, no UID): a failed item.
+    Unreadable(String),
+    /// It is well formed but holds nothing crmsync tracks (a journal entry, free/busy, only
+    /// changed occurrences): skipped and counted as such, not failed.
+    NotAnItem(String),
+}
+
+impl From<String> for NotRead {
+    fn from(message: String) -> NotRead {
+        NotRead::Unreadable(message)
+    }
+}
+
+impl From<&str> for NotRead {
+    fn from(message: &str) -> NotRead {
+        NotRead::Unreadable(message.to_owned())
+    }
+}
+
+pub(super) fn read_item(which: Which, text: &str, category: &str) -> Result<Read, NotRead> {
     let document = content::parse(text).map_err(|e| e.to_string())?;
     match which {
         Which::Calendar => {
             let calendar = document
                 .first("VCALENDAR")
                 .ok_or("no VCALENDAR component")?;
+            if let Some(why) = calendar::not_an_item(calendar) {
+                return Err(NotRead::NotAnItem(why));
+            }
             let master = calendar::master(calendar).ok_or("no VEVENT or VTODO component")?;
             let uid = uid(master)?;
             let task = master.name.eq_ignore_ascii_case("VTODO");

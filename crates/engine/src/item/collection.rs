@@ -132,6 +132,12 @@ fn untracked<S: CrmStore>(
     };
     pane.location = Some(format!("{name}/{href}"));
     let document = content::parse(&text).map_err(|e| format!("{href}: {e}"))?;
+    if let Some(why) = document.first("VCALENDAR").and_then(calendar::not_an_item) {
+        pane.notes.push(format!(
+            "not tracked: it holds {why}; skipped, and counted as such"
+        ));
+        return Ok(pane);
+    }
     let component =
         master(&document).ok_or_else(|| format!("{href}: no VEVENT, VTODO or VCARD"))?;
     let category = &mailbox.tracking.category;
