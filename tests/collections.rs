@@ -639,3 +639,56 @@ DTEND;TZID=Europe/Berlin:20261208T150000\r\nSUMMARY:Series (moved once)\r\nX-KEE
         "the override survives: {after}"
     );
 }
+
+/// Issue 12: a vCard 2.1 card as Outlook and Android write it (quoted-printable with soft line
+/// breaks, Latin-1 and UTF-8) is tracked with its decoded name; a CRM edit is written back in
+/// 2.1 syntax (the changed value plain, everything else byte for byte), and Python's vobject
+/// reads the result.
+#[test]
+fn a_vcard_21_with_quoted_printable_values_is_tracked_and_written_back() {
+    let c = setup("");
+    let env = &c.env;
+    let card = "BEGIN:VCARD\r\nVERSION:2.1\r\nUID:qp-1\r\nN;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:M=FCller;Ren=E9\r\n\
+FN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:Ren=C3=A9 M=C3=BCl=\r\nler\r\n\
+EMAIL;PREF;INTERNET:rene@mueller.example\r\nTEL;WORK;VOICE:+49 30 1234\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n";
+    write(&c.contacts, "rene.vcf", card);
+    let pass = env.json(&["sync"]);
+    assert_eq!(pass["mailboxes"][0]["failed"], 0, "{pass:#}");
+    let contacts = contacts_of(env);
+    assert_eq!(contacts[0]["name"], "René Müller", "{contacts:#?}");
+    assert_eq!(contacts[0]["emails"][0], "rene@mueller.example");
+    let number = contacts[0]["number"].as_str().unwrap().to_owned();
+    env.ok(&["record", "set", &number, "name=René Müller-Lüdenscheidt"]);
+    env.ok(&["sync"]);
+    let written = read(&c.contacts, "rene.vcf");
+    assert!(
+        written.starts_with("BEGIN:VCARD\r\nVERSION:2.1\r\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains("\r\nFN;CHARSET=UTF-8:René Müller-Lüdenscheidt\r\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains("TEL;WORK;VOICE:+49 30 1234\r\n"),
+        "{written}"
+    );
+    let python = support::smtp::python();
+    let check = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys, vobject; c = vobject.readOne(open(sys.argv[1], encoding='utf-8').read()); print(c.fn.value)",
+        ])
+        .arg(c.contacts.join("rene.vcf"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "René Müller-Lüdenscheidt"
+    );
+}

@@ -73,12 +73,36 @@ impl Property {
         }
     }
 
-    /// Changes the value; the property is then written anew.
+    /// Changes the value; the property is then written anew. A vCard 2.1 value that was
+    /// quoted-printable is written plain (with `CHARSET=UTF-8` when it is not ASCII).
     pub fn set_value(&mut self, value: &str) {
         if self.value != value {
             self.value = value.to_owned();
             self.raw = None;
+            if self.is_quoted_printable() {
+                self.params.retain(|p| {
+                    !(p.name.eq_ignore_ascii_case("ENCODING")
+                        || (p.bare && p.values.iter().any(|v| v.eq_ignore_ascii_case(QP)))
+                        || p.name.eq_ignore_ascii_case("CHARSET"))
+                });
+                if !value.is_ascii() {
+                    self.params.push(Param {
+                        name: "CHARSET".into(),
+                        values: vec!["UTF-8".into()],
+                        bare: false,
+                    });
+                }
+            }
         }
+    }
+
+    /// Whether the value was written quoted-printable (vCard 2.1: `ENCODING=QUOTED-PRINTABLE`,
+    /// or the bare `QUOTED-PRINTABLE`).
+    fn is_quoted_printable(&self) -> bool {
+        self.params.iter().any(|p| {
+            (p.name.eq_ignore_ascii_case("ENCODING") || p.bare)
+                && p.values.iter().any(|v| v.eq_ignore_ascii_case(QP))
+        })
     }
 
     fn render(&self, out: &mut String, newline: &str) {
@@ -291,6 +315,18 @@ impl Document {
     }
 }
 
+/// The name vCard 2.1 gives quoted-printable values.
+const QP: &str = "QUOTED-PRINTABLE";
+
+/// Whether a logical line is a quoted-printable value cut by a soft line break (`=` at the
+/// end): vCard 2.1 continues it on the next line, which does not start with a blank.
+fn qp_continues(line: &str) -> bool {
+    line.ends_with('=')
+        && line
+            .split_once(':')
+            .is_some_and(|(head, _)| head.to_ascii_uppercase().contains(QP))
+}
+
 /// Splits `text` into logical lines: (first physical line number, unfolded text, raw text).
 fn logical_lines(text: &str) -> Vec<(usize, String, String)> {
     let mut lines: Vec<(usize, String, String)> = Vec::new();
@@ -304,6 +340,12 @@ fn logical_lines(text: &str) -> Vec<(usize, String, String)> {
         let content = physical.trim_end_matches(['\r', '\n']);
         let continuation = content.starts_with([' ', '\t']);
         match lines.last_mut() {
+            // A quoted-printable soft line break: the `=` goes, the line goes on.
+            Some(last) if qp_continues(&last.1) => {
+                last.1.pop();
+                last.1.push_str(content);
+                last.2.push_str(physical);
+            }
             Some(last) if continuation => {
                 last.1.push_str(&content[1..]);
                 last.2.push_str(physical);
@@ -480,13 +522,17 @@ pub fn parse(text: &str) -> Result<Document, ParseError> {
             });
         };
         let (group, name, params, value_at) = parse_params(&logical, line)?;
-        current.children.push(Node::Property(Property {
+        let mut property = Property {
             group,
             name: name.to_ascii_uppercase(),
             params,
             value: logical[value_at..].to_owned(),
             raw: Some(raw),
-        }));
+        };
+        if property.is_quoted_printable() {
+            property.value = decode_quoted_printable(&property.value, property.param("CHARSET"));
+        }
+        current.children.push(Node::Property(property));
     }
     if let Some(open) = stack.last() {
         return Err(ParseError {
@@ -524,6 +570,47 @@ pub fn unescape_text(value: &str) -> String {
         }
     }
     out
+}
+
+/// A vCard 2.1 quoted-printable value (soft breaks already joined) as text: `=XX` bytes, in
+/// the `CHARSET` given (UTF-8 when none; ISO-8859-1 and Windows-1252 as Latin-1).
+pub fn decode_quoted_printable(value: &str, charset: Option<&str>) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'=', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    let latin1 = charset.is_some_and(|c| {
+        [
+            "ISO-8859-1",
+            "ISO-8859-15",
+            "LATIN1",
+            "WINDOWS-1252",
+            "CP1252",
+        ]
+        .iter()
+        .any(|name| c.eq_ignore_ascii_case(name))
+    });
+    if latin1 {
+        out.iter().map(|b| *b as char).collect()
+    } else {
+        String::from_utf8_lossy(&out).into_owned()
+    }
 }
 
 /// Text to a TEXT value.
@@ -631,6 +718,44 @@ TEL;WORK;VOICE:+1 555 0100\r\nEND:VCARD\r\n";
         assert!(
             written.contains("item1.X-ABLabel:_$!<Work>!$_"),
             "{written}"
+        );
+    }
+
+    /// vCard 2.1 as Outlook and Android write it: quoted-printable values with soft line
+    /// breaks, in UTF-8 or Latin-1. Read decoded, written back byte for byte; a changed value
+    /// is written plain.
+    #[test]
+    fn vcard_21_quoted_printable_is_decoded_and_kept() {
+        let card = "BEGIN:VCARD\r\nVERSION:2.1\r\nN;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:M=FCller;Ren=E9\r\n\
+FN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:Ren=C3=A9 M=C3=BCller\r\n\
+NOTE;ENCODING=QUOTED-PRINTABLE:First line=0D=0A=\r\nsecond line, caf=\r\n=C3=A9\r\n\
+TEL;WORK;VOICE:+1 555 0100\r\nEND:VCARD\r\n";
+        let mut document = parse(card).unwrap();
+        assert_eq!(document.render(), card);
+        let vcard = document.first("VCARD").unwrap();
+        assert_eq!(vcard.property("N").unwrap().value, "Müller;René");
+        assert_eq!(vcard.property("FN").unwrap().value, "René Müller");
+        assert_eq!(
+            vcard.property("NOTE").unwrap().value,
+            "First line\r\nsecond line, café"
+        );
+        let vcard = document.first_mut("VCARD").unwrap();
+        vcard
+            .property_mut("FN")
+            .unwrap()
+            .set_value("René Müller Jr");
+        vcard.property_mut("NOTE").unwrap().set_value("plain");
+        let written = document.render();
+        assert!(
+            written.contains("\r\nFN;CHARSET=UTF-8:René Müller Jr\r\n"),
+            "{written}"
+        );
+        assert!(
+            written.contains("\r\nNOTE:plain\r\nTEL;WORK;VOICE:"),
+            "{written}"
+        );
+        assert!(
+            written.contains("N;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:M=FCller;Ren=E9\r\n")
         );
     }
 
