@@ -1000,3 +1000,24 @@ fn a_message_whose_first_line_is_blank_is_tracked() {
     assert_eq!(activities[0]["subject"], "Blank first line");
     assert_eq!(activities[0]["message_id"], "blank@x.example");
 }
+
+/// Issue 12: a forwarded message whose inner multipart is never closed keeps all three of its
+/// attachments (the forwarded message itself and the two files after it), as Dovecot and
+/// Python see them.
+#[test]
+fn attachments_after_an_unclosed_inner_multipart_are_kept() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let raw = include_str!("../crates/imap/tests/data/unclosed_inner_multipart.eml");
+    imap.append("INBOX", &["crm"], raw);
+    mail.sync_ok();
+    let id = activity_id(&mail, "Fwd");
+    let shown = mail.env.json(&["activity", "show", &id]);
+    let names: Vec<&str> = shown["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["inner.eml", "two.pdf", "three.pdf"], "{shown:#}");
+}

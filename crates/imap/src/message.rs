@@ -252,6 +252,53 @@ fn addresses(address: Option<&Address<'_>>) -> Vec<MessageAddress> {
     }
 }
 
+/// The attachments of a MIME part, depth first: every leaf that is not the message's text or
+/// HTML body (a file, an inline image, a forwarded message, which is kept whole).
+fn collect_attachments(part: &mailparse::ParsedMail<'_>, root: bool, found: &mut Vec<Attachment>) {
+    let mimetype = part.ctype.mimetype.to_ascii_lowercase();
+    if mimetype.starts_with("multipart/") {
+        for sub in &part.subparts {
+            collect_attachments(sub, false, found);
+        }
+        return;
+    }
+    if root {
+        return;
+    }
+    let disposition = part.get_content_disposition();
+    let filename = disposition
+        .params
+        .get("filename")
+        .or_else(|| part.ctype.params.get("name"))
+        .cloned();
+    let is_attachment = disposition.disposition == mailparse::DispositionType::Attachment;
+    if (mimetype == "text/plain" || mimetype == "text/html") && filename.is_none() && !is_attachment
+    {
+        return;
+    }
+    let content = part.get_body_raw().unwrap_or_default();
+    let name = filename.unwrap_or_else(|| {
+        if mimetype == "message/rfc822" {
+            let subject = mailparse::parse_headers(&content)
+                .ok()
+                .and_then(|(headers, _)| {
+                    use mailparse::MailHeaderMap;
+                    headers.get_first_value("Subject")
+                })
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| "message".to_owned());
+            format!("{}.eml", subject.trim())
+        } else {
+            "attachment".to_owned()
+        }
+    });
+    found.push(Attachment {
+        name,
+        content_type: mimetype,
+        content,
+    });
+}
+
 /// Parses a whole message.
 pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
     let raw = without_blank_first_line(raw);
@@ -259,23 +306,17 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
     let message = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| MalformedMessage("the message could not be parsed".into()))?;
-    let attachments = message
-        .attachments()
-        .map(|part| {
-            let content_type = part
-                .content_type()
-                .map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                    None => ct.ctype().to_owned(),
-                })
-                .unwrap_or_else(|| "application/octet-stream".to_owned());
-            Attachment {
-                name: part.attachment_name().unwrap_or("attachment").to_owned(),
-                content_type,
-                content: part.contents().to_vec(),
-            }
-        })
-        .collect();
+    // The attachments from the MIME structure as mailparse sees it: mail-parser 0.11 loses
+    // the parts after a forwarded message whose inner multipart is never closed (issue 12),
+    // while mailparse, like Dovecot and Python, keeps the forwarded message whole.
+    let attachments = match mailparse::parse_mail(raw) {
+        Ok(mail) => {
+            let mut found = Vec::new();
+            collect_attachments(&mail, true, &mut found);
+            found
+        }
+        Err(_) => Vec::new(),
+    };
     let join = |ids: Vec<String>| (!ids.is_empty()).then(|| ids.join(" "));
     Ok(ParsedEmail {
         subject: message.subject().unwrap_or("").trim().to_owned(),
