@@ -114,7 +114,7 @@ pub fn not_an_item(calendar: &Component) -> Option<String> {
         .iter()
         .filter_map(|node| match node {
             Node::Component(c) => Some(c.name.to_ascii_uppercase()),
-            Node::Property(_) => None,
+            Node::Property(_) | Node::Unreadable { .. } => None,
         })
         .collect();
     let overrides = kinds.contains("VEVENT") || kinds.contains("VTODO");

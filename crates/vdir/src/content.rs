@@ -161,6 +161,12 @@ fn fold(line: &str, out: &mut String, newline: &str) {
 pub enum Node {
     Property(Property),
     Component(Component),
+    /// A line no property can be read from (`DTSTART;;VALUE=...`, `REFRESH - INTERVAL;
+    /// VALUE = DURATION:PT48H`): kept as it is and written back byte for byte; readers skip it.
+    Unreadable {
+        raw: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +265,7 @@ impl Component {
             match child {
                 Node::Property(p) => p.render(out, newline),
                 Node::Component(c) => c.render(out, newline),
+                Node::Unreadable { raw, .. } => out.push_str(raw),
             }
         }
         match &self.end_raw {
@@ -521,7 +528,18 @@ pub fn parse(text: &str) -> Result<Document, ParseError> {
                 message: "a property outside of any BEGIN/END".into(),
             });
         };
-        let (group, name, params, value_at) = parse_params(&logical, line)?;
+        // A line that holds no readable property is kept as it is: the rest of the file
+        // still counts (a lenient reader; a strict writer never writes one).
+        let (group, name, params, value_at) = match parse_params(&logical, line) {
+            Ok(head) => head,
+            Err(error) => {
+                current.children.push(Node::Unreadable {
+                    raw,
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
         let mut property = Property {
             group,
             name: name.to_ascii_uppercase(),
@@ -847,7 +865,6 @@ TEL;WORK;VOICE:+1 555 0100\r\nEND:VCARD\r\n";
                 3,
                 "END:VCALENDAR closes BEGIN:VEVENT",
             ),
-            ("BEGIN:VCARD\r\nFN\r\nEND:VCARD\r\n", 2, "no ':'"),
             ("SUMMARY:x\r\n", 1, "outside"),
             ("BEGIN:VCARD\r\nFN:x\r\n", 2, "never closed"),
             ("", 1, "no BEGIN/END"),
@@ -856,6 +873,15 @@ TEL;WORK;VOICE:+1 555 0100\r\nEND:VCARD\r\n";
             let error = parse(text).unwrap_err();
             assert_eq!(error.line, line, "{text:?}: {error}");
             assert!(error.message.contains(fragment), "{text:?}: {error}");
+        }
+        // A line that holds no readable property is kept, not fatal (issue 12: python
+        // icalendar's broken_ical.ics, issue_351): the rest of the file still counts.
+        for text in [
+            "BEGIN:VCARD\r\nFN\r\nUID:u\r\nEND:VCARD\r\n",
+            "BEGIN:VCALENDAR\r\nREFRESH - INTERVAL; VALUE = DURATION:PT48H\r\nBEGIN:VEVENT\r\nDTSTART;;VALUE=DATE-TIME:20140409T093000\r\nUID:abc\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        ] {
+            let document = parse(text).unwrap();
+            assert_eq!(document.render(), text);
         }
     }
 
