@@ -358,11 +358,8 @@ fn a_malformed_file_is_counted_and_the_rest_synced() {
         "broken.ics",
         "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:no end\r\n",
     );
-    write(
-        &c.calendar,
-        "no-uid.ics",
-        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-    );
+    // A copy of good.ics under another name (read after it): the same UID twice.
+    write(&c.calendar, "zz-copy.ics", &event("g1", "Copy", "CRM", ""));
     let run = env.run(&["sync", "--json"]);
     assert_eq!(run.code, 1, "failures make the exit code 1");
     let pass: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -372,7 +369,7 @@ fn a_malformed_file_is_counted_and_the_rest_synced() {
     let warnings = pass["warnings"].to_string();
     assert!(warnings.contains("broken.ics"), "{warnings}");
     assert!(
-        warnings.contains("no-uid.ics") && warnings.contains("no UID"),
+        warnings.contains("zz-copy.ics") && warnings.contains("is also the UID of good.ics"),
         "{warnings}"
     );
     assert_eq!(pass["collections"][0]["failed"], 2);
@@ -396,9 +393,9 @@ fn a_malformed_file_is_counted_and_the_rest_synced() {
         items.sort();
         items
     };
-    assert_eq!(failed(), ["calendar broken.ics", "calendar no-uid.ics"]);
+    assert_eq!(failed(), ["calendar broken.ics", "calendar zz-copy.ics"]);
     std::fs::remove_file(c.calendar.join("broken.ics")).unwrap();
-    write(&c.calendar, "no-uid.ics", &event("n1", "Fixed", "", ""));
+    write(&c.calendar, "zz-copy.ics", &event("n1", "Fixed", "", ""));
     env.ok(&["sync"]);
     assert!(failed().is_empty(), "{:?}", failed());
 }
@@ -691,4 +688,37 @@ EMAIL;PREF;INTERNET:rene@mueller.example\r\nTEL;WORK;VOICE:+49 30 1234\r\nCATEGO
         String::from_utf8_lossy(&check.stdout).trim(),
         "René Müller-Lüdenscheidt"
     );
+}
+
+/// Issue 12: most exported vCards have no UID. An untracked one is left alone (not touched,
+/// not failed); a tracked one is given a UID (the only line added) and tracked, and keeps it.
+#[test]
+fn a_tracked_card_without_a_uid_is_given_one_and_an_untracked_one_is_left_alone() {
+    let c = setup("");
+    let env = &c.env;
+    let untracked = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:No Uid\r\nN:Uid;No;;;\r\nEND:VCARD\r\n";
+    let tracked = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Gina Export\r\nN:Export;Gina;;;\r\n\
+EMAIL:gina@export.example\r\nCATEGORIES:CRM\r\nEND:VCARD\r\n";
+    write(&c.contacts, "untracked.vcf", untracked);
+    write(&c.contacts, "tracked.vcf", tracked);
+    let pass = env.json(&["sync"]);
+    assert_eq!(pass["mailboxes"][0]["failed"], 0, "{pass:#}");
+    assert_eq!(read(&c.contacts, "untracked.vcf"), untracked, "untouched");
+    let given = read(&c.contacts, "tracked.vcf");
+    let uid_line = given
+        .lines()
+        .find(|l| l.starts_with("UID:"))
+        .unwrap_or_else(|| panic!("a UID: {given}"))
+        .to_owned();
+    assert_eq!(
+        given.replace(&format!("{uid_line}\r\n"), ""),
+        tracked,
+        "only the UID line is added"
+    );
+    let contacts = contacts_of(env);
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0]["emails"][0], "gina@export.example");
+    env.ok(&["sync"]);
+    assert_eq!(read(&c.contacts, "tracked.vcf"), given, "the UID stays");
+    assert_eq!(contacts_of(env).len(), 1, "no second contact");
 }

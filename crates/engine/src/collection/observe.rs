@@ -104,6 +104,28 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         }
     }
 
+    /// A tracked file without a UID gets one (written only if the file did not change since
+    /// it was read), and is read again: its UID is its identity from now on.
+    fn give_uid(&self, href: &str) -> Result<Option<(Read, String)>, String> {
+        let (text, etag) = match self.vdir.read(href) {
+            Ok(found) => found,
+            Err(VdirError::Missing(_)) => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        };
+        let given = read::with_new_uid(self.which, &text)?;
+        let etag = match self.vdir.update(href, &given, &etag) {
+            Ok(etag) => etag,
+            // Changed meanwhile: the next pass reads it again.
+            Err(VdirError::Changed { .. }) => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        };
+        tracing::info!(mailbox = %self.mailbox.id, file = %href, "gave a tracked item without a UID one");
+        match read::read_item(self.which, &given, &self.mailbox.tracking.category) {
+            Ok(item) => Ok(Some((item, etag))),
+            Err(_) => Err("no UID even after one was given".into()),
+        }
+    }
+
     /// Reads every listed file whose etag its link does not already hold (and that is not an
     /// untracked file remembered at this etag) into the view; returns what the collection
     /// holds. Unreadable files are counted failed and sit the pass out.
@@ -156,6 +178,23 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     unreadable.push((entry.href.clone(), message));
                     continue;
                 }
+                Err(NotRead::NoUid { tracked: false }) => continue,
+                Err(NotRead::NoUid { tracked: true }) if self.options.dry_run => {
+                    report.planned.push(format!(
+                        "{} {}: give it a UID, then track it",
+                        which.as_str(),
+                        entry.href
+                    ));
+                    continue;
+                }
+                Err(NotRead::NoUid { tracked: true }) => match self.give_uid(&entry.href) {
+                    Ok(Some(found)) => found,
+                    Ok(None) => continue,
+                    Err(message) => {
+                        unreadable.push((entry.href.clone(), message));
+                        continue;
+                    }
+                },
                 Err(NotRead::NotAnItem(why)) => {
                     self.status.skipped += 1;
                     tracing::debug!(mailbox = %self.mailbox.id, file = %entry.href, "skipped: {why}");

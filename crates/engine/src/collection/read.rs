@@ -24,6 +24,9 @@ pub(super) enum NotRead {
     /// It is well formed but holds nothing crmsync tracks (a journal entry, free/busy, only
     /// changed occurrences): skipped and counted as such, not failed.
     NotAnItem(String),
+    /// An event, task or card without a UID (most exported vCards): a tracked one is given
+    /// one, an untracked one is none of crmsync's business.
+    NoUid { tracked: bool },
 }
 
 impl From<String> for NotRead {
@@ -49,7 +52,9 @@ pub(super) fn read_item(which: Which, text: &str, category: &str) -> Result<Read
                 return Err(NotRead::NotAnItem(why));
             }
             let master = calendar::master(calendar).ok_or("no VEVENT or VTODO component")?;
-            let uid = uid(master)?;
+            let uid = uid(master).map_err(|_| NotRead::NoUid {
+                tracked: calendar::is_tracked(master, category),
+            })?;
             let task = master.name.eq_ignore_ascii_case("VTODO");
             Ok(Read {
                 kind: if task {
@@ -68,9 +73,12 @@ pub(super) fn read_item(which: Which, text: &str, category: &str) -> Result<Read
         }
         Which::Contacts => {
             let card = document.first("VCARD").ok_or("no VCARD component")?;
+            let uid = uid(card).map_err(|_| NotRead::NoUid {
+                tracked: calendar::is_tracked(card, category),
+            })?;
             Ok(Read {
                 kind: ItemKind::Contact,
-                identity: ItemIdentity::Contact { uid: uid(card)? },
+                identity: ItemIdentity::Contact { uid },
                 tracked: calendar::is_tracked(card, category),
                 fields: contacts::contact_fields(card),
             })
@@ -84,6 +92,15 @@ fn uid(component: &Component) -> Result<String, String> {
         .map(|p| content::unescape_text(p.value.trim()))
         .filter(|uid| !uid.is_empty())
         .ok_or_else(|| format!("{} has no UID", component.name))
+}
+
+/// The file's text with a new UID on its event, task or card (a tracked item without one),
+/// everything else as it was.
+pub(super) fn with_new_uid(which: Which, text: &str) -> Result<String, String> {
+    let mut document = content::parse(text).map_err(|e| e.to_string())?;
+    let component = target(which, &mut document).ok_or("nothing to give a UID")?;
+    component.set("UID", &uuid::Uuid::new_v4().to_string());
+    Ok(document.render())
 }
 
 /// The component crmsync writes into: the master VEVENT/VTODO, or the VCARD.
