@@ -27,7 +27,8 @@ pub struct Composed {
     pub attachments: Vec<NewAttachment>,
 }
 
-fn escape_html(text: &str) -> String {
+/// Text as HTML text.
+pub(crate) fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

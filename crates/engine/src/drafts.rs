@@ -14,18 +14,12 @@ use crmsync_imap::{FetchedHeader, FolderMarkers, ImapError, ImapSession, message
 use crmsync_smtp::Outgoing;
 use crmsync_store::{CrmStore, SyncState};
 
-use crate::compose::{Library, compose};
+use crate::compose::{Library, compose, escape_html};
 use crate::error::PassError;
 use crate::report::PassReport;
 
 /// The header of a rewritten draft that names the draft it replaces.
 pub const DRAFT_OF: &str = "X-CRMSync-Draft-Of";
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 /// `<a> <b>` from ids without angle brackets (`a b`), as In-Reply-To and References hold them.
 fn bracketed(ids: &Option<String>) -> Option<String> {
