@@ -203,3 +203,77 @@ fn every_corpus_file_ends_as_expected() {
         }
     }
 }
+
+/// What Python's email package decodes as a message's subject, whitespace collapsed.
+fn python_subject(python: &str, path: &Path) -> String {
+    let output = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys, email, email.policy; m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=email.policy.default); print(' '.join(str(m['subject'] or '').split()))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The mail of the corpus (MIME samples of other parsers), each appended with the tracking
+/// keyword to a real Dovecot: tracked with the subject Python decodes, or refused with the
+/// reason given.
+#[test]
+fn every_corpus_message_ends_as_expected() {
+    use support::mail::Mail;
+    let expected = expected("mail");
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let mut uids = BTreeMap::new();
+    let files: Vec<String> = std::fs::read_dir(corpus("mail"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".eml"))
+        .collect();
+    for file in &files {
+        assert!(
+            expected.contains_key(file),
+            "{file} has no line in EXPECTED"
+        );
+        let raw = std::fs::read(corpus("mail").join(file)).unwrap();
+        uids.insert(file.clone(), imap.append_bytes("INBOX", &["crm"], &raw));
+    }
+    mail.sync();
+    let failed = mail.env.json(&["items", "--failed"]);
+    let python = support::smtp::python();
+    for (file, expectation) in &expected {
+        let place = format!("INBOX:{}", uids[file]);
+        let failure = failed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["item"] == place.as_str());
+        if let Some(why) = expectation.strip_prefix("refused: ") {
+            let failure = failure.unwrap_or_else(|| panic!("{file} was not refused: {failed:#}"));
+            assert!(
+                failure["reason"].as_str().unwrap().contains(why),
+                "{file}: {failure:#}"
+            );
+            continue;
+        }
+        assert!(failure.is_none(), "{file} failed: {failure:?}");
+        let pane = mail
+            .env
+            .json(&["item", "show", "--mailbox", "alice", "--uid", &place]);
+        assert_eq!(pane["tracked"], true, "{file}: {pane:#}");
+        let subject = pane["activity"]["subject"].as_str().unwrap();
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            subject,
+            python_subject(&python, &corpus("mail").join(file)),
+            "{file}"
+        );
+    }
+}

@@ -368,7 +368,20 @@ impl ImapClient {
 
     /// Appends a message with flags; returns its UID (from UIDPLUS).
     pub fn append(&mut self, folder: &str, flags: &[&str], message: &str) -> u32 {
-        let message = message.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.append_bytes(folder, flags, message.as_bytes())
+    }
+
+    /// [`ImapClient::append`] of bytes that need not be UTF-8 (real-world mail); bare LF line
+    /// ends become CRLF.
+    pub fn append_bytes(&mut self, folder: &str, flags: &[&str], message: &[u8]) -> u32 {
+        let mut crlf = Vec::with_capacity(message.len() + message.len() / 40);
+        for (i, byte) in message.iter().enumerate() {
+            if *byte == b'\n' && (i == 0 || message[i - 1] != b'\r') {
+                crlf.push(b'\r');
+            }
+            crlf.push(*byte);
+        }
+        let message = crlf;
         let tag = self.next_tag();
         write!(
             self.writer,
@@ -380,7 +393,7 @@ impl ImapClient {
         .unwrap();
         let go = self.line();
         assert!(go.starts_with('+'), "{go}");
-        self.writer.write_all(message.as_bytes()).unwrap();
+        self.writer.write_all(&message).unwrap();
         self.writer.write_all(b"\r\n").unwrap();
         let (_, done) = self.collect(&tag);
         assert!(done.starts_with("OK"), "APPEND -> {done}");
