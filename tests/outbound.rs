@@ -818,3 +818,40 @@ fn a_draft_rewrite_cut_between_append_and_delete_leaves_one_draft() {
         "{text}"
     );
 }
+
+/// Review of issue 11: a draft whose text is split around a picture (Apple Mail) is not
+/// rewritten, so none of its text is lost; it stays as it is and is listed failed.
+#[test]
+fn a_draft_with_its_text_in_several_parts_is_left_alone() {
+    let smtp = SmtpServer::start("alice", SMTP_PASSWORD);
+    let mail = setup(&smtp, SMTP_PASSWORD, 60);
+    let env = &mail.env;
+    std::fs::write(env.path("hello.txt"), "Hello.\n").unwrap();
+    let body = env.path("hello.txt").display().to_string();
+    env.ok(&[
+        "template",
+        "add",
+        "hello",
+        "--subject",
+        "Hello",
+        "--body-file",
+        &body,
+    ]);
+    let mut imap = mail.client("alice");
+    imap.create("Drafts");
+    let draft = "Message-ID: <split@client.example>\nFrom: alice@example.com\nTo: dana@adventure-works.com\n\
+Subject: Split\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"s\"\n\n--s\n\
+Content-Type: text/plain\n\nPart one.\n--s\nContent-Type: image/png\nContent-Disposition: inline\n\
+Content-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--s\nContent-Type: text/plain\n\nPart two, after the picture.\n--s--\n";
+    let uid = imap.append("Drafts", &["\\Draft", "crm:template:hello"], draft);
+    mail.sync();
+    assert_eq!(imap.uids("Drafts"), [uid], "left as it is");
+    let failed = env.json(&["items", "--failed"]);
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("several parts"),
+        "{failed:#}"
+    );
+}

@@ -21,6 +21,26 @@ use crate::report::PassReport;
 /// The header of a rewritten draft that names the draft it replaces.
 pub const DRAFT_OF: &str = "X-CRMSync-Draft-Of";
 
+/// The value of a header field (the first), unfolded and trimmed.
+fn header_value(header: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut value: Option<String> = None;
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        match (&mut value, line.starts_with([' ', '\t'])) {
+            (Some(value), true) => value.push_str(line.trim_start()),
+            (Some(_), false) => break,
+            (None, _) => {
+                if let Some((field, rest)) = line.split_once(':')
+                    && field.trim().eq_ignore_ascii_case(name)
+                {
+                    value = Some(rest.trim().to_owned());
+                }
+            }
+        }
+    }
+    value.map(|v| v.trim().to_owned())
+}
+
 /// `<a> <b>` from ids without angle brackets (`a b`), as In-Reply-To and References hold them.
 fn bracketed(ids: &Option<String>) -> Option<String> {
     ids.as_ref().map(|ids| {
@@ -130,19 +150,37 @@ async fn rewrite<S: CrmStore>(
 ) -> Result<(), Rewrite> {
     let raw = session.fetch_message(folder, draft.uid).await?;
     let parsed = message::parse(&raw).map_err(|e| Rewrite::Refused(e.to_string()))?;
-    let draft_of = format!(
-        "{}/{uid_validity}/{}",
-        parsed.message_id.as_deref().unwrap_or("-"),
-        draft.uid
-    );
-    // A pass killed after the append: the new draft is there, only the old one goes.
-    if !session
-        .search_header(folder, DRAFT_OF, &draft_of)
-        .await?
-        .is_empty()
-    {
-        session.delete(folder, draft.uid).await?;
-        return Ok(());
+    if parsed.body_parts > 1 {
+        return Err(Rewrite::Refused(
+            "the draft's text is in several parts (a picture between them, say): not rewritten, so that none of it is lost".into(),
+        ));
+    }
+    // Names the old draft exactly, in ASCII an IMAP search takes: its Message-ID (other
+    // characters as `_`), its folder's UIDVALIDITY and its UID, between `<` and `>`.
+    let message_id: String = parsed
+        .message_id
+        .as_deref()
+        .unwrap_or("-")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !"\"\\<>".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let draft_of = format!("<{message_id}/{uid_validity}/{}>", draft.uid);
+    // A pass killed after the append: the new draft is there, only the old one goes. IMAP's
+    // header search matches parts of values, so each hit is checked for the whole value.
+    for hit in session.search_header(folder, DRAFT_OF, &draft_of).await? {
+        let Some(header) = session.fetch_header(folder, hit).await? else {
+            continue;
+        };
+        if header_value(&header.header, DRAFT_OF).as_deref() == Some(draft_of.as_str()) {
+            session.delete(folder, draft.uid).await?;
+            return Ok(());
+        }
     }
     let pick = |kind: &str| -> Vec<String> {
         requests

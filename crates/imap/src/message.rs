@@ -220,6 +220,9 @@ pub struct ParsedEmail {
     pub in_reply_to: Option<String>,
     pub references: Option<String>,
     pub attachments: Vec<Attachment>,
+    /// How many parts the text is split into (Apple Mail puts a picture between two text
+    /// parts): one for an ordinary message.
+    pub body_parts: usize,
 }
 
 /// Every address of a header with its display name, and the group it was written in.
@@ -250,6 +253,17 @@ fn addresses(address: Option<&Address<'_>>) -> Vec<MessageAddress> {
             .collect(),
         None => Vec::new(),
     }
+}
+
+/// More multipart boundaries than any real message has.
+const MAX_MIME_NESTING: usize = 64;
+
+/// How often `needle` (lower case ASCII) occurs in `haystack`, in any case.
+fn count_ignore_case(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|window| window.eq_ignore_ascii_case(needle))
+        .count()
 }
 
 /// The attachments of a MIME part, depth first: every leaf that is not the message's text or
@@ -309,16 +323,38 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
     // The attachments from the MIME structure as mailparse sees it: mail-parser 0.11 loses
     // the parts after a forwarded message whose inner multipart is never closed (issue 12),
     // while mailparse, like Dovecot and Python, keeps the forwarded message whole.
-    let attachments = match mailparse::parse_mail(raw) {
-        Ok(mail) => {
+    // mailparse recurses once per nested part: a message nested deeper than real mail ever
+    // is (a hostile one, thousands of levels) would exhaust the stack, so such a message's
+    // attachments come from mail-parser, which keeps its own depth limit.
+    let nesting = count_ignore_case(raw, b"boundary=");
+    let parsed = (nesting <= MAX_MIME_NESTING)
+        .then(|| mailparse::parse_mail(raw).ok())
+        .flatten();
+    let attachments = match parsed {
+        Some(mail) => {
             let mut found = Vec::new();
             collect_attachments(&mail, true, &mut found);
             found
         }
-        Err(_) => Vec::new(),
+        None => message
+            .attachments()
+            .map(|part| Attachment {
+                name: part.attachment_name().unwrap_or("attachment").to_owned(),
+                content_type: part
+                    .content_type()
+                    .map(|ct| match ct.subtype() {
+                        Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                        None => ct.ctype().to_owned(),
+                    })
+                    .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                content: part.contents().to_vec(),
+            })
+            .collect(),
     };
     let join = |ids: Vec<String>| (!ids.is_empty()).then(|| ids.join(" "));
+    let body_parts = message.text_body.len().max(message.html_body.len());
     Ok(ParsedEmail {
+        body_parts,
         subject: message.subject().unwrap_or("").trim().to_owned(),
         text_body: message.body_text(0).map(|t| t.into_owned()),
         // Only a real text/html part: mail-parser would otherwise render the text part as HTML.
@@ -344,6 +380,26 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, MalformedMessage> {
 
 #[cfg(test)]
 mod tests {
+    /// Review of issue 12: a message nested thousands of levels deep (hostile) is read
+    /// without exhausting the stack of a 2 MB thread, as the daemon's runtime threads have.
+    #[test]
+    fn a_deeply_nested_message_does_not_exhaust_the_stack() {
+        let mut raw =
+            String::from("Message-ID: <deep@x.example>\r\nFrom: a@x.example\r\nSubject: deep\r\n");
+        for level in 0..6000 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\r\n\r\nbottom\r\n");
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || super::parse(raw.as_bytes()).map(|p| p.subject))
+            .unwrap();
+        let subject = handle.join().expect("no stack overflow");
+        assert_eq!(subject.unwrap(), "deep");
+    }
+
     #[test]
     fn a_first_line_of_blanks_does_not_hide_the_header() {
         let raw = b" \r\nMessage-ID: <ws@x.example>\r\nFrom: Dana <dana@x.example>\r\nSubject: Hi\r\n\r\nBody\r\n";

@@ -122,6 +122,11 @@ impl Property {
             }
             line.push_str(&param.name);
             line.push('=');
+            // A quoted-printable value is written again in UTF-8.
+            if param.name.eq_ignore_ascii_case("CHARSET") && self.is_quoted_printable() {
+                line.push_str("UTF-8");
+                continue;
+            }
             let values: Vec<String> = param
                 .values
                 .iter()
@@ -136,7 +141,18 @@ impl Property {
             line.push_str(&values.join(","));
         }
         line.push(':');
-        line.push_str(&self.value);
+        if self.is_quoted_printable() {
+            // Only a parameter changed (the value is as read, decoded): encoded again.
+            line.push_str(&encode_quoted_printable(&self.value));
+        } else {
+            // A value never holds a line break: written as the TEXT escape.
+            line.push_str(
+                &self
+                    .value
+                    .replace("\r\n", "\\n")
+                    .replace(['\r', '\n'], "\\n"),
+            );
+        }
         fold(&line, out, newline);
     }
 }
@@ -326,12 +342,27 @@ impl Document {
 const QP: &str = "QUOTED-PRINTABLE";
 
 /// Whether a logical line is a quoted-printable value cut by a soft line break (`=` at the
-/// end): vCard 2.1 continues it on the next line, which does not start with a blank.
+/// end): vCard 2.1 continues it on the next line, which does not start with a blank. Only a
+/// line with the encoding among its parameters (`ENCODING=QUOTED-PRINTABLE`, or the bare
+/// `QUOTED-PRINTABLE`) continues.
 fn qp_continues(line: &str) -> bool {
     line.ends_with('=')
-        && line
-            .split_once(':')
-            .is_some_and(|(head, _)| head.to_ascii_uppercase().contains(QP))
+        && line.split_once(':').is_some_and(|(head, _)| {
+            head.split(';').skip(1).any(|param| {
+                let param = param.trim();
+                param.eq_ignore_ascii_case(QP)
+                    || param.split_once('=').is_some_and(|(name, value)| {
+                        name.trim().eq_ignore_ascii_case("ENCODING")
+                            && value.trim().trim_matches('"').eq_ignore_ascii_case(QP)
+                    })
+            })
+        })
+}
+
+/// Whether a line begins or ends a component: never the continuation of a value.
+fn is_begin_or_end(line: &str) -> bool {
+    let head = line.get(..6).unwrap_or(line).to_ascii_uppercase();
+    head.starts_with("BEGIN:") || head.starts_with("END:")
 }
 
 /// Splits `text` into logical lines: (first physical line number, unfolded text, raw text).
@@ -348,7 +379,7 @@ fn logical_lines(text: &str) -> Vec<(usize, String, String)> {
         let continuation = content.starts_with([' ', '\t']);
         match lines.last_mut() {
             // A quoted-printable soft line break: the `=` goes, the line goes on.
-            Some(last) if qp_continues(&last.1) => {
+            Some(last) if qp_continues(&last.1) && !is_begin_or_end(content) => {
                 last.1.pop();
                 last.1.push_str(content);
                 last.2.push_str(physical);
@@ -590,6 +621,20 @@ pub fn unescape_text(value: &str) -> String {
     out
 }
 
+/// Text as a quoted-printable value in UTF-8 (without soft line breaks: the line is folded
+/// as any other), for a quoted-printable property written anew.
+pub fn encode_quoted_printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_graphic() && byte != b'=' || byte == b' ' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("={byte:02X}"));
+        }
+    }
+    out
+}
+
 /// A vCard 2.1 quoted-printable value (soft breaks already joined) as text: `=XX` bytes, in
 /// the `CHARSET` given (UTF-8 when none; ISO-8859-1 and Windows-1252 as Latin-1).
 pub fn decode_quoted_printable(value: &str, charset: Option<&str>) -> String {
@@ -775,6 +820,58 @@ TEL;WORK;VOICE:+1 555 0100\r\nEND:VCARD\r\n";
         assert!(
             written.contains("N;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:M=FCller;Ren=E9\r\n")
         );
+    }
+
+    /// Review of issue 12: a `=` at the end of a value joins the next line only for a real
+    /// quoted-printable property, and never an END or BEGIN line; a quoted-printable property
+    /// whose parameter changes is written encoded again, never with a raw line break.
+    #[test]
+    fn quoted_printable_never_swallows_lines_or_writes_raw_breaks() {
+        let card =
+            "BEGIN:VCARD\r\nVERSION:2.1\r\nNOTE;ENCODING=QUOTED-PRINTABLE:abc=\r\nEND:VCARD\r\n";
+        let document = parse(card).unwrap();
+        assert_eq!(document.render(), card);
+        let card = "BEGIN:VCARD\r\nX-NOTE;X-WAS=QUOTED-PRINTABLE:a=\r\nUID:1\r\nEND:VCARD\r\n";
+        let document = parse(card).unwrap();
+        let vcard = document.first("VCARD").unwrap();
+        assert_eq!(vcard.property("UID").unwrap().value, "1", "not swallowed");
+        let card = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:e\r\n\
+DESCRIPTION;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:a=0D=0AEND:VEVENT=0D=0Ab=E9\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n";
+        let mut document = parse(card).unwrap();
+        let event = document
+            .first_mut("VCALENDAR")
+            .unwrap()
+            .components_mut("VEVENT")
+            .next()
+            .unwrap();
+        event
+            .property_mut("DESCRIPTION")
+            .unwrap()
+            .set_param("X-TOUCHED", Some("1"));
+        let written = document.render();
+        let again = parse(&written).unwrap();
+        let event = again
+            .first("VCALENDAR")
+            .unwrap()
+            .components("VEVENT")
+            .next()
+            .unwrap();
+        assert_eq!(
+            event.property("DESCRIPTION").unwrap().value,
+            "a\r\nEND:VEVENT\r\nbé",
+            "{written}"
+        );
+        assert!(
+            written.contains("CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE"),
+            "{written}"
+        );
+        // A plain value with a break in it is written as the TEXT escape.
+        let mut plain = Property::new("NOTE", Vec::new(), "x");
+        plain.set_value("one\r\ntwo");
+        let mut out = String::new();
+        plain.render(&mut out, "\r\n");
+        assert_eq!(out, "NOTE:one\\ntwo\r\n");
     }
 
     #[test]

@@ -112,6 +112,15 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             Err(VdirError::Missing(_)) => return Ok(None),
             Err(error) => return Err(error.to_string()),
         };
+        // Read again just now: only a file that is still tracked and still has no UID gets
+        // one (the person may have untracked it, a client may have given it a UID).
+        let category = &self.mailbox.tracking.category;
+        if !matches!(
+            read::read_item(self.which, &text, category),
+            Err(NotRead::NoUid { tracked: true })
+        ) {
+            return Ok(None);
+        }
         let given = read::with_new_uid(self.which, &text)?;
         let etag = match self.vdir.update(href, &given, &etag) {
             Ok(etag) => etag,
