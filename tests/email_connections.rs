@@ -113,3 +113,81 @@ fn tls_and_starttls_refuse_an_untrusted_certificate() {
         assert_eq!(env.json(&["activity", "list"]), serde_json::json!([]));
     }
 }
+
+/// Issue 13, item 4: a self-signed certificate made with plain `openssl req -x509` (CA:TRUE)
+/// and named in `ca_file` is trusted, as the docs say; without `ca_file` it is refused.
+#[test]
+fn a_self_signed_certificate_named_in_ca_file_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (cert, key) = (text("cert.pem"), text("key.pem"));
+    assert!(
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("CA:TRUE"))
+            .unwrap(),
+        "the certificate is CA:TRUE, as plain openssl makes it"
+    );
+    let dovecot = Dovecot::start_with(
+        &[("alice", PASSWORD)],
+        Some(support::dovecot::TlsFiles {
+            cert_pem: &cert,
+            key_pem: &key,
+        }),
+    );
+    let env = Env::new();
+    let password = env.path("alice.imap");
+    std::fs::write(&password, PASSWORD).unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = |ca_line: &str| {
+        format!(
+            "[crm]\ndatabase = \"crm.sqlite3\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
+             [mailbox.imap]\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\nusername = \"alice\"\n\
+             password_file = \"alice.imap\"\n{ca_line}",
+            dovecot.tls_port.unwrap()
+        )
+    };
+    env.write_config(&config(""));
+    env.ok(&["user", "add", "alice@example.com", "--name", "Alice"]);
+    let refused = env.run(&["sync"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(refused.stdout.contains("not trusted"), "{}", refused.stdout);
+    env.write_config(&config(&format!(
+        "ca_file = {:?}\n",
+        dir.path().join("cert.pem").display().to_string()
+    )));
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let pass: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(pass["mailboxes"][0]["state"], "idle", "{pass:#}");
+}

@@ -32,6 +32,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, ImapError> {
         ));
     }
     let mut roots = RootCertStore::empty();
+    let mut pinned = Vec::new();
     // The system's roots; one unreadable certificate in the system store is not fatal.
     let native = rustls_native_certs::load_native_certs();
     for certificate in native.certs {
@@ -46,8 +47,9 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, ImapError> {
             let certificate =
                 certificate.map_err(|e| ImapError::Tls(format!("ca_file {shown}: {e}")))?;
             roots
-                .add(certificate)
+                .add(certificate.clone())
                 .map_err(|e| ImapError::Tls(format!("ca_file {shown}: {e}")))?;
+            pinned.push(certificate);
             count += 1;
         }
         if count == 0 {
@@ -56,9 +58,76 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, ImapError> {
             )));
         }
     }
+    if pinned.is_empty() {
+        return Ok(Arc::new(
+            builder.with_root_certificates(roots).with_no_client_auth(),
+        ));
+    }
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| ImapError::Tls(e.to_string()))?;
     Ok(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { inner, pinned }))
+            .with_no_client_auth(),
     ))
+}
+
+/// The certificates of `ca_file` trusted as CAs (the usual check), and each also pinned: a
+/// server that presents exactly one of them is trusted, so a self-signed certificate made
+/// with plain `openssl req -x509` (which marks it CA:TRUE, refused as an end entity by the
+/// usual check) works when named in `ca_file`, as the docs say.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner
+            .verify_tls12_signature(message, certificate, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner
+            .verify_tls13_signature(message, certificate, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 pub fn server_name(host: &str) -> Result<ServerName<'static>, ImapError> {
