@@ -235,6 +235,9 @@ impl World {
                     self.mail.expunge(folder, uid);
                 }
                 self.auto_expected.remove(n);
+                // The same message delivered again without the keyword reads as the person
+                // untracking it (a move that lost the keyword): a tombstone may follow.
+                self.settled.insert(*n);
             }
             Step::CrmDelete(n) => {
                 if let Some(activity) = self.activity_of(*n) {
