@@ -372,15 +372,7 @@ impl ImapSession {
         folder: &str,
         message_id: &str,
     ) -> Result<Vec<u32>, ImapError> {
-        self.ensure_selected(folder).await?;
-        let quoted = message_id.replace('\\', "\\\\").replace('"', "\\\"");
-        let query = format!("HEADER Message-ID \"{quoted}\"");
-        let mut uids: Vec<u32> = bounded("UID SEARCH", self.session.uid_search(&query))
-            .await?
-            .into_iter()
-            .collect();
-        uids.sort_unstable();
-        Ok(uids)
+        self.search_header(folder, "Message-ID", message_id).await
     }
 
     /// Where the message of this identity (Message-ID and content hash) sits in `folder`: the
