@@ -297,3 +297,37 @@ fn sigterm_during_a_pass_stalled_on_the_server_exits_in_time() {
     let report = &mail.sync_ok()["alice"];
     assert_eq!(report["created"], 1, "{report:#}");
 }
+
+/// The daemon's log written to a file beside its config, at trace level: the config watcher
+/// sees that directory, and nothing it does about the log file's own changes may be logged
+/// (each such line changed the file again: tens of megabytes a second).
+#[test]
+fn a_trace_log_beside_the_config_does_not_feed_itself() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    assert_eq!(
+        mail.env.path("daemon.log").parent(),
+        mail.env.config.parent(),
+        "the log is in the config's directory"
+    );
+    let mut daemon = Daemon::start_logging(&mail.env, "trace");
+    daemon.wait_for_state("alice", "idle");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = std::fs::metadata(&daemon.log).unwrap().len();
+    std::thread::sleep(Duration::from_secs(3));
+    let grown = std::fs::metadata(&daemon.log).unwrap().len() - before;
+    let log = daemon.log_text();
+    assert!(
+        grown < 256 * 1024,
+        "an idle daemon logged {grown} bytes in 3 s:\n{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    // Still a trace log: the config watcher sees a real change of the config and says so.
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    mail.env.write_config(&format!("{config}\n# touched\n"));
+    wait_until("the reload to be logged", Duration::from_secs(10), || {
+        daemon
+            .log_text()
+            .contains("the config file changed")
+            .then_some(())
+    });
+}

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crmsync_core::model::{ConflictPolicy, EmailAddress, RecordNumber};
 
+pub use parse::{DEFAULT_MESSAGE_SIZE, size_words};
 pub use secret::{Secret, SecretError, SecretSource};
 
 /// The default location of the config file, when neither `--config` nor `$CRMSYNC_CONFIG` say.
@@ -166,6 +167,9 @@ pub struct ImapConfig {
     /// is rewritten with that content inserted. Default `Drafts`; nothing happens when the
     /// folder does not exist.
     pub drafts_folder: String,
+    /// The largest message copied whole (bytes; default 25 MB). A larger tracked message
+    /// is copied without its attachments, with a note saying so.
+    pub max_message_size: u64,
     pub tls: TlsConfig,
 }
 

@@ -458,6 +458,13 @@ fn imap(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> O
     let drafts_folder = section
         .nonempty_string(problems, "drafts_folder")
         .unwrap_or_else(|| "Drafts".to_owned());
+    let max_message_size = section
+        .size(
+            problems,
+            "max_message_size",
+            MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
+        )
+        .unwrap_or(DEFAULT_MESSAGE_SIZE);
     let mut password_missing = false;
     if let Some(server) = &server
         && server.password.is_none()
@@ -482,8 +489,49 @@ fn imap(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> O
         password: server.password?,
         folders,
         drafts_folder,
+        max_message_size,
         tls: server.tls,
     })
+}
+
+/// The default `max_message_size`: 25 MB, what most mail servers accept.
+pub const DEFAULT_MESSAGE_SIZE: u64 = 25_000_000;
+const MIN_MESSAGE_SIZE: u64 = 64 * 1024;
+const MAX_MESSAGE_SIZE: u64 = 1_000_000_000;
+
+/// A size with an optional unit (`"25 MB"`, `"25MB"`, `"512 KiB"`, `"1000"`).
+pub(crate) fn size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let factor: u64 = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// A size for people: `25 MB`, `64 KiB`, or bytes.
+pub fn size_words(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 && bytes % 100_000_000 == 0 {
+        let gb = bytes as f64 / 1e9;
+        format!("{gb} GB")
+    } else if bytes >= 1_000_000 && bytes % 100_000 == 0 {
+        let mb = bytes as f64 / 1e6;
+        format!("{mb} MB")
+    } else if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn smtp(mut section: Section<'_>, base: &Path, problems: &mut Problems<'_>) -> Option<SmtpConfig> {

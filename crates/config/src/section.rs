@@ -148,6 +148,29 @@ impl<'t> Section<'t> {
         })
     }
 
+    /// A size in bytes: a number of bytes, or a string with a unit (`"25 MB"`, `"512 KiB"`;
+    /// kB, MB and GB are powers of 1000, KiB, MiB and GiB of 1024), within `range`.
+    pub(crate) fn size(
+        &mut self,
+        problems: &mut Problems<'_>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        let expected = format!(
+            "a size from {} to {} (bytes, or a string such as \"25 MB\")",
+            crate::parse::size_words(*range.start()),
+            crate::parse::size_words(*range.end())
+        );
+        self.typed(problems, key, &expected, |v| {
+            let bytes = match v {
+                Value::Integer(n) => u64::try_from(*n).ok(),
+                Value::String(text) => crate::parse::size(text),
+                _ => None,
+            };
+            bytes.filter(|n| range.contains(n))
+        })
+    }
+
     pub(crate) fn strings(
         &mut self,
         problems: &mut Problems<'_>,

@@ -351,3 +351,46 @@ fn collection_settings() {
         ]
     );
 }
+
+#[test]
+fn max_message_size_takes_bytes_or_a_unit() {
+    let parse = |value: &str| {
+        let text = MAILBOX.replace("username", &format!("max_message_size = {value}\nusername"));
+        Config::parse(Path::new("/etc/crmsync/crmsync.toml"), &text)
+            .map(|config| config.mailboxes[0].imap.as_ref().unwrap().max_message_size)
+    };
+    assert_eq!(
+        Config::parse(Path::new("/etc/crmsync/crmsync.toml"), MAILBOX)
+            .unwrap()
+            .mailboxes[0]
+            .imap
+            .as_ref()
+            .unwrap()
+            .max_message_size,
+        25_000_000
+    );
+    for (value, bytes) in [
+        ("\"25 MB\"", 25_000_000),
+        ("\"10MB\"", 10_000_000),
+        ("\"512 KiB\"", 524_288),
+        ("\"1 GB\"", 1_000_000_000),
+        ("2000000", 2_000_000),
+    ] {
+        assert_eq!(parse(value).unwrap(), bytes, "{value}");
+    }
+    for value in [
+        "\"25 parsecs\"",
+        "\"lots\"",
+        "\"2 GB\"",
+        "100",
+        "-5",
+        "true",
+    ] {
+        let text = MAILBOX.replace("username", &format!("max_message_size = {value}\nusername"));
+        assert_eq!(
+            one_error(&text),
+            "/etc/crmsync/crmsync.toml: mailbox \"alice\": imap.max_message_size: expected a size from 64 KiB to 1 GB (bytes, or a string such as \"25 MB\")",
+            "{value}"
+        );
+    }
+}

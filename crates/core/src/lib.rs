@@ -32,6 +32,7 @@ pub mod link;
 pub mod merge;
 pub mod model;
 pub mod outbound;
+pub mod readable;
 pub mod resolve;
 pub mod template;
 pub mod token;

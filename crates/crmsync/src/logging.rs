@@ -7,6 +7,8 @@
 //! bodies among them. Those targets are silenced here at every level, whatever `RUST_LOG` or
 //! the config asks for: their `log` records are dropped before they become events, and a
 //! filter on the subscriber drops their events should a later version trace them directly.
+//! The file-notification crates are held to warnings and errors: their event lines about the
+//! daemon's own log file, when it sits in a watched directory, would feed themselves.
 
 use crmsync_config::{LogConfig, LogFormat};
 use tracing_log::AsLog;
@@ -16,20 +18,36 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 /// Crates whose log output carries protocol lines: passwords, message bodies, headers.
 const PROTOCOL_TARGETS: [&str; 2] = ["async_imap", "imap_proto"];
 
-/// Whether a target (`crate::module`) belongs to one of the protocol crates.
-fn is_protocol_target(target: &str) -> bool {
-    PROTOCOL_TARGETS.iter().any(|name| {
+/// Crates that log every file-system event they see, warnings and errors excepted: the
+/// config's directory and a collection's may hold the daemon's own log file, and a line about
+/// each change of that file changes it again (a loop of tens of megabytes a second).
+const FILE_EVENT_TARGETS: [&str; 2] = ["notify", "inotify"];
+
+/// Whether a target (`crate::module`) belongs to one of `crates`.
+fn is_target_of(crates: &[&str], target: &str) -> bool {
+    crates.iter().any(|name| {
         target
             .strip_prefix(name)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
     })
 }
 
+fn is_protocol_target(target: &str) -> bool {
+    is_target_of(&PROTOCOL_TARGETS, target)
+}
+
+/// What is never logged, whatever the levels asked for: protocol crates at any level, file
+/// event crates below warnings.
+fn never_logged(metadata: &tracing::Metadata<'_>) -> bool {
+    is_protocol_target(metadata.target())
+        || (is_target_of(&FILE_EVENT_TARGETS, metadata.target())
+            && *metadata.level() > tracing::Level::WARN)
+}
+
 pub fn init(config: &LogConfig, format: Option<LogFormat>) {
     let levels = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},notify=warn", config.level)));
-    let never_protocol = filter_fn(|metadata| !is_protocol_target(metadata.target()));
-    let filter = levels.and(never_protocol);
+    let filter = levels.and(filter_fn(|metadata| !never_logged(metadata)));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);

@@ -148,8 +148,14 @@ async fn rewrite<S: CrmStore>(
     requests: &[(&'static str, String, String)],
     session: &mut ImapSession,
 ) -> Result<(), Rewrite> {
-    let raw = session.fetch_message(folder, draft.uid).await?;
-    let parsed = message::parse(&raw).map_err(|e| Rewrite::Refused(e.to_string()))?;
+    let fetched = session.fetch_message(folder, draft.uid).await?;
+    if fetched.is_cut() {
+        return Err(Rewrite::Refused(format!(
+            "the draft is larger than max_message_size ({}): not rewritten, so that none of it is lost",
+            crmsync_config::size_words(mailbox.imap.as_ref().map_or(0, |i| i.max_message_size))
+        )));
+    }
+    let parsed = message::parse(&fetched.raw).map_err(|e| Rewrite::Refused(e.to_string()))?;
     if parsed.body_parts > 1 {
         return Err(Rewrite::Refused(
             "the draft's text is in several parts (a picture between them, say): not rewritten, so that none of it is lost".into(),

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use crmsync_imap::{Counters, FolderMarkers, FolderScan, ImapError, ImapSession};
+use crmsync_imap::{Counters, FetchedMessage, FolderMarkers, FolderScan, ImapError, ImapSession};
 
 pub trait MailStore {
     /// The folder's UIDs and the flags and headers of what changed since `saved` (everything
@@ -14,12 +14,12 @@ pub trait MailStore {
         folder: &str,
         saved: Option<FolderMarkers>,
     ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send;
-    /// One whole message (only ever a tracked one's).
+    /// One message (only ever a tracked one's): whole, or its first `max_message_size` bytes.
     fn fetch_message(
         &mut self,
         folder: &str,
         uid: u32,
-    ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send;
+    ) -> impl Future<Output = Result<FetchedMessage, ImapError>> + Send;
     /// Adds `add`, then removes `remove` (in that order: see `ImapSession::store_keywords`),
     /// on every message of `uids`.
     fn store_keywords(
@@ -48,7 +48,7 @@ impl MailStore for ImapSession {
         &mut self,
         folder: &str,
         uid: u32,
-    ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send {
+    ) -> impl Future<Output = Result<FetchedMessage, ImapError>> + Send {
         ImapSession::fetch_message(self, folder, uid)
     }
 

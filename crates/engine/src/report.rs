@@ -1,6 +1,7 @@
 //! What a pass did: the [`PassReport`] that the CLI prints, the daemon turns into the status
 //! file, and the tests read.
 
+use crmsync_core::readable::{MAX_MESSAGE, one_line};
 use crmsync_imap::Counters;
 use crmsync_store::ItemFailure;
 
@@ -151,6 +152,7 @@ impl PassReport {
     /// A failure of the whole pass (or of one of its parts): logged, and the mailbox goes to
     /// the error state.
     pub fn fail(&mut self, message: String) {
+        let message = one_line(&message, MAX_MESSAGE);
         tracing::error!(mailbox = %self.mailbox, "{message}");
         self.errors.push(message);
         self.state = MailboxState::Error;
@@ -159,6 +161,7 @@ impl PassReport {
     /// A failure of one message, at `item` (`FOLDER:UID`): logged, counted and listed; the
     /// pass goes on and the message is retried next pass.
     pub fn item_failed(&mut self, item: String, reason: String) {
+        let (item, reason) = (one_line(&item, MAX_MESSAGE), one_line(&reason, MAX_MESSAGE));
         tracing::warn!(mailbox = %self.mailbox, item = %item, "item failed: {reason}");
         self.failed += 1;
         self.errors.push(format!("{item}: {reason}"));
@@ -170,6 +173,7 @@ impl PassReport {
     }
 
     pub fn warn(&mut self, message: String) {
+        let message = one_line(&message, MAX_MESSAGE);
         tracing::warn!(mailbox = %self.mailbox, "{message}");
         self.warnings.push(message);
     }

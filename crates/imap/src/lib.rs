@@ -10,12 +10,16 @@
 //! The adapter observes and acts; it decides nothing. The reconciler (crmsync-core) decides.
 #![forbid(unsafe_code)]
 
+use crmsync_core::readable::{MAX_MESSAGE, one_line, quote};
+
 pub mod message;
 pub mod session;
 mod stream;
 mod tls;
 
-pub use session::{Counters, FetchedHeader, FolderMarkers, FolderScan, IdleOutcome, ImapSession};
+pub use session::{
+    Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, IdleOutcome, ImapSession,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
@@ -63,7 +67,7 @@ impl ImapError {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             .map(|tls| match tls {
-                rustls::Error::InvalidCertificate(reason) => Some(format!("{reason:?}")),
+                rustls::Error::InvalidCertificate(reason) => Some(certificate_problem(reason)),
                 _ => None,
             });
         match detail {
@@ -78,20 +82,93 @@ impl ImapError {
     }
 }
 
-impl From<async_imap::error::Error> for ImapError {
-    fn from(error: async_imap::error::Error) -> ImapError {
-        use async_imap::error::Error;
-        match error {
-            Error::No(message) => ImapError::No(message),
-            Error::Io(io) => ImapError::Protocol(format!("connection: {io}")),
-            Error::ConnectionLost => ImapError::Protocol("connection lost".into()),
-            other => ImapError::Protocol(other.to_string()),
+/// What is wrong with a certificate, in words.
+fn certificate_problem(reason: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match reason {
+        E::UnknownIssuer => "it is not signed by a CA this machine trusts".into(),
+        E::Expired | E::ExpiredContext { .. } => "it has expired".into(),
+        E::NotValidYet | E::NotValidYetContext { .. } => "it is not valid yet".into(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "it is not made out for this host name".into()
+        }
+        E::Revoked => "it was revoked".into(),
+        E::BadSignature | E::UnsupportedSignatureAlgorithmContext { .. } => {
+            "its signature cannot be checked".into()
+        }
+        E::BadEncoding => "it is not a well-formed certificate".into(),
+        E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
+            "it is not meant for a server".into()
+        }
+        other => {
+            let debug = format!("{other:?}");
+            if debug.contains("CaUsedAsEndEntity") {
+                "it is a CA's certificate, not a server's (to trust a self-signed one, name that very certificate in ca_file)".into()
+            } else {
+                one_line(&debug, QUOTED)
+            }
         }
     }
 }
 
+impl From<async_imap::error::Error> for ImapError {
+    /// In words, on one line: the library's messages carry debug dumps (`code: None, info:
+    /// Some(..)`, bytes as arrays of numbers, a whole unparsable buffer).
+    fn from(error: async_imap::error::Error) -> ImapError {
+        use async_imap::error::{Error, ParseError};
+        match error {
+            Error::No(message) => ImapError::No(server_text(&message)),
+            Error::Bad(message) => ImapError::Protocol(format!(
+                "the server answered BAD: {}",
+                server_text(&message)
+            )),
+            Error::Io(io) => io.into(),
+            Error::ConnectionLost => ImapError::Protocol("connection lost".into()),
+            Error::Parse(ParseError::Invalid(bytes)) => ImapError::Protocol(format!(
+                "the server sent a status response that is not IMAP: {}",
+                quote(&bytes, QUOTED)
+            )),
+            Error::Parse(ParseError::DataNotUtf8(bytes, _)) => ImapError::Protocol(format!(
+                "the server sent text that is not UTF-8: {}",
+                quote(&bytes, QUOTED)
+            )),
+            Error::Parse(ParseError::Unexpected(what)) => ImapError::Protocol(format!(
+                "the server sent an unexpected response: {}",
+                one_line(&what, QUOTED)
+            )),
+            other => ImapError::Protocol(one_line(&other.to_string(), MAX_MESSAGE)),
+        }
+    }
+}
+
+/// How much of what a server sent an error message quotes.
+const QUOTED: usize = 80;
+
+/// The text of a server's NO or BAD as the library words it (`code: Some(..), info:
+/// Some("text")`, or `outcome: ..`): the server's own text when there is one.
+fn server_text(message: &str) -> String {
+    let text = message
+        .split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map(|(text, _)| text.replace("\\\"", "\"").replace("\\\\", "\\"));
+    match text {
+        Some(text) => one_line(&text, MAX_MESSAGE),
+        None if message.contains("info: None") => "(no reason given)".to_owned(),
+        None => one_line(message, MAX_MESSAGE),
+    }
+}
+
 impl From<std::io::Error> for ImapError {
+    /// The library reports a response it cannot parse as an I/O error whose text holds the
+    /// whole buffer as a debug string: said in words, with a short quotation.
     fn from(error: std::io::Error) -> ImapError {
-        ImapError::Protocol(format!("connection: {error}"))
+        let text = error.to_string();
+        match text.split_once(" during parsing of ") {
+            Some((_, data)) => ImapError::Protocol(format!(
+                "the server sent something that is not IMAP: {}",
+                one_line(data, QUOTED)
+            )),
+            None => ImapError::Protocol(format!("connection: {}", one_line(&text, MAX_MESSAGE))),
+        }
     }
 }

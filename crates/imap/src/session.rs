@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crmsync_config::{ImapConfig, Secret, Security};
 
 use crate::message;
-use crate::stream::MailStream;
+use crate::stream::{Limits, MAX_LINE, MailStream};
 use crate::{ImapError, tls};
 use crmsync_core::item::ItemIdentity;
 
@@ -94,7 +94,30 @@ pub struct ImapSession {
     read_only: bool,
     condstore: bool,
     idle: bool,
+    /// A message fetched is cut at this many bytes (`max_message_size`).
+    max_message_size: u64,
     pub counters: Counters,
+}
+
+/// A message as fetched: whole, or its first `max_message_size` bytes when it is larger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMessage {
+    pub raw: Vec<u8>,
+    /// The message's whole size as the server gave it (RFC822.SIZE).
+    pub size: u64,
+}
+
+impl FetchedMessage {
+    /// A message of `size` bytes fetched whole.
+    pub fn whole(raw: Vec<u8>) -> FetchedMessage {
+        let size = raw.len() as u64;
+        FetchedMessage { raw, size }
+    }
+
+    /// Whether only the first part of the message was fetched.
+    pub fn is_cut(&self) -> bool {
+        self.size > self.raw.len() as u64
+    }
 }
 
 async fn bounded<T, E: Into<ImapError>>(
@@ -110,6 +133,15 @@ async fn bounded<T, E: Into<ImapError>>(
     }
 }
 
+/// What a session takes from its server: lines up to [`MAX_LINE`], literals up to the
+/// mailbox's `max_message_size` (a message fetched is cut there) and a little more.
+fn limits(imap: &ImapConfig) -> Limits {
+    Limits {
+        line: MAX_LINE,
+        literal: imap.max_message_size + (1 << 20),
+    }
+}
+
 async fn tls_handshake(tcp: TcpStream, imap: &ImapConfig) -> Result<MailStream, ImapError> {
     let config = tls::client_config(&imap.tls)?;
     let name = tls::server_name(&imap.host)?;
@@ -121,7 +153,7 @@ async fn tls_handshake(tcp: TcpStream, imap: &ImapConfig) -> Result<MailStream, 
             .map_err(|e| ImapError::from_tls_io(&imap.host, e))
     })
     .await?;
-    Ok(MailStream::Tls(Box::new(stream)))
+    Ok(MailStream::tls(stream, limits(imap)))
 }
 
 async fn read_greeting(client: &mut Client<MailStream>) -> Result<(), ImapError> {
@@ -163,20 +195,21 @@ impl ImapSession {
                 client
             }
             Security::Starttls => {
-                let mut plain = Client::new(MailStream::Plain(tcp));
+                let mut plain = Client::new(MailStream::plain(tcp, limits(imap)));
                 read_greeting(&mut plain).await?;
                 bounded("STARTTLS", async {
                     plain.run_command_and_check_ok("STARTTLS", None).await
                 })
                 .await?;
-                let MailStream::Plain(tcp) = plain.into_inner() else {
-                    unreachable!("the stream before STARTTLS is plain");
-                };
+                let tcp = plain
+                    .into_inner()
+                    .into_plain()
+                    .map_err(ImapError::Protocol)?;
                 // No second greeting after STARTTLS (RFC 3501 section 6.2.1).
                 Client::new(tls_handshake(tcp, imap).await?)
             }
             Security::None => {
-                let mut client = Client::new(MailStream::Plain(tcp));
+                let mut client = Client::new(MailStream::plain(tcp, limits(imap)));
                 read_greeting(&mut client).await?;
                 client
             }
@@ -204,6 +237,7 @@ impl ImapSession {
             read_only: false,
             condstore: capabilities.has_str("CONDSTORE"),
             idle: capabilities.has_str("IDLE"),
+            max_message_size: imap.max_message_size,
             counters: Counters::default(),
         })
     }
@@ -465,25 +499,38 @@ impl ImapSession {
         Ok(())
     }
 
-    /// Fetches a whole message, without setting `\Seen`.
-    pub async fn fetch_message(&mut self, folder: &str, uid: u32) -> Result<Vec<u8>, ImapError> {
+    /// Fetches a message, without setting `\Seen`: whole, or its first `max_message_size`
+    /// bytes when it is larger (one round trip either way; the size says which).
+    pub async fn fetch_message(
+        &mut self,
+        folder: &str,
+        uid: u32,
+    ) -> Result<FetchedMessage, ImapError> {
         self.ensure_selected(folder).await?;
         self.counters.fetch_commands += 1;
         self.counters.bodies_fetched += 1;
+        let query = format!("(UID RFC822.SIZE BODY.PEEK[]<0.{}>)", self.max_message_size);
         let fetches: Vec<_> = bounded("UID FETCH body", async {
             self.session
-                .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                .uid_fetch(uid.to_string(), &query)
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
         })
         .await?;
-        fetches
+        let fetch = fetches
             .iter()
             .find(|fetch| fetch.uid == Some(uid))
-            .and_then(|fetch| fetch.body())
+            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))?;
+        let raw = fetch
+            .body()
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))
+            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))?;
+        let size = fetch
+            .size
+            .map_or(raw.len() as u64, u64::from)
+            .max(raw.len() as u64);
+        Ok(FetchedMessage { raw, size })
     }
 
     /// Adds and removes keywords of messages (one, or a batch: a UID set in one command,
@@ -537,6 +584,7 @@ impl ImapSession {
             read_only,
             condstore,
             idle,
+            max_message_size,
             counters,
         } = self;
         let mut handle = session.idle();
@@ -560,6 +608,7 @@ impl ImapSession {
                 read_only,
                 condstore,
                 idle,
+                max_message_size,
                 counters,
             },
             outcome,

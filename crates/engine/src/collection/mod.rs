@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use crmsync_config::{CollectionConfig, MailboxConfig};
 use crmsync_core::collection;
 use crmsync_core::item::{ItemIdentity, ItemKind};
+use crmsync_core::readable::{MAX_MESSAGE, one_line};
 use crmsync_store::{CrmStore, ItemFailure};
 use crmsync_vdir::vdir::Vdir;
 
@@ -136,7 +137,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     /// failure is counted and the pass goes on.
     pub fn run(mut self, report: &mut PassReport) -> CollectionReport {
         if let Err(error) = self.observe_decide_apply(report) {
-            let message = error.to_string();
+            let message = one_line(&error.to_string(), MAX_MESSAGE);
             report.fail(format!("{}: {message}", self.which.as_str()));
             self.status.state = CollectionState::Error;
             self.status.last_error = Some(message);
@@ -208,6 +209,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     /// A failure of one item of this collection: counted in both reports, logged with where it
     /// came from.
     fn item_failed(&mut self, report: &mut PassReport, href: String, reason: String) {
+        let reason = one_line(&reason, MAX_MESSAGE);
         self.status.failed += 1;
         report.failed += 1;
         report.warn(format!("{} {href}: {reason}", self.which.as_str()));

@@ -245,19 +245,40 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             return Ok((false, warning));
         }
         let (folder, uid) = imap_location(&observed.location);
-        let raw = self
+        let fetched = self
             .mail
             .fetch_message(folder, uid)
             .await
             .map_err(|error| TrackFailure::Imap(format!("fetching the message: {error}")))?;
-        let parsed =
-            message::parse(&raw).map_err(|error| TrackFailure::Other(error.to_string()))?;
+        let mut parsed =
+            message::parse(&fetched.raw).map_err(|error| TrackFailure::Other(error.to_string()))?;
         let mut warnings: Vec<String> = warning.into_iter().collect();
+        if fetched.is_cut() {
+            let note = self.cut_note(fetched.size);
+            warnings.push(format!("{folder}:{uid}: {note}"));
+            keep_without_attachments(&mut parsed, &note);
+        }
         let mut email = self.new_email(observed, parsed, regarding, &mut warnings);
         email.automatic = automatic;
         let (id, _) = self.store.track_email(&email, &link).map_err(store_error)?;
         let created = link.crm == CrmRef::Activity(id);
         Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
+    }
+
+    /// The note a message larger than `max_message_size` is kept with.
+    fn cut_note(&self, size: u64) -> String {
+        let limit = self
+            .mailbox
+            .imap
+            .as_ref()
+            .map_or(crmsync_config::DEFAULT_MESSAGE_SIZE, |imap| {
+                imap.max_message_size
+            });
+        format!(
+            "the message is {}, more than max_message_size ({}): its attachments were not copied to the CRM",
+            crmsync_config::size_words(size.div_ceil(100_000) * 100_000),
+            crmsync_config::size_words(limit)
+        )
     }
 
     fn new_email(
@@ -579,4 +600,16 @@ fn parties(parsed: &message::ParsedEmail, warnings: &mut Vec<String>) -> Vec<New
         }
     }
     parties
+}
+
+/// A message of which only the first `max_message_size` bytes were fetched: its text as far as
+/// it came, no attachments (the last of them is cut, the rest would be a partial list), and the
+/// note at the end of the text.
+fn keep_without_attachments(parsed: &mut message::ParsedEmail, note: &str) {
+    parsed.attachments.clear();
+    let note = format!("[crmsync: {note}.]");
+    parsed.text_body = Some(match parsed.text_body.take() {
+        Some(text) => format!("{}\n\n{note}", text.trim_end()),
+        None => note,
+    });
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use crmsync_engine::mail::MailStore;
-use crmsync_imap::{Counters, FetchedHeader, FolderMarkers, FolderScan, ImapError};
+use crmsync_imap::{Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, ImapError};
 
 use super::CrashSwitch;
 
@@ -177,10 +177,10 @@ impl MailStore for MemoryMail {
         &mut self,
         folder: &str,
         uid: u32,
-    ) -> impl Future<Output = Result<Vec<u8>, ImapError>> + Send {
+    ) -> impl Future<Output = Result<FetchedMessage, ImapError>> + Send {
         let found = self
             .message(folder, uid)
-            .map(|m| m.raw.clone().into_bytes())
+            .map(|m| FetchedMessage::whole(m.raw.clone().into_bytes()))
             .ok_or_else(|| ImapError::Protocol(format!("no message {folder}:{uid}")));
         std::future::ready(found)
     }
