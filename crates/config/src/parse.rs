@@ -521,13 +521,13 @@ pub(crate) fn size(text: &str) -> Option<u64> {
 
 /// A size for people: `25 MB`, `64 KiB`, or bytes.
 pub fn size_words(bytes: u64) -> String {
-    if bytes >= 1_000_000_000 && bytes % 100_000_000 == 0 {
+    if bytes >= 1_000_000_000 && bytes.is_multiple_of(100_000_000) {
         let gb = bytes as f64 / 1e9;
         format!("{gb} GB")
-    } else if bytes >= 1_000_000 && bytes % 100_000 == 0 {
+    } else if bytes >= 1_000_000 && bytes.is_multiple_of(100_000) {
         let mb = bytes as f64 / 1e6;
         format!("{mb} MB")
-    } else if bytes >= 1024 && bytes % 1024 == 0 {
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} bytes")
