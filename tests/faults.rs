@@ -331,3 +331,61 @@ fn a_trace_log_beside_the_config_does_not_feed_itself() {
             .then_some(())
     });
 }
+
+/// The CRM store held locked by another program for longer than crmsync waits for it: the
+/// pass fails with the store's own reason in the log (not only, briefly, in the status file),
+/// and the message is tracked once the lock is gone.
+#[test]
+fn a_store_locked_by_another_program_is_logged_and_then_caught_up() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    // Another program takes the store's write lock and keeps it for 14 s (crmsync waits 10 s).
+    let mut locker = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(14)\n\
+             c.execute('ROLLBACK')\n",
+        )
+        .arg(mail.env.path("crm.sqlite3"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "l@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Locked out",
+        ),
+    );
+    let failed = daemon.wait_for_state("alice", "error");
+    let error = failed["last_error"].as_str().unwrap().to_owned();
+    assert!(error.contains("database is locked"), "{failed:#}");
+    let log = daemon.log_text();
+    let logged = log
+        .lines()
+        .find(|l| l.contains("database is locked") && l.contains("alice"))
+        .unwrap_or_else(|| panic!("the store error is not logged:\n{log}"));
+    assert!(logged.contains("ERROR"), "{logged}");
+
+    assert!(locker.wait().unwrap().success());
+    wait_until("the message to be tracked", Duration::from_secs(30), || {
+        (mail.activities().len() == 1).then_some(())
+    });
+    daemon.wait_for_state("alice", "idle");
+}

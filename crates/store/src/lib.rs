@@ -69,8 +69,17 @@ pub enum StoreError {
         message: String,
     },
     /// The backend failed (SQLite's own error, a lost database connection...), in words.
-    #[error("store: {0}")]
+    #[error("{0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// The store itself cannot serve (locked by another program beyond the busy timeout, a
+    /// full disk, a lost database connection): no item can be handled until it can, so a
+    /// pass stops rather than fail every item in turn.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Backend(_) | StoreError::Open { .. })
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

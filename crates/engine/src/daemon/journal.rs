@@ -48,15 +48,35 @@ pub async fn watch_journal(
     };
     // The workers' first passes see everything that changed while the daemon was down, so
     // the watcher starts at the journal's head (its saved cursor only holds back pruning).
-    let mut cursor = store.journal_head().unwrap_or(0);
+    let mut cursor = store.journal_head().unwrap_or_else(|error| {
+        tracing::warn!("journal watcher: reading the journal's head: CRM store: {error}");
+        0
+    });
     let prune_every = retention.clamp(Duration::from_secs(1), PRUNE_INTERVAL);
     let mut last_prune: Option<Instant> = None;
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(JOURNAL_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        cursor = wake_for_changes(&store, cursor, &workers);
+        cursor = match wake_for_changes(&store, cursor, &workers) {
+            Ok(cursor) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("journal watcher: the CRM store answers again");
+                }
+                cursor
+            }
+            // Logged when it starts failing, not twenty times a second while it does.
+            Err(error) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(
+                        "journal watcher: CRM store: {error} (CRM changes reach the mailboxes at their next pass until it answers again)"
+                    );
+                }
+                cursor
+            }
+        };
         if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
             last_prune = Some(Instant::now());
             // The cursor is saved only here: it is what keeps pruning from removing rows the
@@ -72,16 +92,14 @@ pub async fn watch_journal(
 /// Reads the changes after `cursor` and wakes the workers they concern: another program or
 /// the CLI wakes every worker; a worker's write wakes the others; the daemon's own
 /// bookkeeping wakes none. Returns the new cursor.
-fn wake_for_changes(store: &SqliteStore, cursor: i64, workers: &Wakers) -> i64 {
-    let changes = match store.changes_since(cursor, 1000) {
-        Ok(changes) => changes,
-        Err(error) => {
-            tracing::warn!("journal watcher: {error}");
-            return cursor;
-        }
-    };
+fn wake_for_changes(
+    store: &SqliteStore,
+    cursor: i64,
+    workers: &Wakers,
+) -> Result<i64, crmsync_store::StoreError> {
+    let changes = store.changes_since(cursor, 1000)?;
     let Some(last) = changes.last() else {
-        return cursor;
+        return Ok(cursor);
     };
     let origins: Vec<Origin> = changes
         .iter()
@@ -101,7 +119,7 @@ fn wake_for_changes(store: &SqliteStore, cursor: i64, workers: &Wakers) -> i64 {
             "CRM changed: waking workers"
         );
     }
-    last.seq
+    Ok(last.seq)
 }
 
 /// Removes the journal entries that every registered reader (a row in `journal_cursors`, the

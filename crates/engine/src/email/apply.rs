@@ -37,6 +37,8 @@ type KeywordTarget = (u32, ItemIdentity, ItemLocation);
 enum TrackFailure {
     /// The message itself (fetching or parsing it); the connection may be gone.
     Imap(String),
+    /// The store cannot serve at all: the pass ends.
+    Store(StoreError),
     Other(String),
 }
 
@@ -186,6 +188,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 Ok(())
             }
+            Err(TrackFailure::Store(error)) => Err(PassError::Store(error)),
             Err(TrackFailure::Other(message)) => {
                 self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 self.report
@@ -206,7 +209,13 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         base: Snapshot,
         automatic: bool,
     ) -> Result<(bool, Option<String>), TrackFailure> {
-        let store_error = |error: StoreError| TrackFailure::Other(format!("CRM store: {error}"));
+        let store_error = |error: StoreError| {
+            if error.is_unavailable() {
+                TrackFailure::Store(error)
+            } else {
+                TrackFailure::Other(format!("CRM store: {error}"))
+            }
+        };
         let ItemIdentity::Email {
             message_id,
             content_hash,
