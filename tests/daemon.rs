@@ -551,3 +551,44 @@ fn status_pending_counts_tracked_messages_not_synced_yet() {
     assert_eq!(entry["failed_items"], serde_json::json!([]), "{entry:#}");
     assert_eq!(mail.env.json(&["items", "--failed"]), serde_json::json!([]));
 }
+
+/// A wrong password puts the mailbox in the error state with the slow retry (5 minutes).
+/// Fixing the password file and then running `crmsync sync`, or reloading the config, gets
+/// the daemon to try again at once.
+#[test]
+fn a_fixed_password_is_tried_again_after_sync_or_a_reload() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let password_file = mail.env.path("alice.imap");
+    let set_password = |text: &str| std::fs::write(&password_file, text).unwrap();
+
+    for retry in ["sync", "reload"] {
+        set_password("wrong");
+        let mut daemon = Daemon::start(&mail.env);
+        let failed = daemon.wait_for_state("alice", "error");
+        assert!(
+            failed["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("authentication failed"),
+            "{failed:#}"
+        );
+        set_password(support::mail::PASSWORD);
+        match retry {
+            "sync" => {
+                let run = mail.env.run(&["sync"]);
+                assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+                assert!(
+                    run.stderr.contains("asked to try again"),
+                    "{}",
+                    run.stderr
+                );
+            }
+            _ => daemon.signal("HUP"),
+        }
+        // Well inside the 5-minute slow retry.
+        let started = std::time::Instant::now();
+        daemon.wait_for_state("alice", "idle");
+        assert!(started.elapsed() < Duration::from_secs(30), "{retry}");
+        assert!(daemon.terminate(Duration::from_secs(20)).success());
+    }
+}

@@ -126,6 +126,14 @@ impl Supervisor {
 
     /// Stops every worker at once (each lets its pass in hand end, but waits on no server),
     /// within [`SHUTDOWN_DEADLINE`]: a worker still running then is left to the exit.
+    /// Wakes every worker for a pass now: one waiting out a retry (a password fixed, a server
+    /// back) tries again at once.
+    fn wake_all(&self) {
+        for worker in self.workers.values() {
+            worker.wake();
+        }
+    }
+
     async fn stop_all(&mut self) {
         let mut stopping = tokio::task::JoinSet::new();
         for (id, worker) in self.workers.drain() {
@@ -468,6 +476,7 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut sync_now = signal(SignalKind::user_defined1())?;
     let (_config_watcher, mut config_changed) = watch_config(&config_path)?;
     let mut watchdog = sd_notify::watchdog_interval().map(tokio::time::interval);
 
@@ -490,6 +499,10 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 reload(&config_path, &mut config, &mut supervisor, &mut status).await;
+            }
+            _ = sync_now.recv() => {
+                tracing::info!("SIGUSR1: every mailbox syncs now");
+                supervisor.wake_all();
             }
             Some(()) = config_changed.recv() => {
                 // An editor may write in several steps: let it finish.
@@ -524,6 +537,9 @@ async fn reload(
 ) {
     match Config::load(config_path) {
         Ok(new) => {
+            // A reload is also the administrator's "try again now": after fixing a password
+            // file, say, a mailbox does not wait out its slow retry.
+            supervisor.wake_all();
             if new == *config {
                 tracing::info!("config unchanged");
                 return;

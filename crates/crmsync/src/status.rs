@@ -248,3 +248,24 @@ fn render(status: &StatusFile) {
         );
     }
 }
+
+/// After `crmsync sync` passed `mailboxes` without error: a running daemon that shows one of
+/// them in the error state (a password just fixed, a server back) is asked to try again now
+/// (SIGUSR1) instead of waiting out its retry. Returns the daemon's pid when it was asked.
+pub fn wake_daemon_for(path: &Path, mailboxes: &[&str]) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let status: StatusFile = serde_json::from_str(&text).ok()?;
+    let pid = status.daemon.pid;
+    let is_crmsync = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim() == "crmsync");
+    let erring = status
+        .mailboxes
+        .iter()
+        .any(|m| m.state == "error" && mailboxes.contains(&m.id.as_str()));
+    if !is_crmsync || !erring || pid == std::process::id() {
+        return None;
+    }
+    let pid_t = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::kill_process(pid_t, rustix::process::Signal::USR1).ok()?;
+    Some(pid)
+}

@@ -83,6 +83,18 @@ pub fn run(
         .iter()
         .filter(|r| !r.errors.is_empty() || r.failed > 0)
         .count();
+    if !options.dry_run {
+        let healthy: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.errors.is_empty())
+            .map(|r| r.mailbox.as_str())
+            .collect();
+        if let Some(pid) = crate::status::wake_daemon_for(&config.status.file, &healthy) {
+            eprintln!(
+                "crmsync: the daemon (pid {pid}) showed an error for a mailbox that synced now: it was asked to try again at once"
+            );
+        }
+    }
     if failures > 0 {
         anyhow::bail!(
             "{failures} of {} mailboxes had failures (see above)",
