@@ -577,11 +577,7 @@ fn a_fixed_password_is_tried_again_after_sync_or_a_reload() {
             "sync" => {
                 let run = mail.env.run(&["sync"]);
                 assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-                assert!(
-                    run.stderr.contains("asked to try again"),
-                    "{}",
-                    run.stderr
-                );
+                assert!(run.stderr.contains("asked to try again"), "{}", run.stderr);
             }
             _ => daemon.signal("HUP"),
         }

@@ -389,3 +389,139 @@ fn a_store_locked_by_another_program_is_logged_and_then_caught_up() {
     });
     daemon.wait_for_state("alice", "idle");
 }
+
+/// What a server that sends garbage, or answers NO and BAD, gets into the report, the log and
+/// the status file: one readable line, capped, in words (no debug dumps, no bytes as arrays of
+/// numbers, no `IMAP: IMAP:`, no `code: None, info: Some(..)`).
+#[test]
+fn errors_from_a_server_that_sends_garbage_are_one_readable_line() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let mut binary = b"* 1 FETCH (UID 1 FLAGS (\\Seen) BODY[HEADER] \x00\x01\xff\xfe[[[".to_vec();
+    binary.extend(std::iter::repeat_n(0x9c_u8, 20_000));
+    binary.extend_from_slice(b"\r\n");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("SELECT", binary, "not IMAP"),
+        (
+            "SELECT",
+            b"{tag} BAD Unknown command, says the server\r\n".to_vec(),
+            "the server answered BAD: Unknown command, says the server",
+        ),
+        (
+            "SELECT",
+            b"{tag} NO [SERVERBUG] Internal error occurred\r\n".to_vec(),
+            "Internal error occurred",
+        ),
+        (
+            "SELECT",
+            format!("* OK {}\r\n* 1 GARBAGE\r\n", "x".repeat(30_000)).into_bytes(),
+            "not IMAP",
+        ),
+    ];
+    for (at, answer, expected) in cases {
+        proxy.set(Fault::AnswerAt(at.into(), answer));
+        let report = &mail.sync()["alice"];
+        assert_eq!(report["state"], "error", "{report:#}");
+        let errors = report["errors"].as_array().unwrap();
+        assert!(!errors.is_empty(), "{report:#}");
+        for error in errors {
+            let error = error.as_str().unwrap();
+            assert!(error.contains(expected), "{expected}: {error}");
+            assert!(
+                error.chars().count() <= 401,
+                "{} chars: {error}",
+                error.len()
+            );
+            assert!(!error.contains('\n') && !error.contains('\r'), "{error}");
+            for dump in [
+                "IMAP: IMAP:",
+                "code: None",
+                "info: Some",
+                "[0, 1, 255",
+                "156, 156",
+            ] {
+                assert!(!error.contains(dump), "{dump}: {error}");
+            }
+        }
+    }
+    proxy.set(Fault::None);
+    mail.sync_ok();
+}
+
+/// A response line that never ends: cut off at the line limit with a clear error, long before
+/// the 60 s operation timeout, instead of a core spent parsing it again and again.
+#[test]
+fn an_endless_response_line_is_cut_off_with_a_clear_error() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    proxy.set(Fault::EndlessAt("SELECT".into()));
+    let started = std::time::Instant::now();
+    let report = &mail.sync()["alice"];
+    let took = started.elapsed();
+    assert_eq!(report["state"], "error", "{report:#}");
+    let error = report["errors"][0].as_str().unwrap();
+    assert!(
+        error.contains("the server sent a response line longer than 8 MiB"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    proxy.set(Fault::None);
+    mail.sync_ok();
+}
+
+/// A tracked message larger than `max_message_size`: only its first part is fetched, it is
+/// kept with its text and without its attachments, with a note saying so; a smaller one keeps
+/// its attachment.
+#[test]
+fn a_message_over_max_message_size_is_kept_without_its_attachments() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    mail.env.write_config(&config.replace(
+        "folders = [\"INBOX\", \"Archive\"]\n",
+        "folders = [\"INBOX\", \"Archive\"]\nmax_message_size = \"1 MB\"\n",
+    ));
+    let with_attachment = |id: &str, subject: &str, base64_lines: usize| {
+        let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n";
+        format!(
+            "Message-ID: <{id}>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\nFrom: dana@x.example\n\
+             To: alice@example.com\nSubject: {subject}\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\n\
+             The plans are attached.\n--b1\nContent-Type: application/octet-stream; name=\"plans.bin\"\n\
+             Content-Disposition: attachment; filename=\"plans.bin\"\nContent-Transfer-Encoding: base64\n\n\
+             {}--b1--\n",
+            line.repeat(base64_lines)
+        )
+    };
+    let mut imap = mail.client("alice");
+    // About 3 MB and about 40 KB.
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &with_attachment("big@x.example", "Big plans", 40_000),
+    );
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &with_attachment("small@x.example", "Small plans", 500),
+    );
+    let report = &mail.sync()["alice"];
+    assert_eq!(report["created"], 2, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    let warning = report["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("INBOX:1") && warning.contains("more than max_message_size (1 MB)"),
+        "{warning}"
+    );
+    let big = activity(&mail, "Big plans");
+    let text = big["description"].as_str().unwrap();
+    assert!(text.starts_with("The plans are attached."), "{text}");
+    assert!(
+        text.contains("its attachments were not copied to the CRM"),
+        "{text}"
+    );
+    assert_eq!(big["attachments"], serde_json::json!([]), "{big:#}");
+    let small = activity(&mail, "Small plans");
+    assert_eq!(small["attachments"][0]["name"], "plans.bin", "{small:#}");
+}

@@ -25,15 +25,22 @@ pub enum Fault {
     StallAt(String),
     /// Stall at the `n`th matching line from when the fault is set (1 = the first).
     StallAtNth(String, u64),
+    /// Answer the line with these bytes instead of the server (which never sees it), then
+    /// stall: a server that sends garbage.
+    AnswerAt(String, Vec<u8>),
+    /// Answer the line with a response line that never ends, sent as fast as the client reads.
+    EndlessAt(String),
 }
 
 impl Fault {
     fn fragment(&self) -> Option<&str> {
         match self {
             Fault::None => None,
-            Fault::CutAt(fragment) | Fault::StallAt(fragment) | Fault::StallAtNth(fragment, _) => {
-                Some(fragment)
-            }
+            Fault::CutAt(fragment)
+            | Fault::StallAt(fragment)
+            | Fault::StallAtNth(fragment, _)
+            | Fault::AnswerAt(fragment, _)
+            | Fault::EndlessAt(fragment) => Some(fragment),
         }
     }
 }
@@ -99,6 +106,7 @@ impl FaultProxy {
 /// line so that a fault can fall on a command.
 fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (mut client_read, mut client_write) = (client.try_clone().unwrap(), client);
+    let mut client_inject = client_read.try_clone().unwrap();
     let (mut server_read, mut server_write) = (server.try_clone().unwrap(), server);
     // Both directions stop forwarding once a stall fell on this connection.
     let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -152,6 +160,27 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     }
                     stalled.store(true, Ordering::SeqCst);
                     pending.clear();
+                    match fault {
+                        Fault::AnswerAt(_, bytes) => {
+                            // `{tag}` stands for the command's tag.
+                            let tag = line.split(|&b| b == b' ').next().unwrap_or_default();
+                            let answer = String::from_utf8_lossy(&bytes)
+                                .contains("{tag}")
+                                .then(|| {
+                                    String::from_utf8_lossy(&bytes)
+                                        .replace("{tag}", &String::from_utf8_lossy(tag))
+                                        .into_bytes()
+                                })
+                                .unwrap_or(bytes);
+                            let _ = client_inject.write_all(&answer);
+                        }
+                        Fault::EndlessAt(_) => {
+                            let _ = client_inject.write_all(b"* OK ");
+                            let chunk = [b'a'; 64 * 1024];
+                            while client_inject.write_all(&chunk).is_ok() {}
+                        }
+                        _ => {}
+                    }
                     break;
                 }
                 if server_write.write_all(&line).is_err() {

@@ -527,6 +527,8 @@ pub fn size_words(bytes: u64) -> String {
     } else if bytes >= 1_000_000 && bytes.is_multiple_of(100_000) {
         let mb = bytes as f64 / 1e6;
         format!("{mb} MB")
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
     } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {

@@ -145,15 +145,17 @@ impl From<async_imap::error::Error> for ImapError {
 const QUOTED: usize = 80;
 
 /// The text of a server's NO or BAD as the library words it (`code: Some(..), info:
-/// Some("text")`, or `outcome: ..`): the server's own text when there is one.
+/// Some("text")` or `outcome: Outcome { code: .., information: Some("text") }`): the server's
+/// own text when there is one.
 fn server_text(message: &str) -> String {
-    let text = message
-        .split_once("info: Some(\"")
+    let text = ["information: Some(\"", "info: Some(\""]
+        .iter()
+        .find_map(|start| message.split_once(start))
         .and_then(|(_, rest)| rest.rsplit_once("\")"))
         .map(|(text, _)| text.replace("\\\"", "\"").replace("\\\\", "\\"));
     match text {
         Some(text) => one_line(&text, MAX_MESSAGE),
-        None if message.contains("info: None") => "(no reason given)".to_owned(),
+        None if message.contains(": None") => "(no reason given)".to_owned(),
         None => one_line(message, MAX_MESSAGE),
     }
 }
@@ -170,5 +172,25 @@ impl From<std::io::Error> for ImapError {
             )),
             None => ImapError::Protocol(format!("connection: {}", one_line(&text, MAX_MESSAGE))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_text;
+
+    #[test]
+    fn a_servers_no_and_bad_are_its_own_words() {
+        assert_eq!(
+            server_text(r#"code: None, info: Some("Unknown command")"#),
+            "Unknown command"
+        );
+        assert_eq!(
+            server_text(
+                r#"outcome: Outcome { code: Some(Alert), information: Some("Say \"hi\"") }"#
+            ),
+            "Say \"hi\""
+        );
+        assert_eq!(server_text("code: None, info: None"), "(no reason given)");
     }
 }

@@ -290,6 +290,14 @@ impl ImapSession {
                 self.selected = Some(folder.to_owned());
                 Ok(mailbox)
             }
+            // A NO with a response code other than NONEXISTENT (SERVERBUG, UNAVAILABLE, INUSE,
+            // ...) is the server's trouble, not a missing folder: said in its words, retried.
+            Err(ImapError::No(text))
+                if text.starts_with('[') && !text.starts_with("[NONEXISTENT]") =>
+            {
+                self.selected = None;
+                Err(ImapError::No(text))
+            }
             Err(ImapError::No(_)) => {
                 self.selected = None;
                 Err(ImapError::FolderMissing(folder.to_owned()))
