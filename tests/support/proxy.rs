@@ -164,14 +164,13 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                         Fault::AnswerAt(_, bytes) => {
                             // `{tag}` stands for the command's tag.
                             let tag = line.split(|&b| b == b' ').next().unwrap_or_default();
-                            let answer = String::from_utf8_lossy(&bytes)
-                                .contains("{tag}")
-                                .then(|| {
-                                    String::from_utf8_lossy(&bytes)
-                                        .replace("{tag}", &String::from_utf8_lossy(tag))
-                                        .into_bytes()
-                                })
-                                .unwrap_or(bytes);
+                            let text = String::from_utf8_lossy(&bytes);
+                            let answer = if text.contains("{tag}") {
+                                text.replace("{tag}", &String::from_utf8_lossy(tag))
+                                    .into_bytes()
+                            } else {
+                                bytes.clone()
+                            };
                             let _ = client_inject.write_all(&answer);
                         }
                         Fault::EndlessAt(_) => {
