@@ -63,6 +63,9 @@ pub struct CollectionView {
     /// An administrator confirmed that a collection listing no item really is empty
     /// (`crmsync sync --accept-empty`).
     pub accept_empty: bool,
+    /// An administrator confirmed that the items gone in this pass really went
+    /// (`crmsync sync --accept-deletes`): the mass-delete guard stands aside.
+    pub accept_deletes: bool,
 }
 
 /// The CRM side of a link.
@@ -132,6 +135,19 @@ pub enum Effect {
     /// mailbox goes to the error state until the collection answers again or an administrator
     /// forces it.
     SuspiciousEmpty { links: usize },
+    /// More than half of the collection's links (and more than [`MASS_DELETE_MIN`]) would go
+    /// in this pass (files deleted or untracked): none of them is carried out, and the mailbox
+    /// goes to the error state until an administrator confirms (`--accept-deletes`).
+    MassDeleteHeld { gone: usize, links: usize },
+}
+
+/// The mass-delete guard's floor: more links than this, and more than half of a collection's
+/// or folder's, gone in one pass are held for an administrator to confirm.
+pub const MASS_DELETE_MIN: usize = 10;
+
+/// Whether `gone` of `links` is a mass delete.
+pub fn is_mass_delete(gone: usize, links: usize) -> bool {
+    gone > MASS_DELETE_MIN && gone * 2 > links
 }
 
 /// The prefix of a base field that records what the CRM holds where it differs from the item
@@ -264,7 +280,21 @@ pub fn reconcile(
             });
         }
     }
+    if !view.accept_deletes {
+        hold_mass_delete(&mut effects, links.len());
+    }
     effects
+}
+
+/// The mass-delete guard: when more than half of the links (and more than
+/// [`MASS_DELETE_MIN`]) would go in one pass, none goes; [`Effect::MassDeleteHeld`] says so.
+fn hold_mass_delete(effects: &mut Vec<Effect>, links: usize) {
+    let is_gone = |effect: &Effect| matches!(effect, Effect::Untrack { .. } | Effect::ItemDeleted { .. });
+    let gone = effects.iter().filter(|e| is_gone(e)).count();
+    if is_mass_delete(gone, links) {
+        effects.retain(|e| !is_gone(e));
+        effects.push(Effect::MassDeleteHeld { gone, links });
+    }
 }
 
 fn owned(state: &CrmItem) -> bool {
@@ -413,6 +443,7 @@ mod tests {
             unreadable: BTreeSet::new(),
             changed,
             accept_empty: false,
+            accept_deletes: false,
         }
     }
 
@@ -436,6 +467,43 @@ mod tests {
             ConflictPolicy::MailboxWins,
         );
         assert_eq!(effects, []);
+    }
+
+    #[test]
+    fn more_than_half_and_more_than_ten_gone_in_one_pass_are_held() {
+        let links: Vec<SyncLink> = (0..24)
+            .map(|n| {
+                let name = format!("u{n}");
+                link(&name, &format!("{name}.ics"), activity(n), ItemCreator::Mailbox)
+            })
+            .collect();
+        let crm: BTreeMap<CrmRef, CrmItem> = (0..24)
+            .map(|n| (activity(n), present("Call", 1, true)))
+            .collect();
+        // 13 of 24 files gone: held, nothing deleted.
+        let remaining: Vec<String> = (13..24).map(|n| format!("u{n}.ics")).collect();
+        let remaining: Vec<&str> = remaining.iter().map(String::as_str).collect();
+        let mut seen = view(&remaining, vec![]);
+        let effects = reconcile(&seen, &links, &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(effects, [Effect::MassDeleteHeld { gone: 13, links: 24 }]);
+        // Confirmed by an administrator: carried out.
+        seen.accept_deletes = true;
+        let effects = reconcile(&seen, &links, &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(effects.len(), 13);
+        assert!(effects.iter().all(|e| matches!(e, Effect::ItemDeleted { .. })));
+        // Half of them (12 of 24), or 10 of 12: not a mass delete.
+        for (gone, of) in [(12, 24), (10, 12)] {
+            let remaining: Vec<String> = (gone..of).map(|n| format!("u{n}.ics")).collect();
+            let remaining: Vec<&str> = remaining.iter().map(String::as_str).collect();
+            let effects = reconcile(
+                &view(&remaining, vec![]),
+                &links[..of as usize],
+                &crm,
+                &[],
+                ConflictPolicy::MailboxWins,
+            );
+            assert_eq!(effects.len(), gone as usize, "{gone} of {of}");
+        }
     }
 
     // Long on purpose: the delete matrix of SPEC section 6, one case after another.

@@ -140,6 +140,9 @@ impl World {
             folders,
             changed,
             accept_empty: self.accept_empty,
+            // The model's histories delete as many messages at once as they like; the
+            // mass-delete guard has its own tests.
+            accept_deletes: true,
             auto: None,
         }
     }
@@ -331,7 +334,9 @@ impl World {
             Effect::DropLink { identity, .. } => {
                 self.links.remove(&number_of(&identity));
             }
-            Effect::Conflict { .. } | Effect::SuspiciousEmptyFolder { .. } => {}
+            Effect::Conflict { .. }
+            | Effect::SuspiciousEmptyFolder { .. }
+            | Effect::MassDeleteHeld { .. } => {}
         }
     }
 

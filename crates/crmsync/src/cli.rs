@@ -90,6 +90,11 @@ pub enum Command {
         /// nothing and the mailbox reports an error.
         #[arg(long)]
         accept_empty: bool,
+        /// Carry out what the mass-delete guard held: more than half of a folder's or a
+        /// collection's tracked items (and more than 10) deleted or untracked in one pass.
+        /// Implies --accept-empty.
+        #[arg(long)]
+        accept_deletes: bool,
         /// Apply the mailbox's automatic tracking policy to mail dated from this time on
         /// (2026-11-01, or RFC 3339), not only to mail that arrived after the policy was
         /// switched on. Every folder is scanned in full, headers and flags only.

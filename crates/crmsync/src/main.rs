@@ -58,10 +58,17 @@ fn main() -> ExitCode {
         Command::Sync {
             mailbox,
             accept_empty,
+            accept_deletes,
             backfill,
             dry_run,
             output,
-        } => commands::sync::options(accept_empty, backfill.as_deref(), dry_run).and_then(
+        } => commands::sync::options(
+            accept_empty || accept_deletes,
+            accept_deletes,
+            backfill.as_deref(),
+            dry_run,
+        )
+        .and_then(
             |options| commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json),
         ),
         Command::Never(command) => commands::never::run(&cli.config, command),

@@ -21,6 +21,10 @@ pub struct PassOptions {
     /// (an administrator emptied them on purpose): their links are dropped. Without it such a
     /// listing changes nothing and puts the mailbox in the error state.
     pub accept_empty: bool,
+    /// Carry out deletes the mass-delete guard holds (more than half of a folder's or a
+    /// collection's links, and more than 10, gone in one pass): the administrator confirmed
+    /// them (`sync --accept-deletes`).
+    pub accept_deletes: bool,
     /// Apply the automatic tracking policy to mail dated from this time on (UNIX seconds),
     /// not only to mail that arrived after the policy was switched on (`sync --backfill`).
     /// Every folder is then scanned in full.

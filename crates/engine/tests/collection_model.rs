@@ -144,6 +144,7 @@ impl World {
             &config,
             PassOptions {
                 accept_empty: true,
+                accept_deletes: true,
                 ..PassOptions::default()
             },
             &mut self.memory,

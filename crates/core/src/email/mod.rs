@@ -18,7 +18,7 @@
 mod automatic;
 mod regarding;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use automatic::track_automatically;
 pub use automatic::{AutoView, LOOP_LIMIT};
@@ -240,6 +240,9 @@ pub struct MailboxView {
     /// (`crmsync sync --accept-empty`); otherwise such a listing is not believed while links
     /// point into the folder.
     pub accept_empty: bool,
+    /// An administrator confirmed that the messages gone in this pass really went
+    /// (`crmsync sync --accept-deletes`): the mass-delete guard stands aside.
+    pub accept_deletes: bool,
     /// Automatic tracking, when the mailbox has a policy other than `none`.
     pub auto: Option<AutoView>,
 }
@@ -308,6 +311,15 @@ pub enum Effect {
     /// Folders whose listing came back empty while links point into them: nothing is done
     /// about those links, and the mailbox reports an error.
     SuspiciousEmptyFolder { folder: String, links: usize },
+    /// More than half of a folder's links (and more than
+    /// [`crate::collection::MASS_DELETE_MIN`]) would go in this pass (messages untracked or
+    /// gone): none of them is carried out, and the mailbox reports an error until an
+    /// administrator confirms (`--accept-deletes`).
+    MassDeleteHeld {
+        folder: String,
+        gone: usize,
+        links: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +398,61 @@ pub fn reconcile(
         let seen = seen(link, &by_identity, &folders, &distrusted);
         reconcile_link(rules, policy, link, crm, seen, &mut effects);
     }
+    if !view.accept_deletes {
+        hold_mass_deletes(links, &mut effects);
+    }
     effects
+}
+
+/// The mass-delete guard, per folder: when more than half of a folder's links (and more than
+/// [`crate::collection::MASS_DELETE_MIN`]) would go in one pass (untracked, or gone from
+/// every watched folder), none of them goes; [`Effect::MassDeleteHeld`] says so. A message
+/// the CRM deleted is not counted: that delete was made in the CRM.
+fn hold_mass_deletes(links: &[(SyncLink, CrmState)], effects: &mut Vec<Effect>) {
+    let folder_of: HashMap<&ItemIdentity, &str> = links
+        .iter()
+        .filter_map(|(link, _)| match &link.location {
+            ItemLocation::Imap { folder, .. } => Some((&link.identity, folder.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut per_folder: BTreeMap<&str, usize> = BTreeMap::new();
+    for folder in folder_of.values() {
+        *per_folder.entry(folder).or_default() += 1;
+    }
+    let gone_from = |effect: &Effect| -> Option<&str> {
+        let identity = match effect {
+            Effect::DeleteActivity { identity }
+            | Effect::DropLink {
+                identity,
+                reason: DropReason::Gone | DropReason::UntrackedNotOwner,
+            } => identity,
+            _ => return None,
+        };
+        folder_of.get(identity).copied()
+    };
+    let mut gone: BTreeMap<&str, usize> = BTreeMap::new();
+    for effect in effects.iter() {
+        if let Some(folder) = gone_from(effect) {
+            *gone.entry(folder).or_default() += 1;
+        }
+    }
+    let held: BTreeMap<String, (usize, usize)> = gone
+        .into_iter()
+        .filter(|(folder, gone)| crate::collection::is_mass_delete(*gone, per_folder[folder]))
+        .map(|(folder, gone)| (folder.to_owned(), (gone, per_folder[folder])))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    effects.retain(|effect| gone_from(effect).is_none_or(|folder| !held.contains_key(folder)));
+    for (folder, (gone, links)) in held {
+        effects.push(Effect::MassDeleteHeld {
+            folder,
+            gone,
+            links,
+        });
+    }
 }
 
 /// A folder listed empty while links point into it is not believed, unless every one of those

@@ -16,9 +16,11 @@ use crate::{usage, when};
 /// The origin of a one-shot pass's writes in the change journal.
 const SYNC_ORIGIN: &str = "crmsync-sync";
 
-/// The pass options from the command line: `--accept-empty`, `--backfill SINCE`.
+/// The pass options from the command line: `--accept-empty`, `--accept-deletes`,
+/// `--backfill SINCE`, `--dry-run`.
 pub fn options(
     accept_empty: bool,
+    accept_deletes: bool,
     backfill: Option<&str>,
     dry_run: bool,
 ) -> anyhow::Result<PassOptions> {
@@ -32,6 +34,7 @@ pub fn options(
     };
     Ok(PassOptions {
         accept_empty,
+        accept_deletes,
         backfill_since,
         dry_run,
     })

@@ -36,10 +36,21 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             let href = self.effect_href(&effect);
             let outcome = match effect {
                 Effect::SuspiciousEmpty { links } => {
-                    self.status.state = CollectionState::Error;
-                    self.status.last_error = Some(format!(
+                    let message = format!(
                         "the collection lists no item while {links} tracked items were in it: nothing was deleted (if it was emptied on purpose, run crmsync sync --accept-empty)"
-                    ));
+                    );
+                    tracing::warn!(mailbox = %self.mailbox.id, collection = self.which.as_str(), "{message}");
+                    self.status.state = CollectionState::Error;
+                    self.status.last_error = Some(message);
+                    Ok(())
+                }
+                Effect::MassDeleteHeld { gone, links } => {
+                    let message = format!(
+                        "{gone} of its {links} tracked items are deleted or untracked in this pass: nothing was deleted (if that was meant, run crmsync sync --accept-deletes)"
+                    );
+                    report.fail(format!("{}: {message}", self.which.as_str()));
+                    self.status.state = CollectionState::Error;
+                    self.status.last_error = Some(message);
                     Ok(())
                 }
                 Effect::Track { observed } => {
@@ -392,7 +403,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             Effect::Untrack { link, .. } | Effect::ItemDeleted { link, .. } => &link.location,
             Effect::CrmDeleted { location, .. } => location,
             Effect::CreateItem { created } => return Some(created_href(self.which, created)),
-            Effect::SuspiciousEmpty { .. } => return None,
+            Effect::SuspiciousEmpty { .. } | Effect::MassDeleteHeld { .. } => return None,
         };
         Some(collection::href(location).to_owned())
     }

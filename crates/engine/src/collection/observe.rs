@@ -39,6 +39,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
         let mut view = CollectionView {
             accept_empty: self.options.accept_empty,
+            accept_deletes: self.options.accept_deletes,
             ..CollectionView::default()
         };
         let mut present = self.read_changed(&entries, &links, &mut view, report);
@@ -71,6 +72,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             .collect();
         let mut view = CollectionView {
             accept_empty: self.options.accept_empty,
+            accept_deletes: self.options.accept_deletes,
             hrefs,
             ..CollectionView::default()
         };

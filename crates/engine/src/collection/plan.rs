@@ -57,6 +57,9 @@ pub(super) fn describe(effect: &Effect, which: Which) -> String {
             "{name}: write a new file for the CRM's {} {}",
             created.kind, created.crm
         ),
+        Effect::MassDeleteHeld { gone, links } => format!(
+            "{name}: {gone} of its {links} tracked items are deleted or untracked: held by the mass-delete guard, nothing would be deleted"
+        ),
         Effect::SuspiciousEmpty { links } => format!(
             "{name}: lists no item while {links} tracked items were in it: nothing would be deleted"
         ),

@@ -130,6 +130,16 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         conflict,
                     );
                 }
+                Effect::MassDeleteHeld {
+                    folder,
+                    gone,
+                    links,
+                } => {
+                    self.report.fail(format!(
+                        "folder {folder:?}: {gone} of its {links} tracked messages are gone or untracked in this pass: nothing was deleted or unlinked for them (if that was meant, run crmsync sync --accept-deletes)"
+                    ));
+                    self.failed_folders.insert(folder);
+                }
                 Effect::SuspiciousEmptyFolder { folder, links } => {
                     self.report.fail(format!(
                         "folder {folder:?} lists no message while {links} tracked messages were in it: nothing was changed for them (if it was emptied on purpose, run crmsync sync --accept-empty)"
@@ -563,7 +573,9 @@ fn effect_identity(effect: &Effect) -> Option<&ItemIdentity> {
         | Effect::UpdateLink { identity, .. }
         | Effect::DeleteActivity { identity }
         | Effect::DropLink { identity, .. } => Some(identity),
-        Effect::Conflict { .. } | Effect::SuspiciousEmptyFolder { .. } => None,
+        Effect::Conflict { .. }
+        | Effect::SuspiciousEmptyFolder { .. }
+        | Effect::MassDeleteHeld { .. } => None,
     }
 }
 

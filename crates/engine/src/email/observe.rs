@@ -41,6 +41,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     pub(super) async fn observe(&mut self) -> Result<(MailboxView, Vec<ScannedFolder>), PassError> {
         let mut view = MailboxView {
             accept_empty: self.options.accept_empty,
+            accept_deletes: self.options.accept_deletes,
             ..MailboxView::default()
         };
         let mut scanned = Vec::new();

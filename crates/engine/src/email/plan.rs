@@ -68,6 +68,13 @@ pub(super) fn describe(effect: &Effect, rules: &TrackingRules) -> String {
                 crmsync_core::merge::Side::Crm => "CRM",
             }
         ),
+        Effect::MassDeleteHeld {
+            folder,
+            gone,
+            links,
+        } => format!(
+            "folder {folder:?}: {gone} of its {links} tracked messages are gone or untracked: held by the mass-delete guard, nothing would change for them"
+        ),
         Effect::SuspiciousEmptyFolder { folder, links } => format!(
             "folder {folder:?} lists no message while {links} tracked messages were in it: nothing would change for them (keyword {:?})",
             rules.keyword
