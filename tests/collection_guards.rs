@@ -591,3 +591,86 @@ fn a_bad_crm_row_is_skipped_and_the_edit_waits() {
     assert_eq!(activity(env, "task")["subject"], "Call back");
     assert!(read(&c.calendar, "t.ics").contains("SUMMARY:Call back\n"));
 }
+
+/// The mass-delete guard: 15 of 20 tracked calendar files deleted in one go (a sync client
+/// gone wrong) delete nothing; the daemon holds them, says so in its status file and its log,
+/// and `crmsync sync --accept-deletes` carries them out. A temporary file a killed write left
+/// behind is cleaned up by the next pass.
+#[test]
+fn most_of_a_collection_deleted_at_once_is_held_until_accepted() {
+    let c = setup("");
+    let env = &c.env;
+    for n in 0..20 {
+        write(
+            &c.calendar,
+            &format!("e{n}.ics"),
+            &event(&format!("e{n}"), &format!("Meeting {n}"), "CRM", ""),
+        );
+    }
+    env.ok(&["sync"]);
+    assert_eq!(activities(env, "appointment").len(), 20);
+    // Left by a kill between the write and the rename, long ago.
+    let leftover = c
+        .calendar
+        .join(".e0.ics.0123456789abcdef0123456789abcdef.tmp");
+    std::fs::write(&leftover, "BEGIN:VCALENDAR").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&leftover)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
+    // And a status file a killed daemon left (its pid is gone).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let status_leftover = env.path(&format!(".status.json.{dead_pid}.tmp"));
+    std::fs::write(&status_leftover, "{").unwrap();
+
+    let mut daemon = Daemon::start(env);
+    daemon.wait_for_state("alice", "idle");
+    wait_until("the leftovers to go", Duration::from_secs(10), || {
+        (!leftover.exists() && !status_leftover.exists()).then_some(())
+    });
+    for n in 0..15 {
+        std::fs::remove_file(c.calendar.join(format!("e{n}.ics"))).unwrap();
+    }
+    let held = daemon.wait_for_state("alice", "error");
+    let error = held["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("15 of its 20 tracked items are deleted or untracked")
+            && error.contains("--accept-deletes"),
+        "{held:#}"
+    );
+    let calendar = &held["collections"].as_array().unwrap()[0];
+    assert_eq!(calendar["state"], "error", "{held:#}");
+    assert!(
+        daemon
+            .log_text()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("15 of its 20 tracked items")),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(activities(env, "appointment").len(), 20, "nothing deleted");
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+
+    // A plain sync holds them too; the administrator confirms.
+    let run = env.run(&["sync"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(activities(env, "appointment").len(), 20);
+    env.ok(&["sync", "--accept-deletes"]);
+    let left: Vec<String> = activities(env, "appointment")
+        .iter()
+        .map(|a| a["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert!(left.iter().all(|s| s.starts_with("Meeting 1")), "{left:?}");
+    // A few deleted afterwards are no mass delete.
+    for n in 15..17 {
+        std::fs::remove_file(c.calendar.join(format!("e{n}.ics"))).unwrap();
+    }
+    env.ok(&["sync"]);
+    assert_eq!(activities(env, "appointment").len(), 3);
+}

@@ -1021,3 +1021,47 @@ fn attachments_after_an_unclosed_inner_multipart_are_kept() {
         .collect();
     assert_eq!(names, ["inner.eml", "two.pdf", "three.pdf"], "{shown:#}");
 }
+
+/// The mass-delete guard on a folder: the tracking keyword gone from 12 of 16 tracked messages
+/// at once (a client that dropped keywords) deletes no activity; the pass says why and how to
+/// confirm, the folder's changes are seen again next pass, and `--accept-deletes` carries the
+/// untracks out.
+#[test]
+fn most_of_a_folder_untracked_at_once_is_held_until_accepted() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let uids: Vec<u32> = (0..16)
+        .map(|n| {
+            imap.append(
+                "INBOX",
+                &["crm"],
+                &message(
+                    &format!("m{n}@x.example"),
+                    "dana@x.example",
+                    "alice@example.com",
+                    &format!("Thread {n}"),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(mail.sync_ok()["alice"]["created"], 16);
+    for uid in &uids[..12] {
+        imap.store("INBOX", *uid, "-FLAGS (crm)");
+    }
+    for _ in 0..2 {
+        let report = &mail.sync()["alice"];
+        assert_eq!(report["state"], "error", "{report:#}");
+        assert_eq!(report["deleted"], 0, "{report:#}");
+        let error = report["errors"][0].as_str().unwrap();
+        assert!(
+            error.contains("folder \"INBOX\": 12 of its 16 tracked messages are gone or untracked")
+                && error.contains("--accept-deletes"),
+            "{error}"
+        );
+        assert_eq!(mail.activities().len(), 16);
+    }
+    let run = mail.env.run(&["sync", "--accept-deletes", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(mail.activities().len(), 4);
+    assert_eq!(mail.sync_ok()["alice"]["deleted"], 0);
+}

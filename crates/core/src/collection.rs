@@ -289,7 +289,8 @@ pub fn reconcile(
 /// The mass-delete guard: when more than half of the links (and more than
 /// [`MASS_DELETE_MIN`]) would go in one pass, none goes; [`Effect::MassDeleteHeld`] says so.
 fn hold_mass_delete(effects: &mut Vec<Effect>, links: usize) {
-    let is_gone = |effect: &Effect| matches!(effect, Effect::Untrack { .. } | Effect::ItemDeleted { .. });
+    let is_gone =
+        |effect: &Effect| matches!(effect, Effect::Untrack { .. } | Effect::ItemDeleted { .. });
     let gone = effects.iter().filter(|e| is_gone(e)).count();
     if is_mass_delete(gone, links) {
         effects.retain(|e| !is_gone(e));
@@ -474,7 +475,12 @@ mod tests {
         let links: Vec<SyncLink> = (0..24)
             .map(|n| {
                 let name = format!("u{n}");
-                link(&name, &format!("{name}.ics"), activity(n), ItemCreator::Mailbox)
+                link(
+                    &name,
+                    &format!("{name}.ics"),
+                    activity(n),
+                    ItemCreator::Mailbox,
+                )
             })
             .collect();
         let crm: BTreeMap<CrmRef, CrmItem> = (0..24)
@@ -485,12 +491,22 @@ mod tests {
         let remaining: Vec<&str> = remaining.iter().map(String::as_str).collect();
         let mut seen = view(&remaining, vec![]);
         let effects = reconcile(&seen, &links, &crm, &[], ConflictPolicy::MailboxWins);
-        assert_eq!(effects, [Effect::MassDeleteHeld { gone: 13, links: 24 }]);
+        assert_eq!(
+            effects,
+            [Effect::MassDeleteHeld {
+                gone: 13,
+                links: 24
+            }]
+        );
         // Confirmed by an administrator: carried out.
         seen.accept_deletes = true;
         let effects = reconcile(&seen, &links, &crm, &[], ConflictPolicy::MailboxWins);
         assert_eq!(effects.len(), 13);
-        assert!(effects.iter().all(|e| matches!(e, Effect::ItemDeleted { .. })));
+        assert!(
+            effects
+                .iter()
+                .all(|e| matches!(e, Effect::ItemDeleted { .. }))
+        );
         // Half of them (12 of 24), or 10 of 12: not a mass delete.
         for (gone, of) in [(12, 24), (10, 12)] {
             let remaining: Vec<String> = (gone..of).map(|n| format!("u{n}.ics")).collect();

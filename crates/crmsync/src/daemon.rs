@@ -197,7 +197,47 @@ impl StatusWriter {
             running: HashSet::new(),
         };
         writer.set_config(config);
+        writer.remove_stale_temporaries();
         writer
+    }
+
+    /// Removes the temporary status files (`.NAME.PID.tmp`) of daemons killed between writing
+    /// one and renaming it; a running daemon's own is left alone.
+    fn remove_stale_temporaries(&self) {
+        let (Some(directory), Some(name)) = (
+            self.path.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            }),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(directory) else {
+            return;
+        };
+        let prefix = format!(".{name}.");
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .and_then(|f| f.strip_suffix(".tmp"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let alive = Path::new(&format!("/proc/{pid}")).exists();
+            if !alive && std::fs::remove_file(entry.path()).is_ok() {
+                tracing::info!(
+                    "removed {}, a status file left by a daemon that was killed",
+                    entry.path().display()
+                );
+            }
+        }
     }
 
     /// Lists the config's mailboxes, keeping what is known of those that stay.

@@ -68,9 +68,9 @@ fn main() -> ExitCode {
             backfill.as_deref(),
             dry_run,
         )
-        .and_then(
-            |options| commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json),
-        ),
+        .and_then(|options| {
+            commands::sync::run(&cli.config, mailbox.as_deref(), options, output.json)
+        }),
         Command::Never(command) => commands::never::run(&cli.config, command),
         Command::Connection(command) => commands::connections::run(&cli.config, command),
         Command::Template(command) => commands::library::template(&cli.config, command),

@@ -115,13 +115,26 @@ impl Vdir {
     /// Every item, sorted by href. Hidden files (temporary files of writers) are skipped. A
     /// directory that cannot be read is an error, never an empty listing.
     pub fn list(&self) -> Result<Vec<Entry>, VdirError> {
+        self.list_and_clean().map(|(entries, _)| entries)
+    }
+
+    /// [`Vdir::list`], and the temporary files crmsync's own writes left behind when the
+    /// process was killed between writing one and renaming it (older than
+    /// [`STALE_TEMPORARY`]: no write takes that long) are removed, in the same pass over the
+    /// directory. Returns their names.
+    pub fn list_and_clean(&self) -> Result<(Vec<Entry>, Vec<String>), VdirError> {
         let reader = std::fs::read_dir(&self.path).map_err(|e| io_error(&self.path, e))?;
         let mut entries = Vec::new();
+        let mut removed = Vec::new();
         for item in reader {
             let item = item.map_err(|e| io_error(&self.path, e))?;
             let Some(name) = item.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
+            if is_own_temporary(&name) && self.remove_if_stale(&name) {
+                removed.push(name);
+                continue;
+            }
             if name.starts_with('.') || !name.ends_with(&format!(".{}", self.extension)) {
                 continue;
             }
@@ -141,7 +154,20 @@ impl Vdir {
             }
         }
         entries.sort_by(|a, b| a.href.cmp(&b.href));
-        Ok(entries)
+        Ok((entries, removed))
+    }
+
+    /// Removes one of crmsync's temporary files when it is older than [`STALE_TEMPORARY`].
+    fn remove_if_stale(&self, name: &str) -> bool {
+        let path = self.path.join(name);
+        let stale = std::fs::symlink_metadata(&path).is_ok_and(|m| {
+            m.is_file()
+                && m.modified()
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TEMPORARY)
+        });
+        stale && std::fs::remove_file(&path).is_ok()
     }
 
     /// An item's content and etag.
@@ -206,7 +232,7 @@ impl Vdir {
         Ok(())
     }
 
-    /// Writes through a temporary file and a rename; returns the new etag. The temporary file
+    /// Writes through a temporary file (see [`is_own_temporary`]) and a rename; returns the new etag. The temporary file
     /// has a random name and is created exclusively (never through an existing file or link),
     /// and the etag is taken from it before the rename (a rename keeps mtime and inode), so a
     /// write by someone else right after the rename is a different etag.
@@ -282,6 +308,20 @@ impl Vdir {
     }
 }
 
+/// How old a temporary file of crmsync's must be before a listing removes it.
+pub const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether a file name is one of crmsync's temporary files: `.NAME.HEX32.tmp`, hidden from
+/// readers (whose temporary files are left alone).
+fn is_own_temporary(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    rest.rsplit_once('.').is_some_and(|(item, random)| {
+        !item.is_empty() && random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +371,35 @@ mod tests {
             .filter(|n| n.to_string_lossy().ends_with(".tmp") && n != ".c2.vcf.tmp")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn stale_temporary_files_of_crmsync_are_removed_by_a_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = Vdir::contacts(dir.path());
+        let ours = format!(".c1.vcf.{}.tmp", uuid::Uuid::new_v4().simple());
+        let fresh = format!(".c2.vcf.{}.tmp", uuid::Uuid::new_v4().simple());
+        let theirs = ".c3.vcf.tmp";
+        for name in [ours.as_str(), fresh.as_str(), theirs] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let old = std::time::SystemTime::now() - STALE_TEMPORARY * 2;
+        for name in [ours.as_str(), theirs] {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let (entries, removed) = vdir.list_and_clean().unwrap();
+        assert_eq!(entries, []);
+        assert_eq!(removed, [ours.clone()]);
+        assert!(!dir.path().join(&ours).exists());
+        // A write in progress and another program's temporary file are left alone.
+        assert!(dir.path().join(&fresh).exists() && dir.path().join(theirs).exists());
+        assert!(is_own_temporary(&ours) && !is_own_temporary(theirs));
+        assert!(!is_own_temporary(".tmp") && !is_own_temporary("a.0123.tmp"));
     }
 
     #[test]

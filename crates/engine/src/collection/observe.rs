@@ -31,10 +31,17 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 self.config.path.display()
             )));
         }
-        let entries = self
+        let (entries, removed) = self
             .vdir
-            .list()
+            .list_and_clean()
             .map_err(|error| PassError::Collection(error.to_string()))?;
+        for name in removed {
+            tracing::info!(
+                mailbox = %self.mailbox.id,
+                collection = self.which.as_str(),
+                "removed {name}, a temporary file left by an interrupted write"
+            );
+        }
         self.status.items = entries.len() as u64;
         let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
         let mut view = CollectionView {
