@@ -394,7 +394,7 @@ mod tests {
         }
         let (entries, removed) = vdir.list_and_clean().unwrap();
         assert_eq!(entries, []);
-        assert_eq!(removed, [ours.clone()]);
+        assert_eq!(removed, std::slice::from_ref(&ours));
         assert!(!dir.path().join(&ours).exists());
         // A write in progress and another program's temporary file are left alone.
         assert!(dir.path().join(&fresh).exists() && dir.path().join(theirs).exists());
