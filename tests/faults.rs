@@ -525,3 +525,38 @@ fn a_message_over_max_message_size_is_kept_without_its_attachments() {
     let small = activity(&mail, "Small plans");
     assert_eq!(small["attachments"][0]["name"], "plans.bin", "{small:#}");
 }
+
+/// The connection lost in the middle of a pass with many messages to track: the pass stops
+/// at the first message it could not fetch and reports the mailbox in the error state, instead
+/// of trying every remaining message on a dead connection and calling the mailbox idle.
+#[test]
+fn a_connection_lost_mid_pass_ends_the_pass_in_the_error_state() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let mut imap = mail.client("alice");
+    for n in 0..25 {
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &message(
+                &format!("cut{n}@x.example"),
+                "dana@x.example",
+                "alice@example.com",
+                &format!("Cut {n}"),
+            ),
+        );
+    }
+    proxy.set(Fault::CutAt("BODY.PEEK[]".into()));
+    let report = &mail.sync()["alice"];
+    assert_eq!(report["state"], "error", "{report:#}");
+    assert!(report["failed"].as_u64().unwrap() <= 1, "{report:#}");
+    assert!(
+        report["errors"].as_array().unwrap().len() <= 2,
+        "{report:#}"
+    );
+    assert_eq!(proxy.hits(), 1, "one body fetch, then the pass stopped");
+    assert!(mail.activities().is_empty());
+    proxy.set(Fault::None);
+    assert_eq!(mail.sync_ok()["alice"]["created"], 25);
+}
