@@ -560,3 +560,43 @@ fn a_connection_lost_mid_pass_ends_the_pass_in_the_error_state() {
     proxy.set(Fault::None);
     assert_eq!(mail.sync_ok()["alice"]["created"], 25);
 }
+
+/// A tracked message that cannot be read is logged with where it is and why (SPEC 11), not
+/// only counted in the pass summary; the rest of the mailbox goes on.
+#[test]
+fn a_failed_item_is_logged_with_where_it_came_from_and_why() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    let mut imap = mail.client("alice");
+    let broken = imap.append(
+        "INBOX",
+        &["crm"],
+        "Subject: Neither sender nor Message-ID\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\nBody.\n",
+    );
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "fine@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Fine",
+        ),
+    );
+    wait_until("the good message to be tracked", Duration::from_secs(20), || {
+        (mail.activities().len() == 1).then_some(())
+    });
+    let line = wait_until("the failure to be logged", Duration::from_secs(20), || {
+        daemon
+            .log_text()
+            .lines()
+            .find(|l| l.contains("item failed") && l.contains(&format!("INBOX:{broken}")))
+            .map(str::to_owned)
+    });
+    assert!(line.contains("WARN") && line.contains("alice"), "{line}");
+    assert!(
+        line.contains("From") || line.contains("Message-ID"),
+        "the reason: {line}"
+    );
+}
