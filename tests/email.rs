@@ -1025,7 +1025,7 @@ fn attachments_after_an_unclosed_inner_multipart_are_kept() {
 /// The mass-delete guard on a folder: the tracking keyword gone from 12 of 16 tracked messages
 /// at once (a client that dropped keywords) deletes no activity; the pass says why and how to
 /// confirm, the folder's changes are seen again next pass, and `--accept-deletes` carries the
-/// untracks out.
+/// untracks out, also of the messages filed into another folder meanwhile.
 #[test]
 fn most_of_a_folder_untracked_at_once_is_held_until_accepted() {
     let mail = Mail::new(&[("alice", "alice@example.com")]);
@@ -1047,6 +1047,11 @@ fn most_of_a_folder_untracked_at_once_is_held_until_accepted() {
     assert_eq!(mail.sync_ok()["alice"]["created"], 16);
     for uid in &uids[..12] {
         imap.store("INBOX", *uid, "-FLAGS (crm)");
+    }
+    // Half of them are also filed away into another watched folder: their untrack is seen
+    // there, and must be seen there again on the next pass.
+    for uid in &uids[6..12] {
+        imap.uid_move("INBOX", *uid, "Archive");
     }
     for _ in 0..2 {
         let report = &mail.sync()["alice"];

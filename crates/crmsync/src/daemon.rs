@@ -124,8 +124,6 @@ impl Supervisor {
             .collect();
     }
 
-    /// Stops every worker at once (each lets its pass in hand end, but waits on no server),
-    /// within [`SHUTDOWN_DEADLINE`]: a worker still running then is left to the exit.
     /// Wakes every worker for a pass now: one waiting out a retry (a password fixed, a server
     /// back) tries again at once.
     fn wake_all(&self) {
@@ -134,6 +132,8 @@ impl Supervisor {
         }
     }
 
+    /// Stops every worker at once (each lets its pass in hand end, but waits on no server),
+    /// within [`SHUTDOWN_DEADLINE`]: a worker still running then is left to the exit.
     async fn stop_all(&mut self) {
         let mut stopping = tokio::task::JoinSet::new();
         for (id, worker) in self.workers.drain() {
@@ -493,6 +493,9 @@ fn watch_config(path: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc
 }
 
 async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> {
+    // First: once the status file names this process, `crmsync sync` may send it SIGUSR1,
+    // whose default action would end it.
+    let mut sync_now = signal(SignalKind::user_defined1())?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut status = StatusWriter::new(&config, &config_path);
     status.write()?;
@@ -516,7 +519,6 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let mut sync_now = signal(SignalKind::user_defined1())?;
     let (_config_watcher, mut config_changed) = watch_config(&config_path)?;
     let mut watchdog = sd_notify::watchdog_interval().map(tokio::time::interval);
 

@@ -256,13 +256,17 @@ pub fn wake_daemon_for(path: &Path, mailboxes: &[&str]) -> Option<u32> {
     let text = std::fs::read_to_string(path).ok()?;
     let status: StatusFile = serde_json::from_str(&text).ok()?;
     let pid = status.daemon.pid;
+    // Only a running daemon (`crmsync ... run`) handles SIGUSR1; it would end any other
+    // process, a crmsync CLI that got a dead daemon's pid among them.
     let is_crmsync = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .is_ok_and(|comm| comm.trim() == "crmsync");
+    let is_daemon = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == b"run"));
     let erring = status
         .mailboxes
         .iter()
         .any(|m| m.state == "error" && mailboxes.contains(&m.id.as_str()));
-    if !is_crmsync || !erring || pid == std::process::id() {
+    if !is_crmsync || !is_daemon || !erring || pid == std::process::id() {
         return None;
     }
     let pid_t = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;

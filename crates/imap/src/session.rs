@@ -103,20 +103,27 @@ pub struct ImapSession {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedMessage {
     pub raw: Vec<u8>,
-    /// The message's whole size as the server gave it (RFC822.SIZE).
+    /// The message's whole size as the server gave it (RFC822.SIZE), at least what came.
     pub size: u64,
+    cut: bool,
 }
 
 impl FetchedMessage {
-    /// A message of `size` bytes fetched whole.
+    /// A message fetched whole.
     pub fn whole(raw: Vec<u8>) -> FetchedMessage {
         let size = raw.len() as u64;
-        FetchedMessage { raw, size }
+        FetchedMessage {
+            raw,
+            size,
+            cut: false,
+        }
     }
 
-    /// Whether only the first part of the message was fetched.
+    /// Whether only the first part of the message was fetched: as many bytes came as were
+    /// asked for, and the server does not say that was all of it. (Its RFC822.SIZE alone
+    /// decides nothing: some servers give it larger than the message.)
     pub fn is_cut(&self) -> bool {
-        self.size > self.raw.len() as u64
+        self.cut
     }
 }
 
@@ -534,11 +541,11 @@ impl ImapSession {
             .body()
             .map(<[u8]>::to_vec)
             .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))?;
-        let size = fetch
-            .size
-            .map_or(raw.len() as u64, u64::from)
-            .max(raw.len() as u64);
-        Ok(FetchedMessage { raw, size })
+        let came = raw.len() as u64;
+        let cut =
+            came >= self.max_message_size && fetch.size.is_none_or(|size| u64::from(size) > came);
+        let size = fetch.size.map_or(came, u64::from).max(came);
+        Ok(FetchedMessage { raw, size, cut })
     }
 
     /// Adds and removes keywords of messages (one, or a batch: a UID set in one command,

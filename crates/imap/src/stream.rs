@@ -2,11 +2,16 @@
 //! mailbox's `security`; and a guard on what the server sends.
 //!
 //! The guard frames the server's bytes into lines and literals (RFC 3501 section 4.3) before
-//! the IMAP library sees them, and hands the library only whole lines (and literal bytes as
-//! they come). So a server that sends a line without end costs a linear scan up to the
-//! [`Limits::line`] cap and then a clear error, instead of the library parsing the growing
-//! line again from its start on every read (a full core until the operation timeout); and a
-//! literal larger than [`Limits::literal`] is refused when it is announced, before it is read.
+//! the IMAP library sees them, and hands the library only whole responses, except that a
+//! large literal (a message body, [`STREAMED_LITERAL`] bytes or more) is handed on as it
+//! comes, after the part of its response before it. The library parses what it has again
+//! from its start after every read, so a response that never ends (a line without end, or an
+//! endless run of small literals) would cost it a full core until the operation timeout: the
+//! guard holds such a response back, which costs a linear scan, and ends the connection with a
+//! clear error once more than [`Limits::line`] bytes of it (outside large literals) are held.
+//! A literal larger than [`Limits::literal`] is refused when it is announced, before it is
+//! read. (A long response that does end, such as a `UID SEARCH` answer for a large folder, is
+//! still parsed by the library once per read of it.)
 
 use std::io;
 use std::pin::Pin;
@@ -16,9 +21,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// The longest response line (outside literals) taken from a server: a `UID SEARCH` answer
-/// for about a million messages.
+/// The longest response taken from a server, outside its large literals: a `UID SEARCH`
+/// answer for about a million messages.
 pub const MAX_LINE: usize = 8 << 20;
+
+/// A literal of this size or more is handed to the library as it comes (the library reads a
+/// literal it knows the size of without parsing it again); smaller ones wait for the end of
+/// their response.
+pub const STREAMED_LITERAL: u64 = 64 * 1024;
 
 /// What the guard lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +66,10 @@ impl MailStream {
         }
     }
 
-    /// The TCP connection under a plain stream, for STARTTLS. Refused when the server sent
-    /// anything after its answer to STARTTLS: bytes read before the handshake must never be
-    /// taken as if they had come over TLS (the STARTTLS command injection of CVE-2011-0411).
+    /// The TCP connection under a plain stream, for STARTTLS. Bytes that came after the answer
+    /// to STARTTLS must never be taken as if they had come over TLS (the command injection of
+    /// CVE-2011-0411): those the library read with the answer are dropped with its buffer, and
+    /// any the guard still holds make this refuse.
     pub fn into_plain(self) -> Result<TcpStream, String> {
         match self.io {
             Io::Plain(tcp) if self.frame.is_empty() => Ok(tcp),
@@ -69,7 +80,8 @@ impl MailStream {
 }
 
 /// The framing of the server's bytes: `pending[start..ready]` may be handed out,
-/// `pending[ready..scanned]` is the unfinished line examined so far.
+/// `pending[ready..scanned]` is the unfinished response examined so far, and its text since the
+/// last literal starts at `text`.
 #[derive(Debug)]
 struct Framing {
     limits: Limits,
@@ -77,8 +89,11 @@ struct Framing {
     start: usize,
     ready: usize,
     scanned: usize,
+    text: usize,
     /// Bytes of the literal being read that have not arrived yet.
     literal_left: u64,
+    /// Whether the literal being read is handed on as it comes.
+    streaming: bool,
     /// Set once a limit was passed: the connection is of no further use.
     failed: Option<String>,
 }
@@ -91,7 +106,9 @@ impl Framing {
             start: 0,
             ready: 0,
             scanned: 0,
+            text: 0,
             literal_left: 0,
+            streaming: false,
             failed: None,
         }
     }
@@ -105,7 +122,8 @@ impl Framing {
         self.scan();
     }
 
-    /// Moves `ready` over every whole line and every literal byte that arrived.
+    /// Moves `ready` over every whole response and every byte of a streamed literal that
+    /// arrived.
     fn scan(&mut self) {
         while self.failed.is_none() && self.scanned < self.pending.len() {
             if self.literal_left > 0 {
@@ -113,7 +131,10 @@ impl Framing {
                 let taken = available.min(self.literal_left);
                 self.literal_left -= taken;
                 self.scanned += taken as usize;
-                self.ready = self.scanned;
+                self.text = self.scanned;
+                if self.streaming {
+                    self.ready = self.scanned;
+                }
                 continue;
             }
             let Some(newline) = self.pending[self.scanned..]
@@ -127,13 +148,13 @@ impl Framing {
                 return;
             };
             let end = self.scanned + newline + 1;
-            let line = &self.pending[self.ready..end];
-            if line.len() > self.limits.line {
+            if end - self.ready > self.limits.line {
                 self.fail_line();
                 return;
             }
-            if let Some(size) = announced_literal(line) {
-                if size > self.limits.literal {
+            self.scanned = end;
+            match announced_literal(&self.pending[self.text..end]) {
+                Some(size) if size > self.limits.literal => {
                     self.failed = Some(format!(
                         "the server announced {} of data in one piece, more than the limit of {} (max_message_size)",
                         crmsync_config::size_words(size),
@@ -141,16 +162,26 @@ impl Framing {
                     ));
                     return;
                 }
-                self.literal_left = size;
+                Some(size) => {
+                    self.literal_left = size;
+                    self.streaming = size >= STREAMED_LITERAL;
+                    if self.streaming {
+                        self.ready = end;
+                    }
+                }
+                // The response is whole.
+                None => {
+                    self.ready = end;
+                    self.streaming = false;
+                }
             }
-            self.scanned = end;
-            self.ready = end;
+            self.text = end;
         }
     }
 
     fn fail_line(&mut self) {
         self.failed = Some(format!(
-            "the server sent a response line longer than {} without its end",
+            "the server sent a response longer than {} without its end",
             crmsync_config::size_words(self.limits.line as u64)
         ));
     }
@@ -166,11 +197,12 @@ impl Framing {
         self.start += n;
         if self.start == self.pending.len() {
             self.pending.clear();
-            (self.start, self.ready, self.scanned) = (0, 0, 0);
+            (self.start, self.ready, self.scanned, self.text) = (0, 0, 0, 0);
         } else if self.start > 64 * 1024 && self.start * 2 > self.pending.len() {
             self.pending.drain(..self.start);
             self.ready -= self.start;
             self.scanned -= self.start;
+            self.text -= self.start;
             self.start = 0;
         }
         true
@@ -180,6 +212,7 @@ impl Framing {
     fn release_all(&mut self) {
         self.ready = self.pending.len();
         self.scanned = self.ready;
+        self.text = self.ready;
         self.literal_left = 0;
     }
 }
@@ -277,37 +310,52 @@ mod tests {
     }
 
     #[test]
-    fn only_whole_lines_and_literal_bytes_are_handed_out() {
-        let mut frame = framing(100, 100);
-        frame.take(b"* 1 FETCH (UID 5 BODY[] {10}\r\n0123");
-        assert_eq!(ready(&frame), b"* 1 FETCH (UID 5 BODY[] {10}\r\n0123");
-        // A CRLF inside a literal ends no line; the line after the literal waits for its end.
+    fn small_literals_wait_for_their_response_and_large_ones_stream() {
+        let mut frame = framing(1000, 1 << 20);
+        // A small literal (a header) waits for the end of its response; a CRLF inside it ends
+        // nothing.
+        frame.take(b"* 1 FETCH (UID 5 BODY[HEADER] {10}\r\n0123");
+        assert_eq!(ready(&frame), b"");
         frame.take(b"4\r\n789)");
-        assert_eq!(
-            ready(&frame),
-            b"* 1 FETCH (UID 5 BODY[] {10}\r\n01234\r\n789"
-        );
+        assert_eq!(ready(&frame), b"");
         frame.take(b"\r\na1 OK");
         assert_eq!(
             ready(&frame),
-            b"* 1 FETCH (UID 5 BODY[] {10}\r\n01234\r\n789)\r\n"
+            b"* 1 FETCH (UID 5 BODY[HEADER] {10}\r\n01234\r\n789)\r\n"
         );
+        frame.hand_out(&mut ReadBuf::new(&mut [0u8; 4096]));
+        // A large literal (a body) is handed on as it comes, after what came before it.
+        frame.take(b" done\r\n* 2 FETCH (UID 6 BODY[] {70000}\r\n");
+        assert_eq!(
+            ready(&frame),
+            b"a1 OK done\r\n* 2 FETCH (UID 6 BODY[] {70000}\r\n"
+        );
+        frame.take(&[b'x'; 1000]);
+        assert_eq!(ready(&frame).len(), 45 + 1000);
+        frame.take(&[b'x'; 69_000]);
+        frame.take(b")");
+        assert_eq!(ready(&frame).len(), 45 + 70_000, "the line after it waits");
+        frame.take(b"\r\n");
+        assert_eq!(ready(&frame).len(), 45 + 70_003);
         assert!(frame.failed.is_none());
     }
 
     #[test]
-    fn an_endless_line_and_an_oversized_literal_are_refused() {
+    fn a_response_without_end_and_an_oversized_literal_are_refused() {
         let mut frame = framing(64, 1000);
         for _ in 0..10 {
             frame.take(b"* OK aaaaaaaaaaaa");
         }
-        assert!(
-            frame
-                .failed
-                .as_deref()
-                .unwrap()
-                .contains("line longer than")
-        );
+        assert!(frame.failed.as_deref().unwrap().contains("longer than"));
+        assert_eq!(ready(&frame), b"");
+
+        // An endless run of small literals is one response without end too.
+        let mut frame = framing(64, 1000);
+        frame.take(b"* 1 FETCH (");
+        for _ in 0..10 {
+            frame.take(b"BODY[] {1}\r\nx ");
+        }
+        assert!(frame.failed.as_deref().unwrap().contains("longer than"));
         assert_eq!(ready(&frame), b"");
 
         let mut frame = framing(64, 1000);
@@ -322,6 +370,14 @@ mod tests {
         let mut frame = framing(64, 1000);
         frame.take(b"* 1 FETCH (BODY[] {99999999999999999999999999}\r\n");
         assert!(frame.failed.is_some());
+    }
+
+    #[test]
+    fn a_literal_announcement_is_read_from_the_text_after_the_last_literal() {
+        // A body that ends in "{" followed by the server's "12}" is no announcement.
+        let mut frame = framing(1000, 1000);
+        frame.take(b"* 1 FETCH (BODY[] {2}\r\nx{12}\r\n");
+        assert_eq!(ready(&frame), b"* 1 FETCH (BODY[] {2}\r\nx{12}\r\n");
     }
 
     #[test]

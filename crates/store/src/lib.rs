@@ -71,14 +71,18 @@ pub enum StoreError {
     /// The backend failed (SQLite's own error, a lost database connection...), in words.
     #[error("{0}")]
     Backend(String),
+    /// The store cannot serve at all for now (locked by another program beyond the busy
+    /// timeout, a full disk, an I/O error, a lost database connection), in words.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
-    /// The store itself cannot serve (locked by another program beyond the busy timeout, a
-    /// full disk, a lost database connection): no item can be handled until it can, so a
-    /// pass stops rather than fail every item in turn.
+    /// The store itself cannot serve: no item can be handled until it can, so a pass stops
+    /// rather than fail every item in turn. A failure of one write (a constraint, a value
+    /// too big) is not this: it fails that item only.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Backend(_) | StoreError::Open { .. })
+        matches!(self, StoreError::Unavailable(_) | StoreError::Open { .. })
     }
 }
 

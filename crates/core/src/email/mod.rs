@@ -319,6 +319,10 @@ pub enum Effect {
         folder: String,
         gone: usize,
         links: usize,
+        /// The folders where held messages were seen in this pass (moved there without
+        /// their keyword, say): their markers must not be saved either, or the next pass
+        /// would not see those messages again.
+        seen_in: Vec<String>,
     },
 }
 
@@ -399,16 +403,33 @@ pub fn reconcile(
         reconcile_link(rules, policy, link, crm, seen, &mut effects);
     }
     if !view.accept_deletes {
-        hold_mass_deletes(links, &mut effects);
+        hold_mass_deletes(&by_identity, links, &mut effects);
     }
     effects
+}
+
+/// The message an effect of the mass-delete guard's kind is about: an untrack, or a message
+/// gone.
+fn gone_identity(effect: &Effect) -> Option<&ItemIdentity> {
+    match effect {
+        Effect::DeleteActivity { identity }
+        | Effect::DropLink {
+            identity,
+            reason: DropReason::Gone | DropReason::UntrackedNotOwner,
+        } => Some(identity),
+        _ => None,
+    }
 }
 
 /// The mass-delete guard, per folder: when more than half of a folder's links (and more than
 /// [`crate::collection::MASS_DELETE_MIN`]) would go in one pass (untracked, or gone from
 /// every watched folder), none of them goes; [`Effect::MassDeleteHeld`] says so. A message
 /// the CRM deleted is not counted: that delete was made in the CRM.
-fn hold_mass_deletes(links: &[(SyncLink, CrmState)], effects: &mut Vec<Effect>) {
+fn hold_mass_deletes(
+    by_identity: &BTreeMap<&ItemIdentity, &Observed>,
+    links: &[(SyncLink, CrmState)],
+    effects: &mut Vec<Effect>,
+) {
     let folder_of: HashMap<&ItemIdentity, &str> = links
         .iter()
         .filter_map(|(link, _)| match &link.location {
@@ -421,15 +442,7 @@ fn hold_mass_deletes(links: &[(SyncLink, CrmState)], effects: &mut Vec<Effect>) 
         *per_folder.entry(folder).or_default() += 1;
     }
     let gone_from = |effect: &Effect| -> Option<&str> {
-        let identity = match effect {
-            Effect::DeleteActivity { identity }
-            | Effect::DropLink {
-                identity,
-                reason: DropReason::Gone | DropReason::UntrackedNotOwner,
-            } => identity,
-            _ => return None,
-        };
-        folder_of.get(identity).copied()
+        gone_identity(effect).and_then(|identity| folder_of.get(identity).copied())
     };
     let mut gone: BTreeMap<&str, usize> = BTreeMap::new();
     for effect in effects.iter() {
@@ -445,9 +458,27 @@ fn hold_mass_deletes(links: &[(SyncLink, CrmState)], effects: &mut Vec<Effect>) 
     if held.is_empty() {
         return;
     }
+    let mut seen_in: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for effect in effects.iter() {
+        if let (Some(identity), Some(folder)) = (gone_identity(effect), gone_from(effect))
+            && held.contains_key(folder)
+            && let Some(observed) = by_identity.get(identity)
+            && observed.folder() != folder
+        {
+            seen_in
+                .entry(folder)
+                .or_default()
+                .insert(observed.folder().to_owned());
+        }
+    }
+    let seen_in: BTreeMap<String, Vec<String>> = seen_in
+        .into_iter()
+        .map(|(folder, others)| (folder.to_owned(), others.into_iter().collect()))
+        .collect();
     effects.retain(|effect| gone_from(effect).is_none_or(|folder| !held.contains_key(folder)));
     for (folder, (gone, links)) in held {
         effects.push(Effect::MassDeleteHeld {
+            seen_in: seen_in.get(&folder).cloned().unwrap_or_default(),
             folder,
             gone,
             links,

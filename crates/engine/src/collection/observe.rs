@@ -31,10 +31,14 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 self.config.path.display()
             )));
         }
-        let (entries, removed) = self
-            .vdir
-            .list_and_clean()
-            .map_err(|error| PassError::Collection(error.to_string()))?;
+        // A dry run changes nothing in the directory, leftovers included.
+        let listed = if self.options.dry_run {
+            self.vdir.list().map(|entries| (entries, Vec::new()))
+        } else {
+            self.vdir.list_and_clean()
+        };
+        let (entries, removed) =
+            listed.map_err(|error| PassError::Collection(error.to_string()))?;
         for name in removed {
             tracing::info!(
                 mailbox = %self.mailbox.id,

@@ -73,6 +73,11 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .count() as u64;
         let effects = self.write_automatic_keywords(effects, &mut state).await?;
         for effect in effects {
+            // A store that cannot serve fails every item after it the same way (each after
+            // the busy timeout): the pass stops.
+            if let Some(error) = self.store_down.take() {
+                return Err(PassError::Store(StoreError::Unavailable(error)));
+            }
             if effect_identity(&effect).is_some_and(|identity| state.failed.contains(identity)) {
                 continue;
             }
@@ -134,7 +139,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     folder,
                     gone,
                     links,
+                    seen_in,
                 } => {
+                    self.failed_folders.extend(seen_in);
                     self.report.fail(format!(
                         "folder {folder:?}: {gone} of its {links} tracked messages are gone or untracked in this pass: nothing was deleted or unlinked for them (if that was meant, run crmsync sync --accept-deletes)"
                     ));
@@ -148,7 +155,10 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 }
             }
         }
-        Ok(())
+        match self.store_down.take() {
+            Some(error) => Err(PassError::Store(StoreError::Unavailable(error))),
+            None => Ok(()),
+        }
     }
 
     /// One item failed on the IMAP side: counted, and its folder's markers are not saved. When
@@ -451,6 +461,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     /// One item failed on the store side: counted, and its folder's markers are not saved, so
     /// that the next pass sees the message again.
     fn store_item_failed(&mut self, location: &ItemLocation, what: &str, error: &StoreError) {
+        if error.is_unavailable() && self.store_down.is_none() {
+            self.store_down = Some(error.to_string());
+        }
         self.report.item_failed(
             location_text(location),
             format!("{what}: CRM store: {error}"),

@@ -43,6 +43,8 @@ pub struct EmailPass<'a, S, M> {
     /// Folders where an item failed: their markers are not saved, so the next pass sees
     /// those items again.
     failed_folders: HashSet<String>,
+    /// Set when the store could not serve at all: the pass stops at the next effect.
+    store_down: Option<String>,
     /// Messages whose header could not be read, with their keywords and their sync-state
     /// mark: failed when tracked, none when not.
     malformed: Vec<(ItemLocation, Vec<String>, Mark)>,
@@ -69,6 +71,7 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
             options,
             report,
             failed_folders: HashSet::new(),
+            store_down: None,
             malformed: Vec::new(),
             marks: BTreeMap::new(),
         }

@@ -63,6 +63,12 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     self.report.fail(error.to_string());
                     continue;
                 }
+                // The server refused this folder for a reason of its own (`NO [NOPERM]`,
+                // `[SERVERBUG]`): that folder fails, the others go on.
+                Err(error @ ImapError::No(_)) => {
+                    self.report.fail(format!("folder {folder:?}: {error}"));
+                    continue;
+                }
                 Err(error) => return Err(error.into()),
             };
             self.observe_folder(&scan, &mut view);

@@ -72,6 +72,7 @@ pub(super) fn describe(effect: &Effect, rules: &TrackingRules) -> String {
             folder,
             gone,
             links,
+            ..
         } => format!(
             "folder {folder:?}: {gone} of its {links} tracked messages are gone or untracked: held by the mass-delete guard, nothing would change for them"
         ),

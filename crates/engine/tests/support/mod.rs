@@ -64,7 +64,7 @@ impl<S> CrashingStore<S> {
         if self.switch.spend() {
             Ok(())
         } else {
-            Err(StoreError::Backend("the process was killed".into()))
+            Err(StoreError::Unavailable("the process was killed".into()))
         }
     }
 }

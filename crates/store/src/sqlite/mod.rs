@@ -31,10 +31,24 @@ mod users;
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::{Result, Rules, StoreError};
 
-/// SQLite's errors reach callers as [`StoreError::Backend`]: the store traits name no backend.
+/// SQLite's errors reach callers as [`StoreError::Unavailable`] when the database cannot serve
+/// at all (busy or locked beyond the busy timeout, full, an I/O error, cannot be opened or
+/// written, out of memory), else as [`StoreError::Backend`]: the store traits name no backend.
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> StoreError {
-        StoreError::Backend(error.to_string())
+        use rusqlite::ErrorCode as Code;
+        match error.sqlite_error_code() {
+            Some(
+                Code::DatabaseBusy
+                | Code::DatabaseLocked
+                | Code::DiskFull
+                | Code::SystemIoFailure
+                | Code::CannotOpen
+                | Code::ReadOnly
+                | Code::OutOfMemory,
+            ) => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Backend(error.to_string()),
+        }
     }
 }
 
