@@ -25,8 +25,8 @@ pub enum Fault {
     StallAt(String),
     /// Stall at the `n`th matching line from when the fault is set (1 = the first).
     StallAtNth(String, u64),
-    /// Answer the line with these bytes instead of the server (which never sees it), then
-    /// stall: a server that sends garbage.
+    /// Answer the line with these bytes instead of the server (which never sees it), and go
+    /// on: a server that sends garbage, or refuses.
     AnswerAt(String, Vec<u8>),
     /// Answer the line with a response line that never ends, sent as fast as the client reads.
     EndlessAt(String),
@@ -153,14 +153,13 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 };
                 if hit {
                     shared.hits.fetch_add(1, Ordering::SeqCst);
-                    if let Fault::CutAt(_) = fault {
-                        let _ = client_read.shutdown(Shutdown::Both);
-                        let _ = server_write.shutdown(Shutdown::Both);
-                        return;
-                    }
-                    stalled.store(true, Ordering::SeqCst);
-                    pending.clear();
                     match fault {
+                        Fault::CutAt(_) => {
+                            let _ = client_read.shutdown(Shutdown::Both);
+                            let _ = server_write.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        // The proxy answers in the server's place; the rest goes on.
                         Fault::AnswerAt(_, bytes) => {
                             // `{tag}` stands for the command's tag.
                             let tag = line.split(|&b| b == b' ').next().unwrap_or_default();
@@ -172,14 +171,17 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                                 bytes.clone()
                             };
                             let _ = client_inject.write_all(&answer);
+                            continue;
                         }
                         Fault::EndlessAt(_) => {
+                            stalled.store(true, Ordering::SeqCst);
                             let _ = client_inject.write_all(b"* OK ");
                             let chunk = [b'a'; 64 * 1024];
                             while client_inject.write_all(&chunk).is_ok() {}
                         }
-                        _ => {}
+                        _ => stalled.store(true, Ordering::SeqCst),
                     }
+                    pending.clear();
                     break;
                 }
                 if server_write.write_all(&line).is_err() {
