@@ -1070,3 +1070,50 @@ fn most_of_a_folder_untracked_at_once_is_held_until_accepted() {
     assert_eq!(mail.activities().len(), 4);
     assert_eq!(mail.sync_ok()["alice"]["deleted"], 0);
 }
+
+/// On a server with QRESYNC (Dovecot), a pass learns what vanished from the server's
+/// `VANISHED (EARLIER)` instead of listing every UID of the folder on every pass, and a pass
+/// where nothing changed sends no FETCH and no SEARCH at all; an expunged tracked message
+/// still loses its link (the activity stays).
+#[test]
+fn expunges_are_seen_through_qresync_without_listing_the_folder() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let uids: Vec<u32> = (0..3)
+        .map(|n| {
+            imap.append(
+                "INBOX",
+                &["crm"],
+                &message(
+                    &format!("q{n}@x.example"),
+                    "dana@x.example",
+                    "alice@example.com",
+                    &format!("Q {n}"),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(mail.sync_ok()["alice"]["created"], 3);
+    mail.dovecot.record_traffic("alice");
+    imap.expunge("INBOX", uids[2]);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["unlinked"], 1, "{report:#}");
+    assert_eq!(mail.activities().len(), 3, "email deletes never cross");
+    let quiet = &mail.sync_ok()["alice"];
+    assert_eq!(quiet["imap"]["fetch_commands"], 0, "{quiet:#}");
+    let commands = mail.dovecot.commands_of("alice");
+    assert!(
+        commands.iter().any(|c| c.contains("ENABLE QRESYNC")),
+        "{commands:#?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("(CHANGEDSINCE") && c.contains("VANISHED)")),
+        "{commands:#?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.contains("UID SEARCH")),
+        "{commands:#?}"
+    );
+}

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crmsync_core::email::{
-    CrmState, Effect, FolderView, MailboxView, Observed, TrackingRules, reconcile,
+    CrmState, Effect, FolderView, MailboxView, Observed, Presence, TrackingRules, reconcile,
 };
 use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, SyncLink};
@@ -117,12 +117,13 @@ impl World {
             .map(|folder| FolderView {
                 folder: (*folder).into(),
                 uid_validity: 1,
-                present: self
-                    .messages
-                    .values()
-                    .filter(|m| m.folder == *folder)
-                    .map(|m| m.uid)
-                    .collect(),
+                present: Presence::Listed(
+                    self.messages
+                        .values()
+                        .filter(|m| m.folder == *folder)
+                        .map(|m| m.uid)
+                        .collect(),
+                ),
             })
             .collect();
         let changed = self

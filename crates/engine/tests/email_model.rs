@@ -387,8 +387,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn histories_with_crashes_converge_and_lose_nothing(steps in prop::collection::vec(step(), 1..24)) {
+    fn histories_with_crashes_converge_and_lose_nothing(
+        steps in prop::collection::vec(step(), 1..24),
+        qresync in any::<bool>(),
+    ) {
         let mut world = World::new();
+        world.mail.qresync = qresync;
         for step in &steps {
             world.run(step);
         }
@@ -405,8 +409,12 @@ proptest! {
     /// keyword before its activity, so a kill in between leaves a message the next pass
     /// tracks by its keyword; nothing is taken twice, and what a person untracked stays so.
     #[test]
-    fn histories_under_auto_all_converge_and_take_new_mail(steps in prop::collection::vec(step(), 1..24)) {
+    fn histories_under_auto_all_converge_and_take_new_mail(
+        steps in prop::collection::vec(step(), 1..24),
+        qresync in any::<bool>(),
+    ) {
         let mut world = World::with_policy("all");
+        world.mail.qresync = qresync;
         for step in &steps {
             world.run(step);
         }

@@ -16,7 +16,11 @@ use crmsync_config::{ImapConfig, Secret, Security};
 use crate::message;
 use crate::stream::{Limits, MAX_LINE, MailStream};
 use crate::{ImapError, tls};
+use crmsync_core::email::Presence;
 use crmsync_core::item::ItemIdentity;
+
+/// What a scan fetches of each changed message: its flags and its header.
+const HEADER_QUERY: &str = "UID FLAGS BODY.PEEK[HEADER]";
 
 /// How long one server operation may take before the connection counts as failed.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -76,8 +80,8 @@ pub struct FolderScan {
     pub folder: String,
     pub uid_validity: u32,
     pub highest_modseq: Option<u64>,
-    /// Every UID in the folder now.
-    pub present: BTreeSet<u32>,
+    /// The messages in the folder now: every UID, or what vanished since `saved` (QRESYNC).
+    pub present: Presence,
     /// The UID the next message delivered will get (UIDNEXT), when the server says.
     pub uid_next: Option<u32>,
     /// Messages new or changed since the markers given (all of them on a full scan).
@@ -93,6 +97,9 @@ pub struct ImapSession {
     /// \Recent flags): for a pass that only says what it would do.
     read_only: bool,
     condstore: bool,
+    /// QRESYNC is enabled (RFC 7162): a scan learns what vanished since its saved markers
+    /// instead of listing every UID.
+    qresync: bool,
     idle: bool,
     /// A message fetched is cut at this many bytes (`max_message_size`).
     max_message_size: u64,
@@ -238,11 +245,21 @@ impl ImapSession {
             other => other.into(),
         })?;
         let capabilities = bounded("CAPABILITY", session.capabilities()).await?;
+        let condstore = capabilities.has_str("CONDSTORE");
+        // RFC 5161: an extension that changes what the server sends is asked for. A server
+        // that refuses it is scanned the CONDSTORE way.
+        let qresync = condstore
+            && capabilities.has_str("QRESYNC")
+            && capabilities.has_str("ENABLE")
+            && bounded("ENABLE", session.run_command_and_check_ok("ENABLE QRESYNC"))
+                .await
+                .is_ok();
         Ok(ImapSession {
             session,
             selected: None,
             read_only: false,
-            condstore: capabilities.has_str("CONDSTORE"),
+            condstore,
+            qresync,
             idle: capabilities.has_str("IDLE"),
             max_message_size: imap.max_message_size,
             counters: Counters::default(),
@@ -325,8 +342,9 @@ impl ImapSession {
 
     /// Scans a folder: only what changed since `saved` when the server has CONDSTORE and the
     /// folder's UIDVALIDITY is unchanged; otherwise every message's flags and header. Bodies
-    /// are never fetched here. When nothing changed (same UIDVALIDITY and HIGHESTMODSEQ), no
-    /// FETCH is sent at all; the UID list still is read, to see expunges.
+    /// are never fetched here. With QRESYNC, what vanished comes with the changes (one `UID
+    /// FETCH ... (CHANGEDSINCE m VANISHED)`) and a folder whose HIGHESTMODSEQ is unchanged
+    /// costs its SELECT only; without it, the UID list is read on every scan to see expunges.
     pub async fn scan_folder(
         &mut self,
         folder: &str,
@@ -343,41 +361,38 @@ impl ImapSession {
             }
             _ => None,
         };
-        let present: BTreeSet<u32> = bounded("UID SEARCH", self.session.uid_search("ALL"))
-            .await?
-            .into_iter()
-            .collect();
-
-        let query = match incremental_from {
-            Some((saved_modseq, now_modseq)) if saved_modseq == now_modseq => None,
-            Some((saved_modseq, _)) => Some(format!(
-                "(UID FLAGS BODY.PEEK[HEADER]) (CHANGEDSINCE {saved_modseq})"
-            )),
-            None => Some("(UID FLAGS BODY.PEEK[HEADER])".to_owned()),
-        };
-        let mut changed = Vec::new();
-        if let Some(query) = query
-            && !present.is_empty()
-        {
-            self.counters.fetch_commands += 1;
-            let fetches: Vec<_> = bounded("UID FETCH", async {
-                self.session
-                    .uid_fetch("1:*", &query)
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
-            for fetch in fetches {
-                let Some(uid) = fetch.uid else { continue };
-                changed.push(FetchedHeader {
-                    uid,
-                    keywords: keywords(fetch.flags()),
-                    header: fetch.header().unwrap_or_default().to_vec(),
-                });
+        let (present, changed) = match incremental_from {
+            Some((saved_modseq, now_modseq)) if self.qresync => {
+                let (vanished, changed) = if saved_modseq == now_modseq {
+                    (BTreeSet::new(), Vec::new())
+                } else {
+                    self.fetch_changes_and_vanished(saved_modseq).await?
+                };
+                let present = Presence::Vanished {
+                    vanished,
+                    exists: mailbox.exists,
+                };
+                (present, changed)
             }
-            changed.sort_by_key(|message| message.uid);
-        }
+            _ => {
+                let present: BTreeSet<u32> = bounded("UID SEARCH", self.session.uid_search("ALL"))
+                    .await?
+                    .into_iter()
+                    .collect();
+                let query = match incremental_from {
+                    Some((saved_modseq, now_modseq)) if saved_modseq == now_modseq => None,
+                    Some((saved_modseq, _)) => {
+                        Some(format!("({HEADER_QUERY}) (CHANGEDSINCE {saved_modseq})"))
+                    }
+                    None => Some(format!("({HEADER_QUERY})")),
+                };
+                let changed = match query {
+                    Some(query) if !present.is_empty() => self.fetch_headers("1:*", &query).await?,
+                    _ => Vec::new(),
+                };
+                (Presence::Listed(present), changed)
+            }
+        };
         Ok(FolderScan {
             folder: folder.to_owned(),
             uid_validity,
@@ -387,6 +402,65 @@ impl ImapSession {
             changed,
             full: incremental_from.is_none(),
         })
+    }
+
+    /// The flags and headers of the messages changed since `modseq`, and the UIDs that
+    /// vanished since then (QRESYNC): one `UID FETCH` over every possible UID (`1:*` would
+    /// end at the highest UID there now, and miss a vanished higher one).
+    async fn fetch_changes_and_vanished(
+        &mut self,
+        modseq: u64,
+    ) -> Result<(BTreeSet<u32>, Vec<FetchedHeader>), ImapError> {
+        // What the server said before this command (EXISTS, FETCH of flags, an earlier
+        // VANISHED) is not this answer's; VANISHED (EARLIER) reports every UID gone since
+        // `modseq` again.
+        while self.session.unsolicited_responses.try_recv().is_ok() {}
+        let changed = self
+            .fetch_headers(
+                "1:4294967295",
+                &format!("({HEADER_QUERY}) (CHANGEDSINCE {modseq} VANISHED)"),
+            )
+            .await?;
+        let mut vanished = BTreeSet::new();
+        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
+            if let async_imap::types::UnsolicitedResponse::Other(data) = response
+                && let async_imap::imap_proto::Response::Vanished { uids, .. } = data.parsed()
+            {
+                for range in uids {
+                    vanished.extend(range.clone());
+                }
+            }
+        }
+        Ok((vanished, changed))
+    }
+
+    /// The flags and headers of `uids`, sorted by UID.
+    async fn fetch_headers(
+        &mut self,
+        uids: &str,
+        query: &str,
+    ) -> Result<Vec<FetchedHeader>, ImapError> {
+        self.counters.fetch_commands += 1;
+        let fetches: Vec<_> = bounded("UID FETCH", async {
+            self.session
+                .uid_fetch(uids, query)
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        let mut changed: Vec<FetchedHeader> = fetches
+            .iter()
+            .filter_map(|fetch| {
+                Some(FetchedHeader {
+                    uid: fetch.uid?,
+                    keywords: keywords(fetch.flags()),
+                    header: fetch.header().unwrap_or_default().to_vec(),
+                })
+            })
+            .collect();
+        changed.sort_by_key(|message| message.uid);
+        Ok(changed)
     }
 
     /// The flags and header of one message, or `None` when the folder has no such UID.
@@ -598,6 +672,7 @@ impl ImapSession {
             selected,
             read_only,
             condstore,
+            qresync,
             idle,
             max_message_size,
             counters,
@@ -622,6 +697,7 @@ impl ImapSession {
                 selected,
                 read_only,
                 condstore,
+                qresync,
                 idle,
                 max_message_size,
                 counters,

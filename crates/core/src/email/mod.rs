@@ -227,7 +227,53 @@ impl Observed {
 pub struct FolderView {
     pub folder: String,
     pub uid_validity: u32,
-    pub present: BTreeSet<u32>,
+    pub present: Presence,
+}
+
+/// Which messages of a folder are there now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// Every UID, as listed (`UID SEARCH ALL`).
+    Listed(BTreeSet<u32>),
+    /// The UIDs that vanished since the folder's saved markers (QRESYNC's `VANISHED
+    /// (EARLIER)`, RFC 7162); every other UID a pass knows of is still there. `exists` is the
+    /// number of messages in the folder.
+    Vanished {
+        vanished: BTreeSet<u32>,
+        exists: u32,
+    },
+}
+
+impl Presence {
+    /// Whether the message with this UID is there (for a UID the pass knew of before).
+    pub fn contains(&self, uid: u32) -> bool {
+        match self {
+            Presence::Listed(uids) => uids.contains(&uid),
+            Presence::Vanished { vanished, .. } => !vanished.contains(&uid),
+        }
+    }
+
+    /// Whether the folder holds no message at all.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Presence::Listed(uids) => uids.is_empty(),
+            Presence::Vanished { exists, .. } => *exists == 0,
+        }
+    }
+
+    /// The highest UID listed, when every UID was.
+    pub fn last_listed(&self) -> Option<u32> {
+        match self {
+            Presence::Listed(uids) => uids.last().copied(),
+            Presence::Vanished { .. } => None,
+        }
+    }
+}
+
+impl Default for Presence {
+    fn default() -> Presence {
+        Presence::Listed(BTreeSet::new())
+    }
 }
 
 /// A mailbox as this pass saw it. Folders that could not be scanned are absent: links into
@@ -618,7 +664,7 @@ fn seen<'a>(
     match folders.get(folder.as_str()) {
         None => Seen::Unknown,
         Some(_) if distrusted.contains(folder.as_str()) => Seen::Unknown,
-        Some(view) if view.uid_validity == *uid_validity && view.present.contains(uid) => {
+        Some(view) if view.uid_validity == *uid_validity && view.present.contains(*uid) => {
             Seen::Unchanged
         }
         Some(_) => Seen::Gone,

@@ -170,7 +170,7 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
                 .iter()
                 .any(|f| f.scope == EMAIL_SCOPE && f.item == failure.item);
             let settled =
-                !scanned.present.contains(&uid) || seen.contains(&(folder.to_owned(), uid));
+                !scanned.present.contains(uid) || seen.contains(&(folder.to_owned(), uid));
             if settled && !failing_now {
                 self.report.resolved.push((failure.scope, failure.item));
             }

@@ -153,7 +153,11 @@ fn auto_from_uid(policy: AutoPolicy, saved: Option<&SyncState>, scan: &FolderSca
     let recorded = saved
         .filter(|state| state.auto_policy.as_deref() == Some(policy.as_str()))
         .and_then(|state| state.auto_from_uid);
-    recorded
-        .or(scan.uid_next)
-        .or_else(|| Some(scan.present.last().map_or(1, |uid| uid.saturating_add(1))))
+    recorded.or(scan.uid_next).or_else(|| {
+        Some(
+            scan.present
+                .last_listed()
+                .map_or(1, |uid| uid.saturating_add(1)),
+        )
+    })
 }

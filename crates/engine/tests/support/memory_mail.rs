@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+use crmsync_core::email::Presence;
 use crmsync_engine::mail::MailStore;
 use crmsync_imap::{Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, ImapError};
 
@@ -22,6 +23,8 @@ pub struct Folder {
     pub uid_validity: u32,
     pub next_uid: u32,
     pub messages: BTreeMap<u32, Message>,
+    /// Expunged UIDs with the mod-sequence of their expunge, for QRESYNC's VANISHED.
+    pub expunged: Vec<(u32, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct MemoryMail {
     pub folders: BTreeMap<String, Folder>,
     /// The mailbox's HIGHESTMODSEQ: every change takes the next one.
     pub modseq: u64,
+    /// Whether scans report what vanished since their markers (QRESYNC) instead of every
+    /// UID: the engine's two ways of seeing expunges.
+    pub qresync: bool,
     pub switch: CrashSwitch,
 }
 
@@ -42,11 +48,13 @@ impl MemoryMail {
                         uid_validity: 7,
                         next_uid: 1,
                         messages: BTreeMap::new(),
+                        expunged: Vec::new(),
                     };
                     ((*name).to_owned(), folder)
                 })
                 .collect(),
             modseq: 1,
+            qresync: true,
             switch,
         }
     }
@@ -87,8 +95,11 @@ impl MemoryMail {
     }
 
     pub fn expunge(&mut self, folder: &str, uid: u32) -> Option<Message> {
-        self.next_modseq();
-        self.folders.get_mut(folder)?.messages.remove(&uid)
+        let modseq = self.next_modseq();
+        let folder = self.folders.get_mut(folder)?;
+        let message = folder.messages.remove(&uid)?;
+        folder.expunged.push((uid, modseq));
+        Some(message)
     }
 
     /// Moves a message (MOVE keeps its keywords); returns its new UID.
@@ -125,7 +136,18 @@ impl MemoryMail {
             uid_validity: folder.uid_validity,
             highest_modseq: Some(self.modseq),
             uid_next: Some(folder.next_uid),
-            present: folder.messages.keys().copied().collect(),
+            present: match since {
+                Some(since) if self.qresync => Presence::Vanished {
+                    vanished: folder
+                        .expunged
+                        .iter()
+                        .filter(|(_, modseq)| *modseq > since)
+                        .map(|(uid, _)| *uid)
+                        .collect(),
+                    exists: folder.messages.len() as u32,
+                },
+                _ => Presence::Listed(folder.messages.keys().copied().collect()),
+            },
             changed,
             full: since.is_none(),
         })
