@@ -66,6 +66,9 @@ pub struct CollectionView {
     /// An administrator confirmed that the items gone in this pass really went
     /// (`crmsync sync --accept-deletes`): the mass-delete guard stands aside.
     pub accept_deletes: bool,
+    /// Links of the collection that went in the last passes (a daemon's recent window): a
+    /// tool that deletes files one by one, passes apart, is still one mass delete.
+    pub recently_gone: usize,
 }
 
 /// The CRM side of a link.
@@ -281,19 +284,24 @@ pub fn reconcile(
         }
     }
     if !view.accept_deletes {
-        hold_mass_delete(&mut effects, links.len());
+        hold_mass_delete(&mut effects, links.len(), view.recently_gone);
     }
     effects
 }
 
+/// Whether an effect takes a link away (the mass-delete guard's kind).
+pub fn takes_a_link(effect: &Effect) -> bool {
+    matches!(effect, Effect::Untrack { .. } | Effect::ItemDeleted { .. })
+}
+
 /// The mass-delete guard: when more than half of the links (and more than
-/// [`MASS_DELETE_MIN`]) would go in one pass, none goes; [`Effect::MassDeleteHeld`] says so.
-fn hold_mass_delete(effects: &mut Vec<Effect>, links: usize) {
-    let is_gone =
-        |effect: &Effect| matches!(effect, Effect::Untrack { .. } | Effect::ItemDeleted { .. });
-    let gone = effects.iter().filter(|e| is_gone(e)).count();
-    if is_mass_delete(gone, links) {
-        effects.retain(|e| !is_gone(e));
+/// [`MASS_DELETE_MIN`]) would go, in this pass and the recent ones, none of this pass's goes;
+/// [`Effect::MassDeleteHeld`] says so.
+fn hold_mass_delete(effects: &mut Vec<Effect>, links: usize, recently_gone: usize) {
+    let now = effects.iter().filter(|e| takes_a_link(e)).count();
+    let (gone, links) = (now + recently_gone, links + recently_gone);
+    if now > 0 && is_mass_delete(gone, links) {
+        effects.retain(|e| !takes_a_link(e));
         effects.push(Effect::MassDeleteHeld { gone, links });
     }
 }
@@ -445,6 +453,7 @@ mod tests {
             changed,
             accept_empty: false,
             accept_deletes: false,
+            recently_gone: 0,
         }
     }
 
@@ -506,6 +515,19 @@ mod tests {
             effects
                 .iter()
                 .all(|e| matches!(e, Effect::ItemDeleted { .. }))
+        );
+        // 8 files gone now after 5 in the recent passes: 13 of 24 again, held.
+        let remaining: Vec<String> = (13..24).map(|n| format!("u{n}.ics")).collect();
+        let remaining: Vec<&str> = remaining.iter().map(String::as_str).collect();
+        let mut seen = view(&remaining, vec![]);
+        seen.recently_gone = 5;
+        let effects = reconcile(&seen, &links[5..], &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(
+            effects,
+            [Effect::MassDeleteHeld {
+                gone: 13,
+                links: 24
+            }]
         );
         // Half of them (12 of 24), or 10 of 12: not a mass delete.
         for (gone, of) in [(12, 24), (10, 12)] {

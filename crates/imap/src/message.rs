@@ -70,6 +70,28 @@ fn without_blank_first_line(raw: &[u8]) -> &[u8] {
 }
 
 /// Reads the identity of a message from its header block (or from the whole message).
+/// The header fields a scan fetches of each changed message, and all that [`summarize`] (and
+/// the drafts step) read: the identity's, the threading ones, and those that say a message is
+/// automated. A field read here must be added to the scan's query in `session.rs` too
+/// (`tests::the_scan_fetches_every_field_summarize_reads` checks they agree).
+pub const SCANNED_FIELDS: [&str; 15] = [
+    "Message-ID",
+    "Date",
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "In-Reply-To",
+    "References",
+    "Auto-Submitted",
+    "List-Id",
+    "List-Unsubscribe",
+    "Precedence",
+    "Return-Path",
+    "Content-Type",
+    "X-CRMSync-Draft-Of",
+];
+
 pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
     let header = without_blank_first_line(header);
     let message = MessageParser::default()

@@ -87,6 +87,29 @@ impl Which {
 #[derive(Debug, Default)]
 pub struct CollectionMemory {
     untracked: HashMap<(Which, String), (String, ItemKind, ItemIdentity)>,
+    /// Links each collection lost in recent passes, with when: the mass-delete guard's window.
+    gone: HashMap<Which, Vec<(std::time::Instant, usize)>>,
+}
+
+/// How long links a collection lost count toward the mass-delete guard.
+pub const MASS_DELETE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl CollectionMemory {
+    /// Links the collection lost within [`MASS_DELETE_WINDOW`].
+    fn recently_gone(&mut self, which: Which) -> usize {
+        let recent = self.gone.entry(which).or_default();
+        recent.retain(|(at, _)| at.elapsed() < MASS_DELETE_WINDOW);
+        recent.iter().map(|(_, count)| count).sum()
+    }
+
+    fn record_gone(&mut self, which: Which, count: usize) {
+        if count > 0 {
+            self.gone
+                .entry(which)
+                .or_default()
+                .push((std::time::Instant::now(), count));
+        }
+    }
 }
 
 /// One pass over one collection, holding what every phase needs.
@@ -154,7 +177,8 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     }
 
     fn observe_decide_apply(&mut self, report: &mut PassReport) -> Result<(), PassError> {
-        let observed = self.observe(report)?;
+        let mut observed = self.observe(report)?;
+        observed.view.recently_gone = self.memory.recently_gone(self.which);
         let hrefs = observed.view.hrefs.clone();
         let effects = collection::reconcile(
             &observed.view,
@@ -170,6 +194,11 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
                 .extend(effects.iter().map(|effect| plan::describe(effect, which)));
             return Ok(());
         }
+        let gone = effects
+            .iter()
+            .filter(|e| collection::takes_a_link(e))
+            .count();
+        self.memory.record_gone(self.which, gone);
         let just_linked = self.apply(effects, report);
         if !just_linked.is_empty() {
             let observed = self.observe_linked(&just_linked, hrefs, report)?;
