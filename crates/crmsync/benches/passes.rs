@@ -1,0 +1,256 @@
+//! What a pass costs as a folder grows: a first scan and a pass where nothing changed, on
+//! folders of 1,000, 10,000 and 100,000 messages (1 % tracked), side by side with a raw IMAP
+//! client asking the same server for the least that tells the same.
+//! `cargo bench -p crmsync --bench passes [-- SIZE... TRIALS]` (defaults 1000 10000 100000,
+//! and 5 trials); the results go to docs/benchmarks.md by hand.
+//!
+//! Per folder size, one IMAP user whose INBOX is written as a maildir, indexed by Dovecot and
+//! its header-field cache built (one fetch of every field either side reads) before any clock
+//! starts. Each message has a header of the usual size (three `Received`
+//! lines and a DKIM signature: about 1.6 KB) and a short body.
+//!
+//! - **first scan, decide only**: `crmsync sync --dry-run` on a fresh store: flags and the
+//!   scanned header fields of every message, the decisions, nothing written. The raw client:
+//!   login, `SELECT`, `UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (the identity's
+//!   eight)])`.
+//! - **first scan, whole**: `crmsync sync`: the same, then the tracked 1 % fetched and stored.
+//! - **no change**: `crmsync sync` again, nothing changed (process start, store, login,
+//!   `SELECT`, and whatever the pass needs to know nothing changed). The raw client: login and
+//!   `SELECT (CONDSTORE)`, HIGHESTMODSEQ compared.
+
+mod common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::stats;
+use support::dovecot::{Dovecot, ImapClient};
+
+const PASSWORD: &str = "secret";
+
+/// Message `i`: about 1.6 KB of header, as mail that crossed a few servers has.
+fn message(i: usize) -> String {
+    let received = |hop: usize| {
+        format!(
+            "Received: from mx{hop}.relay.example (mx{hop}.relay.example [192.0.2.{hop}])\n\
+             \tby mail.example.com (Postfix) with ESMTPS id 4Q{i:08X}{hop}\n\
+             \tfor <alice@example.com>; Sun, 29 Nov 2026 10:00:0{hop} +0000\n"
+        )
+    };
+    let dkim = "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=customers.example; \
+                s=sel; h=from:to:subject:date:message-id;\n\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\n\
+                \tb=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwgaXQgaXMgYSBwbGFjZWhvbGRlciBvZiB0aGUgdXN1YWwgc2l6ZQ\n\
+                \tdGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwgaXQgaXMgYSBwbGFjZWhvbGRlciBvZiB0aGUgdXN1YWwgc2l6ZQ\n";
+    format!(
+        "{}{}{}{dkim}Message-ID: <m{i}@bench.example>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\
+         From: Sender {i} <sender{}@customers.example>\nTo: Alice <alice@example.com>\n\
+         Subject: Message {i} about order {}\nMIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\nLine one of message {i}.\nLine two.\n",
+        received(1),
+        received(2),
+        received(3),
+        i % 500,
+        i % 1000,
+    )
+}
+
+fn write_maildir(root: &Path, size: usize) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::write(root.join("dovecot-keywords"), "0 crm\n").unwrap();
+    for i in 0..size {
+        let text = message(i);
+        let flags = if i % 100 == 0 { "Sa" } else { "S" };
+        let name = format!(
+            "{}.M{i}P1.bench,S={}:2,{flags}",
+            1_764_000_000 + i,
+            text.len()
+        );
+        std::fs::write(root.join("cur").join(name), text).unwrap();
+    }
+    let chown = Command::new("chown")
+        .args(["-R", "mail:mail"])
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+}
+
+/// A config for `user` with a store of its own (`fresh`: a new file each time).
+fn config(dir: &Path, port: u16, user: &str, store: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{store}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[crm]\ndatabase = \"{dir}/{store}.sqlite3\"\n[status]\nfile = \"{dir}/status.json\"\n\
+             [log]\nlevel = \"error\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
+             [mailbox.imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+             username = \"{user}\"\npassword_file = \"{dir}/password\"\nfolders = [\"INBOX\"]\n",
+            dir = dir.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `crmsync ARGS` with `config`; returns how long it took and its JSON report.
+fn crmsync(config: &Path, args: &[&str]) -> (Duration, serde_json::Value) {
+    let t0 = Instant::now();
+    let output = Command::new(support::binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    (took, report)
+}
+
+/// The config's store with the mailbox's owner in it.
+fn with_owner(config: std::path::PathBuf) -> std::path::PathBuf {
+    let status = Command::new(support::binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["user", "add", "alice@example.com", "--name", "Alice"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    config
+}
+
+fn timed(mut run: impl FnMut()) -> Duration {
+    let t0 = Instant::now();
+    run();
+    t0.elapsed()
+}
+
+fn median(samples: &[Duration]) -> f64 {
+    stats(samples).median
+}
+
+fn main() {
+    let numbers: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (sizes, trials) = match numbers.split_last() {
+        Some((trials, sizes)) if !sizes.is_empty() => (sizes.to_vec(), *trials),
+        _ => (vec![1_000, 10_000, 100_000], 5),
+    };
+    let users: Vec<String> = sizes.iter().map(|size| format!("s{size}")).collect();
+    let accounts: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), PASSWORD)).collect();
+    let dovecot = Dovecot::start(&accounts);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), PASSWORD).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("password"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    println!("{trials} trials per cell, medians in ms\n");
+    println!(
+        "| messages | raw header fetch | first scan, decide only | × raw | first scan, whole | raw CONDSTORE check | no-change pass |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut no_change_medians = Vec::new();
+    for (size, user) in sizes.iter().zip(&users) {
+        write_maildir(&dovecot.root().join("mail").join(user), *size);
+        // Dovecot indexes a maildir it has not seen on first access: not anyone's time here.
+        assert_eq!(dovecot.client(user, PASSWORD).uids("INBOX").len(), *size);
+
+        let identity_fields = "UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE \
+                               FROM TO CC SUBJECT IN-REPLY-TO REFERENCES)])";
+        // Dovecot builds its cache of a header field the first time a client asks for it:
+        // asked once for every field either side reads, before any clock starts.
+        let mut warm = ImapClient::login(dovecot.port, user, PASSWORD);
+        warm.ok("SELECT INBOX");
+        warm.ok(
+            "UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC \
+             SUBJECT IN-REPLY-TO REFERENCES AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE PRECEDENCE \
+             RETURN-PATH CONTENT-TYPE X-CRMSYNC-DRAFT-OF)])",
+        );
+        let raw_fetch: Vec<Duration> = (0..trials)
+            .map(|_| {
+                timed(|| {
+                    let mut client = ImapClient::login(dovecot.port, user, PASSWORD);
+                    client.ok("SELECT INBOX");
+                    assert_eq!(client.ok(identity_fields).len(), *size);
+                })
+            })
+            .collect();
+        let mut decide = Vec::new();
+        let mut whole = Vec::new();
+        for trial in 0..trials {
+            let dry = with_owner(config(
+                dir.path(),
+                dovecot.port,
+                user,
+                &format!("{user}-d{trial}"),
+            ));
+            decide.push(crmsync(&dry, &["sync", "--json", "--dry-run"]).0);
+            let fresh = with_owner(config(
+                dir.path(),
+                dovecot.port,
+                user,
+                &format!("{user}-t{trial}"),
+            ));
+            let (took, report) = crmsync(&fresh, &["sync", "--json"]);
+            assert_eq!(
+                report["mailboxes"][0]["tracked"],
+                size.div_ceil(100),
+                "{report:#}"
+            );
+            whole.push(took);
+        }
+        let settled = config(dir.path(), dovecot.port, user, &format!("{user}-t0"));
+        // The first pass's own writes (the `crm-synced` marks of the last trial) are a change
+        // the next pass reads once.
+        crmsync(&settled, &["sync", "--json"]);
+        let raw_check: Vec<Duration> = (0..trials)
+            .map(|_| {
+                timed(|| {
+                    let mut client = ImapClient::login(dovecot.port, user, PASSWORD);
+                    let lines = client.ok("SELECT INBOX (CONDSTORE)");
+                    assert!(lines.iter().any(|l| l.contains("HIGHESTMODSEQ")));
+                })
+            })
+            .collect();
+        let no_change: Vec<Duration> = (0..trials)
+            .map(|_| {
+                let (took, report) = crmsync(&settled, &["sync", "--json"]);
+                assert_eq!(report["mailboxes"][0]["imap"]["fetch_commands"], 0);
+                took
+            })
+            .collect();
+        no_change_medians.push(median(&no_change));
+        println!(
+            "| {size} | {:.0} | {:.0} | {:.1}× | {:.0} | {:.1} | {:.1} |",
+            median(&raw_fetch),
+            median(&decide),
+            median(&decide) / median(&raw_fetch),
+            median(&whole),
+            median(&raw_check),
+            median(&no_change),
+        );
+    }
+    if let (Some(first), Some(last)) = (no_change_medians.first(), no_change_medians.last()) {
+        println!(
+            "\nno-change pass, largest / smallest folder: {:.2}",
+            last / first
+        );
+    }
+}
