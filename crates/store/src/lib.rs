@@ -209,6 +209,12 @@ pub trait EmailStore {
         email: &NewEmail,
         link: &SyncLink,
     ) -> Result<(ActivityId, Option<String>)>;
+    /// [`EmailStore::track_email`] for many messages in one transaction (one commit, one
+    /// fsync): all of them, or, on an error, none.
+    fn track_emails(
+        &mut self,
+        batch: &[(NewEmail, SyncLink)],
+    ) -> Result<Vec<(ActivityId, Option<String>)>>;
     /// The CRM side of every activity the mailbox's links point at, in one query.
     fn linked_activities(&self, mailbox: &str) -> Result<HashMap<ActivityId, LinkedActivity>>;
     /// Saves a link and, when given, the activity's new regarding record, in one transaction.

@@ -418,6 +418,89 @@ fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
     assert_eq!(all[0].owner, "alice@example.com");
 }
 
+/// A batch of tracked messages is one transaction: all of them, or, when one cannot be
+/// stored (its owner is no CRM user here), none; each good one is then stored on its own.
+#[test]
+fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all() {
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let message = |n: u32, owner: &str| {
+        let id = format!("b{n}@x.example");
+        let email = crmsync_store::NewEmail {
+            owner: email(owner),
+            mailbox: "alice".into(),
+            subject: format!("Batch {n}"),
+            text_body: Some("Hello".into()),
+            html_body: None,
+            message_id: id.clone(),
+            content_hash: "abcd".into(),
+            in_reply_to: None,
+            references: None,
+            outgoing: false,
+            date: None,
+            parties: Vec::new(),
+            attachments: Vec::new(),
+            regarding: None,
+            automatic: false,
+        };
+        let link = SyncLink {
+            mailbox: "alice".into(),
+            kind: ItemKind::Email,
+            identity: ItemIdentity::Email {
+                message_id: id,
+                content_hash: ContentHash::new("abcd").unwrap(),
+            },
+            location: ItemLocation::Imap {
+                folder: "INBOX".into(),
+                uid_validity: 1,
+                uid: n,
+            },
+            crm: CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4())),
+            base: Snapshot::new(),
+            item_version: None,
+            crm_version: None,
+            created_by: ItemCreator::Mailbox,
+            state: LinkState::Synced,
+        };
+        (email, link)
+    };
+    let good: Vec<_> = (1..=3).map(|n| message(n, "alice@example.com")).collect();
+    let stored = fx.store.track_emails(&good).unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(
+        fx.store
+            .activities(&ActivityFilter::default())
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let mixed = vec![
+        message(4, "alice@example.com"),
+        message(5, "nobody@example.com"),
+        message(6, "alice@example.com"),
+    ];
+    assert!(fx.store.track_emails(&mixed).is_err());
+    assert_eq!(
+        fx.store
+            .activities(&ActivityFilter::default())
+            .unwrap()
+            .len(),
+        3,
+        "none of the refused batch"
+    );
+    for (email, link) in [&mixed[0], &mixed[2]] {
+        fx.store.track_email(email, link).unwrap();
+    }
+    assert_eq!(
+        fx.store
+            .activities(&ActivityFilter::default())
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
 #[test]
 fn the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old_rows() {
     use crmsync_store::ItemFailure;

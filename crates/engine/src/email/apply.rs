@@ -34,6 +34,49 @@ struct Applying {
 type KeywordTarget = (u32, ItemIdentity, ItemLocation);
 
 /// Why tracking one message failed.
+/// How many new activities one store transaction takes at most on a first import.
+const TRACK_BATCH: usize = 200;
+/// How much content (bodies and attachments) one batch holds at most.
+const TRACK_BATCH_BYTES: usize = 32 << 20;
+
+/// A message to track, as the core decided.
+struct Track {
+    observed: Observed,
+    regarding: Option<RecordNumber>,
+    base: Snapshot,
+    automatic: bool,
+}
+
+/// New activities waiting for their store transaction, and what each came from.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<(NewEmail, SyncLink)>,
+    tracked: Vec<(Observed, Vec<String>)>,
+}
+
+/// A message ready to be tracked.
+enum Prepared {
+    /// Linked to the activity another mailbox made: done (with a warning, maybe).
+    Linked(Option<String>),
+    /// A new activity, for the batch.
+    New {
+        email: NewEmail,
+        link: SyncLink,
+        warnings: Vec<String>,
+    },
+}
+
+/// The content a new activity holds, for the batch's bound.
+fn email_bytes(email: &NewEmail) -> usize {
+    email.text_body.as_ref().map_or(0, String::len)
+        + email.html_body.as_ref().map_or(0, String::len)
+        + email
+            .attachments
+            .iter()
+            .map(|a| a.content.len())
+            .sum::<usize>()
+}
+
 enum TrackFailure {
     /// The message itself (fetching or parsing it); the connection may be gone.
     Imap(String),
@@ -72,7 +115,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .filter(|e| matches!(e, Effect::Track { .. }))
             .count() as u64;
         let effects = self.write_automatic_keywords(effects, &mut state).await?;
-        for effect in effects {
+        let mut effects = effects.into_iter().peekable();
+        while let Some(effect) = effects.next() {
             // A store that cannot serve fails every item after it the same way (each after
             // the busy timeout): the pass stops.
             if let Some(error) = self.store_down.take() {
@@ -87,7 +131,38 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     regarding,
                     base,
                     automatic,
-                } => self.track(&observed, regarding, base, automatic).await?,
+                } => {
+                    // The core gives the messages to track one after another: as one run,
+                    // stored in batches.
+                    let mut run = vec![Track {
+                        observed,
+                        regarding,
+                        base,
+                        automatic,
+                    }];
+                    while let Some(Effect::Track { observed, .. }) = effects.peek() {
+                        if state.failed.contains(&observed.identity) {
+                            effects.next();
+                            continue;
+                        }
+                        let Some(Effect::Track {
+                            observed,
+                            regarding,
+                            base,
+                            automatic,
+                        }) = effects.next()
+                        else {
+                            unreachable!("peeked");
+                        };
+                        run.push(Track {
+                            observed,
+                            regarding,
+                            base,
+                            automatic,
+                        });
+                    }
+                    self.track_run(run).await?;
+                }
                 Effect::SetRegarding {
                     identity,
                     regarding,
@@ -178,17 +253,87 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
     }
 
-    async fn track(
+    /// Tracks a run of messages: each is linked to the activity of its identity when one
+    /// exists, else fetched and parsed, and the new activities are stored in batches of up to
+    /// [`TRACK_BATCH`] messages or [`TRACK_BATCH_BYTES`] of content, one transaction each (one
+    /// commit, one fsync). A batch the store refuses is stored again one message at a time,
+    /// so a message that cannot be stored fails alone.
+    async fn track_run(&mut self, run: Vec<Track>) -> Result<(), PassError> {
+        let mut batch = Batch::default();
+        let mut bytes = 0;
+        for track in run {
+            match self.prepare_track(&track).await {
+                Ok(Prepared::Linked(warning)) => {
+                    self.settle(&track.observed, Ok((false, warning)))?
+                }
+                Ok(Prepared::New {
+                    email,
+                    link,
+                    warnings,
+                }) => {
+                    bytes += email_bytes(&email);
+                    batch.rows.push((email, link));
+                    batch.tracked.push((track.observed, warnings));
+                    if batch.rows.len() >= TRACK_BATCH || bytes >= TRACK_BATCH_BYTES {
+                        self.store_batch(std::mem::take(&mut batch))?;
+                        bytes = 0;
+                    }
+                }
+                Err(TrackFailure::Imap(message)) => {
+                    self.imap_item_failed(&track.observed.location, message)
+                        .await?;
+                    self.mark(
+                        &track.observed.location,
+                        &track.observed.keywords,
+                        Mark::Failed,
+                    );
+                }
+                Err(failure) => self.settle(&track.observed, Err(failure))?,
+            }
+        }
+        self.store_batch(batch)
+    }
+
+    /// Stores a batch of new activities in one transaction; on a refusal, one at a time.
+    fn store_batch(&mut self, batch: Batch) -> Result<(), PassError> {
+        let Batch { rows, tracked } = batch;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let stored = match self.store.track_emails(&rows) {
+            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Err(error) if error.is_unavailable() => return Err(PassError::Store(error)),
+            // One of them cannot be stored: each on its own, so only that one fails.
+            Err(_) => rows
+                .iter()
+                .map(|(email, link)| self.store.track_email(email, link))
+                .collect::<Vec<_>>(),
+        };
+        for (((observed, mut warnings), (_, link)), result) in
+            tracked.into_iter().zip(&rows).zip(stored)
+        {
+            let outcome = match result {
+                Ok((id, warning)) => {
+                    warnings.extend(warning);
+                    let created = link.crm == CrmRef::Activity(id);
+                    Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
+                }
+                Err(error) if error.is_unavailable() => Err(TrackFailure::Store(error)),
+                Err(error) => Err(TrackFailure::Other(format!("CRM store: {error}"))),
+            };
+            self.settle(&observed, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Counts and marks a message whose tracking ended (an IMAP failure is handled where it
+    /// happens: it may end the pass).
+    fn settle(
         &mut self,
         observed: &Observed,
-        regarding: Option<RecordNumber>,
-        base: Snapshot,
-        automatic: bool,
+        outcome: Result<(bool, Option<String>), TrackFailure>,
     ) -> Result<(), PassError> {
-        match self
-            .track_message(observed, regarding, base, automatic)
-            .await
-        {
+        match outcome {
             Ok((created, warning)) => {
                 self.report.pending -= 1;
                 self.mark(&observed.location, &observed.keywords, Mark::Synced);
@@ -203,13 +348,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 }
                 Ok(())
             }
-            Err(TrackFailure::Imap(message)) => {
-                self.imap_item_failed(&observed.location, message).await?;
-                self.mark(&observed.location, &observed.keywords, Mark::Failed);
-                Ok(())
-            }
             Err(TrackFailure::Store(error)) => Err(PassError::Store(error)),
-            Err(TrackFailure::Other(message)) => {
+            Err(TrackFailure::Imap(message) | TrackFailure::Other(message)) => {
                 self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 self.report
                     .item_failed(location_text(&observed.location), message);
@@ -220,15 +360,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
     }
 
-    /// Tracks one message: links it to the activity of the same identity, or fetches it and
-    /// creates the activity. Returns whether an activity was created, and a warning.
-    async fn track_message(
-        &mut self,
-        observed: &Observed,
-        regarding: Option<RecordNumber>,
-        base: Snapshot,
-        automatic: bool,
-    ) -> Result<(bool, Option<String>), TrackFailure> {
+    /// The first steps of tracking one message: linked to the activity of the same identity
+    /// (stored here), or fetched and parsed into a new activity for the batch.
+    async fn prepare_track(&mut self, track: &Track) -> Result<Prepared, TrackFailure> {
         let store_error = |error: StoreError| {
             if error.is_unavailable() {
                 TrackFailure::Store(error)
@@ -236,6 +370,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 TrackFailure::Other(format!("CRM store: {error}"))
             }
         };
+        let observed = &track.observed;
         let ItemIdentity::Email {
             message_id,
             content_hash,
@@ -249,13 +384,13 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             identity: observed.identity.clone(),
             location: observed.location.clone(),
             crm: CrmRef::Activity(ActivityId(uuid::Uuid::new_v4())),
-            base,
+            base: track.base.clone(),
             item_version: None,
             crm_version: None,
             created_by: ItemCreator::Mailbox,
             state: LinkState::Synced,
         };
-        let (regarding, warning) = known_regarding(self.store, regarding);
+        let (regarding, warning) = known_regarding(self.store, track.regarding.clone());
         if warning.is_some() {
             // The base records what both sides hold: the CRM holds no regarding record. The
             // keyword stays on the message untouched.
@@ -271,7 +406,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             link.crm = CrmRef::Activity(existing);
             let change = regarding.as_ref().map(Some);
             self.store.update_link(&link, change).map_err(store_error)?;
-            return Ok((false, warning));
+            return Ok(Prepared::Linked(warning));
         }
         let (folder, uid) = imap_location(&observed.location);
         let fetched = self
@@ -288,10 +423,12 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             keep_without_attachments(&mut parsed, &note);
         }
         let mut email = self.new_email(observed, parsed, regarding, &mut warnings);
-        email.automatic = automatic;
-        let (id, _) = self.store.track_email(&email, &link).map_err(store_error)?;
-        let created = link.crm == CrmRef::Activity(id);
-        Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
+        email.automatic = track.automatic;
+        Ok(Prepared::New {
+            email,
+            link,
+            warnings,
+        })
     }
 
     /// The note a message larger than `max_message_size` is kept with.

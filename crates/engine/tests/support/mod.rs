@@ -137,6 +137,7 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
     }
     writes! {
         track_email(email: &NewEmail, link: &SyncLink) -> (ActivityId, Option<String>);
+        track_emails(batch: &[(NewEmail, SyncLink)]) -> Vec<(ActivityId, Option<String>)>;
         update_link(link: &SyncLink, regarding: Option<Option<&RecordNumber>>) -> Option<String>;
         untrack_and_delete(link: &SyncLink) -> ();
         untrack_link(mailbox: &str, identity: &ItemIdentity) -> bool;

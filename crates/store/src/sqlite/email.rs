@@ -6,8 +6,9 @@ use crmsync_core::auto::{NeverEntry, TrackedThread};
 use crmsync_core::item::ItemIdentity;
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_core::model::{ActivityId, InvalidValue, RecordNumber};
+use crmsync_core::resolve::{Candidate, Resolution};
 use crmsync_core::token::TokenKey;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
 use super::activities::{insert_attachments, insert_parties, regarding_id};
@@ -51,69 +52,20 @@ impl EmailStore for SqliteStore {
         email: &NewEmail,
         link: &SyncLink,
     ) -> Result<(ActivityId, Option<String>)> {
-        let id = link_activity(link)?;
+        let resolve = self.rules.resolve;
+        self.write(|tx| track_one(tx, resolve, email, link))
+    }
+
+    fn track_emails(
+        &mut self,
+        batch: &[(NewEmail, SyncLink)],
+    ) -> Result<Vec<(ActivityId, Option<String>)>> {
         let resolve = self.rules.resolve;
         self.write(|tx| {
-            let owner_id = user_id_by_email(tx, &email.owner)?;
-            let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
-            // Looked up inside the write transaction: the same message tracked in two
-            // mailboxes at the same moment is still one activity.
-            let existing: Option<String> = query_row_cached(
-                tx,
-                "SELECT id FROM activities WHERE message_id = ?1 AND content_hash = ?2 LIMIT 1",
-                params![email.message_id, email.content_hash],
-                |row| row.get(0),
-            )
-            .optional()?;
-            if let Some(existing) = existing {
-                let existing = ActivityId(parse_uuid("activities", &existing)?);
-                if email.regarding.is_some() {
-                    execute_cached(
-                        tx,
-                        "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
-                        params![regarding, existing.to_string()],
-                    )?;
-                }
-                let mut link = link.clone();
-                link.crm = CrmRef::Activity(existing);
-                upsert_link(tx, &link)?;
-                return Ok((existing, warning));
-            }
-            let (state, direction) = if email.outgoing {
-                ("sent", "outgoing")
-            } else {
-                ("received", "incoming")
-            };
-            execute_cached(tx,
-                "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
-                     description, html_body, message_id, content_hash, in_reply_to,
-                     message_references, direction, sent_at, received_at, created_by,
-                     auto_tracked)
-                 VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                         ?16)",
-                params![
-                    id.to_string(),
-                    owner_id,
-                    regarding,
-                    email.subject,
-                    state,
-                    email.text_body,
-                    email.html_body,
-                    email.message_id,
-                    email.content_hash,
-                    email.in_reply_to,
-                    email.references,
-                    direction,
-                    email.date,
-                    if email.outgoing { None } else { email.date.clone() },
-                    email.mailbox,
-                    email.automatic,
-                ],
-            )?;
-            insert_parties(tx, id, &email.parties, resolve)?;
-            insert_attachments(tx, id, &email.attachments)?;
-            upsert_link(tx, link)?;
-            Ok((id, warning))
+            batch
+                .iter()
+                .map(|(email, link)| track_one(tx, resolve, email, link))
+                .collect()
         })
     }
 
@@ -401,4 +353,79 @@ fn tombstone(conn: &Connection, mailbox: &str, identity: &ItemIdentity) -> Resul
         params![mailbox, identity.storage_key()],
     )?;
     Ok(())
+}
+
+/// One tracked message in the write transaction `tx`: see [`EmailStore::track_email`].
+fn track_one(
+    tx: &Transaction<'_>,
+    resolve: fn(&[Candidate]) -> Resolution,
+    email: &NewEmail,
+    link: &SyncLink,
+) -> Result<(ActivityId, Option<String>)> {
+    let id = link_activity(link)?;
+    let owner_id = user_id_by_email(tx, &email.owner)?;
+    let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
+    // Looked up inside the write transaction: the same message tracked in two
+    // mailboxes at the same moment is still one activity.
+    let existing: Option<String> = query_row_cached(
+        tx,
+        "SELECT id FROM activities WHERE message_id = ?1 AND content_hash = ?2 LIMIT 1",
+        params![email.message_id, email.content_hash],
+        |row| row.get(0),
+    )
+    .optional()?;
+    if let Some(existing) = existing {
+        let existing = ActivityId(parse_uuid("activities", &existing)?);
+        if email.regarding.is_some() {
+            execute_cached(
+                tx,
+                "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+                params![regarding, existing.to_string()],
+            )?;
+        }
+        let mut link = link.clone();
+        link.crm = CrmRef::Activity(existing);
+        upsert_link(tx, &link)?;
+        return Ok((existing, warning));
+    }
+    let (state, direction) = if email.outgoing {
+        ("sent", "outgoing")
+    } else {
+        ("received", "incoming")
+    };
+    execute_cached(
+        tx,
+        "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
+                 description, html_body, message_id, content_hash, in_reply_to,
+                 message_references, direction, sent_at, received_at, created_by,
+                 auto_tracked)
+             VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?16)",
+        params![
+            id.to_string(),
+            owner_id,
+            regarding,
+            email.subject,
+            state,
+            email.text_body,
+            email.html_body,
+            email.message_id,
+            email.content_hash,
+            email.in_reply_to,
+            email.references,
+            direction,
+            email.date,
+            if email.outgoing {
+                None
+            } else {
+                email.date.clone()
+            },
+            email.mailbox,
+            email.automatic,
+        ],
+    )?;
+    insert_parties(tx, id, &email.parties, resolve)?;
+    insert_attachments(tx, id, &email.attachments)?;
+    upsert_link(tx, link)?;
+    Ok((id, warning))
 }
