@@ -60,7 +60,7 @@ enum Prepared {
     Linked(Option<String>),
     /// A new activity, for the batch.
     New {
-        email: NewEmail,
+        email: Box<NewEmail>,
         link: SyncLink,
         warnings: Vec<String>,
     },
@@ -272,7 +272,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     warnings,
                 }) => {
                     bytes += email_bytes(&email);
-                    batch.rows.push((email, link));
+                    batch.rows.push((*email, link));
                     batch.tracked.push((track.observed, warnings));
                     if batch.rows.len() >= TRACK_BATCH || bytes >= TRACK_BATCH_BYTES {
                         self.store_batch(std::mem::take(&mut batch))?;
@@ -425,7 +425,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         let mut email = self.new_email(observed, parsed, regarding, &mut warnings);
         email.automatic = track.automatic;
         Ok(Prepared::New {
-            email,
+            email: Box::new(email),
             link,
             warnings,
         })
