@@ -59,11 +59,14 @@ enum Prepared {
     /// Linked to the activity another mailbox made: done (with a warning, maybe).
     Linked(Option<String>),
     /// A new activity, for the batch.
-    New {
-        email: Box<NewEmail>,
-        link: SyncLink,
-        warnings: Vec<String>,
-    },
+    New(Box<NewActivity>),
+}
+
+/// A new activity made from a fetched message, with its link and the warnings to report.
+struct NewActivity {
+    email: NewEmail,
+    link: SyncLink,
+    warnings: Vec<String>,
 }
 
 /// The content a new activity holds, for the batch's bound.
@@ -266,13 +269,14 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 Ok(Prepared::Linked(warning)) => {
                     self.settle(&track.observed, Ok((false, warning)))?
                 }
-                Ok(Prepared::New {
-                    email,
-                    link,
-                    warnings,
-                }) => {
+                Ok(Prepared::New(new)) => {
+                    let NewActivity {
+                        email,
+                        link,
+                        warnings,
+                    } = *new;
                     bytes += email_bytes(&email);
-                    batch.rows.push((*email, link));
+                    batch.rows.push((email, link));
                     batch.tracked.push((track.observed, warnings));
                     if batch.rows.len() >= TRACK_BATCH || bytes >= TRACK_BATCH_BYTES {
                         self.store_batch(std::mem::take(&mut batch))?;
@@ -424,11 +428,11 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
         let mut email = self.new_email(observed, parsed, regarding, &mut warnings);
         email.automatic = track.automatic;
-        Ok(Prepared::New {
-            email: Box::new(email),
+        Ok(Prepared::New(Box::new(NewActivity {
+            email,
             link,
             warnings,
-        })
+        })))
     }
 
     /// The note a message larger than `max_message_size` is kept with.
