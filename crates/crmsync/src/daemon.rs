@@ -492,6 +492,9 @@ fn watch_config(path: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc
     Ok((watcher, rx))
 }
 
+/// How often, at most, the status file is written.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> {
     // First: once the status file names this process, `crmsync sync` may send it SIGUSR1,
     // whose default action would end it.
@@ -530,11 +533,20 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
         "crmsync daemon ready"
     );
 
+    // The status file is written at most once a second, and only when something changed:
+    // with many mailboxes, a write per pass would grow with the square of their number.
+    let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status_changed = false;
     loop {
         tokio::select! {
             Some(event) = events.recv() => {
                 status.apply(event);
+                status_changed = true;
+            }
+            _ = status_tick.tick(), if status_changed => {
                 status.write_or_log();
+                status_changed = false;
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }

@@ -206,6 +206,9 @@ impl ImapSession {
                 })
         })
         .await?;
+        // A command goes out in several writes (tag, text, literal): without this, Nagle's
+        // algorithm holds the later ones for the server's delayed ACK on a real network.
+        let _ = tcp.set_nodelay(true);
         let client = match imap.security {
             Security::Tls => {
                 let mut client = Client::new(tls_handshake(tcp, imap).await?);
