@@ -475,10 +475,17 @@ fn the_daemon_sees_a_file_written_and_writes_crm_changes_back() {
             .contains("LOCATION:Room 9\r\n")
             .then_some(())
     });
-    let status = daemon.wait_for_state("alice", "idle");
-    let calendar = &status["collections"][0];
-    assert_eq!(calendar["name"], "calendar", "{status}");
-    assert_eq!(calendar["tracked"], 1);
+    // The status file follows within a second (it is written at most once a second).
+    let status = wait_until(
+        "the status file to count it",
+        Duration::from_secs(10),
+        || {
+            daemon
+                .mailbox_state("alice")
+                .filter(|m| m["state"] == "idle" && m["collections"][0]["tracked"] == 1)
+        },
+    );
+    assert_eq!(status["collections"][0]["name"], "calendar", "{status}");
     daemon.terminate(Duration::from_secs(10));
 }
 

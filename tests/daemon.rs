@@ -588,3 +588,78 @@ fn a_fixed_password_is_tried_again_after_sync_or_a_reload() {
         assert!(daemon.terminate(Duration::from_secs(20)).success());
     }
 }
+
+/// A change in one mailbox wakes only the workers it concerns: Alice's newly tracked message
+/// (an activity only her mailbox links) sets off no pass in Bob's; a CRM change to the
+/// activity of Bob's message wakes Bob's worker, which writes the new regarding keyword at
+/// once (the fallback poll is 300 s).
+#[test]
+fn a_change_wakes_only_the_mailboxes_it_concerns() {
+    let mail = Mail::new(&[("alice", "alice@example.com"), ("bob", "bob@example.com")]);
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Contoso"]);
+    let bob_uid = mail.client("bob").append(
+        "INBOX",
+        &["crm"],
+        &message("b@x.example", "dana@x.example", "bob@example.com", "Bob's"),
+    );
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    daemon.wait_for_state("bob", "idle");
+    let bobs_passes = |daemon: &Daemon| {
+        daemon
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("pass done") && l.contains("bob"))
+            .count()
+    };
+    // The passes after the IDLE watchers came up are over.
+    let mut before = bobs_passes(&daemon);
+    wait_until("Bob's worker to settle", Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = bobs_passes(&daemon);
+        let settled = now == before;
+        before = now;
+        settled.then_some(())
+    });
+
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "a@x.example",
+            "erin@x.example",
+            "alice@example.com",
+            "Alice's",
+        ),
+    );
+    wait_for_activities(&mail, 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        bobs_passes(&daemon),
+        before,
+        "Alice's change woke Bob's worker:\n{}",
+        daemon.log_text()
+    );
+
+    let bobs = activities(&mail)
+        .into_iter()
+        .find(|a| a["subject"] == "Bob's")
+        .unwrap();
+    let account = mail.env.json(&["record", "list"])[0]["number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    mail.env.ok(&[
+        "activity",
+        "regarding",
+        bobs["id"].as_str().unwrap(),
+        &account,
+    ]);
+    let mut bob = mail.client("bob");
+    wait_until("Bob's keyword to follow", Duration::from_secs(20), || {
+        bob.flags("INBOX", bob_uid)
+            .contains(&format!("crm:{account}"))
+            .then_some(())
+    });
+}

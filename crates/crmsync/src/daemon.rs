@@ -18,7 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use crmsync_config::{Config, LogFormat, MailboxConfig};
 use crmsync_engine::STORE_RULES;
 use crmsync_engine::daemon::{
-    Origin, Wakers, Worker, WorkerEvent, WorkerSettings, spawn_worker, watch_journal,
+    Origin, Wakers, Worker, WorkerEvent, WorkerSettings, WorkerWaker, spawn_worker, watch_journal,
 };
 use crmsync_engine::pass::failed_items_since;
 use crmsync_engine::{CollectionState, MailboxState, PassReport};
@@ -120,7 +120,11 @@ impl Supervisor {
         *self.wakers.lock().expect("not poisoned") = self
             .workers
             .iter()
-            .map(|(id, worker)| (id.clone(), worker.waker()))
+            .map(|(id, worker)| WorkerWaker {
+                mailbox: id.clone(),
+                owner: worker.mailbox.owner.key(),
+                sender: worker.waker(),
+            })
             .collect();
     }
 
@@ -534,19 +538,30 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
     );
 
     // The status file is written at most once a second, and only when something changed:
-    // with many mailboxes, a write per pass would grow with the square of their number.
-    let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+    // with many mailboxes, a write per pass would grow with the square of their number. A
+    // change after a quiet second is written at once; one within the second, when it ends.
+    let mut status_tick = tokio::time::interval(STATUS_INTERVAL / 4);
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut status_changed = false;
+    let mut status_written = tokio::time::Instant::now();
     loop {
         tokio::select! {
             Some(event) = events.recv() => {
                 status.apply(event);
                 status_changed = true;
+                if status_written.elapsed() >= STATUS_INTERVAL {
+                    status.write_or_log();
+                    status_changed = false;
+                    status_written = tokio::time::Instant::now();
+                }
             }
+            // Enabled while a change waits; it is written once its second is over.
             _ = status_tick.tick(), if status_changed => {
-                status.write_or_log();
-                status_changed = false;
+                if status_written.elapsed() >= STATUS_INTERVAL {
+                    status.write_or_log();
+                    status_changed = false;
+                    status_written = tokio::time::Instant::now();
+                }
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }

@@ -433,4 +433,17 @@ pub trait JournalStore {
     /// `journal_cursors`) has read; with no reader registered, every entry before that time.
     /// Returns how many went.
     fn prune_journal(&mut self, changed_before: &str) -> Result<usize>;
+    /// Whom `changes` concern: the mailboxes whose links point at a changed row (or at an
+    /// activity regarding a changed record), and the owners of changed activities and
+    /// records and the changed users themselves (their mailboxes get CRM-created items, sends
+    /// and the sync privilege).
+    fn concerned(&self, changes: &[JournalEntry]) -> Result<Concerned>;
+}
+
+/// Whom a run of journal changes concerns (see [`JournalStore::concerned`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Concerned {
+    pub mailboxes: BTreeSet<String>,
+    /// Users' addresses, in lower case.
+    pub owners: BTreeSet<String>,
 }

@@ -259,7 +259,7 @@ pub struct SyncState {
     pub auto_policy: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum JournalEntity {
     Record,
     User,

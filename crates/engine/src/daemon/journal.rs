@@ -1,13 +1,15 @@
 //! The CRM side's wake source: the change journal. The watcher reads the journal's new rows
-//! every [`JOURNAL_INTERVAL`] and wakes the workers whose mailboxes a change may concern (by
-//! its [`Origin`]); it keeps its cursor in `journal_cursors`, and prunes the journal of what
+//! every [`JOURNAL_INTERVAL`] and wakes the workers a change concerns (their links point at
+//! the changed row, or their owner owns it; never the worker that wrote it, see [`Origin`]); it keeps its cursor in `journal_cursors`, and prunes the journal of what
 //! every registered reader has read, once it is older than the retention.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crmsync_store::{JournalStore, SqliteStore};
+use std::collections::HashSet;
+
+use crmsync_store::{JournalEntry, JournalStore, SqliteStore};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -23,8 +25,17 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// The daemon's row in `journal_cursors`.
 pub const DAEMON_CURSOR: &str = "crmsync-daemon";
 
-/// The workers' wakers by mailbox, shared between the supervisor and the journal watcher.
-pub type Wakers = Arc<Mutex<Vec<(String, mpsc::Sender<()>)>>>;
+/// What wakes one worker, and whom it works for.
+#[derive(Debug, Clone)]
+pub struct WorkerWaker {
+    pub mailbox: String,
+    /// The mailbox owner's address, in lower case.
+    pub owner: String,
+    pub sender: mpsc::Sender<()>,
+}
+
+/// The workers' wakers, shared between the supervisor and the journal watcher.
+pub type Wakers = Arc<Mutex<Vec<WorkerWaker>>>;
 
 /// Follows the journal until `stop`: wakes the workers a change concerns, saves the cursor,
 /// prunes what is older than `retention` and read by every registered reader.
@@ -89,9 +100,11 @@ pub async fn watch_journal(
     }
 }
 
-/// Reads the changes after `cursor` and wakes the workers they concern: another program or
-/// the CLI wakes every worker; a worker's write wakes the others; the daemon's own
-/// bookkeeping wakes none. Returns the new cursor.
+/// Reads the changes after `cursor` and wakes the workers they concern: a worker whose links
+/// point at a changed row (or at an activity regarding a changed record), or whose owner owns
+/// a changed activity or record or is the changed user; never the worker that wrote the
+/// change itself, and nobody for the daemon's own bookkeeping. So one mailbox's change wakes
+/// the mailboxes that share its rows, not every mailbox. Returns the new cursor.
 fn wake_for_changes(
     store: &SqliteStore,
     cursor: i64,
@@ -101,21 +114,43 @@ fn wake_for_changes(
     let Some(last) = changes.last() else {
         return Ok(cursor);
     };
-    let origins: Vec<Origin> = changes
-        .iter()
-        .map(|change| Origin::parse(change.origin.as_deref()))
-        .collect();
-    let mut woken = 0;
-    for (mailbox, waker) in workers.lock().expect("not poisoned").iter() {
-        if origins.iter().any(|origin| origin.wakes(mailbox)) {
-            woken += 1;
-            let _ = waker.try_send(());
+    // Each changed row once per writer.
+    let mut rows: Vec<(Origin, &JournalEntry)> = Vec::new();
+    let mut seen = HashSet::new();
+    for change in &changes {
+        let origin = Origin::parse(change.origin.as_deref());
+        if origin != Origin::Daemon
+            && seen.insert((
+                change.origin.as_deref(),
+                change.entity,
+                change.row_id.as_str(),
+            ))
+        {
+            rows.push((origin, change));
         }
     }
-    if woken > 0 {
+    let mut wake: HashSet<String> = HashSet::new();
+    let workers = workers.lock().expect("not poisoned").clone();
+    for (origin, change) in rows {
+        let concerned = store.concerned(std::slice::from_ref(change))?;
+        for worker in &workers {
+            if origin.wakes(&worker.mailbox)
+                && (concerned.mailboxes.contains(&worker.mailbox)
+                    || concerned.owners.contains(&worker.owner))
+            {
+                wake.insert(worker.mailbox.clone());
+            }
+        }
+    }
+    for worker in &workers {
+        if wake.contains(&worker.mailbox) {
+            let _ = worker.sender.try_send(());
+        }
+    }
+    if !wake.is_empty() {
         tracing::debug!(
             changes = changes.len(),
-            woken,
+            woken = wake.len(),
             "CRM changed: waking workers"
         );
     }

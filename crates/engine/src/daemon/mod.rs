@@ -12,6 +12,6 @@ mod origin;
 mod watchers;
 mod worker;
 
-pub use journal::{DAEMON_CURSOR, Wakers, watch_journal};
+pub use journal::{DAEMON_CURSOR, Wakers, WorkerWaker, watch_journal};
 pub use origin::Origin;
 pub use worker::{Worker, WorkerEvent, WorkerSettings, spawn_worker};

@@ -8,11 +8,11 @@ use std::fmt;
 pub enum Origin {
     /// The daemon's own bookkeeping (its journal cursor, say): wakes nobody.
     Daemon,
-    /// A worker's writes for one mailbox: they wake every other worker (another mailbox may
-    /// link the same row), not the one that wrote.
+    /// A worker's writes for one mailbox: they may wake other workers (another mailbox may
+    /// link the same row), never the one that wrote.
     Worker(String),
-    /// Anyone else (the CLI, another program writing the schema, no origin at all): wakes
-    /// every worker.
+    /// Anyone else (the CLI, another program writing the schema, no origin at all): may wake
+    /// any worker.
     Other(String),
 }
 

@@ -239,6 +239,7 @@ impl<S: JournalStore> JournalStore for CrashingStore<S> {
         changes_since(after_seq: i64, limit: usize) -> Vec<JournalEntry>;
         journal_head() -> i64;
         journal_cursor(consumer: &str) -> i64;
+        concerned(changes: &[JournalEntry]) -> Concerned;
     }
     writes! {
         set_journal_cursor(consumer: &str, seq: i64) -> ();

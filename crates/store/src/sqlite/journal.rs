@@ -5,7 +5,9 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::{bad_row, execute_cached, query_row_cached};
 use crate::JournalStore;
-use crate::{JournalEntity, JournalEntry, JournalOp, Result};
+use std::collections::BTreeSet;
+
+use crate::{Concerned, JournalEntity, JournalEntry, JournalOp, Result};
 
 impl JournalStore for SqliteStore {
     fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>> {
@@ -89,6 +91,71 @@ impl JournalStore for SqliteStore {
                    AND seq <= COALESCE((SELECT min(seq) FROM journal_cursors), seq)",
                 [changed_before],
             )
+        })
+    }
+
+    fn concerned(&self, changes: &[JournalEntry]) -> Result<Concerned> {
+        let rows: BTreeSet<(JournalEntity, &str)> = changes
+            .iter()
+            .map(|change| (change.entity, change.row_id.as_str()))
+            .collect();
+        self.read(|conn| {
+            let mut concerned = Concerned::default();
+            let mut collect = |sql: &str, id: &str, into_owners: bool| -> Result<()> {
+                let mut statement = conn.prepare_cached(sql)?;
+                let found = statement.query_map([id], |row| row.get::<_, String>(0))?;
+                for value in found {
+                    let value = value?;
+                    if into_owners {
+                        concerned.owners.insert(value.to_ascii_lowercase());
+                    } else {
+                        concerned.mailboxes.insert(value);
+                    }
+                }
+                Ok(())
+            };
+            for (entity, id) in rows {
+                match entity {
+                    JournalEntity::Activity => {
+                        collect(
+                            "SELECT mailbox FROM sync_links WHERE crm_kind = 'activity' AND crm_id = ?1",
+                            id,
+                            false,
+                        )?;
+                        collect(
+                            "SELECT u.email FROM activities a JOIN users u ON u.record_id = a.owner_id
+                             WHERE a.id = ?1",
+                            id,
+                            true,
+                        )?;
+                    }
+                    JournalEntity::Record => {
+                        collect(
+                            "SELECT mailbox FROM sync_links WHERE crm_kind = 'record' AND crm_id = ?1",
+                            id,
+                            false,
+                        )?;
+                        // A regarding number written as a keyword on the linked messages.
+                        collect(
+                            "SELECT DISTINCT l.mailbox FROM activities a
+                             JOIN sync_links l ON l.crm_kind = 'activity' AND l.crm_id = a.id
+                             WHERE a.regarding_id = ?1",
+                            id,
+                            false,
+                        )?;
+                        collect(
+                            "SELECT u.email FROM records r JOIN users u ON u.record_id = r.owner_id
+                             WHERE r.id = ?1",
+                            id,
+                            true,
+                        )?;
+                    }
+                    JournalEntity::User => {
+                        collect("SELECT email FROM users WHERE record_id = ?1", id, true)?;
+                    }
+                }
+            }
+            Ok(concerned)
         })
     }
 }
