@@ -26,6 +26,13 @@ const HEADER_QUERY: &str = "UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE F
                             IN-REPLY-TO REFERENCES AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE \
                             PRECEDENCE RETURN-PATH CONTENT-TYPE X-CRMSYNC-DRAFT-OF)]";
 
+/// The capacity of async-imap's channel of untagged responses (0.12: `bounded(100)`); when
+/// that many came during one command, some may have been dropped.
+const UNSOLICITED_CAPACITY: usize = 100;
+
+/// The most vanished UIDs taken one by one; more, and the folder's UID list is read instead.
+const MAX_VANISHED: u64 = 100_000;
+
 /// How long one server operation may take before the connection counts as failed.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -362,26 +369,40 @@ impl ImapSession {
             ImapError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
         })?;
         let highest_modseq = mailbox.highest_modseq.filter(|_| self.condstore);
+        // A HIGHESTMODSEQ lower than the saved one (an index rebuilt, a restore) says nothing
+        // about what changed since: a full scan.
         let incremental_from = match saved {
-            Some(saved) if saved.uid_validity == uid_validity => {
-                saved.highest_modseq.zip(highest_modseq)
-            }
+            Some(saved) if saved.uid_validity == uid_validity => saved
+                .highest_modseq
+                .zip(highest_modseq)
+                .filter(|(saved, now)| saved <= now),
             _ => None,
         };
-        let (present, changed) = match incremental_from {
+        let quick = match incremental_from {
+            // An empty folder: everything that was there is gone, nothing to fetch.
+            Some(_) if self.qresync && mailbox.exists == 0 => {
+                Some((Presence::Listed(BTreeSet::new()), Vec::new()))
+            }
             Some((saved_modseq, now_modseq)) if self.qresync => {
                 let (vanished, changed) = if saved_modseq == now_modseq {
-                    (BTreeSet::new(), Vec::new())
+                    (Some(BTreeSet::new()), Vec::new())
                 } else {
                     self.fetch_changes_and_vanished(saved_modseq).await?
                 };
-                let present = Presence::Vanished {
-                    vanished,
-                    exists: mailbox.exists,
-                };
-                (present, changed)
+                // Unsure what vanished (see `fetch_changes_and_vanished`): the UID list says.
+                vanished.map(|vanished| {
+                    let present = Presence::Vanished {
+                        vanished,
+                        exists: mailbox.exists,
+                    };
+                    (present, changed)
+                })
             }
-            _ => {
+            _ => None,
+        };
+        let (present, changed) = match quick {
+            Some(scanned) => scanned,
+            None => {
                 let present: BTreeSet<u32> = bounded("UID SEARCH", self.session.uid_search("ALL"))
                     .await?
                     .into_iter()
@@ -413,11 +434,15 @@ impl ImapSession {
 
     /// The flags and headers of the messages changed since `modseq`, and the UIDs that
     /// vanished since then (QRESYNC): one `UID FETCH` over every possible UID (`1:*` would
-    /// end at the highest UID there now, and miss a vanished higher one).
+    /// end at the highest UID there now, and miss a vanished higher one). The vanished UIDs are
+    /// `None` when they cannot be trusted: the library's channel of untagged responses may
+    /// have dropped some (it holds [`UNSOLICITED_CAPACITY`]), or there are more than
+    /// [`MAX_VANISHED`] (a server reporting every UID it does not know); the caller then lists
+    /// the folder.
     async fn fetch_changes_and_vanished(
         &mut self,
         modseq: u64,
-    ) -> Result<(BTreeSet<u32>, Vec<FetchedHeader>), ImapError> {
+    ) -> Result<(Option<BTreeSet<u32>>, Vec<FetchedHeader>), ImapError> {
         // What the server said before this command (EXISTS, FETCH of flags, an earlier
         // VANISHED) is not this answer's; VANISHED (EARLIER) reports every UID gone since
         // `modseq` again.
@@ -428,17 +453,28 @@ impl ImapSession {
                 &format!("({HEADER_QUERY}) (CHANGEDSINCE {modseq} VANISHED)"),
             )
             .await?;
-        let mut vanished = BTreeSet::new();
+        let mut ranges = Vec::new();
+        let mut received = 0;
         while let Ok(response) = self.session.unsolicited_responses.try_recv() {
+            received += 1;
             if let async_imap::types::UnsolicitedResponse::Other(data) = response
                 && let async_imap::imap_proto::Response::Vanished { uids, .. } = data.parsed()
             {
-                for range in uids {
-                    vanished.extend(range.clone());
-                }
+                // RFC 3501 allows a range written high to low.
+                ranges.extend(uids.iter().map(|range| {
+                    (*range.start()).min(*range.end())..=(*range.start()).max(*range.end())
+                }));
             }
         }
-        Ok((vanished, changed))
+        let count: u64 = ranges
+            .iter()
+            .map(|range| u64::from(range.end() - range.start()) + 1)
+            .sum();
+        if received >= UNSOLICITED_CAPACITY || count > MAX_VANISHED {
+            return Ok((None, changed));
+        }
+        let vanished = ranges.into_iter().flatten().collect();
+        Ok((Some(vanished), changed))
     }
 
     /// The flags and headers of `uids`, sorted by UID.

@@ -284,8 +284,16 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                     }
                 }
                 Err(TrackFailure::Imap(message)) => {
-                    self.imap_item_failed(&track.observed.location, message)
-                        .await?;
+                    if let Err(lost) = self
+                        .imap_item_failed(&track.observed.location, message)
+                        .await
+                    {
+                        // The connection is gone: what was fetched before is whole, and is
+                        // stored before the pass ends (or a flaky link would never let a
+                        // large first import get anywhere).
+                        self.store_batch(batch)?;
+                        return Err(lost);
+                    }
                     self.mark(
                         &track.observed.location,
                         &track.observed.keywords,
@@ -305,29 +313,43 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             return Ok(());
         }
         let stored = match self.store.track_emails(&rows) {
-            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Ok(stored) => stored,
             Err(error) if error.is_unavailable() => return Err(PassError::Store(error)),
             // One of them cannot be stored: each on its own, so only that one fails.
-            Err(_) => rows
-                .iter()
-                .map(|(email, link)| self.store.track_email(email, link))
-                .collect::<Vec<_>>(),
+            Err(_) => {
+                for ((observed, warnings), (email, link)) in tracked.into_iter().zip(&rows) {
+                    let result = self.store.track_email(email, link);
+                    self.settle_stored(&observed, link, warnings, result)?;
+                }
+                return Ok(());
+            }
         };
-        for (((observed, mut warnings), (_, link)), result) in
+        for (((observed, warnings), (_, link)), result) in
             tracked.into_iter().zip(&rows).zip(stored)
         {
-            let outcome = match result {
-                Ok((id, warning)) => {
-                    warnings.extend(warning);
-                    let created = link.crm == CrmRef::Activity(id);
-                    Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
-                }
-                Err(error) if error.is_unavailable() => Err(TrackFailure::Store(error)),
-                Err(error) => Err(TrackFailure::Other(format!("CRM store: {error}"))),
-            };
-            self.settle(&observed, outcome)?;
+            self.settle_stored(&observed, link, warnings, Ok(result))?;
         }
         Ok(())
+    }
+
+    /// Settles a message whose activity the store was asked to keep.
+    fn settle_stored(
+        &mut self,
+        observed: &Observed,
+        link: &SyncLink,
+        mut warnings: Vec<String>,
+        result: Result<(ActivityId, Option<String>), StoreError>,
+    ) -> Result<(), PassError> {
+        let outcome = match result {
+            Ok((id, warning)) => {
+                warnings.extend(warning);
+                let created = link.crm == CrmRef::Activity(id);
+                Ok((created, (!warnings.is_empty()).then(|| warnings.join("; "))))
+            }
+            Err(error) if error.is_unavailable() => Err(TrackFailure::Store(error)),
+            Err(error) => Err(TrackFailure::Other(format!("CRM store: {error}"))),
+        };
+        self.settle(observed, outcome)
     }
 
     /// Counts and marks a message whose tracking ended (an IMAP failure is handled where it
