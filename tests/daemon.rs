@@ -663,3 +663,39 @@ fn a_change_wakes_only_the_mailboxes_it_concerns() {
             .then_some(())
     });
 }
+
+/// A mailbox without a drafts folder: the daemon's worker asks for it once, not on every
+/// pass (a SELECT answered NO per pass per mailbox adds up with many mailboxes).
+#[test]
+fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.dovecot.record_traffic("alice");
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    let mut imap = mail.client("alice");
+    for n in 0..3 {
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &message(
+                &format!("d{n}@x.example"),
+                "dana@x.example",
+                "alice@example.com",
+                &format!("Pass {n}"),
+            ),
+        );
+        wait_for_activities(&mail, n + 1);
+    }
+    let drafts_selects = mail
+        .dovecot
+        .commands_of("alice")
+        .iter()
+        .filter(|c| c.contains("SELECT") && c.contains("Drafts"))
+        .count();
+    assert_eq!(
+        drafts_selects,
+        1,
+        "{:#?}",
+        mail.dovecot.commands_of("alice")
+    );
+}

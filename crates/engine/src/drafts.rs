@@ -53,14 +53,15 @@ fn bracketed(ids: &Option<String>) -> Option<String> {
 
 /// Rewrites the drafts that ask for library content, in the drafts folder (when it exists).
 /// Only what changed since the last pass is read. A draft whose request cannot be met (no
-/// such template, say) is left as it is and counted failed, with the reason.
+/// such template, say) is left as it is and counted failed, with the reason. Returns whether
+/// the folder exists.
 pub async fn rewrite_drafts<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,
     folder: &str,
     session: &mut ImapSession,
     report: &mut PassReport,
-) -> Result<(), PassError> {
+) -> Result<bool, PassError> {
     let scope = format!("drafts:{folder}");
     let saved = store.sync_state(&mailbox.id, &scope)?;
     let markers = saved.as_ref().and_then(|state| {
@@ -71,7 +72,7 @@ pub async fn rewrite_drafts<S: CrmStore>(
     });
     let scan = match session.scan_folder(folder, markers).await {
         Ok(scan) => scan,
-        Err(ImapError::FolderMissing(_)) => return Ok(()),
+        Err(ImapError::FolderMissing(_)) => return Ok(false),
         Err(error) => return Err(error.into()),
     };
     let rules = TrackingRules {
@@ -118,7 +119,7 @@ pub async fn rewrite_drafts<S: CrmStore>(
         ..SyncState::default()
     };
     store.put_sync_state(&mailbox.id, &scope, &state)?;
-    Ok(())
+    Ok(true)
 }
 
 /// Why one draft was not rewritten.

@@ -41,7 +41,13 @@ pub struct Kept {
     pub connection: Option<ImapSession>,
     /// The untracked files of the collections, so an unchanged one is not read again.
     pub collections: CollectionMemory,
+    /// Since when the drafts folder is known to be missing (checked again after
+    /// [`DRAFTS_RECHECK`]).
+    pub drafts_missing_since: Option<std::time::Instant>,
 }
+
+/// How long a missing drafts folder is not looked for again by a worker.
+pub const DRAFTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Runs one pass over a mailbox. Never panics on what the servers or the store hold; every
 /// problem ends up in the report.
@@ -221,8 +227,16 @@ async fn email_part<S: CrmStore>(
     EmailPass::new(store, &mut session, mailbox, options, report)
         .run()
         .await?;
-    if !options.dry_run {
-        drafts::rewrite_drafts(store, mailbox, &imap.drafts_folder, &mut session, report).await?;
+    // A mailbox without a drafts folder (most have one) is not asked again for a while: a
+    // SELECT answered NO on every pass of every mailbox adds up.
+    let drafts_due = kept
+        .drafts_missing_since
+        .is_none_or(|since| since.elapsed() >= DRAFTS_RECHECK);
+    if !options.dry_run && drafts_due {
+        let exists =
+            drafts::rewrite_drafts(store, mailbox, &imap.drafts_folder, &mut session, report)
+                .await?;
+        kept.drafts_missing_since = (!exists).then(std::time::Instant::now);
     }
     kept.connection = Some(session);
     Ok(())
