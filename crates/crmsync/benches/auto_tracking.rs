@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{millis, stats};
+use common::{millis, stats, write_maildir};
 use crmsync_core::model::{EmailAddress, EntityName};
 use crmsync_store::prelude::*;
 use crmsync_store::{NewRecord, NewUser, SqliteStore};
@@ -67,29 +67,6 @@ fn message(i: usize, records: usize) -> (String, bool) {
         subject = i % 4000,
     );
     (text.replace('\n', "\r\n"), keyword)
-}
-
-/// Writes the folder as a maildir (keyword `crm` is letter `a`), owned by Dovecot's user.
-fn write_maildir(root: &Path, messages: &[(String, bool)]) {
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(root.join(sub)).unwrap();
-    }
-    std::fs::write(root.join("dovecot-keywords"), "0 crm\n").unwrap();
-    for (i, (text, keyword)) in messages.iter().enumerate() {
-        let flags = if *keyword { "Sa" } else { "S" };
-        let name = format!(
-            "{}.M{i}P1.bench,S={}:2,{flags}",
-            1_764_000_000 + i,
-            text.len()
-        );
-        std::fs::write(root.join("cur").join(name), text).unwrap();
-    }
-    let chown = Command::new("chown")
-        .args(["-R", "mail:mail"])
-        .arg(root)
-        .status()
-        .unwrap();
-    assert!(chown.success());
 }
 
 /// The store every trial starts from: the mailbox owner and RECORDS contacts.

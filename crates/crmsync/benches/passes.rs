@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::stats;
+use common::{stats, write_maildir};
 use support::dovecot::{Dovecot, ImapClient};
 
 const PASSWORD: &str = "secret";
@@ -56,29 +56,6 @@ fn message(i: usize) -> String {
         i % 500,
         i % 1000,
     )
-}
-
-fn write_maildir(root: &Path, size: usize) {
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(root.join(sub)).unwrap();
-    }
-    std::fs::write(root.join("dovecot-keywords"), "0 crm\n").unwrap();
-    for i in 0..size {
-        let text = message(i);
-        let flags = if i % 100 == 0 { "Sa" } else { "S" };
-        let name = format!(
-            "{}.M{i}P1.bench,S={}:2,{flags}",
-            1_764_000_000 + i,
-            text.len()
-        );
-        std::fs::write(root.join("cur").join(name), text).unwrap();
-    }
-    let chown = Command::new("chown")
-        .args(["-R", "mail:mail"])
-        .arg(root)
-        .status()
-        .unwrap();
-    assert!(chown.success());
 }
 
 /// A config for `user` with a store of its own (`fresh`: a new file each time).
@@ -168,7 +145,8 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     let mut no_change_medians = Vec::new();
     for (size, user) in sizes.iter().zip(&users) {
-        write_maildir(&dovecot.root().join("mail").join(user), *size);
+        let folder: Vec<(String, bool)> = (0..*size).map(|i| (message(i), i % 100 == 0)).collect();
+        write_maildir(&dovecot.root().join("mail").join(user), &folder);
         // Dovecot indexes a maildir it has not seen on first access: not anyone's time here.
         assert_eq!(dovecot.client(user, PASSWORD).uids("INBOX").len(), *size);
 

@@ -2,6 +2,8 @@
 //! docs/benchmarks.md.
 #![allow(dead_code)] // Each benchmark uses its own part.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Polls `check` every millisecond (the tests' `wait_until` sleeps 50 ms: too coarse here).
@@ -46,4 +48,29 @@ pub fn row(name: &str, samples: &[Duration]) {
         "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
         s.median, s.p99, s.min, s.max
     );
+}
+
+/// Writes `messages` as the maildir at `root` (a folder of Dovecot's mail root), each with
+/// `\Seen` and, when its flag says so, the keyword `crm`; owned by Dovecot's `mail` user. Far
+/// faster than appending through IMAP; Dovecot indexes it on first access.
+pub fn write_maildir(root: &Path, messages: &[(String, bool)]) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::write(root.join("dovecot-keywords"), "0 crm\n").unwrap();
+    for (i, (text, keyword)) in messages.iter().enumerate() {
+        let flags = if *keyword { "Sa" } else { "S" };
+        let name = format!(
+            "{}.M{i}P1.bench,S={}:2,{flags}",
+            1_764_000_000 + i,
+            text.len()
+        );
+        std::fs::write(root.join("cur").join(name), text).unwrap();
+    }
+    let chown = Command::new("chown")
+        .args(["-R", "mail:mail"])
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(chown.success());
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crmsync_store::{JournalEntry, JournalStore, SqliteStore};
 use tokio::sync::{mpsc, watch};
@@ -114,25 +114,22 @@ fn wake_for_changes(
     let Some(last) = changes.last() else {
         return Ok(cursor);
     };
-    // Each changed row once per writer.
-    let mut rows: Vec<(Origin, &JournalEntry)> = Vec::new();
-    let mut seen = HashSet::new();
+    // The changes by writer: one question to the store per writer (whom a change concerns
+    // is asked per writer, since a worker is never woken by its own writes).
+    let mut by_writer: BTreeMap<Option<&str>, Vec<JournalEntry>> = BTreeMap::new();
     for change in &changes {
-        let origin = Origin::parse(change.origin.as_deref());
-        if origin != Origin::Daemon
-            && seen.insert((
-                change.origin.as_deref(),
-                change.entity,
-                change.row_id.as_str(),
-            ))
-        {
-            rows.push((origin, change));
+        if Origin::parse(change.origin.as_deref()) != Origin::Daemon {
+            by_writer
+                .entry(change.origin.as_deref())
+                .or_default()
+                .push(change.clone());
         }
     }
     let mut wake: HashSet<String> = HashSet::new();
     let workers = workers.lock().expect("not poisoned").clone();
-    for (origin, change) in rows {
-        let concerned = store.concerned(std::slice::from_ref(change))?;
+    for (writer, changes) in by_writer {
+        let origin = Origin::parse(writer);
+        let concerned = store.concerned(&changes)?;
         for worker in &workers {
             if origin.wakes(&worker.mailbox)
                 && (concerned.mailboxes.contains(&worker.mailbox)
