@@ -61,6 +61,9 @@ pub struct MessageMeta {
     pub automated: Option<Automated>,
     /// The Date header, in UNIX seconds.
     pub date: Option<i64>,
+    /// The message's size in bytes (RFC822.SIZE), when the scan learned it: what fetching
+    /// its body will bring.
+    pub size: Option<u32>,
 }
 
 impl MessageMeta {

@@ -14,12 +14,13 @@ pub trait MailStore {
         folder: &str,
         saved: Option<FolderMarkers>,
     ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send;
-    /// One message (only ever a tracked one's): whole, or its first `max_message_size` bytes.
-    fn fetch_message(
+    /// Messages of one folder (only ever tracked ones), in one request: each whole, or its
+    /// first `max_message_size` bytes. A UID the folder no longer holds is left out.
+    fn fetch_messages(
         &mut self,
         folder: &str,
-        uid: u32,
-    ) -> impl Future<Output = Result<FetchedMessage, ImapError>> + Send;
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<(u32, FetchedMessage)>, ImapError>> + Send;
     /// Adds `add`, then removes `remove` (in that order: see `ImapSession::store_keywords`),
     /// on every message of `uids`.
     fn store_keywords(
@@ -44,12 +45,12 @@ impl MailStore for ImapSession {
         ImapSession::scan_folder(self, folder, saved)
     }
 
-    fn fetch_message(
+    fn fetch_messages(
         &mut self,
         folder: &str,
-        uid: u32,
-    ) -> impl Future<Output = Result<FetchedMessage, ImapError>> + Send {
-        ImapSession::fetch_message(self, folder, uid)
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<(u32, FetchedMessage)>, ImapError>> + Send {
+        ImapSession::fetch_messages(self, folder, uids)
     }
 
     fn store_keywords(

@@ -174,6 +174,7 @@ fn meta(message: &mail_parser::Message<'_>, from: &[(Option<String>, String)]) -
         references: ids(message.references()),
         automated: automated(message),
         date: message.date().map(|d| d.to_timestamp()),
+        size: None,
     }
 }
 

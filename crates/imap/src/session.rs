@@ -19,10 +19,11 @@ use crate::{ImapError, tls};
 use crmsync_core::email::Presence;
 use crmsync_core::item::ItemIdentity;
 
-/// What a scan fetches of each changed message: its flags and the header fields a scan reads
+/// What a scan fetches of each changed message: its flags, its size (which bounds a batch of
+/// body fetches) and the header fields a scan reads
 /// ([`message::SCANNED_FIELDS`]), not its whole header (a tenth of the bytes, or less, on
 /// ordinary mail with its `Received` and DKIM lines).
-const HEADER_QUERY: &str = "UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT \
+const HEADER_QUERY: &str = "UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT \
                             IN-REPLY-TO REFERENCES AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE \
                             PRECEDENCE RETURN-PATH CONTENT-TYPE X-CRMSYNC-DRAFT-OF)]";
 
@@ -32,6 +33,30 @@ const UNSOLICITED_CAPACITY: usize = 100;
 
 /// The most vanished UIDs taken one by one; more, and the folder's UID list is read instead.
 const MAX_VANISHED: u64 = 100_000;
+
+/// A UID set in IMAP's syntax, runs of consecutive UIDs as ranges (`4:9,12,15:16`).
+fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut set = String::new();
+    let mut rest = sorted.iter().copied().peekable();
+    while let Some(first) = rest.next() {
+        let mut last = first;
+        while let Some(next) = rest.next_if(|next| last.checked_add(1) == Some(*next)) {
+            last = next;
+        }
+        if !set.is_empty() {
+            set.push(',');
+        }
+        if last == first {
+            set.push_str(&first.to_string());
+        } else {
+            set.push_str(&format!("{first}:{last}"));
+        }
+    }
+    set
+}
 
 /// How long one server operation may take before the connection counts as failed.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,6 +99,8 @@ pub struct FetchedHeader {
     /// Keywords (user flags) only, as the server spells them; system flags are left out.
     pub keywords: Vec<String>,
     pub header: Vec<u8>,
+    /// The message's size (RFC822.SIZE), when the server gave it.
+    pub size: Option<u32>,
 }
 
 /// How an IDLE ended.
@@ -499,6 +526,7 @@ impl ImapSession {
                     uid: fetch.uid?,
                     keywords: keywords(fetch.flags()),
                     header: fetch.header().unwrap_or_default().to_vec(),
+                    size: fetch.size,
                 })
             })
             .collect();
@@ -529,6 +557,7 @@ impl ImapSession {
                 uid,
                 keywords: keywords(fetch.flags()),
                 header: fetch.header().unwrap_or_default().to_vec(),
+                size: fetch.size,
             }))
     }
 
@@ -638,31 +667,65 @@ impl ImapSession {
         folder: &str,
         uid: u32,
     ) -> Result<FetchedMessage, ImapError> {
+        self.fetch_messages(folder, &[uid])
+            .await?
+            .pop()
+            .map(|(_, message)| message)
+            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))
+    }
+
+    /// Fetches messages of one folder in one command (`UID FETCH` of a UID set), each as
+    /// [`ImapSession::fetch_message`] does: one round trip for the lot, so a first import
+    /// runs at the server's speed, not at one round trip per message. The caller bounds how
+    /// many bytes that brings (the scan gave each message's size). A UID the server has no
+    /// message for (expunged meanwhile) is left out of the answer.
+    pub async fn fetch_messages(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, FetchedMessage)>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
         self.ensure_selected(folder).await?;
         self.counters.fetch_commands += 1;
-        self.counters.bodies_fetched += 1;
         let query = format!("(UID RFC822.SIZE BODY.PEEK[]<0.{}>)", self.max_message_size);
+        let set = uid_set(uids);
         let fetches: Vec<_> = bounded("UID FETCH body", async {
             self.session
-                .uid_fetch(uid.to_string(), &query)
+                .uid_fetch(&set, &query)
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
         })
         .await?;
-        let fetch = fetches
-            .iter()
-            .find(|fetch| fetch.uid == Some(uid))
-            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))?;
-        let raw = fetch
-            .body()
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| ImapError::Protocol(format!("message {folder}:{uid} has no body")))?;
-        let came = raw.len() as u64;
-        let cut =
-            came >= self.max_message_size && fetch.size.is_none_or(|size| u64::from(size) > came);
-        let size = fetch.size.map_or(came, u64::from).max(came);
-        Ok(FetchedMessage { raw, size, cut })
+        let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+        let mut messages = Vec::with_capacity(uids.len());
+        for fetch in &fetches {
+            let Some(uid) = fetch.uid.filter(|uid| wanted.contains(uid)) else {
+                continue;
+            };
+            // A FETCH with flags alone (the server telling of a change meanwhile) is no body.
+            let Some(raw) = fetch.body() else {
+                continue;
+            };
+            let came = raw.len() as u64;
+            let cut = came >= self.max_message_size
+                && fetch.size.is_none_or(|size| u64::from(size) > came);
+            let size = fetch.size.map_or(came, u64::from).max(came);
+            messages.push((
+                uid,
+                FetchedMessage {
+                    raw: raw.to_vec(),
+                    size,
+                    cut,
+                },
+            ));
+        }
+        self.counters.bodies_fetched += messages.len() as u64;
+        messages.sort_by_key(|(uid, _)| *uid);
+        messages.dedup_by_key(|(uid, _)| *uid);
+        Ok(messages)
     }
 
     /// Adds and removes keywords of messages (one, or a batch: a UID set in one command,
@@ -756,8 +819,19 @@ impl ImapSession {
 
 #[cfg(test)]
 mod tests {
-    use super::HEADER_QUERY;
+    use super::{HEADER_QUERY, uid_set};
     use crate::message::SCANNED_FIELDS;
+
+    #[test]
+    fn a_uid_set_writes_runs_as_ranges() {
+        assert_eq!(uid_set(&[7]), "7");
+        assert_eq!(uid_set(&[9, 4, 5, 6, 7, 8, 12, 15, 16, 16]), "4:9,12,15:16");
+        assert_eq!(
+            uid_set(&[u32::MAX, 1, u32::MAX - 1]),
+            "1,4294967294:4294967295"
+        );
+        assert_eq!(uid_set(&[]), "");
+    }
 
     #[test]
     fn the_scan_fetches_every_field_summarize_reads() {

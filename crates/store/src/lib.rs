@@ -197,8 +197,12 @@ pub trait ActivityStore {
 
 /// Tracked email: activities created from messages, with their links.
 pub trait EmailStore {
-    /// The email activity copying the message with this identity, if any.
-    fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>>;
+    /// The email activities copying the messages with these identities (Message-ID, content
+    /// hash), found ones only: one read for a whole run of messages.
+    fn email_activities(
+        &self,
+        identities: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), ActivityId>>;
     /// Creates the activity of a tracked email and its link, in one transaction, and returns
     /// its id. When an activity with the same identity exists by then (another mailbox tracked
     /// the message in the same instant), the link goes to it instead and its id is returned. A

@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "activity_connections",
         sql: include_str!("migrations/0013_activity_connections.sql"),
     },
+    Migration {
+        version: 14,
+        name: "journal_per_transaction",
+        sql: include_str!("migrations/0014_journal_per_transaction.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

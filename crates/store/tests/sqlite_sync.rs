@@ -7,7 +7,7 @@ use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
 use crmsync_core::model::{ActivityState, PartyRole};
 use crmsync_store::prelude::*;
-use crmsync_store::{ActivityFilter, NewRecord, StoreError, SyncState};
+use crmsync_store::{ActivityChange, ActivityFilter, JournalOp, NewRecord, StoreError, SyncState};
 use support::*;
 
 #[test]
@@ -420,50 +420,53 @@ fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
 
 /// A batch of tracked messages is one transaction: all of them, or, when one cannot be
 /// stored (its owner is no CRM user here), none; each good one is then stored on its own.
+/// Message `n` of a batch, owned by `owner`, as the email pass hands it to the store.
+fn tracked_message(n: u32, owner: &str) -> (crmsync_store::NewEmail, SyncLink) {
+    let id = format!("b{n}@x.example");
+    let email = crmsync_store::NewEmail {
+        owner: email(owner),
+        mailbox: "alice".into(),
+        subject: format!("Batch {n}"),
+        text_body: Some("Hello".into()),
+        html_body: None,
+        message_id: id.clone(),
+        content_hash: "abcd".into(),
+        in_reply_to: None,
+        references: None,
+        outgoing: false,
+        date: None,
+        parties: Vec::new(),
+        attachments: Vec::new(),
+        regarding: None,
+        automatic: false,
+    };
+    let link = SyncLink {
+        mailbox: "alice".into(),
+        kind: ItemKind::Email,
+        identity: ItemIdentity::Email {
+            message_id: id,
+            content_hash: ContentHash::new("abcd").unwrap(),
+        },
+        location: ItemLocation::Imap {
+            folder: "INBOX".into(),
+            uid_validity: 1,
+            uid: n,
+        },
+        crm: CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4())),
+        base: Snapshot::new(),
+        item_version: None,
+        crm_version: None,
+        created_by: ItemCreator::Mailbox,
+        state: LinkState::Synced,
+    };
+    (email, link)
+}
+
 #[test]
 fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all() {
     let mut fx = fixture();
     add_user(&mut fx.store, "alice@example.com");
-    let message = |n: u32, owner: &str| {
-        let id = format!("b{n}@x.example");
-        let email = crmsync_store::NewEmail {
-            owner: email(owner),
-            mailbox: "alice".into(),
-            subject: format!("Batch {n}"),
-            text_body: Some("Hello".into()),
-            html_body: None,
-            message_id: id.clone(),
-            content_hash: "abcd".into(),
-            in_reply_to: None,
-            references: None,
-            outgoing: false,
-            date: None,
-            parties: Vec::new(),
-            attachments: Vec::new(),
-            regarding: None,
-            automatic: false,
-        };
-        let link = SyncLink {
-            mailbox: "alice".into(),
-            kind: ItemKind::Email,
-            identity: ItemIdentity::Email {
-                message_id: id,
-                content_hash: ContentHash::new("abcd").unwrap(),
-            },
-            location: ItemLocation::Imap {
-                folder: "INBOX".into(),
-                uid_validity: 1,
-                uid: n,
-            },
-            crm: CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4())),
-            base: Snapshot::new(),
-            item_version: None,
-            crm_version: None,
-            created_by: ItemCreator::Mailbox,
-            state: LinkState::Synced,
-        };
-        (email, link)
-    };
+    let message = tracked_message;
     let good: Vec<_> = (1..=3).map(|n| message(n, "alice@example.com")).collect();
     let stored = fx.store.track_emails(&good).unwrap();
     assert_eq!(stored.len(), 3);
@@ -499,6 +502,85 @@ fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all() {
             .len(),
         5
     );
+}
+
+#[test]
+fn the_journal_holds_one_row_per_changed_activity_per_transaction() {
+    use crmsync_store::{NewAttachment, NewParty};
+    let mut fx = fixture();
+    add_user(&mut fx.store, "alice@example.com");
+    let head = fx.store.journal_head().unwrap();
+    // Three emails of four parties and an attachment each: every party and attachment is a
+    // change of its activity, made in the transaction that creates it.
+    let batch: Vec<_> = (1..=3)
+        .map(|n| {
+            let (mut new, link) = tracked_message(n, "alice@example.com");
+            new.parties = ["from", "to", "cc", "bcc"]
+                .iter()
+                .map(|role| NewParty {
+                    role: PartyRole::parse(role).unwrap(),
+                    address: email(&format!("{role}{n}@x.example")),
+                    display_name: None,
+                    group: None,
+                })
+                .collect();
+            new.attachments = vec![NewAttachment {
+                name: "a.pdf".into(),
+                content_type: "application/pdf".into(),
+                content: vec![1, 2, 3],
+            }];
+            (new, link)
+        })
+        .collect();
+    let stored = fx.store.track_emails(&batch).unwrap();
+    let journal = |fx: &Fixture, after: i64| -> Vec<(String, JournalOp, Option<String>)> {
+        fx.store
+            .changes_since(after, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.row_id, c.op, c.origin))
+            .collect()
+    };
+    let inserted: Vec<_> = stored
+        .iter()
+        .map(|(id, _)| (id.to_string(), JournalOp::Insert, Some("test".to_owned())))
+        .collect();
+    assert_eq!(journal(&fx, head), inserted, "one row per new activity");
+    let first = fx.store.activity(stored[0].0).unwrap();
+    assert_eq!(first.parties.len(), 4);
+    assert_eq!(first.attachments.len(), 1);
+
+    // Changed twice, in two transactions: journaled twice (a reader may have read between).
+    let head = fx.store.journal_head().unwrap();
+    for subject in ["Changed once", "Changed twice"] {
+        fx.store
+            .update_activity(stored[0].0, &[ActivityChange::Subject(subject.into())])
+            .unwrap();
+    }
+    let update = (
+        stored[0].0.to_string(),
+        JournalOp::Update,
+        Some("test".to_owned()),
+    );
+    assert_eq!(journal(&fx, head), vec![update.clone(), update]);
+    let version = fx.store.activity(stored[0].0).unwrap().version;
+
+    // Another program's plain SQL is journaled row by row, as before, and bumps the version.
+    let head = fx.store.journal_head().unwrap();
+    let conn = other_program(&fx.path);
+    conn.execute(
+        "INSERT INTO parties (activity_id, position, role, address) VALUES (?1, 9, 'cc', 'z@x.example')",
+        [stored[0].0.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "DELETE FROM attachments WHERE activity_id = ?1",
+        [stored[0].0.to_string()],
+    )
+    .unwrap();
+    let update = (stored[0].0.to_string(), JournalOp::Update, None);
+    assert_eq!(journal(&fx, head), vec![update.clone(), update]);
+    assert_eq!(fx.store.activity(stored[0].0).unwrap().version, version + 2);
 }
 
 #[test]

@@ -74,3 +74,30 @@ pub fn write_maildir(root: &Path, messages: &[(String, bool)]) {
         .unwrap();
     assert!(chown.success());
 }
+
+/// Message `i` with the header of mail that crossed a few servers (three `Received` lines and
+/// a DKIM signature: about 1.6 KB), then `content`: its `Content-Type` header, a blank line
+/// and the body.
+pub fn relayed_message(i: usize, content: &str) -> String {
+    let received = |hop: usize| {
+        format!(
+            "Received: from mx{hop}.relay.example (mx{hop}.relay.example [192.0.2.{hop}])\n\
+             \tby mail.example.com (Postfix) with ESMTPS id 4Q{i:08X}{hop}\n\
+             \tfor <alice@example.com>; Sun, 29 Nov 2026 10:00:0{hop} +0000\n"
+        )
+    };
+    let dkim = "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=customers.example; \
+                s=sel; h=from:to:subject:date:message-id;\n\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\n\
+                \tb=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwgaXQgaXMgYSBwbGFjZWhvbGRlciBvZiB0aGUgdXN1YWwgc2l6ZQ\n\
+                \tdGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwgaXQgaXMgYSBwbGFjZWhvbGRlciBvZiB0aGUgdXN1YWwgc2l6ZQ\n";
+    format!(
+        "{}{}{}{dkim}Message-ID: <m{i}@bench.example>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\
+         From: Sender {i} <sender{}@customers.example>\nTo: Alice <alice@example.com>\n\
+         Subject: Message {i} about order {}\nMIME-Version: 1.0\n{content}",
+        received(1),
+        received(2),
+        received(3),
+        i % 500,
+        i % 1000,
+    )
+}

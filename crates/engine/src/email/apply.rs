@@ -8,6 +8,7 @@ use crmsync_core::email::{CrmState, DropReason, Effect, Observed};
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
 use crmsync_core::model::{ActivityId, EmailAddress, PartyRole, RecordNumber};
+use crmsync_imap::FetchedMessage;
 use crmsync_imap::message::{self, MessageAddress};
 use crmsync_store::{CrmStore, NewAttachment, NewEmail, NewParty, StoreError};
 
@@ -33,7 +34,6 @@ struct Applying {
 /// A message a batched keyword write goes to: its UID, identity and place.
 type KeywordTarget = (u32, ItemIdentity, ItemLocation);
 
-/// Why tracking one message failed.
 /// How many new activities one store transaction takes at most on a first import.
 const TRACK_BATCH: usize = 200;
 /// How much content (bodies and attachments) one batch holds at most.
@@ -47,26 +47,41 @@ struct Track {
     automatic: bool,
 }
 
+/// How many messages one `UID FETCH` of bodies asks for at most.
+const FETCH_BATCH: usize = 100;
+/// How many bytes one such fetch brings at most, by the sizes the scan gave.
+const FETCH_BATCH_BYTES: u64 = 16 << 20;
+
+/// A message waiting for its body: what tracking it needs besides.
+struct Pending {
+    track: Track,
+    link: SyncLink,
+    regarding: Option<RecordNumber>,
+    warnings: Vec<String>,
+}
+
+/// A message parsed on a blocking thread: the email, or why it could not be read; its size
+/// and whether it was cut at `max_message_size`.
+type ParsedBody = (Result<message::ParsedEmail, String>, u64, bool);
+
+/// A fetched lot being parsed, and the messages it came from, in the same order.
+struct Parsing {
+    pendings: Vec<Pending>,
+    task: tokio::task::JoinHandle<Vec<ParsedBody>>,
+}
+
+/// The batch being filled and the bytes of content it holds.
+#[derive(Default)]
+struct Stored {
+    batch: Batch,
+    bytes: usize,
+}
+
 /// New activities waiting for their store transaction, and what each came from.
 #[derive(Default)]
 struct Batch {
     rows: Vec<(NewEmail, SyncLink)>,
     tracked: Vec<(Observed, Vec<String>)>,
-}
-
-/// A message ready to be tracked.
-enum Prepared {
-    /// Linked to the activity another mailbox made: done (with a warning, maybe).
-    Linked(Option<String>),
-    /// A new activity, for the batch.
-    New(Box<NewActivity>),
-}
-
-/// A new activity made from a fetched message, with its link and the warnings to report.
-struct NewActivity {
-    email: NewEmail,
-    link: SyncLink,
-    warnings: Vec<String>,
 }
 
 /// The content a new activity holds, for the batch's bound.
@@ -80,9 +95,8 @@ fn email_bytes(email: &NewEmail) -> usize {
             .sum::<usize>()
 }
 
+/// Why tracking one message failed.
 enum TrackFailure {
-    /// The message itself (fetching or parsing it); the connection may be gone.
-    Imap(String),
     /// The store cannot serve at all: the pass ends.
     Store(StoreError),
     Other(String),
@@ -257,53 +271,213 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     }
 
     /// Tracks a run of messages: each is linked to the activity of its identity when one
-    /// exists, else fetched and parsed, and the new activities are stored in batches of up to
-    /// [`TRACK_BATCH`] messages or [`TRACK_BATCH_BYTES`] of content, one transaction each (one
-    /// commit, one fsync). A batch the store refuses is stored again one message at a time,
+    /// exists (one store read for the whole run), else fetched and parsed, and the new
+    /// activities are stored in batches of up to [`TRACK_BATCH`] messages or
+    /// [`TRACK_BATCH_BYTES`] of content, one transaction each (one commit, one fsync). Bodies
+    /// come [`FETCH_BATCH`] to a command, and each lot is parsed on a blocking thread while
+    /// the next one arrives. A batch the store refuses is stored again one message at a time,
     /// so a message that cannot be stored fails alone.
     async fn track_run(&mut self, run: Vec<Track>) -> Result<(), PassError> {
-        let mut batch = Batch::default();
-        let mut bytes = 0;
+        let identities: Vec<(&str, &str)> = run
+            .iter()
+            .filter_map(|track| match &track.observed.identity {
+                ItemIdentity::Email {
+                    message_id,
+                    content_hash,
+                } => Some((message_id.as_str(), content_hash.as_str())),
+                _ => None,
+            })
+            .collect();
+        let known = match self.store.email_activities(&identities) {
+            Ok(known) => known,
+            Err(error) if error.is_unavailable() => return Err(PassError::Store(error)),
+            Err(error) => {
+                for track in &run {
+                    let failure = TrackFailure::Other(format!("CRM store: {error}"));
+                    self.settle(&track.observed, Err(failure))?;
+                }
+                return Ok(());
+            }
+        };
+        let mut waiting = Vec::new();
         for track in run {
-            match self.prepare_track(&track).await {
-                Ok(Prepared::Linked(warning)) => {
-                    self.settle(&track.observed, Ok((false, warning)))?
-                }
-                Ok(Prepared::New(new)) => {
-                    let NewActivity {
-                        email,
-                        link,
-                        warnings,
-                    } = *new;
-                    bytes += email_bytes(&email);
-                    batch.rows.push((email, link));
-                    batch.tracked.push((track.observed, warnings));
-                    if batch.rows.len() >= TRACK_BATCH || bytes >= TRACK_BATCH_BYTES {
-                        self.store_batch(std::mem::take(&mut batch))?;
-                        bytes = 0;
-                    }
-                }
-                Err(TrackFailure::Imap(message)) => {
-                    if let Err(lost) = self
-                        .imap_item_failed(&track.observed.location, message)
-                        .await
-                    {
+            if let Some(pending) = self.begin_track(track, &known)? {
+                waiting.push(pending);
+            }
+        }
+        let mut stored = Stored::default();
+        let mut parsing: Option<Parsing> = None;
+        for lot in self.fetch_lots(waiting) {
+            let (folder, uids) = {
+                let (folder, _) = imap_location(&lot[0].track.observed.location);
+                let uids: Vec<u32> = lot
+                    .iter()
+                    .map(|pending| imap_location(&pending.track.observed.location).1)
+                    .collect();
+                (folder.to_owned(), uids)
+            };
+            let fetched = self.mail.fetch_messages(&folder, &uids).await;
+            // The lot before this one was parsed meanwhile.
+            if let Some(previous) = parsing.take() {
+                self.take_parsed(previous, &mut stored).await?;
+            }
+            match fetched {
+                Ok(messages) => parsing = Some(self.parse_lot(lot, messages).await?),
+                Err(error) => {
+                    if !self.mail.is_alive().await {
                         // The connection is gone: what was fetched before is whole, and is
                         // stored before the pass ends (or a flaky link would never let a
                         // large first import get anywhere).
-                        self.store_batch(batch)?;
-                        return Err(lost);
+                        self.store_batch(stored.batch)?;
+                        return Err(PassError::ConnectionLost);
                     }
-                    self.mark(
-                        &track.observed.location,
-                        &track.observed.keywords,
-                        Mark::Failed,
-                    );
+                    for pending in lot {
+                        let observed = &pending.track.observed;
+                        self.report.item_failed(
+                            location_text(&observed.location),
+                            format!("fetching the message: {error}"),
+                        );
+                        self.failed_folders.insert(folder.clone());
+                        self.mark(&observed.location, &observed.keywords, Mark::Failed);
+                    }
                 }
-                Err(failure) => self.settle(&track.observed, Err(failure))?,
             }
         }
-        self.store_batch(batch)
+        if let Some(previous) = parsing.take() {
+            self.take_parsed(previous, &mut stored).await?;
+        }
+        self.store_batch(stored.batch)
+    }
+
+    /// The messages waiting for their bodies, in lots of one folder each, of at most
+    /// [`FETCH_BATCH`] messages and [`FETCH_BATCH_BYTES`] by the sizes the scan gave (a
+    /// message of unknown size counts as `max_message_size`).
+    fn fetch_lots(&self, waiting: Vec<Pending>) -> Vec<Vec<Pending>> {
+        let limit = self
+            .mailbox
+            .imap
+            .as_ref()
+            .map_or(crmsync_config::DEFAULT_MESSAGE_SIZE, |imap| {
+                imap.max_message_size
+            });
+        let mut lots: Vec<Vec<Pending>> = Vec::new();
+        let mut bytes = 0;
+        for pending in waiting {
+            let size = pending
+                .track
+                .observed
+                .meta
+                .size
+                .map_or(limit, u64::from)
+                .min(limit);
+            let folder = imap_location(&pending.track.observed.location).0;
+            let joins = lots.last().is_some_and(|lot| {
+                lot.len() < FETCH_BATCH
+                    && bytes + size <= FETCH_BATCH_BYTES
+                    && imap_location(&lot[0].track.observed.location).0 == folder
+            });
+            if joins {
+                bytes += size;
+                lots.last_mut().expect("checked").push(pending);
+            } else {
+                bytes = size;
+                lots.push(vec![pending]);
+            }
+        }
+        lots
+    }
+
+    /// Hands a fetched lot to a blocking thread to parse; a message the server did not send
+    /// (expunged since the scan) fails here.
+    async fn parse_lot(
+        &mut self,
+        lot: Vec<Pending>,
+        messages: Vec<(u32, FetchedMessage)>,
+    ) -> Result<Parsing, PassError> {
+        let mut messages: HashMap<u32, FetchedMessage> = messages.into_iter().collect();
+        let mut pendings = Vec::with_capacity(lot.len());
+        let mut bodies = Vec::with_capacity(lot.len());
+        for pending in lot {
+            let location = &pending.track.observed.location;
+            match messages.remove(&imap_location(location).1) {
+                Some(message) => {
+                    bodies.push(message);
+                    pendings.push(pending);
+                }
+                None => {
+                    let keywords = pending.track.observed.keywords.clone();
+                    self.imap_item_failed(
+                        location,
+                        "fetching the message: the server sent no body for it (deleted meanwhile?)"
+                            .into(),
+                    )
+                    .await?;
+                    self.mark(location, &keywords, Mark::Failed);
+                }
+            }
+        }
+        let task = tokio::task::spawn_blocking(move || {
+            bodies
+                .into_iter()
+                .map(|fetched| {
+                    let parsed = message::parse(&fetched.raw).map_err(|e| e.to_string());
+                    (parsed, fetched.size, fetched.is_cut())
+                })
+                .collect()
+        });
+        Ok(Parsing { pendings, task })
+    }
+
+    /// Turns a parsed lot into new activities for the batch, storing each batch as it fills.
+    async fn take_parsed(
+        &mut self,
+        parsing: Parsing,
+        stored: &mut Stored,
+    ) -> Result<(), PassError> {
+        let Parsing { pendings, task } = parsing;
+        let parsed = match task.await {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                for pending in &pendings {
+                    let failure = TrackFailure::Other(format!("parsing the message: {error}"));
+                    self.settle(&pending.track.observed, Err(failure))?;
+                }
+                return Ok(());
+            }
+        };
+        for (pending, (parsed, size, cut)) in pendings.into_iter().zip(parsed) {
+            let Pending {
+                track,
+                link,
+                regarding,
+                mut warnings,
+            } = pending;
+            let mut parsed = match parsed {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    self.settle(&track.observed, Err(TrackFailure::Other(error)))?;
+                    continue;
+                }
+            };
+            if cut {
+                let note = self.cut_note(size);
+                warnings.push(format!(
+                    "{}: {note}",
+                    location_text(&track.observed.location)
+                ));
+                keep_without_attachments(&mut parsed, &note);
+            }
+            let mut email = self.new_email(&track.observed, parsed, regarding, &mut warnings);
+            email.automatic = track.automatic;
+            stored.bytes += email_bytes(&email);
+            stored.batch.rows.push((email, link));
+            stored.batch.tracked.push((track.observed, warnings));
+            if stored.batch.rows.len() >= TRACK_BATCH || stored.bytes >= TRACK_BATCH_BYTES {
+                self.store_batch(std::mem::take(&mut stored.batch))?;
+                stored.bytes = 0;
+            }
+        }
+        Ok(())
     }
 
     /// Stores a batch of new activities in one transaction; on a refusal, one at a time.
@@ -375,7 +549,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 Ok(())
             }
             Err(TrackFailure::Store(error)) => Err(PassError::Store(error)),
-            Err(TrackFailure::Imap(message) | TrackFailure::Other(message)) => {
+            Err(TrackFailure::Other(message)) => {
                 self.mark(&observed.location, &observed.keywords, Mark::Failed);
                 self.report
                     .item_failed(location_text(&observed.location), message);
@@ -386,29 +560,27 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
     }
 
-    /// The first steps of tracking one message: linked to the activity of the same identity
-    /// (stored here), or fetched and parsed into a new activity for the batch.
-    async fn prepare_track(&mut self, track: &Track) -> Result<Prepared, TrackFailure> {
-        let store_error = |error: StoreError| {
-            if error.is_unavailable() {
-                TrackFailure::Store(error)
-            } else {
-                TrackFailure::Other(format!("CRM store: {error}"))
-            }
-        };
-        let observed = &track.observed;
+    /// The first step of tracking one message: linked to the activity of the same identity
+    /// when the CRM holds one (stored and settled here), else waiting for its body.
+    fn begin_track(
+        &mut self,
+        track: Track,
+        known: &HashMap<(String, String), ActivityId>,
+    ) -> Result<Option<Pending>, PassError> {
         let ItemIdentity::Email {
             message_id,
             content_hash,
-        } = &observed.identity
+        } = &track.observed.identity
         else {
-            return Err(TrackFailure::Other("not an email identity".into()));
+            let failure = TrackFailure::Other("not an email identity".into());
+            self.settle(&track.observed, Err(failure))?;
+            return Ok(None);
         };
         let mut link = SyncLink {
             mailbox: self.mailbox.id.clone(),
             kind: ItemKind::Email,
-            identity: observed.identity.clone(),
-            location: observed.location.clone(),
+            identity: track.observed.identity.clone(),
+            location: track.observed.location.clone(),
             crm: CrmRef::Activity(ActivityId(uuid::Uuid::new_v4())),
             base: track.base.clone(),
             item_version: None,
@@ -422,39 +594,26 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             // keyword stays on the message untouched.
             link.base.set("regarding", "");
         }
-        if let Some(existing) = self
-            .store
-            .email_activity(message_id, content_hash.as_str())
-            .map_err(store_error)?
-        {
-            // Tracked in another mailbox already: one activity, one more link. A regarding
-            // keyword here is this mailbox's change to the shared activity.
-            link.crm = CrmRef::Activity(existing);
-            let change = regarding.as_ref().map(Some);
-            self.store.update_link(&link, change).map_err(store_error)?;
-            return Ok(Prepared::Linked(warning));
-        }
-        let (folder, uid) = imap_location(&observed.location);
-        let fetched = self
-            .mail
-            .fetch_message(folder, uid)
-            .await
-            .map_err(|error| TrackFailure::Imap(format!("fetching the message: {error}")))?;
-        let mut parsed =
-            message::parse(&fetched.raw).map_err(|error| TrackFailure::Other(error.to_string()))?;
-        let mut warnings: Vec<String> = warning.into_iter().collect();
-        if fetched.is_cut() {
-            let note = self.cut_note(fetched.size);
-            warnings.push(format!("{folder}:{uid}: {note}"));
-            keep_without_attachments(&mut parsed, &note);
-        }
-        let mut email = self.new_email(observed, parsed, regarding, &mut warnings);
-        email.automatic = track.automatic;
-        Ok(Prepared::New(Box::new(NewActivity {
-            email,
-            link,
-            warnings,
-        })))
+        let key = (message_id.clone(), content_hash.as_str().to_owned());
+        let Some(existing) = known.get(&key) else {
+            return Ok(Some(Pending {
+                track,
+                link,
+                regarding,
+                warnings: warning.into_iter().collect(),
+            }));
+        };
+        // Tracked in another mailbox already: one activity, one more link. A regarding
+        // keyword here is this mailbox's change to the shared activity.
+        link.crm = CrmRef::Activity(*existing);
+        let change = regarding.as_ref().map(Some);
+        let outcome = match self.store.update_link(&link, change) {
+            Ok(_) => Ok((false, warning)),
+            Err(error) if error.is_unavailable() => Err(TrackFailure::Store(error)),
+            Err(error) => Err(TrackFailure::Other(format!("CRM store: {error}"))),
+        };
+        self.settle(&track.observed, outcome)?;
+        Ok(None)
     }
 
     /// The note a message larger than `max_message_size` is kept with.

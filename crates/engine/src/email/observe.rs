@@ -1,7 +1,7 @@
 //! Observe: the mailbox's email links with the state of their CRM rows, and a scan of every
 //! watched folder (only what changed since the saved markers, when the server can say).
 
-use crmsync_core::auto::AutoPolicy;
+use crmsync_core::auto::{AutoPolicy, MessageMeta};
 use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed};
 use crmsync_core::item::{ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
@@ -102,7 +102,10 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         for fetched in &scan.changed {
             match message::summarize(&fetched.header) {
                 Ok(summary) => view.changed.push(Observed {
-                    meta: summary.meta,
+                    meta: MessageMeta {
+                        size: fetched.size,
+                        ..summary.meta
+                    },
                     identity: summary.identity,
                     location: ItemLocation::Imap {
                         folder: folder.clone(),

@@ -129,6 +129,7 @@ impl MemoryMail {
                 uid: *uid,
                 keywords: message.keywords.iter().cloned().collect(),
                 header: header(&message.raw).into_bytes(),
+                size: u32::try_from(message.raw.len()).ok(),
             })
             .collect();
         Ok(FolderScan {
@@ -195,16 +196,22 @@ impl MailStore for MemoryMail {
         std::future::ready(self.scan(folder, saved))
     }
 
-    fn fetch_message(
+    fn fetch_messages(
         &mut self,
         folder: &str,
-        uid: u32,
-    ) -> impl Future<Output = Result<FetchedMessage, ImapError>> + Send {
-        let found = self
-            .message(folder, uid)
-            .map(|m| FetchedMessage::whole(m.raw.clone().into_bytes()))
-            .ok_or_else(|| ImapError::Protocol(format!("no message {folder}:{uid}")));
-        std::future::ready(found)
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<(u32, FetchedMessage)>, ImapError>> + Send {
+        let found = uids
+            .iter()
+            .filter_map(|uid| {
+                let message = self.message(folder, *uid)?;
+                Some((
+                    *uid,
+                    FetchedMessage::whole(message.raw.clone().into_bytes()),
+                ))
+            })
+            .collect();
+        std::future::ready(Ok(found))
     }
 
     fn store_keywords(

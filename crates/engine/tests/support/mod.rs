@@ -126,7 +126,7 @@ impl<S: ActivityStore> ActivityStore for CrashingStore<S> {
 
 impl<S: EmailStore> EmailStore for CrashingStore<S> {
     reads! {
-        email_activity(message_id: &str, content_hash: &str) -> Option<ActivityId>;
+        email_activities(identities: &[(&str, &str)]) -> HashMap<(String, String), ActivityId>;
         tombstones(mailbox: &str) -> std::collections::BTreeSet<String>;
         email_threads(message_ids: &[String]) -> std::collections::BTreeMap<String, crmsync_core::auto::TrackedThread>;
         activity_threads(activities: &[ActivityId]) -> std::collections::BTreeMap<ActivityId, crmsync_core::auto::TrackedThread>;

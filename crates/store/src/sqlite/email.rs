@@ -30,18 +30,28 @@ pub(super) fn link_activity(link: &SyncLink) -> Result<ActivityId> {
 }
 
 impl EmailStore for SqliteStore {
-    fn email_activity(&self, message_id: &str, content_hash: &str) -> Result<Option<ActivityId>> {
+    fn email_activities(
+        &self,
+        identities: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), ActivityId>> {
         self.read(|conn| {
-            let id: Option<String> = query_row_cached(
-                conn,
+            let mut statement = conn.prepare_cached(
                 "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
                      AND content_hash = ?2 ORDER BY created LIMIT 1",
-                [message_id, content_hash],
-                |row| row.get(0),
-            )
-            .optional()?;
-            id.map(|id| Ok(ActivityId(parse_uuid("activities", &id)?)))
-                .transpose()
+            )?;
+            let mut found = HashMap::new();
+            for &(message_id, content_hash) in identities {
+                let id: Option<String> = statement
+                    .query_row([message_id, content_hash], |row| row.get(0))
+                    .optional()?;
+                if let Some(id) = id {
+                    found.insert(
+                        (message_id.to_owned(), content_hash.to_owned()),
+                        ActivityId(parse_uuid("activities", &id)?),
+                    );
+                }
+            }
+            Ok(found)
         })
     }
 

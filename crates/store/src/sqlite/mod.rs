@@ -167,20 +167,24 @@ impl SqliteStore {
 
     /// Runs `body` in one immediate write transaction whose journal rows carry this store's
     /// origin. The origin is cleared again before commit, so no other program's write can ever
-    /// be attributed to crmsync.
+    /// be attributed to crmsync. Where the journal stood at the start (`since`) lets the
+    /// triggers journal a row changed several times in a row once (migration 14).
     fn write<T>(&mut self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         execute_cached(
             &tx,
-            "UPDATE journal_writer SET origin = ?1 WHERE id = 1",
+            "UPDATE journal_writer
+             SET origin = ?1,
+                 since = COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_journal'), 0)
+             WHERE id = 1",
             [&self.origin],
         )?;
         let value = body(&tx)?;
         execute_cached(
             &tx,
-            "UPDATE journal_writer SET origin = NULL WHERE id = 1",
+            "UPDATE journal_writer SET origin = NULL, since = NULL WHERE id = 1",
             [],
         )?;
         tx.commit()?;

@@ -1,0 +1,267 @@
+//! A first import: 10,000 tracked messages copied into an empty CRM store, side by side with
+//! mbsync mirroring the same folder to the same disk and a raw IMAP client fetching every body.
+//! `cargo bench -p crmsync --bench import [-- MESSAGES TRIALS]` (defaults 10000 and 3); the
+//! results go to docs/benchmarks.md by hand. mbsync comes from Debian's `isync` (a benchmark
+//! dependency only: without it its column says so).
+//!
+//! One IMAP user whose INBOX is written as a maildir, every message carrying the tracking
+//! keyword, indexed by Dovecot before any clock starts. The messages are mail as it comes: the
+//! header of mail that crossed a few servers (about 1.6 KB), a text body of about 3 KB, and one
+//! message in four with a 32 KB PDF attached (about 15 KB per message on average).
+//!
+//! - **raw body fetch**: login, `SELECT`, `UID FETCH 1:* (BODY.PEEK[])`: the bytes alone.
+//! - **mbsync**: `mbsync -a` pulling the folder into a new local maildir (its default fsync).
+//! - **crmsync**: `crmsync sync` on an empty store: scan, fetch, parse, store, the `crm-synced`
+//!   marks. Then the store's size beside the mail's and the change journal's rows per activity.
+
+mod common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{relayed_message, stats, write_maildir};
+use support::dovecot::{Dovecot, ImapClient};
+
+const PASSWORD: &str = "secret";
+const USER: &str = "importer";
+
+/// Message `i`: a text body of about 3 KB and, one in four, a 32 KB attachment.
+fn message(i: usize) -> String {
+    let text: String = (0..40)
+        .map(|line| {
+            format!("Line {line} of message {i}: the order, its delivery and the invoice.\n")
+        })
+        .collect();
+    if !i.is_multiple_of(4) {
+        return relayed_message(
+            i,
+            &format!("Content-Type: text/plain; charset=utf-8\n\n{text}"),
+        );
+    }
+    let attachment: String = (0..32 * 1024 / 57)
+        .map(|line| {
+            let bytes: Vec<u8> = (0..57).map(|b| ((i + line * 57 + b) % 251) as u8).collect();
+            format!("{}\n", base64(&bytes))
+        })
+        .collect();
+    relayed_message(
+        i,
+        &format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n\
+             Content-Type: text/plain; charset=utf-8\n\n{text}\n--b{i}\n\
+             Content-Type: application/pdf; name=\"invoice-{i}.pdf\"\n\
+             Content-Disposition: attachment; filename=\"invoice-{i}.pdf\"\n\
+             Content-Transfer-Encoding: base64\n\n{attachment}--b{i}--\n"
+        ),
+    )
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (k, b)| n | (u32::from(*b) << (16 - 8 * k)));
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * k)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn config(dir: &Path, port: u16, store: &str) -> PathBuf {
+    let path = dir.join(format!("{store}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[crm]\ndatabase = \"{dir}/{store}.sqlite3\"\n[status]\nfile = \"{dir}/status.json\"\n\
+             [log]\nlevel = \"error\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
+             [mailbox.imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+             username = \"{USER}\"\npassword_file = \"{dir}/password\"\nfolders = [\"INBOX\"]\n",
+            dir = dir.display(),
+        ),
+    )
+    .unwrap();
+    let status = Command::new(support::binary())
+        .arg("--config")
+        .arg(&path)
+        .args(["user", "add", "alice@example.com", "--name", "Alice"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+fn mbsync_config(dir: &Path, port: u16, near: &Path) -> PathBuf {
+    let path = dir.join("mbsyncrc");
+    std::fs::write(
+        &path,
+        format!(
+            "IMAPAccount bench\nHost 127.0.0.1\nPort {port}\nUser {USER}\nPass {PASSWORD}\n\
+             SSLType None\nAuthMechs LOGIN\n\nIMAPStore far\nAccount bench\n\n\
+             MaildirStore near\nPath {near}/\nInbox {near}/INBOX\n\n\
+             Channel bench\nFar :far:\nNear :near:\nPatterns INBOX\nCreate Near\nSync Pull\n\
+             SyncState *\n",
+            near = near.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn has_mbsync() -> bool {
+    Command::new("mbsync")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn timed(run: impl FnOnce()) -> Duration {
+    let t0 = Instant::now();
+    run();
+    t0.elapsed()
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn main() {
+    let numbers: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (count, trials) = match numbers[..] {
+        [count, trials, ..] => (count, trials),
+        [count] => (count, 3),
+        [] => (10_000, 3),
+    };
+    let dovecot = Dovecot::start(&[(USER, PASSWORD)]);
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let folder: Vec<(String, bool)> = (0..count).map(|i| (message(i), true)).collect();
+    let mail_bytes: usize = folder.iter().map(|(text, _)| text.len()).sum();
+    write_maildir(&dovecot.root().join("mail").join(USER), &folder);
+    drop(folder);
+    // Dovecot indexes a maildir it has not seen on first access, and caches the header fields
+    // a client asks for the first time: not anyone's time here.
+    let mut warm = dovecot.client(USER, PASSWORD);
+    assert_eq!(warm.uids("INBOX").len(), count);
+    warm.ok(
+        "UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC \
+         SUBJECT IN-REPLY-TO REFERENCES AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE PRECEDENCE \
+         RETURN-PATH CONTENT-TYPE X-CRMSYNC-DRAFT-OF)])",
+    );
+    println!(
+        "{count} tracked messages, {:.1} MB of mail; {trials} trials, interleaved\n",
+        mail_bytes as f64 / 1e6
+    );
+
+    let mbsync = has_mbsync();
+    let (mut raw, mut mirrored, mut imported) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_store = None;
+    for trial in 0..trials {
+        raw.push(timed(|| {
+            let mut client = ImapClient::login(dovecot.port, USER, PASSWORD);
+            client.ok("SELECT INBOX");
+            assert_eq!(client.ok("UID FETCH 1:* (BODY.PEEK[])").len(), count);
+        }));
+        if mbsync {
+            let near = dir.path().join(format!("near{trial}"));
+            std::fs::create_dir_all(&near).unwrap();
+            let rc = mbsync_config(dir.path(), dovecot.port, &near);
+            mirrored.push(timed(|| {
+                let output = Command::new("mbsync")
+                    .arg("-c")
+                    .arg(&rc)
+                    .arg("-aq")
+                    .output()
+                    .unwrap();
+                assert!(
+                    output.status.success(),
+                    "mbsync: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }));
+            let copied = std::fs::read_dir(near.join("INBOX").join("cur"))
+                .unwrap()
+                .count()
+                + std::fs::read_dir(near.join("INBOX").join("new"))
+                    .unwrap()
+                    .count();
+            assert_eq!(copied, count, "mbsync copied every message");
+            std::fs::remove_dir_all(&near).unwrap();
+        }
+        let store = format!("import{trial}");
+        let config = config(dir.path(), dovecot.port, &store);
+        let t0 = Instant::now();
+        let output = Command::new(support::binary())
+            .arg("--config")
+            .arg(&config)
+            .args(["sync", "--json"])
+            .output()
+            .unwrap();
+        imported.push(t0.elapsed());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            report["mailboxes"][0]["created"], count,
+            "every message imported: {report:#}"
+        );
+        if let Some(previous) = last_store.replace(dir.path().join(format!("{store}.sqlite3"))) {
+            std::fs::remove_file(previous).ok();
+        }
+    }
+    let store = last_store.unwrap();
+    let db = rusqlite::Connection::open(&store).unwrap();
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let count_of = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
+    let activities = count_of("SELECT count(*) FROM activities");
+    let journal = count_of("SELECT count(*) FROM change_journal WHERE entity = 'activity'");
+    let store_bytes = file_size(&store) + file_size(&store.with_extension("sqlite3-wal"));
+
+    println!("| | median s | min s | max s | ms per message |");
+    println!("|---|---|---|---|---|");
+    let line = |name: &str, samples: &[Duration]| {
+        let s = stats(samples);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.3} |",
+            s.median / 1000.0,
+            s.min / 1000.0,
+            s.max / 1000.0,
+            s.median / count as f64
+        );
+    };
+    line("raw body fetch", &raw);
+    if mbsync {
+        line("mbsync (isync)", &mirrored);
+    } else {
+        println!("| mbsync (isync) | not installed | | | |");
+    }
+    line("crmsync sync", &imported);
+    println!(
+        "\nstore: {:.1} MB for {:.1} MB of mail ({:.2}×); change journal: {:.2} rows per activity",
+        store_bytes as f64 / 1e6,
+        mail_bytes as f64 / 1e6,
+        store_bytes as f64 / mail_bytes as f64,
+        journal as f64 / activities as f64
+    );
+}
