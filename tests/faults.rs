@@ -85,15 +85,17 @@ fn a_regarding_rewrite_cut_between_its_two_stores_keeps_the_message_tracked() {
 }
 
 #[derive(Clone, Copy)]
-enum Kill {
-    AtStall,
+enum Kill<'a> {
+    /// At the proxy's stall of the `n`th command holding a fragment.
+    AtStall(&'a FaultProxy, &'a str, u64),
     After(Duration),
 }
 
-/// `crmsync sync` started and killed with SIGKILL: while it waits at a stalled second
-/// `UID STORE` (between the two steps of a keyword rewrite), or after a delay that lands
-/// anywhere in the pass. Returns whether the kill fell during the pass (not after its end).
-fn killed_sync(mail: &Mail, proxy: &FaultProxy, kill: Kill) -> bool {
+/// `crmsync sync` started and killed with SIGKILL: while it waits at a stalled command (the
+/// second `UID STORE`, between the two steps of a keyword rewrite; a body fetch after a batch
+/// was committed), or after a delay that lands anywhere in the pass. Returns whether the kill
+/// fell during the pass (not after its end).
+fn killed_sync(mail: &Mail, kill: Kill<'_>) -> bool {
     let mut child = Command::new(support::binary())
         .arg("-c")
         .arg(&mail.env.config)
@@ -105,11 +107,12 @@ fn killed_sync(mail: &Mail, proxy: &FaultProxy, kill: Kill) -> bool {
         .spawn()
         .unwrap();
     match kill {
-        Kill::AtStall => {
+        Kill::AtStall(proxy, fragment, nth) => {
             let hits = proxy.hits();
-            proxy.set(Fault::StallAtNth("UID STORE".into(), 2));
-            // A pass with a single STORE (nothing to rewrite in two steps) ends on its own.
-            wait_until("the second STORE", Duration::from_secs(20), || {
+            proxy.set(Fault::StallAtNth(fragment.into(), nth));
+            // A pass with fewer such commands (a single STORE: nothing to rewrite in two
+            // steps) ends on its own.
+            wait_until("the stalled command", Duration::from_secs(20), || {
                 (proxy.hits() > hits || child.try_wait().unwrap().is_some()).then_some(())
             });
         }
@@ -117,7 +120,9 @@ fn killed_sync(mail: &Mail, proxy: &FaultProxy, kill: Kill) -> bool {
     }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    proxy.set(Fault::None);
+    if let Kill::AtStall(proxy, ..) = kill {
+        proxy.set(Fault::None);
+    }
     status.signal() == Some(9)
 }
 
@@ -151,12 +156,12 @@ fn thirty_kills_during_two_way_keyword_rewrites_lose_nothing() {
         ]);
         let stall = round % 3 != 2 && kills_between_stores < 10;
         let kill = if stall {
-            Kill::AtStall
+            Kill::AtStall(&proxy, "UID STORE", 2)
         } else {
             Kill::After(Duration::from_millis(10 * (round % 11)))
         };
         let hits = proxy.hits();
-        if killed_sync(&mail, &proxy, kill) {
+        if killed_sync(&mail, kill) {
             kills += 1;
             if stall && proxy.hits() > hits {
                 kills_between_stores += 1;
@@ -193,6 +198,101 @@ fn thirty_kills_during_two_way_keyword_rewrites_lose_nothing() {
     assert_eq!(mail.activities().len(), 1, "no duplicate");
     let quiet = &mail.sync_ok()["alice"];
     assert_eq!(quiet["keywords_written"], 0, "{quiet:#}");
+}
+
+/// A first import killed with SIGKILL again and again while tracked mail keeps arriving: at a
+/// random moment (start, scan, fetches, commits, the synced marks), and at the fourth body
+/// fetch, when the first batch of 200 activities is committed and the second is not. Each run
+/// takes up where the last one was killed; no message is imported twice and none is lost.
+#[test]
+fn thirty_kills_during_a_batched_first_import_lose_and_duplicate_nothing() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let mut imap = mail.client("alice");
+    let mut appended = 0;
+    let mut append = |count: usize| {
+        for _ in 0..count {
+            let subject = format!("Import {appended}");
+            let text = message(
+                &format!("import{appended}@x.example"),
+                "dana@x.example",
+                "alice@example.com",
+                &subject,
+            );
+            imap.append("INBOX", &["crm"], &text);
+            appended += 1;
+        }
+        appended
+    };
+    let stored = |mail: &Mail| -> usize {
+        let subjects: Vec<String> = mail
+            .activities()
+            .iter()
+            .map(|a| a["subject"].as_str().unwrap().to_owned())
+            .collect();
+        let mut distinct = subjects.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), subjects.len(), "a message imported twice");
+        subjects.len()
+    };
+    // How long an import of two batches takes, whole: the random kills fall in that time.
+    append(400);
+    let started = std::time::Instant::now();
+    mail.sync_ok();
+    let whole = started.elapsed().as_millis() as u64;
+
+    let (mut kills, mut between_batches) = (0, 0);
+    // A small linear congruential generator: the same delays every time the test runs.
+    let mut seed: u64 = 17;
+    for round in 0..60 {
+        if kills >= 30 && between_batches >= 10 {
+            break;
+        }
+        let before = stored(&mail);
+        if round % 3 == 0 {
+            // Enough waiting for four body fetches of a hundred.
+            let appended = append(310);
+            assert!(
+                killed_sync(&mail, Kill::AtStall(&proxy, "BODY.PEEK[]", 4)),
+                "round {round}: the import ended before its fourth body fetch"
+            );
+            let after = stored(&mail);
+            assert!(
+                after > before && after < appended,
+                "round {round}: {before} before, {after} after, of {appended}"
+            );
+            between_batches += 1;
+            kills += 1;
+        } else {
+            append(40);
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let delay = Duration::from_millis(10 + (seed >> 33) % whole);
+            kills += u32::from(killed_sync(&mail, Kill::After(delay)));
+            stored(&mail);
+        }
+    }
+    assert!(kills >= 30, "{kills} kills");
+    assert!(
+        between_batches >= 10,
+        "{between_batches} kills between batches"
+    );
+
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["pending"], 0, "{report:#}");
+    let mut subjects: Vec<String> = mail
+        .activities()
+        .iter()
+        .map(|a| a["subject"].as_str().unwrap().to_owned())
+        .collect();
+    subjects.sort();
+    let mut expected: Vec<String> = (0..appended).map(|n| format!("Import {n}")).collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "every message once, none lost");
+    let quiet = &mail.sync_ok()["alice"];
+    assert_eq!(quiet["created"], 0, "{quiet:#}");
+    assert_eq!(quiet["linked"], 0, "{quiet:#}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Push latency of `crmsync run`, measured side by side with the bare IDLE notification delay of
-//! the same Dovecot. `cargo bench -p crmsync --bench push_latency [-- TRIALS]`; the results go
-//! to docs/benchmarks.md by hand.
+//! the same Dovecot. `cargo bench -p crmsync --bench push_latency [-- TRIALS [FOLDER]]`; the
+//! results go to docs/benchmarks.md by hand. `FOLDER` fills INBOX with that many untracked
+//! messages before the daemon starts (default none): what a pass costs as the folder grows.
 //!
 //! Each trial, with the daemon running and a bare IDLE client watching INBOX:
 //! - forward: another client stores the keyword `crm` on a message (t0); the bare client sees
@@ -20,7 +21,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{poll, row};
+use common::{poll, relayed_message, row, write_maildir};
 use support::daemon::Daemon;
 use support::mail::{Mail, PASSWORD, message};
 
@@ -78,11 +79,24 @@ fn next_line(rx: &mpsc::Receiver<(Instant, String)>, wanted: impl Fn(&str) -> bo
 
 // Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
-    let trials: usize = std::env::args()
+    let numbers: Vec<usize> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100);
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let trials = numbers.first().copied().unwrap_or(100);
+    let folder = numbers.get(1).copied().unwrap_or(0);
     let mail = Mail::new(&[("alice", "alice@example.com")]);
+    if folder > 0 {
+        let filler: Vec<(String, bool)> = (0..folder)
+            .map(|i| {
+                let body = "Content-Type: text/plain; charset=utf-8\n\nLine one.\nLine two.\n";
+                (relayed_message(i, body), false)
+            })
+            .collect();
+        write_maildir(&mail.dovecot.root().join("mail").join("alice"), &filler);
+        // Dovecot indexes a maildir it has not seen on first access: not anyone's time here.
+        assert_eq!(mail.client("alice").uids("INBOX").len(), folder);
+    }
     let mut daemon = Daemon::start(&mail.env);
     daemon.wait_for_state("alice", "idle");
     let store = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
@@ -143,7 +157,7 @@ fn main() {
     }
     assert!(daemon.is_running(), "{}", daemon.log_text());
 
-    println!("trials: {trials}");
+    println!("trials: {trials}, folder of {folder} messages before the first trial");
     println!("| measure | median ms | p99 ms | min ms | max ms |");
     println!("|---|---|---|---|---|");
     for (name, samples) in [
