@@ -699,3 +699,49 @@ fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
         mail.dovecot.commands_of("alice")
     );
 }
+
+/// The IDLE connection selects its folder once. After a notification it goes back into IDLE on
+/// the folder still selected, so a change made while it was out of IDLE is reported when the
+/// next IDLE begins (a new SELECT would take that change in silently: lost until the fallback
+/// poll when the worker's scan came first), and a large maildir folder is not reread for it.
+#[test]
+fn the_idle_connection_selects_its_folder_once() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.dovecot.record_traffic("alice");
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    let mut imap = mail.client("alice");
+    for n in 0..3 {
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &message(
+                &format!("i{n}@x.example"),
+                "dana@x.example",
+                "alice@example.com",
+                &format!("Change {n}"),
+            ),
+        );
+        wait_for_activities(&mail, n + 1);
+    }
+    let sessions = mail.dovecot.sessions_of("alice");
+    let idling: Vec<&Vec<String>> = sessions
+        .iter()
+        .filter(|commands| commands.iter().any(|c| c.ends_with(" IDLE")))
+        .collect();
+    // One IDLE connection per folder (INBOX and Archive), each selecting its folder once.
+    assert_eq!(idling.len(), 2, "{sessions:#?}");
+    for commands in &idling {
+        let selects = commands.iter().filter(|c| c.contains("SELECT")).count();
+        assert_eq!(selects, 1, "{commands:#?}");
+    }
+    let inbox = idling
+        .iter()
+        .find(|commands| commands.iter().any(|c| c.contains("SELECT \"INBOX\"")))
+        .expect("an IDLE connection on INBOX");
+    let idles = inbox.iter().filter(|c| c.ends_with(" IDLE")).count();
+    assert!(
+        idles >= 4,
+        "one IDLE, then one after each change: {inbox:#?}"
+    );
+}

@@ -39,6 +39,16 @@ impl Dovecot {
     }
 
     pub fn start_with(users: &[(&str, &str)], tls: Option<TlsFiles<'_>>) -> Dovecot {
+        Dovecot::start_configured(users, tls, "")
+    }
+
+    /// A server with `settings` added to its configuration (the benchmarks raise its process
+    /// and connection limits for hundreds of mailboxes).
+    pub fn start_configured(
+        users: &[(&str, &str)],
+        tls: Option<TlsFiles<'_>>,
+        settings: &str,
+    ) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("crmsync-dovecot-")
             .tempdir()
@@ -123,6 +133,7 @@ userdb {{
   driver = static
   args = uid=mail gid=mail home={d}/mail/%u
 }}
+{settings}
 "#,
                 d = root.display(),
                 imaps = tls_port.unwrap_or(0),
@@ -261,6 +272,11 @@ userdb {{
 
     /// Every command `user`'s recorded sessions sent, one per line.
     pub fn commands_of(&self, user: &str) -> Vec<String> {
+        self.sessions_of(user).into_iter().flatten().collect()
+    }
+
+    /// The commands of each of `user`'s recorded sessions, one list per session.
+    pub fn sessions_of(&self, user: &str) -> Vec<Vec<String>> {
         let dir = self.dir.path().join("rawlog").join(user);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
@@ -270,12 +286,12 @@ userdb {{
         files.sort();
         files
             .iter()
-            .flat_map(|path| {
+            .map(|path| {
                 let bytes = std::fs::read(path).unwrap();
                 String::from_utf8_lossy(&bytes)
                     .lines()
                     .map(str::to_owned)
-                    .collect::<Vec<_>>()
+                    .collect()
             })
             .collect()
     }

@@ -21,7 +21,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{poll, relayed_message, row, write_maildir};
+use common::{poll, relayed_message, row, try_poll, write_maildir};
 use support::daemon::Daemon;
 use support::mail::{Mail, PASSWORD, message};
 
@@ -124,7 +124,7 @@ fn main() {
         let t0 = Instant::now();
         client.ok(&format!("UID STORE {uid} +FLAGS.SILENT (crm)"));
         let seen = next_line(&idle, |line| line.contains("FETCH") && line.contains("crm"));
-        let committed = poll("the activity", || {
+        let committed = try_poll(|| {
             let found: i64 = store
                 .query_row(
                     "SELECT count(*) FROM activities WHERE message_id = ?1",
@@ -133,6 +133,12 @@ fn main() {
                 )
                 .unwrap();
             (found == 1).then(Instant::now)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "trial {trial}: no activity after a minute; the daemon's log:\n{}",
+                daemon.log_text()
+            )
         });
         idle_delays.push(seen - t0);
         push.push(committed - t0);

@@ -18,7 +18,8 @@ use chrono::{SecondsFormat, Utc};
 use crmsync_config::{Config, LogFormat, MailboxConfig};
 use crmsync_engine::STORE_RULES;
 use crmsync_engine::daemon::{
-    Origin, Wakers, Worker, WorkerEvent, WorkerSettings, WorkerWaker, spawn_worker, watch_journal,
+    Origin, Wakers, Worker, WorkerEvent, WorkerSettings, WorkerWaker, first_pass_gate,
+    spawn_worker, watch_journal,
 };
 use crmsync_engine::pass::failed_items_since;
 use crmsync_engine::{CollectionState, MailboxState, PassReport};
@@ -72,6 +73,8 @@ struct Supervisor {
     events: mpsc::UnboundedSender<WorkerEvent>,
     database: PathBuf,
     settings: WorkerSettings,
+    /// Shared by the workers: how many first passes run at once.
+    first_passes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Supervisor {
@@ -113,6 +116,7 @@ impl Supervisor {
                     self.database.clone(),
                     self.settings,
                     self.events.clone(),
+                    self.first_passes.clone(),
                 );
                 self.workers.insert(id.to_owned(), worker);
             }
@@ -513,6 +517,7 @@ async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> 
         events: events_tx,
         database: config.crm.database.clone(),
         settings: settings(&config),
+        first_passes: first_pass_gate(),
     };
     supervisor.apply(&config).await;
     let (stop_journal, journal_stop) = watch::channel(false);

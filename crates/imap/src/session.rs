@@ -772,7 +772,12 @@ impl ImapSession {
         max: Duration,
         on_ready: impl FnOnce(),
     ) -> Result<(ImapSession, IdleOutcome), ImapError> {
-        self.select(folder).await?;
+        // Selected once: a connection that stays selected between two IDLEs hears, when the
+        // second begins, of every change since the first ended. A new SELECT there would take
+        // a change made meanwhile as the folder's state and never report it (lost until the
+        // fallback poll if the worker's scan came before it), and costs a reread of a large
+        // maildir folder on every change.
+        self.ensure_selected(folder).await?;
         let ImapSession {
             session,
             selected,

@@ -7,13 +7,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Polls `check` every millisecond (the tests' `wait_until` sleeps 50 ms: too coarse here).
-pub fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    try_poll(check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// [`poll`] for at most a minute; `None` when the time ran out.
+pub fn try_poll<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -14,4 +14,6 @@ mod worker;
 
 pub use journal::{DAEMON_CURSOR, Wakers, WorkerWaker, watch_journal};
 pub use origin::Origin;
-pub use worker::{Worker, WorkerEvent, WorkerSettings, spawn_worker};
+pub use worker::{
+    FIRST_PASSES_AT_ONCE, Worker, WorkerEvent, WorkerSettings, first_pass_gate, spawn_worker,
+};

@@ -9,12 +9,13 @@
 //! that panics on some input fails that pass instead of ending the worker.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use crmsync_config::MailboxConfig;
 use crmsync_store::SqliteStore;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::origin::Origin;
@@ -49,6 +50,16 @@ impl Default for WorkerSettings {
             permanent_retry: Duration::from_secs(300),
         }
     }
+}
+
+/// How many workers run their first pass (a first scan, maybe a first import) at the same
+/// time: a daemon starting with a thousand mailboxes does not open a thousand scans on the
+/// server at once. Later passes (one change each) do not wait.
+pub const FIRST_PASSES_AT_ONCE: usize = 8;
+
+/// The permits for first passes, shared by every worker of a daemon.
+pub fn first_pass_gate() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(FIRST_PASSES_AT_ONCE))
 }
 
 /// What workers tell the status writer.
@@ -97,6 +108,7 @@ pub fn spawn_worker(
     database: PathBuf,
     settings: WorkerSettings,
     events: mpsc::UnboundedSender<WorkerEvent>,
+    first_pass: Arc<Semaphore>,
 ) -> Worker {
     let (wake_tx, wake_rx) = mpsc::channel(1);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -114,6 +126,7 @@ pub fn spawn_worker(
         idle: IdleWatchers::default(),
         delays: backoff(),
         consecutive_errors: 0,
+        first_pass: Some(first_pass),
     };
     Worker {
         mailbox,
@@ -151,6 +164,8 @@ struct MailboxWorker {
     _collection_watchers: Vec<CollectionWatcher>,
     delays: Box<dyn Iterator<Item = Duration> + Send>,
     consecutive_errors: u32,
+    /// Until the first pass ran: the daemon's gate of first passes.
+    first_pass: Option<Arc<Semaphore>>,
 }
 
 impl MailboxWorker {
@@ -176,6 +191,14 @@ impl MailboxWorker {
     /// with a panic and are made afresh.
     async fn work(&mut self) -> Option<PassReport> {
         let id = self.mailbox.id.clone();
+        // The first pass waits its turn (or for shutdown); the permit goes with the pass.
+        let _permit = match self.first_pass.take() {
+            Some(gate) => tokio::select! {
+                permit = gate.acquire_owned() => permit.ok(),
+                _ = self.stop.changed() => return None,
+            },
+            None => None,
+        };
         let _ = self.events.send(WorkerEvent::Syncing {
             mailbox: id.clone(),
         });
