@@ -2,8 +2,8 @@
 //! tracked), side by side with a raw IMAP client scanning all of them.
 //! `cargo bench -p crmsync --bench mailboxes [-- MAILBOXES MESSAGES]` (defaults 200 and 1000);
 //! the results go to docs/benchmarks.md by hand. Dovecot's process and client limits are
-//! raised for it, and this process's file limit (the daemon inherits it, as the unit's
-//! `LimitNOFILE` gives it under systemd).
+//! raised for it, and this process's soft file limit to its hard limit (the daemon inherits
+//! it, as the unit's `LimitNOFILE` gives it under systemd).
 //!
 //! - **raw scan of all**: four threads, each logging in to its share of the mailboxes in turn:
 //!   `SELECT`, the flags and the identity's eight header fields of every message.
@@ -80,7 +80,13 @@ fn add_owners(config: &Path, mailboxes: usize) {
         let status = Command::new(support::binary())
             .arg("--config")
             .arg(config)
-            .args(["user", "add", &format!("{}@example.com", user(i))])
+            .args([
+                "user",
+                "add",
+                &format!("{}@example.com", user(i)),
+                "--name",
+                &user(i),
+            ])
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -141,12 +147,11 @@ fn main() {
         .collect();
     let mailboxes = numbers.first().copied().unwrap_or(200);
     let messages = numbers.get(1).copied().unwrap_or(1_000);
-    let files = rustix::process::Rlimit {
-        current: Some(65_536),
-        maximum: Some(65_536),
-    };
+    // The soft file limit up to the hard one (the unit's `LimitNOFILE` is 65,536).
+    let mut files = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    files.current = files.maximum;
     rustix::process::setrlimit(rustix::process::Resource::Nofile, files)
-        .expect("raising the file limit (run as root)");
+        .expect("raising the file limit to its hard limit");
 
     let users: Vec<String> = (0..mailboxes).map(user).collect();
     let accounts: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), PASSWORD)).collect();
