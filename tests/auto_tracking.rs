@@ -32,16 +32,6 @@ fn mail_with(policy: &str, never: &[&str]) -> Mail {
     mail
 }
 
-fn subjects(mail: &Mail) -> Vec<String> {
-    let mut subjects: Vec<String> = mail
-        .activities()
-        .iter()
-        .map(|a| a["subject"].as_str().unwrap().to_owned())
-        .collect();
-    subjects.sort();
-    subjects
-}
-
 fn with_headers(headers: &str, text: &str) -> String {
     format!("{headers}{text}")
 }
@@ -135,7 +125,7 @@ fn all_tracks_new_mail_but_not_older_automated_or_never_listed_mail() {
         ),
     );
     let report = &mail.sync_ok()["alice"];
-    assert_eq!(subjects(&mail), ["After", "Invoice"], "{report:#}");
+    assert_eq!(mail.subjects(), ["After", "Invoice"], "{report:#}");
     // Only tracked bodies are fetched.
     assert_eq!(report["imap"]["bodies_fetched"], 2, "{report:#}");
     // The person sees that it is tracked.
@@ -149,7 +139,7 @@ fn all_tracks_new_mail_but_not_older_automated_or_never_listed_mail() {
         let again = &mail.sync_ok()["alice"];
         assert_eq!(again["created"], 0, "{again:#}");
     }
-    assert_eq!(subjects(&mail), ["Invoice"]);
+    assert_eq!(mail.subjects(), ["Invoice"]);
     assert!(imap.flags("INBOX", new).is_empty());
 }
 
@@ -189,7 +179,7 @@ fn crm_records_tracks_mail_with_a_crm_contact_but_not_with_a_user_alone() {
         ),
     );
     let report = &mail.sync_ok()["alice"];
-    assert_eq!(subjects(&mail), ["From Dana"], "{report:#}");
+    assert_eq!(mail.subjects(), ["From Dana"], "{report:#}");
     assert_eq!(report["imap"]["bodies_fetched"], 1, "{report:#}");
 }
 
@@ -263,7 +253,7 @@ fn replies_follow_their_tracked_thread_and_forwards_to_new_people_do_not() {
         .ok(&["record", "add", "account", "--name", "Contoso"]);
     let report = &mail.sync_ok()["alice"];
     assert_eq!(
-        subjects(&mail),
+        mail.subjects(),
         [
             "Offer",
             "Re: Offer",
@@ -316,7 +306,7 @@ fn backfill_applies_the_policy_to_older_mail_on_purpose() {
     assert_eq!(backfill("2026-11-30")["created"], 0);
     let report = backfill("2026-11-29");
     assert_eq!(report["created"], 1, "{report:#}");
-    assert_eq!(subjects(&mail), ["Older"]);
+    assert_eq!(mail.subjects(), ["Older"]);
     assert_eq!(imap.flags("INBOX", old), ["crm"]);
 
     let bad = mail.env.fails(&["sync", "--backfill", "last week"], 2);
@@ -400,7 +390,7 @@ fn a_dry_run_says_what_a_pass_would_do_and_changes_nothing() {
     // The same pass for real does what it said.
     let done = &mail.env.json(&["sync", "--backfill", "2026-11-01"])["mailboxes"][0];
     assert_eq!(done["created"], 2, "{done:#}");
-    assert_eq!(subjects(&mail), ["By hand", "Candidate"]);
+    assert_eq!(mail.subjects(), ["By hand", "Candidate"]);
 }
 
 #[test]
@@ -463,13 +453,13 @@ fn never_add_keeps_mail_out_and_purge_removes_only_what_automatic_tracking_made(
         ),
     );
     mail.sync_ok();
-    assert_eq!(subjects(&mail), ["Auto", "By hand"]);
+    assert_eq!(mail.subjects(), ["Auto", "By hand"]);
 
     let out = mail
         .env
         .ok(&["never", "add", "@Elsewhere.example", "--purge"]);
     assert!(out.contains("deleted 1 CRM copies"), "{out}");
-    assert_eq!(subjects(&mail), ["By hand"]);
+    assert_eq!(mail.subjects(), ["By hand"]);
     let listed = mail.env.json(&["never", "list"]);
     assert_eq!(listed[0]["entry"], "@elsewhere.example", "{listed:#}");
     assert_eq!(listed[0]["source"], "store");
@@ -488,7 +478,7 @@ fn never_add_keeps_mail_out_and_purge_removes_only_what_automatic_tracking_made(
     );
     mail.sync_ok();
     mail.sync_ok();
-    assert_eq!(subjects(&mail), ["By hand"]);
+    assert_eq!(mail.subjects(), ["By hand"]);
     assert!(imap.flags("INBOX", auto).is_empty());
     assert_eq!(imap.flags("INBOX", by_hand), ["crm"]);
 
@@ -721,7 +711,7 @@ fn untracked_bodies_are_never_fetched_under_any_policy() {
         // the keywords it wrote and settles.
         mail.sync_ok();
         mail.sync_ok();
-        assert_eq!(subjects(&mail), expected, "{policy}");
+        assert_eq!(mail.subjects(), expected, "{policy}");
 
         let tracked: Vec<u32> = mail
             .env
@@ -829,7 +819,7 @@ fn no_kind_of_automated_mail_is_taken() {
         &message("person@x.example", from, "alice@example.com", "In person"),
     );
     mail.sync_ok();
-    assert_eq!(subjects(&mail), ["In person"]);
+    assert_eq!(mail.subjects(), ["In person"]);
     assert_eq!(imap.flags("INBOX", person), ["crm"]);
     for (kind, said, uid) in automated {
         assert!(imap.flags("INBOX", uid).is_empty(), "{kind}");
@@ -921,7 +911,7 @@ fn a_reply_to_a_tracking_token_follows_its_activity() {
         &reply("r3@x.example", "eve@else.example", "Re: Quote (3)", &signed),
     );
     mail.sync_ok();
-    assert_eq!(subjects(&mail), ["Quote", "Re: Quote"]);
+    assert_eq!(mail.subjects(), ["Quote", "Re: Quote"]);
     assert_eq!(
         imap.flags("INBOX", taken),
         ["crm:ACC-1001"],

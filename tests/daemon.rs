@@ -664,10 +664,9 @@ fn a_change_wakes_only_the_mailboxes_it_concerns() {
     });
 }
 
-/// A mailbox without a drafts folder: the daemon's worker asks for it once, not on every
-/// pass (a SELECT answered NO per pass per mailbox adds up with many mailboxes).
-#[test]
-fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
+/// A daemon on one mailbox whose IMAP traffic Dovecot records, after three passes, each over
+/// a message tracked after the one before was imported.
+fn three_passes_recorded() -> (Mail, Daemon) {
     let mail = Mail::new(&[("alice", "alice@example.com")]);
     mail.dovecot.record_traffic("alice");
     let mut daemon = Daemon::start(&mail.env);
@@ -686,6 +685,14 @@ fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
         );
         wait_for_activities(&mail, n + 1);
     }
+    (mail, daemon)
+}
+
+/// A mailbox without a drafts folder: the daemon's worker asks for it once, not on every
+/// pass (a SELECT answered NO per pass per mailbox adds up with many mailboxes).
+#[test]
+fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
+    let (mail, _daemon) = three_passes_recorded();
     let drafts_selects = mail
         .dovecot
         .commands_of("alice")
@@ -706,24 +713,7 @@ fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
 /// poll when the worker's scan came first), and a large maildir folder is not reread for it.
 #[test]
 fn the_idle_connection_selects_its_folder_once() {
-    let mail = Mail::new(&[("alice", "alice@example.com")]);
-    mail.dovecot.record_traffic("alice");
-    let mut daemon = Daemon::start(&mail.env);
-    daemon.wait_for_state("alice", "idle");
-    let mut imap = mail.client("alice");
-    for n in 0..3 {
-        imap.append(
-            "INBOX",
-            &["crm"],
-            &message(
-                &format!("i{n}@x.example"),
-                "dana@x.example",
-                "alice@example.com",
-                &format!("Change {n}"),
-            ),
-        );
-        wait_for_activities(&mail, n + 1);
-    }
+    let (mail, _daemon) = three_passes_recorded();
     let sessions = mail.dovecot.sessions_of("alice");
     let idling: Vec<&Vec<String>> = sessions
         .iter()

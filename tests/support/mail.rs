@@ -97,6 +97,17 @@ impl Mail {
         reports
     }
 
+    /// The subjects of every activity, sorted.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut subjects: Vec<String> = self
+            .activities()
+            .iter()
+            .map(|a| a["subject"].as_str().unwrap().to_owned())
+            .collect();
+        subjects.sort();
+        subjects
+    }
+
     pub fn activities(&self) -> Vec<Value> {
         self.env
             .json(&["activity", "list"])

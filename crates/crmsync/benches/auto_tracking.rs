@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{millis, stats, write_maildir};
+use common::{millis, numbers, stats, write_maildir};
 use crmsync_core::model::{EmailAddress, EntityName};
 use crmsync_store::prelude::*;
 use crmsync_store::{NewRecord, NewUser, SqliteStore};
@@ -143,10 +143,7 @@ fn median(samples: &[Duration]) -> f64 {
 
 // Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
-    let numbers: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let numbers = numbers();
     let messages = numbers.first().copied().unwrap_or(10_000);
     let records = numbers.get(1).copied().unwrap_or(1_000);
     let trials = numbers.get(2).copied().unwrap_or(5);

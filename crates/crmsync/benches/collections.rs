@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{poll, row};
+use common::{numbers, poll, row};
 use support::Env;
 use support::daemon::Daemon;
 
@@ -99,10 +99,7 @@ fn timed(command: &mut Command) -> Duration {
 
 // Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
-    let numbers: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let numbers = numbers();
     let items = numbers.first().copied().unwrap_or(10_000);
     let trials = numbers.get(1).copied().unwrap_or(50);
     let vdirsyncer = vdirsyncer();

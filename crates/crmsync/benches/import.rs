@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{relayed_message, stats, write_maildir};
+use common::{mailbox_config, numbers, relayed_message, stats, with_owner, write_maildir};
 use support::dovecot::{Dovecot, ImapClient};
 
 const PASSWORD: &str = "secret";
@@ -79,30 +79,6 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn config(dir: &Path, port: u16, store: &str) -> PathBuf {
-    let path = dir.join(format!("{store}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[crm]\ndatabase = \"{dir}/{store}.sqlite3\"\n[status]\nfile = \"{dir}/status.json\"\n\
-             [log]\nlevel = \"error\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
-             [mailbox.imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
-             username = \"{USER}\"\npassword_file = \"{dir}/password\"\nfolders = [\"INBOX\"]\n",
-            dir = dir.display(),
-        ),
-    )
-    .unwrap();
-    let status = Command::new(support::binary())
-        .arg("--config")
-        .arg(&path)
-        .args(["user", "add", "alice@example.com", "--name", "Alice"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    path
-}
-
 fn mbsync_config(dir: &Path, port: u16, near: &Path) -> PathBuf {
     let path = dir.join("mbsyncrc");
     std::fs::write(
@@ -138,11 +114,7 @@ fn file_size(path: &Path) -> u64 {
 }
 
 fn main() {
-    let numbers: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let (count, trials) = match numbers[..] {
+    let (count, trials) = match numbers()[..] {
         [count, trials, ..] => (count, trials),
         [count] => (count, 3),
         [] => (10_000, 3),
@@ -207,7 +179,7 @@ fn main() {
             std::fs::remove_dir_all(&near).unwrap();
         }
         let store = format!("import{trial}");
-        let config = config(dir.path(), dovecot.port, &store);
+        let config = with_owner(mailbox_config(dir.path(), dovecot.port, USER, &store, ""));
         let t0 = Instant::now();
         let output = Command::new(support::binary())
             .arg("--config")

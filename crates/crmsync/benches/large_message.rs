@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::millis;
+use common::{mailbox_config, millis};
 use support::dovecot::Dovecot;
 
 const PASSWORD: &str = "secret";
@@ -55,21 +55,13 @@ fn high_water_mark(pid: u32) -> Option<u64> {
 /// One case: a store and a config for `user`, one `crmsync sync`; returns its peak RSS in
 /// KiB, how long it took, and how many attachments the activity kept.
 fn case(dir: &Path, port: u16, user: &str, limit: &str) -> (u64, Duration, usize) {
-    let config = dir.join(format!("{user}.toml"));
-    let password = dir.join("password");
-    std::fs::write(
-        &config,
-        format!(
-            "[crm]\ndatabase = \"{dir}/{user}.sqlite3\"\n[status]\nfile = \"{dir}/status.json\"\n\
-             [log]\nlevel = \"error\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
-             [mailbox.imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
-             username = \"{user}\"\npassword_file = \"{password}\"\nfolders = [\"INBOX\"]\n\
-             max_message_size = \"{limit}\"\n",
-            dir = dir.display(),
-            password = password.display(),
-        ),
-    )
-    .unwrap();
+    let config = mailbox_config(
+        dir,
+        port,
+        user,
+        user,
+        &format!("max_message_size = \"{limit}\"\n"),
+    );
     let crmsync = |args: &[&str]| {
         let mut command = Command::new(support::binary());
         command.arg("--config").arg(&config).args(args);

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{poll, relayed_message, write_maildir};
+use common::{numbers, poll, relayed_message, write_maildir};
 use support::dovecot::{Dovecot, ImapClient};
 
 const PASSWORD: &str = "secret";
@@ -141,10 +141,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 // Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
-    let numbers: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let numbers = numbers();
     let mailboxes = numbers.first().copied().unwrap_or(200);
     let messages = numbers.get(1).copied().unwrap_or(1_000);
     // The soft file limit up to the hard one (the unit's `LimitNOFILE` is 65,536).

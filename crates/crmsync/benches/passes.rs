@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{relayed_message, stats, write_maildir};
+use common::{mailbox_config, numbers, relayed_message, stats, with_owner, write_maildir};
 use support::dovecot::{Dovecot, ImapClient};
 
 const PASSWORD: &str = "secret";
@@ -42,19 +42,7 @@ fn message(i: usize) -> String {
 
 /// A config for `user` with a store of its own (`fresh`: a new file each time).
 fn config(dir: &Path, port: u16, user: &str, store: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("{store}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[crm]\ndatabase = \"{dir}/{store}.sqlite3\"\n[status]\nfile = \"{dir}/status.json\"\n\
-             [log]\nlevel = \"error\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
-             [mailbox.imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
-             username = \"{user}\"\npassword_file = \"{dir}/password\"\nfolders = [\"INBOX\"]\n",
-            dir = dir.display(),
-        ),
-    )
-    .unwrap();
-    path
+    mailbox_config(dir, port, user, store, "")
 }
 
 /// Runs `crmsync ARGS` with `config`; returns how long it took and its JSON report.
@@ -77,19 +65,6 @@ fn crmsync(config: &Path, args: &[&str]) -> (Duration, serde_json::Value) {
     (took, report)
 }
 
-/// The config's store with the mailbox's owner in it.
-fn with_owner(config: std::path::PathBuf) -> std::path::PathBuf {
-    let status = Command::new(support::binary())
-        .arg("--config")
-        .arg(&config)
-        .args(["user", "add", "alice@example.com", "--name", "Alice"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    config
-}
-
 fn timed(mut run: impl FnMut()) -> Duration {
     let t0 = Instant::now();
     run();
@@ -101,10 +76,7 @@ fn median(samples: &[Duration]) -> f64 {
 }
 
 fn main() {
-    let numbers: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let numbers = numbers();
     let (sizes, trials) = match numbers.split_last() {
         Some((trials, sizes)) if !sizes.is_empty() => (sizes.to_vec(), *trials),
         _ => (vec![1_000, 10_000, 100_000], 5),

@@ -21,7 +21,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{poll, relayed_message, row, try_poll, write_maildir};
+use common::{numbers, poll, relayed_message, row, try_poll, write_maildir};
 use support::daemon::Daemon;
 use support::mail::{Mail, PASSWORD, message};
 
@@ -79,10 +79,7 @@ fn next_line(rx: &mpsc::Receiver<(Instant, String)>, wanted: impl Fn(&str) -> bo
 
 // Long on purpose: the benchmark as a script, read top to bottom.
 fn main() {
-    let numbers: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let numbers = numbers();
     let trials = numbers.first().copied().unwrap_or(100);
     let folder = numbers.get(1).copied().unwrap_or(0);
     let mail = Mail::new(&[("alice", "alice@example.com")]);

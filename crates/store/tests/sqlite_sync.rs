@@ -364,53 +364,12 @@ fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
     let mut fx = fixture();
     add_user(&mut fx.store, "alice@example.com");
     add_user(&mut fx.store, "bob@example.com");
-    let email_of = |owner: &str, mailbox: &str| crmsync_store::NewEmail {
-        owner: email(owner),
-        mailbox: mailbox.into(),
-        subject: "Quote".into(),
-        text_body: Some("Hello".into()),
-        html_body: None,
-        message_id: "q1@x.example".into(),
-        content_hash: "abcd".into(),
-        in_reply_to: None,
-        references: None,
-        outgoing: false,
-        date: None,
-        parties: Vec::new(),
-        attachments: Vec::new(),
-        regarding: None,
-        automatic: false,
-    };
-    let link_of = |mailbox: &str| SyncLink {
-        mailbox: mailbox.into(),
-        kind: ItemKind::Email,
-        identity: ItemIdentity::Email {
-            message_id: "q1@x.example".into(),
-            content_hash: ContentHash::new("abcd").unwrap(),
-        },
-        location: ItemLocation::Imap {
-            folder: "INBOX".into(),
-            uid_validity: 1,
-            uid: 1,
-        },
-        crm: CrmRef::Activity(crmsync_core::model::ActivityId(uuid::Uuid::new_v4())),
-        base: Snapshot::new(),
-        item_version: None,
-        crm_version: None,
-        created_by: ItemCreator::Mailbox,
-        state: LinkState::Synced,
-    };
     // Both workers saw no activity yet and both try to create one.
-    let alice = link_of("alice");
-    let (first, _) = fx
-        .store
-        .track_email(&email_of("alice@example.com", "alice"), &alice)
-        .unwrap();
+    let (email, alice) = tracked_message(1, "alice@example.com", "alice");
+    let (first, _) = fx.store.track_email(&email, &alice).unwrap();
     assert_eq!(alice.crm, CrmRef::Activity(first));
-    let (second, _) = fx
-        .store
-        .track_email(&email_of("bob@example.com", "bob"), &link_of("bob"))
-        .unwrap();
+    let (email, bob) = tracked_message(1, "bob@example.com", "bob");
+    let (second, _) = fx.store.track_email(&email, &bob).unwrap();
     assert_eq!(second, first, "linked to the activity that exists");
     let all = fx.store.activities(&ActivityFilter::default()).unwrap();
     assert_eq!(all.len(), 1);
@@ -418,14 +377,12 @@ fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
     assert_eq!(all[0].owner, "alice@example.com");
 }
 
-/// A batch of tracked messages is one transaction: all of them, or, when one cannot be
-/// stored (its owner is no CRM user here), none; each good one is then stored on its own.
-/// Message `n` of a batch, owned by `owner`, as the email pass hands it to the store.
-fn tracked_message(n: u32, owner: &str) -> (crmsync_store::NewEmail, SyncLink) {
+/// Message `n`, owned by `owner`, as the email pass of `mailbox` hands it to the store.
+fn tracked_message(n: u32, owner: &str, mailbox: &str) -> (crmsync_store::NewEmail, SyncLink) {
     let id = format!("b{n}@x.example");
     let email = crmsync_store::NewEmail {
         owner: email(owner),
-        mailbox: "alice".into(),
+        mailbox: mailbox.into(),
         subject: format!("Batch {n}"),
         text_body: Some("Hello".into()),
         html_body: None,
@@ -441,7 +398,7 @@ fn tracked_message(n: u32, owner: &str) -> (crmsync_store::NewEmail, SyncLink) {
         automatic: false,
     };
     let link = SyncLink {
-        mailbox: "alice".into(),
+        mailbox: mailbox.into(),
         kind: ItemKind::Email,
         identity: ItemIdentity::Email {
             message_id: id,
@@ -462,11 +419,13 @@ fn tracked_message(n: u32, owner: &str) -> (crmsync_store::NewEmail, SyncLink) {
     (email, link)
 }
 
+/// A batch of tracked messages is one transaction: all of them, or, when one cannot be
+/// stored (its owner is no CRM user here), none; each good one is then stored on its own.
 #[test]
 fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all() {
     let mut fx = fixture();
     add_user(&mut fx.store, "alice@example.com");
-    let message = tracked_message;
+    let message = |n: u32, owner: &str| tracked_message(n, owner, "alice");
     let good: Vec<_> = (1..=3).map(|n| message(n, "alice@example.com")).collect();
     let stored = fx.store.track_emails(&good).unwrap();
     assert_eq!(stored.len(), 3);
@@ -514,7 +473,7 @@ fn the_journal_holds_one_row_per_changed_activity_per_transaction() {
     // change of its activity, made in the transaction that creates it.
     let batch: Vec<_> = (1..=3)
         .map(|n| {
-            let (mut new, link) = tracked_message(n, "alice@example.com");
+            let (mut new, link) = tracked_message(n, "alice@example.com", "alice");
             new.parties = ["from", "to", "cc", "bcc"]
                 .iter()
                 .map(|role| NewParty {

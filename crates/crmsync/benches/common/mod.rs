@@ -2,9 +2,50 @@
 //! docs/benchmarks.md.
 #![allow(dead_code)] // Each benchmark uses its own part.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The benchmark's numeric arguments (`cargo bench --bench NAME -- 10000 3`), in order;
+/// cargo's own `--bench` and anything else that is no number are left out.
+pub fn numbers() -> Vec<usize> {
+    std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+/// Writes `DIR/STORE.toml`: one mailbox `alice` (owner alice@example.com) reading INBOX of
+/// `user` on the Dovecot at `port` with the password in `DIR/password`, the store
+/// `DIR/STORE.sqlite3`, errors only in the log; `imap` adds lines to `[mailbox.imap]`.
+pub fn mailbox_config(dir: &Path, port: u16, user: &str, store: &str, imap: &str) -> PathBuf {
+    let path = dir.join(format!("{store}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[crm]\ndatabase = \"{dir}/{store}.sqlite3\"\n[status]\nfile = \"{dir}/status.json\"\n\
+             [log]\nlevel = \"error\"\n[[mailbox]]\nid = \"alice\"\nowner = \"alice@example.com\"\n\
+             [mailbox.imap]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+             username = \"{user}\"\npassword_file = \"{dir}/password\"\nfolders = [\"INBOX\"]\n{imap}",
+            dir = dir.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The config's store with the mailbox's owner in it.
+pub fn with_owner(config: PathBuf) -> PathBuf {
+    let status = Command::new(super::support::binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["user", "add", "alice@example.com", "--name", "Alice"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    config
+}
 
 /// Polls `check` every millisecond (the tests' `wait_until` sleeps 50 ms: too coarse here).
 pub fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {

@@ -14,6 +14,4 @@ mod worker;
 
 pub use journal::{DAEMON_CURSOR, Wakers, WorkerWaker, watch_journal};
 pub use origin::Origin;
-pub use worker::{
-    FIRST_PASSES_AT_ONCE, Worker, WorkerEvent, WorkerSettings, first_pass_gate, spawn_worker,
-};
+pub use worker::{Worker, WorkerEvent, WorkerSettings, first_pass_gate, spawn_worker};

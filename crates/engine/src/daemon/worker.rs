@@ -55,7 +55,7 @@ impl Default for WorkerSettings {
 /// How many workers run their first pass (a first scan, maybe a first import) at the same
 /// time: a daemon starting with a thousand mailboxes does not open a thousand scans on the
 /// server at once. Later passes (one change each) do not wait.
-pub const FIRST_PASSES_AT_ONCE: usize = 8;
+const FIRST_PASSES_AT_ONCE: usize = 8;
 
 /// The permits for first passes, shared by every worker of a daemon.
 pub fn first_pass_gate() -> Arc<Semaphore> {

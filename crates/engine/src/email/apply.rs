@@ -321,16 +321,16 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             if let Some(previous) = parsing.take() {
                 self.take_parsed(previous, &mut stored).await?;
             }
-            match fetched {
-                Ok(messages) => parsing = Some(self.parse_lot(lot, messages).await?),
-                Err(error) => {
-                    if !self.mail.is_alive().await {
-                        // The connection is gone: what was fetched before is whole, and is
-                        // stored before the pass ends (or a flaky link would never let a
-                        // large first import get anywhere).
-                        self.store_batch(stored.batch)?;
-                        return Err(PassError::ConnectionLost);
+            let lost = match fetched {
+                Ok(messages) => match self.parse_lot(lot, messages).await {
+                    Ok(lot) => {
+                        parsing = Some(lot);
+                        None
                     }
+                    Err(lost) => Some(lost),
+                },
+                Err(_) if !self.mail.is_alive().await => Some(PassError::ConnectionLost),
+                Err(error) => {
                     for pending in lot {
                         let observed = &pending.track.observed;
                         self.report.item_failed(
@@ -340,7 +340,15 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         self.failed_folders.insert(folder.clone());
                         self.mark(&observed.location, &observed.keywords, Mark::Failed);
                     }
+                    None
                 }
+            };
+            if let Some(lost) = lost {
+                // The connection is gone: what was fetched before is whole, and is stored
+                // before the pass ends (or a flaky link would never let a large first import
+                // get anywhere).
+                self.store_batch(stored.batch)?;
+                return Err(lost);
             }
         }
         if let Some(previous) = parsing.take() {
@@ -353,13 +361,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     /// [`FETCH_BATCH`] messages and [`FETCH_BATCH_BYTES`] by the sizes the scan gave (a
     /// message of unknown size counts as `max_message_size`).
     fn fetch_lots(&self, waiting: Vec<Pending>) -> Vec<Vec<Pending>> {
-        let limit = self
-            .mailbox
-            .imap
-            .as_ref()
-            .map_or(crmsync_config::DEFAULT_MESSAGE_SIZE, |imap| {
-                imap.max_message_size
-            });
+        let limit = self.max_message_size();
         let mut lots: Vec<Vec<Pending>> = Vec::new();
         let mut bytes = 0;
         for pending in waiting {
@@ -616,15 +618,19 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         Ok(None)
     }
 
-    /// The note a message larger than `max_message_size` is kept with.
-    fn cut_note(&self, size: u64) -> String {
-        let limit = self
-            .mailbox
+    /// The mailbox's `max_message_size`: a fetched message is cut there.
+    fn max_message_size(&self) -> u64 {
+        self.mailbox
             .imap
             .as_ref()
             .map_or(crmsync_config::DEFAULT_MESSAGE_SIZE, |imap| {
                 imap.max_message_size
-            });
+            })
+    }
+
+    /// The note a message larger than `max_message_size` is kept with.
+    fn cut_note(&self, size: u64) -> String {
+        let limit = self.max_message_size();
         format!(
             "the message is {}, more than max_message_size ({}): its attachments were not copied to the CRM",
             crmsync_config::size_words(size.div_ceil(100_000) * 100_000),

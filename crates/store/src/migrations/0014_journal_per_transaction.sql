@@ -7,21 +7,21 @@
 -- `since` NULL and journal every change as before.
 ALTER TABLE journal_writer ADD COLUMN since INTEGER;
 
--- Whether the newest journal row was written by this crmsync transaction about ENTITY ROW:
---   EXISTS (SELECT 1 FROM change_journal j, journal_writer w
---           WHERE w.id = 1 AND j.seq > w.since
---             AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
---             AND j.entity = ENTITY AND j.row_id = ROW)
+-- The newest journal row, when the running crmsync transaction wrote it (none otherwise):
+-- the row a change inside that transaction need not journal or version again.
+CREATE VIEW journal_newest_in_transaction AS
+SELECT j.entity, j.row_id
+FROM change_journal j, journal_writer w
+WHERE w.id = 1 AND j.seq > w.since
+  AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal');
 
 DROP TRIGGER records_after_update;
 CREATE TRIGGER records_after_update AFTER UPDATE ON records
 BEGIN
     INSERT INTO change_journal (entity, row_id, op, origin)
     SELECT 'record', NEW.id, 'update', (SELECT origin FROM journal_writer WHERE id = 1)
-    WHERE NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = NEW.id);
+    WHERE NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = NEW.id);
     UPDATE records SET version = OLD.version + 1,
                        modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.id AND NEW.version IS OLD.version;
@@ -32,10 +32,8 @@ CREATE TRIGGER activities_after_update AFTER UPDATE ON activities
 BEGIN
     INSERT INTO change_journal (entity, row_id, op, origin)
     SELECT 'activity', NEW.id, 'update', (SELECT origin FROM journal_writer WHERE id = 1)
-    WHERE NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'activity' AND j.row_id = NEW.id);
+    WHERE NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'activity' AND row_id = NEW.id);
     UPDATE activities SET version = OLD.version + 1,
                           modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.id AND NEW.version IS OLD.version;
@@ -53,55 +51,43 @@ CREATE TRIGGER record_emails_after_insert AFTER INSERT ON record_emails
 BEGIN
     UPDATE records SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.record_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = NEW.record_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = NEW.record_id);
 END;
 CREATE TRIGGER record_emails_after_update AFTER UPDATE ON record_emails
 BEGIN
     UPDATE records SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.record_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = NEW.record_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = NEW.record_id);
 END;
 CREATE TRIGGER record_emails_after_delete AFTER DELETE ON record_emails
 BEGIN
     UPDATE records SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = OLD.record_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = OLD.record_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = OLD.record_id);
 END;
 CREATE TRIGGER record_phones_after_insert AFTER INSERT ON record_phones
 BEGIN
     UPDATE records SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.record_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = NEW.record_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = NEW.record_id);
 END;
 CREATE TRIGGER record_phones_after_update AFTER UPDATE ON record_phones
 BEGIN
     UPDATE records SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.record_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = NEW.record_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = NEW.record_id);
 END;
 CREATE TRIGGER record_phones_after_delete AFTER DELETE ON record_phones
 BEGIN
     UPDATE records SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = OLD.record_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'record' AND j.row_id = OLD.record_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'record' AND row_id = OLD.record_id);
 END;
 
 -- The same for an activity's parties and attachments.
@@ -114,45 +100,35 @@ CREATE TRIGGER parties_after_insert AFTER INSERT ON parties
 BEGIN
     UPDATE activities SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.activity_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'activity' AND j.row_id = NEW.activity_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'activity' AND row_id = NEW.activity_id);
 END;
 CREATE TRIGGER parties_after_update AFTER UPDATE ON parties
 BEGIN
     UPDATE activities SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.activity_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'activity' AND j.row_id = NEW.activity_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'activity' AND row_id = NEW.activity_id);
 END;
 CREATE TRIGGER parties_after_delete AFTER DELETE ON parties
 BEGIN
     DELETE FROM party_candidates WHERE party_id = OLD.id;
     UPDATE activities SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = OLD.activity_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'activity' AND j.row_id = OLD.activity_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'activity' AND row_id = OLD.activity_id);
 END;
 CREATE TRIGGER attachments_after_insert AFTER INSERT ON attachments
 BEGIN
     UPDATE activities SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.activity_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'activity' AND j.row_id = NEW.activity_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'activity' AND row_id = NEW.activity_id);
 END;
 CREATE TRIGGER attachments_after_delete AFTER DELETE ON attachments
 BEGIN
     UPDATE activities SET version = version + 1, modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = OLD.activity_id
-      AND NOT EXISTS (SELECT 1 FROM change_journal j, journal_writer w
-                      WHERE w.id = 1 AND j.seq > w.since
-                        AND j.seq = (SELECT seq FROM sqlite_sequence WHERE name = 'change_journal')
-                        AND j.entity = 'activity' AND j.row_id = OLD.activity_id);
+      AND NOT EXISTS (SELECT 1 FROM journal_newest_in_transaction
+                      WHERE entity = 'activity' AND row_id = OLD.activity_id);
 END;
