@@ -1117,3 +1117,44 @@ fn expunges_are_seen_through_qresync_without_listing_the_folder() {
         "{commands:#?}"
     );
 }
+
+/// A first scan lists the folder by the UIDs its one FETCH of every message brings: no
+/// `UID SEARCH` (whose answer for a large folder costs more to parse than the headers). The
+/// listing is whole: a message expunged afterwards is seen gone.
+#[test]
+fn a_first_scan_lists_the_folder_without_a_uid_search() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    let uids: Vec<u32> = (0..5)
+        .map(|n| {
+            let keywords: &[&str] = if n < 3 { &["crm"] } else { &[] };
+            imap.append(
+                "INBOX",
+                keywords,
+                &message(
+                    &format!("f{n}@x.example"),
+                    "dana@x.example",
+                    "alice@example.com",
+                    &format!("F {n}"),
+                ),
+            )
+        })
+        .collect();
+    mail.dovecot.record_traffic("alice");
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 3, "{report:#}");
+    let commands = mail.dovecot.commands_of("alice");
+    assert!(
+        !commands.iter().any(|c| c.contains("UID SEARCH")),
+        "{commands:#?}"
+    );
+    let full_fetches = commands
+        .iter()
+        .filter(|c| c.contains("UID FETCH 1:* ") && c.contains("HEADER.FIELDS"))
+        .count();
+    assert_eq!(full_fetches, 1, "{commands:#?}");
+
+    imap.expunge("INBOX", uids[0]);
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["unlinked"], 1, "{report:#}");
+}

@@ -386,6 +386,7 @@ impl ImapSession {
     /// are never fetched here. With QRESYNC, what vanished comes with the changes (one `UID
     /// FETCH ... (CHANGEDSINCE m VANISHED)`) and a folder whose HIGHESTMODSEQ is unchanged
     /// costs its SELECT only; without it, the UID list is read on every scan to see expunges.
+    /// A full scan lists the folder by the UIDs its FETCH of every message brings.
     pub async fn scan_folder(
         &mut self,
         folder: &str,
@@ -424,6 +425,20 @@ impl ImapSession {
                     };
                     (present, changed)
                 })
+            }
+            // A full scan fetches every message, so the answer lists the folder: no UID SEARCH
+            // (whose answer for a large folder costs more to parse than the headers), unless
+            // the count disagrees with EXISTS (a message delivered or expunged meanwhile).
+            None => {
+                let changed = if mailbox.exists == 0 {
+                    Vec::new()
+                } else {
+                    self.fetch_headers("1:*", &format!("({HEADER_QUERY})"))
+                        .await?
+                };
+                let present: BTreeSet<u32> = changed.iter().map(|m| m.uid).collect();
+                (present.len() == mailbox.exists as usize)
+                    .then_some((Presence::Listed(present), changed))
             }
             _ => None,
         };
