@@ -108,10 +108,14 @@ pub fn write_maildir(root: &Path, messages: &[(String, bool)]) {
     std::fs::write(root.join("dovecot-keywords"), "0 crm\n").unwrap();
     for (i, (text, keyword)) in messages.iter().enumerate() {
         let flags = if *keyword { "Sa" } else { "S" };
+        // S= the size on disk, W= the size with CRLF line ends (RFC822.SIZE), as Dovecot
+        // names the files it delivers itself: without W=, its first RFC822.SIZE of a message
+        // reads the whole file.
         let name = format!(
-            "{}.M{i}P1.bench,S={}:2,{flags}",
+            "{}.M{i}P1.bench,S={},W={}:2,{flags}",
             1_764_000_000 + i,
-            text.len()
+            text.len(),
+            text.len() + text.matches('\n').count()
         );
         std::fs::write(root.join("cur").join(name), text).unwrap();
     }

@@ -5,7 +5,7 @@ use crmsync_core::auto::{AutoPolicy, MessageMeta};
 use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed};
 use crmsync_core::item::{ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
-use crmsync_imap::{FolderMarkers, FolderScan, ImapError, message};
+use crmsync_imap::{FetchedHeader, FolderMarkers, FolderScan, ImapError, message};
 use crmsync_store::{CrmStore, SyncState};
 
 use super::{EmailPass, Mark, ScannedFolder};
@@ -56,7 +56,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             });
             // A backfill reads every message's header, not only what changed.
             let markers = markers.filter(|_| self.options.backfill_since.is_none());
-            let scan = match self.mail.scan_folder(folder, markers).await {
+            let mut scan = match self.mail.scan_folder(folder, markers).await {
                 Ok(scan) => scan,
                 Err(error @ ImapError::FolderMissing(_)) => {
                     self.report.permanent = true;
@@ -71,7 +71,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            self.observe_folder(&scan, &mut view);
+            let changed = summarize_all(std::mem::take(&mut scan.changed)).await;
+            self.observe_folder(&scan, changed, &mut view);
             self.report.full_scan |= scan.full;
             scanned.push(ScannedFolder {
                 name: folder.clone(),
@@ -97,10 +98,15 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     /// One folder's scan into the view: each changed message with its identity (from its
     /// header) and keywords. A tracked message whose header cannot be read fails alone;
     /// untracked garbage is none of crmsync's business.
-    fn observe_folder(&mut self, scan: &FolderScan, view: &mut MailboxView) {
+    fn observe_folder(
+        &mut self,
+        scan: &FolderScan,
+        changed: Vec<(FetchedHeader, Summarized)>,
+        view: &mut MailboxView,
+    ) {
         let folder = &scan.folder;
-        for fetched in &scan.changed {
-            match message::summarize(&fetched.header) {
+        for (fetched, summary) in changed {
+            match summary {
                 Ok(summary) => view.changed.push(Observed {
                     meta: MessageMeta {
                         size: fetched.size,
@@ -112,7 +118,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         uid_validity: scan.uid_validity,
                         uid: fetched.uid,
                     },
-                    keywords: fetched.keywords.clone(),
+                    keywords: fetched.keywords,
                 }),
                 Err(error) if self.rules.signal(folder, &fetched.keywords).tracked => {
                     self.report
@@ -124,7 +130,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         uid: fetched.uid,
                     };
                     self.malformed
-                        .push((location, fetched.keywords.clone(), Mark::Failed));
+                        .push((location, fetched.keywords, Mark::Failed));
                 }
                 // Untracked now: a failed mark left from when it was tracked goes.
                 Err(_) => {
@@ -134,7 +140,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         uid: fetched.uid,
                     };
                     self.malformed
-                        .push((location, fetched.keywords.clone(), Mark::Cleared));
+                        .push((location, fetched.keywords, Mark::Cleared));
                 }
             }
         }
@@ -144,6 +150,48 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             present: scan.present.clone(),
         });
     }
+}
+
+/// A message's header read: its identity and what automatic tracking reads, or why not.
+type Summarized = Result<message::HeaderSummary, message::MalformedMessage>;
+
+/// Below this many headers a scan's are read on the pass's own thread.
+const SUMMARIZE_ALONE: usize = 2_000;
+
+/// Reads the headers of a scan, each beside its message, in order. A large scan (a first one,
+/// thousands of messages) is split over the machine's cores, each part read on a blocking
+/// thread of its own.
+async fn summarize_all(changed: Vec<FetchedHeader>) -> Vec<(FetchedHeader, Summarized)> {
+    fn summarize(part: Vec<FetchedHeader>) -> Vec<(FetchedHeader, Summarized)> {
+        part.into_iter()
+            .map(|m| {
+                let summary = message::summarize(&m.header);
+                (m, summary)
+            })
+            .collect()
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if changed.len() < SUMMARIZE_ALONE || cores < 2 {
+        return summarize(changed);
+    }
+    let size = changed.len().div_ceil(cores);
+    let mut rest = changed;
+    let mut tasks = Vec::with_capacity(cores);
+    while !rest.is_empty() {
+        let tail = rest.split_off(size.min(rest.len()));
+        let part = std::mem::replace(&mut rest, tail);
+        tasks.push(tokio::task::spawn_blocking(move || summarize(part)));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(part) => all.extend(part),
+            // A panic in the parser fails the pass, as it would have on the pass's thread.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("reading headers: {error}"),
+        }
+    }
+    all
 }
 
 /// The first UID automatic tracking takes in a folder: the one recorded when the mailbox's
