@@ -691,3 +691,38 @@ fn a_failed_item_is_logged_with_where_it_came_from_and_why() {
         "the reason: {line}"
     );
 }
+
+/// A fetch of many bodies refused by the server (a `NO` for the lot) is tried again one
+/// message at a time, so only a message the server really refuses fails; here none does.
+#[test]
+fn a_refused_fetch_of_many_bodies_is_tried_again_one_message_at_a_time() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    let mut imap = mail.client("alice");
+    let uids: Vec<u32> = (0..5)
+        .map(|n| {
+            imap.append(
+                "INBOX",
+                &["crm"],
+                &message(
+                    &format!("lot{n}@x.example"),
+                    "dana@x.example",
+                    "alice@example.com",
+                    &format!("Lot {n}"),
+                ),
+            )
+        })
+        .collect();
+    // The lot's command names the UIDs as one range; each message's own names one UID.
+    let lot = format!("FETCH {}:{} (UID RFC822.SIZE", uids[0], uids[4]);
+    proxy.set(Fault::AnswerAt(
+        lot,
+        b"{tag} NO [SERVERBUG] Internal error occurred\r\n".to_vec(),
+    ));
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(proxy.hits(), 1, "the lot was refused once: {report:#}");
+    assert_eq!(report["created"], 5, "{report:#}");
+    assert_eq!(report["imap"]["bodies_fetched"], 5, "{report:#}");
+    assert_eq!(mail.activities().len(), 5);
+}

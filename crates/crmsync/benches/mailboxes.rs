@@ -257,7 +257,10 @@ fn main() {
 
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     // Kept for a look at the timeline after the run.
-    let _ = std::fs::write(std::env::temp_dir().join("crmsync-mailboxes-daemon.log"), &text);
+    let _ = std::fs::write(
+        std::env::temp_dir().join("crmsync-mailboxes-daemon.log"),
+        &text,
+    );
     let troubles: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("WARN") || line.contains("ERROR"))

@@ -427,8 +427,11 @@ impl ImapSession {
                 })
             }
             // A full scan fetches every message, so the answer lists the folder: no UID SEARCH
-            // (whose answer for a large folder costs more to parse than the headers), unless
-            // the count disagrees with EXISTS (a message delivered or expunged meanwhile).
+            // (whose answer for a large folder costs more to parse than the headers). Trusted
+            // only when it holds exactly the messages SELECT counted: none delivered since
+            // (every UID below UIDNEXT) and as many as EXISTS. A server that left a message out
+            // (its FETCH refused with a NO, which the library does not report) while another
+            // arrived would otherwise have it listed as gone.
             None => {
                 let changed = if mailbox.exists == 0 {
                     Vec::new()
@@ -437,7 +440,10 @@ impl ImapSession {
                         .await?
                 };
                 let present: BTreeSet<u32> = changed.iter().map(|m| m.uid).collect();
-                (present.len() == mailbox.exists as usize)
+                let known = mailbox
+                    .uid_next
+                    .is_some_and(|next| present.last().is_none_or(|last| *last < next));
+                (known && present.len() == mailbox.exists as usize)
                     .then_some((Presence::Listed(present), changed))
             }
             _ => None,
@@ -537,10 +543,12 @@ impl ImapSession {
         let mut changed: Vec<FetchedHeader> = fetches
             .iter()
             .filter_map(|fetch| {
+                // A FETCH of flags alone (the server telling of a change meanwhile) is no
+                // answer to this one.
                 Some(FetchedHeader {
                     uid: fetch.uid?,
                     keywords: keywords(fetch.flags()),
-                    header: fetch.header().unwrap_or_default().to_vec(),
+                    header: fetch.header()?.to_vec(),
                     size: fetch.size,
                 })
             })
@@ -787,12 +795,34 @@ impl ImapSession {
         max: Duration,
         on_ready: impl FnOnce(),
     ) -> Result<(ImapSession, IdleOutcome), ImapError> {
-        // Selected once: a connection that stays selected between two IDLEs hears, when the
-        // second begins, of every change since the first ended. A new SELECT there would take
-        // a change made meanwhile as the folder's state and never report it (lost until the
-        // fallback poll if the worker's scan came before it), and costs a reread of a large
-        // maildir folder on every change.
+        // Selected once: a new SELECT would take a change made since the last IDLE ended as the
+        // folder's state and never report it (lost until the fallback poll if the worker's scan
+        // came before it), and costs a reread of a large maildir folder on every change.
         self.ensure_selected(folder).await?;
+        // What the server reports outside the IDLE itself (before its `+ idling`, or while
+        // DONE is answered) goes to this channel, which nobody else reads on this connection:
+        // a change there is a change too.
+        let reported = self.session.unsolicited_responses.clone();
+        // Empties the channel: whether it told of a new or expunged message, a flag change or
+        // a vanished UID (not of an answer to an earlier command, such as ENABLED).
+        let reported_change = || {
+            use async_imap::imap_proto::Response;
+            use async_imap::types::UnsolicitedResponse;
+            let mut changed = false;
+            while let Ok(response) = reported.try_recv() {
+                changed |= match response {
+                    UnsolicitedResponse::Exists(_)
+                    | UnsolicitedResponse::Expunge(_)
+                    | UnsolicitedResponse::Recent(_) => true,
+                    UnsolicitedResponse::Other(data) => matches!(
+                        data.parsed(),
+                        Response::Fetch(..) | Response::Vanished { .. }
+                    ),
+                    _ => false,
+                };
+            }
+            changed
+        };
         let ImapSession {
             session,
             selected,
@@ -806,7 +836,9 @@ impl ImapSession {
         let mut handle = session.idle();
         bounded("IDLE", handle.init()).await?;
         on_ready();
-        let outcome = {
+        let outcome = if reported_change() {
+            IdleOutcome::Changed
+        } else {
             let (wait, _interrupt) = handle.wait_with_timeout(max);
             match wait.await? {
                 async_imap::extensions::idle::IdleResponse::NewData(_) => IdleOutcome::Changed,
@@ -817,6 +849,11 @@ impl ImapSession {
             }
         };
         let session = bounded("DONE", handle.done()).await?;
+        let outcome = if reported_change() {
+            IdleOutcome::Changed
+        } else {
+            outcome
+        };
         Ok((
             ImapSession {
                 session,

@@ -53,8 +53,9 @@ impl Default for WorkerSettings {
 }
 
 /// How many workers run their first pass (a first scan, maybe a first import) at the same
-/// time: a daemon starting with a thousand mailboxes does not open a thousand scans on the
-/// server at once. Later passes (one change each) do not wait.
+/// time, counting every pass until one succeeded: a daemon starting with a thousand mailboxes
+/// does not open a thousand scans on the server at once. Later passes (one change each) do
+/// not wait.
 const FIRST_PASSES_AT_ONCE: usize = 8;
 
 /// The permits for first passes, shared by every worker of a daemon.
@@ -164,7 +165,7 @@ struct MailboxWorker {
     _collection_watchers: Vec<CollectionWatcher>,
     delays: Box<dyn Iterator<Item = Duration> + Send>,
     consecutive_errors: u32,
-    /// Until the first pass ran: the daemon's gate of first passes.
+    /// Until a pass succeeded: the daemon's gate of first passes.
     first_pass: Option<Arc<Semaphore>>,
 }
 
@@ -191,8 +192,10 @@ impl MailboxWorker {
     /// with a panic and are made afresh.
     async fn work(&mut self) -> Option<PassReport> {
         let id = self.mailbox.id.clone();
-        // The first pass waits its turn (or for shutdown); the permit goes with the pass.
-        let _permit = match self.first_pass.take() {
+        // Until a pass succeeded, each waits its turn (or for shutdown): a daemon started while
+        // the server is down does not send every mailbox at it at once when it comes back.
+        // The permit goes with the pass.
+        let _permit = match self.first_pass.clone() {
             Some(gate) => tokio::select! {
                 permit = gate.acquire_owned() => permit.ok(),
                 _ = self.stop.changed() => return None,
@@ -281,6 +284,7 @@ impl MailboxWorker {
         );
         let delay = match report.state {
             MailboxState::Idle => {
+                self.first_pass = None;
                 self.consecutive_errors = 0;
                 self.delays = backoff();
                 self.idle.keep(

@@ -8,8 +8,8 @@ use crmsync_core::email::{CrmState, DropReason, Effect, Observed};
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
 use crmsync_core::model::{ActivityId, EmailAddress, PartyRole, RecordNumber};
-use crmsync_imap::FetchedMessage;
 use crmsync_imap::message::{self, MessageAddress};
+use crmsync_imap::{FetchedMessage, ImapError};
 use crmsync_store::{CrmStore, NewAttachment, NewEmail, NewParty, StoreError};
 
 use super::{EmailPass, Mark, imap_location, location_text};
@@ -49,8 +49,9 @@ struct Track {
 
 /// How many messages one `UID FETCH` of bodies asks for at most.
 const FETCH_BATCH: usize = 100;
-/// How many bytes one such fetch brings at most, by the sizes the scan gave.
-const FETCH_BATCH_BYTES: u64 = 16 << 20;
+/// How many bytes one such fetch brings at most, by the sizes the scan gave: within the 60 s
+/// a server operation may take even at half a megabit per second.
+const FETCH_BATCH_BYTES: u64 = 4 << 20;
 
 /// A message waiting for its body: what tracking it needs besides.
 struct Pending {
@@ -321,27 +322,33 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             if let Some(previous) = parsing.take() {
                 self.take_parsed(previous, &mut stored).await?;
             }
+            let several = lot.len() > 1;
             let lost = match fetched {
-                Ok(messages) => match self.parse_lot(lot, messages).await {
-                    Ok(lot) => {
-                        parsing = Some(lot);
+                Ok(messages) => {
+                    let (lot, missing) = self.parse_lot(lot, messages);
+                    parsing = Some(lot);
+                    // The library takes a NO for the whole command as an empty answer: what
+                    // is missing from a lot is asked for again, one message at a time.
+                    if missing.is_empty() {
                         None
+                    } else if several {
+                        self.fetch_one_by_one(&folder, missing, &mut stored)
+                            .await
+                            .err()
+                    } else {
+                        self.bodies_missing(missing).await.err()
                     }
-                    Err(lost) => Some(lost),
-                },
-                Err(_) if !self.mail.is_alive().await => Some(PassError::ConnectionLost),
-                Err(error) => {
-                    for pending in lot {
-                        let observed = &pending.track.observed;
-                        self.report.item_failed(
-                            location_text(&observed.location),
-                            format!("fetching the message: {error}"),
-                        );
-                        self.failed_folders.insert(folder.clone());
-                        self.mark(&observed.location, &observed.keywords, Mark::Failed);
-                    }
-                    None
                 }
+                Err(_) if !self.mail.is_alive().await => Some(PassError::ConnectionLost),
+                // One message may be what the server refuses: each on its own, so that only
+                // that one fails.
+                Err(error) if several => {
+                    let bodies = lot.len();
+                    tracing::debug!(%folder, "a fetch of {bodies} bodies failed ({error}): one at a time");
+                    self.fetch_one_by_one(&folder, lot, &mut stored).await.err()
+                }
+                // A lot of one.
+                Err(error) => self.fetch_failed(&lot[0], &error).await.err(),
             };
             if let Some(lost) = lost {
                 // The connection is gone: what was fetched before is whole, and is stored
@@ -355,6 +362,41 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             self.take_parsed(previous, &mut stored).await?;
         }
         self.store_batch(stored.batch)
+    }
+
+    /// The messages of a lot whose fetch failed, fetched and parsed one at a time.
+    async fn fetch_one_by_one(
+        &mut self,
+        folder: &str,
+        lot: Vec<Pending>,
+        stored: &mut Stored,
+    ) -> Result<(), PassError> {
+        for pending in lot {
+            let uid = imap_location(&pending.track.observed.location).1;
+            match self.mail.fetch_messages(folder, &[uid]).await {
+                Ok(message) => {
+                    let (parsing, missing) = self.parse_lot(vec![pending], message);
+                    self.bodies_missing(missing).await?;
+                    self.take_parsed(parsing, stored).await?;
+                }
+                Err(error) => self.fetch_failed(&pending, &error).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A message whose body could not be fetched fails alone; when the connection is gone the
+    /// pass ends (the message named as the one it ended on).
+    async fn fetch_failed(
+        &mut self,
+        pending: &Pending,
+        error: &ImapError,
+    ) -> Result<(), PassError> {
+        let observed = &pending.track.observed;
+        self.imap_item_failed(&observed.location, format!("fetching the message: {error}"))
+            .await?;
+        self.mark(&observed.location, &observed.keywords, Mark::Failed);
+        Ok(())
     }
 
     /// The messages waiting for their bodies, in lots of one folder each, of at most
@@ -389,45 +431,59 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         lots
     }
 
-    /// Hands a fetched lot to a blocking thread to parse; a message the server did not send
-    /// (expunged since the scan) fails here.
-    async fn parse_lot(
+    /// Hands a fetched lot to a blocking thread to parse; returns with it the messages the
+    /// server sent no body for.
+    fn parse_lot(
         &mut self,
         lot: Vec<Pending>,
         messages: Vec<(u32, FetchedMessage)>,
-    ) -> Result<Parsing, PassError> {
+    ) -> (Parsing, Vec<Pending>) {
         let mut messages: HashMap<u32, FetchedMessage> = messages.into_iter().collect();
         let mut pendings = Vec::with_capacity(lot.len());
         let mut bodies = Vec::with_capacity(lot.len());
+        let mut missing = Vec::new();
         for pending in lot {
-            let location = &pending.track.observed.location;
-            match messages.remove(&imap_location(location).1) {
+            match messages.remove(&imap_location(&pending.track.observed.location).1) {
                 Some(message) => {
                     bodies.push(message);
                     pendings.push(pending);
                 }
-                None => {
-                    let keywords = pending.track.observed.keywords.clone();
-                    self.imap_item_failed(
-                        location,
-                        "fetching the message: the server sent no body for it (deleted meanwhile?)"
-                            .into(),
-                    )
-                    .await?;
-                    self.mark(location, &keywords, Mark::Failed);
-                }
+                None => missing.push(pending),
             }
         }
         let task = tokio::task::spawn_blocking(move || {
             bodies
                 .into_iter()
                 .map(|fetched| {
-                    let parsed = message::parse(&fetched.raw).map_err(|e| e.to_string());
+                    // A message the parser panics on fails alone, not its whole lot.
+                    let parsed = std::panic::catch_unwind(|| message::parse(&fetched.raw))
+                        .unwrap_or_else(|_| {
+                            Err(message::MalformedMessage(
+                                "the message parser failed on it".into(),
+                            ))
+                        })
+                        .map_err(|e| e.to_string());
                     (parsed, fetched.size, fetched.is_cut())
                 })
                 .collect()
         });
-        Ok(Parsing { pendings, task })
+        (Parsing { pendings, task }, missing)
+    }
+
+    /// Messages the server sent no body for, asked for one at a time: deleted since the scan,
+    /// or refused. Each fails alone; when the connection is gone the pass ends.
+    async fn bodies_missing(&mut self, missing: Vec<Pending>) -> Result<(), PassError> {
+        for pending in missing {
+            let observed = &pending.track.observed;
+            self.imap_item_failed(
+                &observed.location,
+                "fetching the message: the server sent no body for it (deleted meanwhile, or refused)"
+                    .into(),
+            )
+            .await?;
+            self.mark(&observed.location, &observed.keywords, Mark::Failed);
+        }
+        Ok(())
     }
 
     /// Turns a parsed lot into new activities for the batch, storing each batch as it fills.

@@ -2,9 +2,10 @@
 -- transaction. Adding an activity's parties and attachments used to bump the activity once
 -- each, and each bump journaled it again (3 to 7 rows per imported email). crmsync now notes
 -- where the journal stood when its transaction began (`journal_writer.since`); inside that
--- transaction a change to the row the newest journal row already names is neither journaled
--- again nor versioned again (nobody can have read the row in between). Other programs leave
--- `since` NULL and journal every change as before.
+-- transaction a change to the row the newest journal row already names is not journaled
+-- again (nobody can have read the row in between), and a change of its child rows (parties,
+-- attachments, emails, phones) does not bump its version again; an UPDATE of the row itself
+-- still does. Other programs leave `since` NULL and journal every change as before.
 ALTER TABLE journal_writer ADD COLUMN since INTEGER;
 
 -- The newest journal row, when the running crmsync transaction wrote it (none otherwise):
