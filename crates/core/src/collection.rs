@@ -69,6 +69,10 @@ pub struct CollectionView {
     /// Links of the collection that went in the last passes (a daemon's recent window): a
     /// tool that deletes files one by one, passes apart, is still one mass delete.
     pub recently_gone: usize,
+    /// Links of the collection this pass was not given, because it looked only at the files a
+    /// watcher named and these point elsewhere: unchanged by what it saw, but counted by the
+    /// empty-listing and mass-delete guards, which judge the whole collection.
+    pub other_links: usize,
 }
 
 /// The CRM side of a link.
@@ -255,9 +259,10 @@ pub fn reconcile(
     let linked: BTreeSet<(ItemKind, &ItemIdentity)> =
         links.iter().map(|l| (l.kind, &l.identity)).collect();
 
-    let suspicious = view.hrefs.is_empty() && !links.is_empty() && !view.accept_empty;
+    let all_links = links.len() + view.other_links;
+    let suspicious = view.hrefs.is_empty() && all_links > 0 && !view.accept_empty;
     if suspicious {
-        effects.push(Effect::SuspiciousEmpty { links: links.len() });
+        effects.push(Effect::SuspiciousEmpty { links: all_links });
     }
     for link in links {
         let state = crm.get(&link.crm).unwrap_or(&CrmItem::Deleted);
@@ -284,7 +289,7 @@ pub fn reconcile(
         }
     }
     if !view.accept_deletes {
-        hold_mass_delete(&mut effects, links.len(), view.recently_gone);
+        hold_mass_delete(&mut effects, all_links, view.recently_gone);
     }
     effects
 }
@@ -454,6 +459,7 @@ mod tests {
             accept_empty: false,
             accept_deletes: false,
             recently_gone: 0,
+            other_links: 0,
         }
     }
 
@@ -647,6 +653,53 @@ mod tests {
         accepted.accept_empty = true;
         let effects = reconcile(&accepted, &[l], &crm, &[], ConflictPolicy::MailboxWins);
         assert!(matches!(&effects[..], [Effect::ItemDeleted { .. }]));
+    }
+
+    #[test]
+    fn a_pass_over_some_files_judges_deletes_against_the_whole_collection() {
+        let links: Vec<SyncLink> = (0..12)
+            .map(|n| {
+                let name = format!("u{n}");
+                link(
+                    &name,
+                    &format!("{name}.ics"),
+                    activity(n),
+                    ItemCreator::Mailbox,
+                )
+            })
+            .collect();
+        let crm: BTreeMap<CrmRef, CrmItem> = (0..12)
+            .map(|n| (activity(n), present("Call", 1, true)))
+            .collect();
+        // A watcher named 12 deleted files of a collection of 30 links: 12 of 30 is no mass
+        // delete, but 12 of the 12 given would be.
+        let remaining: Vec<String> = (12..30).map(|n| format!("u{n}.ics")).collect();
+        let remaining: Vec<&str> = remaining.iter().map(String::as_str).collect();
+        let mut seen = view(&remaining, vec![]);
+        seen.other_links = 18;
+        let effects = reconcile(&seen, &links, &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(effects.len(), 12);
+        assert!(
+            effects
+                .iter()
+                .all(|e| matches!(e, Effect::ItemDeleted { .. }))
+        );
+        // Of a collection of 20 links, the same 12 are a mass delete.
+        seen.other_links = 8;
+        let effects = reconcile(&seen, &links, &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(
+            effects,
+            [Effect::MassDeleteHeld {
+                gone: 12,
+                links: 20
+            }]
+        );
+        // The last file of the collection named gone while the links it was not given point
+        // into it: the listing is empty, nothing is deleted.
+        let mut empty = view(&[], vec![]);
+        empty.other_links = 3;
+        let effects = reconcile(&empty, &links[..1], &crm, &[], ConflictPolicy::MailboxWins);
+        assert_eq!(effects, [Effect::SuspiciousEmpty { links: 4 }]);
     }
 
     #[test]

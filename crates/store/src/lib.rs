@@ -28,7 +28,7 @@ pub use sqlite::SqliteStore;
 pub use types::*;
 
 use crmsync_core::auto::{NeverEntry, TrackedThread};
-use crmsync_core::item::{ItemIdentity, ItemKind};
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, InvalidValue, RecordNumber};
@@ -276,6 +276,8 @@ pub trait ItemStore {
     /// The version and owner of every row the mailbox's event, task and contact links point at,
     /// in one query (rows that are gone are absent).
     fn linked_items(&self, mailbox: &str) -> Result<HashMap<CrmRef, LinkedItem>>;
+    /// [`ItemStore::linked_items`] for one row: `None` when it is gone.
+    fn linked_item(&self, crm: CrmRef) -> Result<Option<LinkedItem>>;
     /// The fields of an appointment, task or contact row, as the collection adapter names
     /// them; `None` when the row is gone.
     fn item_fields(&self, crm: CrmRef) -> Result<Option<Snapshot>>;
@@ -412,6 +414,8 @@ pub trait LinkStore {
     fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>>;
     /// The links of a mailbox whose items are of these kinds.
     fn links_of(&self, mailbox: &str, kinds: &[ItemKind]) -> Result<Vec<SyncLink>>;
+    /// The links of a mailbox whose items are at these locations (one indexed lookup each).
+    fn links_at(&self, mailbox: &str, locations: &[ItemLocation]) -> Result<Vec<SyncLink>>;
     /// How many links of one kind a mailbox has (without loading them).
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64>;
     fn delete_link(

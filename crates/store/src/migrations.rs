@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "journal_per_transaction",
         sql: include_str!("migrations/0014_journal_per_transaction.sql"),
     },
+    Migration {
+        version: 15,
+        name: "links_by_location",
+        sql: include_str!("migrations/0015_links_by_location.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -198,6 +198,30 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
     };
     let row = fx.store.activity(id).unwrap();
     let version = row.version;
+    // Found by where the item is, and its row's version and owner on their own.
+    let at = fx
+        .store
+        .links_at("alice", std::slice::from_ref(&link.location))
+        .unwrap();
+    assert_eq!(at.len(), 1);
+    assert_eq!(at[0].identity, link.identity);
+    assert_eq!(
+        fx.store
+            .links_at("bob", std::slice::from_ref(&link.location))
+            .unwrap(),
+        []
+    );
+    let one = fx
+        .store
+        .linked_item(crm)
+        .unwrap()
+        .expect("the row is there");
+    assert_eq!(one.version, version);
+    assert_eq!(one.owner.as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        fx.store.linked_items("alice").unwrap().get(&crm),
+        Some(&one)
+    );
     // The same UID tracked from a second mailbox is linked to the same row, not copied.
     let mut bobs = link.clone();
     bobs.mailbox = "bob".into();
@@ -266,8 +290,19 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
         fx.store.update_item(&link, version, &writes, &owner),
         Err(StoreError::Conflict(_))
     ));
+    assert_eq!(
+        fx.store.linked_item(crm).unwrap().map(|l| l.version),
+        Some(new_version)
+    );
     fx.store.delete_item(&link).unwrap();
     assert_eq!(fx.store.item_fields(crm).unwrap(), None);
+    assert_eq!(fx.store.linked_item(crm).unwrap(), None);
+    assert_eq!(
+        fx.store
+            .links_at("alice", std::slice::from_ref(&link.location))
+            .unwrap(),
+        []
+    );
     assert_eq!(fx.store.links("alice").unwrap(), []);
 }
 

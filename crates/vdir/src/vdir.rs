@@ -207,6 +207,25 @@ impl Vdir {
         Ok((text, tag))
     }
 
+    /// One name as [`Vdir::list`] would list it: `None` when no item file of that name is
+    /// there (gone, a directory, a hidden file, another extension).
+    pub fn entry(&self, href: &str) -> Result<Option<Entry>, VdirError> {
+        let Ok(path) = self.item_path(href) else {
+            return Ok(None);
+        };
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.is_file() || metadata.file_type().is_symlink() => {
+                Ok(Some(Entry {
+                    href: href.to_owned(),
+                    etag: etag(&metadata),
+                }))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
     /// An item's etag, without reading it.
     pub fn etag_of(&self, href: &str) -> Result<String, VdirError> {
         let path = self.item_path(href)?;
@@ -345,6 +364,17 @@ mod tests {
             }]
         );
         assert_eq!(vdir.read("c1.vcf").unwrap(), (CARD.to_owned(), tag.clone()));
+        // One name at a time, as the listing would have it.
+        assert_eq!(
+            vdir.entry("c1.vcf").unwrap(),
+            Some(Entry {
+                href: "c1.vcf".into(),
+                etag: tag.clone()
+            })
+        );
+        for not_listed in ["notes.txt", ".c2.vcf.tmp", "c9.vcf", "../c1.vcf"] {
+            assert_eq!(vdir.entry(not_listed).unwrap(), None, "{not_listed}");
+        }
         assert!(matches!(
             vdir.create("c1.vcf", CARD),
             Err(VdirError::Exists(_))

@@ -54,7 +54,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     Ok(())
                 }
                 Effect::Track { observed } => {
-                    self.status.pending += 1;
+                    self.found.pending.insert(observed.href().to_owned());
                     batch.push(self.new_item(observed));
                     Ok(())
                 }
@@ -137,7 +137,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             let href = collection::href(&link.location);
             match result {
                 Ok(tracked) => {
-                    self.status.pending -= 1;
+                    self.found.pending.remove(href);
                     if tracked.linked.is_some() {
                         report.linked += 1;
                         just_linked.push((link.kind, link.identity.clone()));
@@ -322,7 +322,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let href = collection::href(location);
         if delete_item {
             match self.vdir.delete(href, etag) {
-                Ok(()) | Err(VdirError::Missing(_)) => report.items_written += 1,
+                Ok(()) | Err(VdirError::Missing(_)) => {
+                    self.found.written.push((href.to_owned(), false));
+                    report.items_written += 1;
+                }
                 Err(VdirError::Changed { .. }) => return Ok(()),
                 Err(error) => return Err(error.to_string()),
             }
@@ -376,6 +379,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             }
             Err(error) => return Err(error.to_string()),
         };
+        self.found.written.push((href.clone(), true));
         report.items_written += 1;
         let link = SyncLink {
             mailbox: self.mailbox.id.clone(),

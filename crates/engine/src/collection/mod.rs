@@ -15,6 +15,14 @@
 //! untracked ones are remembered between passes by etag, so a pass over an unchanged
 //! collection of 10,000 items reads no file.
 //!
+//! A daemon's worker that a watcher woke for a few files runs a pass over just those
+//! ([`Extent::Files`]): it looks at each named file, the links at those files (and at the
+//! UIDs read from them, so a rename or a copy is told apart as in a whole pass) and their CRM
+//! rows, and keeps the rest of the collection as the last pass saw it ([`CollectionMemory`]).
+//! Its cost does not grow with the collection. The empty-listing and mass-delete guards still
+//! judge the whole collection; what a files pass cannot judge on its own (a listing that went
+//! empty, a collection not yet seen whole by this worker) it hands to a whole pass.
+//!
 //! A newly tracked item whose UID a CRM row already has (a meeting another mailbox tracked, a
 //! file crmsync wrote before a crash) is linked without a merge; a second round right after
 //! the first merges just those items, so their differences are settled in the same pass.
@@ -24,7 +32,7 @@ mod observe;
 mod plan;
 mod read;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crmsync_config::{CollectionConfig, MailboxConfig};
 use crmsync_core::collection;
@@ -82,13 +90,53 @@ impl Which {
     }
 }
 
+/// Which files of a collection a pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent<'f> {
+    /// Every file: the listing, each file whose etag moved, the CRM rows of every link, the
+    /// rows the CRM created for the owner.
+    Whole,
+    /// Only these file names, as a watcher named them (the daemon's pass after a file event):
+    /// the rest of the collection is as the last pass saw it. Rows the CRM created wait for a
+    /// whole pass (the journal wakes one).
+    Files(&'f BTreeSet<String>),
+}
+
 /// What a worker remembers of its collections between passes: the untracked files by etag,
-/// with their kind and UID, so they are not read again until they change.
+/// with their kind and UID, so they are not read again until they change; and what the last
+/// passes saw of each collection, for a pass over a few files.
 #[derive(Debug, Default)]
 pub struct CollectionMemory {
     untracked: HashMap<(Which, String), (String, ItemKind, ItemIdentity)>,
     /// Links each collection lost in recent passes, with when: the mass-delete guard's window.
     gone: HashMap<Which, Vec<(std::time::Instant, usize)>>,
+    seen: HashMap<Which, Seen>,
+}
+
+/// One collection as the passes since its last whole pass saw it, file by file.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Every item file listed.
+    listed: BTreeSet<String>,
+    /// Files that could not be read or whose change could not be carried out.
+    failed: BTreeSet<String>,
+    /// Files that hold nothing crmsync tracks.
+    skipped: BTreeSet<String>,
+    /// Tracked files with no link yet.
+    pending: BTreeSet<String>,
+}
+
+/// What one pass found file by file: the counts of its collection's report, and what updates
+/// [`Seen`].
+#[derive(Debug, Default)]
+struct Found {
+    failed: BTreeSet<String>,
+    skipped: BTreeSet<String>,
+    pending: BTreeSet<String>,
+    /// Files this pass created (`true`) or deleted (`false`).
+    written: Vec<(String, bool)>,
+    /// Every file the pass looked at (a files pass: the named ones and those of their links).
+    looked_at: BTreeSet<String>,
 }
 
 /// How long links a collection lost count toward the mass-delete guard.
@@ -100,6 +148,12 @@ impl CollectionMemory {
         let recent = self.gone.entry(which).or_default();
         recent.retain(|(at, _)| at.elapsed() < MASS_DELETE_WINDOW);
         recent.iter().map(|(_, count)| count).sum()
+    }
+
+    /// Whether a pass over a few files of this collection can stand on what earlier passes
+    /// saw: only after a whole pass by this worker.
+    pub fn has_seen(&self, which: Which) -> bool {
+        self.seen.contains_key(&which)
     }
 
     fn record_gone(&mut self, which: Which, count: usize) {
@@ -120,8 +174,13 @@ pub struct CollectionPass<'a, S> {
     config: &'a CollectionConfig,
     options: PassOptions,
     memory: &'a mut CollectionMemory,
+    extent: Extent<'a>,
     vdir: Vdir,
     status: CollectionReport,
+    /// Every item file of the collection as this pass knows it: listed by a whole pass, the
+    /// named files looked at again by a files pass.
+    listed: BTreeSet<String>,
+    found: Found,
 }
 
 impl<'a, S: CrmStore> CollectionPass<'a, S> {
@@ -140,7 +199,10 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             config,
             options,
             memory,
+            extent: Extent::Whole,
             vdir: which.vdir(config),
+            found: Found::default(),
+            listed: BTreeSet::new(),
             status: CollectionReport {
                 name: which.as_str(),
                 path: config.path.display().to_string(),
@@ -155,6 +217,15 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         }
     }
 
+    /// Makes this a pass over only these files ([`Extent::Files`]); a worker that has not seen
+    /// the collection whole yet makes a whole pass all the same.
+    pub fn only(mut self, names: &'a BTreeSet<String>) -> CollectionPass<'a, S> {
+        if self.memory.has_seen(self.which) {
+            self.extent = Extent::Files(names);
+        }
+        self
+    }
+
     /// Observe, decide, apply; then merge the items just linked to existing rows. A failure
     /// of the whole collection puts it (and the mailbox) in the error state; one item's
     /// failure is counted and the pass goes on.
@@ -165,6 +236,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             self.status.state = CollectionState::Error;
             self.status.last_error = Some(message);
         }
+        self.remember();
         self.status.tracked = 0;
         for kind in self.which.kinds() {
             match self.store.link_count(&self.mailbox.id, *kind) {
@@ -177,16 +249,39 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     }
 
     fn observe_decide_apply(&mut self, report: &mut PassReport) -> Result<(), PassError> {
-        let mut observed = self.observe(report)?;
+        let mut observed = match self.extent {
+            Extent::Whole => self.observe(report)?,
+            Extent::Files(names) => self.observe_files(names, report)?,
+        };
         observed.view.recently_gone = self.memory.recently_gone(self.which);
-        let hrefs = observed.view.hrefs.clone();
-        let effects = collection::reconcile(
+        let mut effects = collection::reconcile(
             &observed.view,
             &observed.links,
             &observed.crm,
             &observed.created,
             self.mailbox.conflict_policy,
         );
+        // The files named leave no item in the collection as the worker knew it: whether it
+        // really is empty is for a listing to say.
+        let empty = |effects: &[collection::Effect]| {
+            effects
+                .iter()
+                .any(|e| matches!(e, collection::Effect::SuspiciousEmpty { .. }))
+        };
+        if self.extent != Extent::Whole && empty(&effects) {
+            self.extent = Extent::Whole;
+            self.found = Found::default();
+            observed = self.observe(report)?;
+            observed.view.recently_gone = self.memory.recently_gone(self.which);
+            effects = collection::reconcile(
+                &observed.view,
+                &observed.links,
+                &observed.crm,
+                &observed.created,
+                self.mailbox.conflict_policy,
+            );
+        }
+        let hrefs = observed.view.hrefs.clone();
         if self.options.dry_run {
             let which = self.which;
             report
@@ -217,9 +312,9 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         }
     }
 
-    /// The entries of the failed-items list this pass settled. Every pass lists the whole
+    /// The entries of the failed-items list this pass settled. A whole pass lists the
     /// collection and reads again each file that failed, so an entry that did not fail now
-    /// is an item that is fine or gone.
+    /// is an item that is fine or gone; a files pass settles the files it looked at.
     fn resolve_failures(&mut self, report: &mut PassReport) -> Result<(), PassError> {
         let scope = self.which.as_str();
         for entry in self.store.failed_items(Some(&self.mailbox.id), "")? {
@@ -228,7 +323,9 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
                 .failures
                 .iter()
                 .any(|f| f.scope == scope && f.item == failure.item);
-            if failure.scope == scope && !failing_now {
+            let looked_at =
+                self.extent == Extent::Whole || self.found.looked_at.contains(&failure.item);
+            if failure.scope == scope && looked_at && !failing_now {
                 report.resolved.push((failure.scope, failure.item));
             }
         }
@@ -239,7 +336,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     /// came from.
     fn item_failed(&mut self, report: &mut PassReport, href: String, reason: String) {
         let reason = one_line(&reason, MAX_MESSAGE);
-        self.status.failed += 1;
+        self.found.failed.insert(href.clone());
         report.failed += 1;
         report.warn(format!("{} {href}: {reason}", self.which.as_str()));
         report.failures.push(ItemFailure {
@@ -247,5 +344,45 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             item: href,
             reason,
         });
+    }
+
+    /// What this pass saw, into the worker's memory of the collection, and the collection's
+    /// counts from it: a whole pass replaces what was seen, a files pass replaces what it
+    /// looked at. A collection in error is forgotten, so the next pass over it is whole.
+    fn remember(&mut self) {
+        let found = std::mem::take(&mut self.found);
+        if self.status.state == CollectionState::Error {
+            self.memory.seen.remove(&self.which);
+            self.status.items = self.listed.len() as u64;
+            self.status.failed = found.failed.len() as u64;
+            self.status.skipped = found.skipped.len() as u64;
+            self.status.pending = found.pending.len() as u64;
+            return;
+        }
+        let seen = self.memory.seen.entry(self.which).or_default();
+        seen.listed = std::mem::take(&mut self.listed);
+        if self.extent == Extent::Whole {
+            seen.failed.clear();
+            seen.skipped.clear();
+            seen.pending.clear();
+        } else {
+            for set in [&mut seen.failed, &mut seen.skipped, &mut seen.pending] {
+                set.retain(|href| !found.looked_at.contains(href));
+            }
+        }
+        seen.failed.extend(found.failed);
+        seen.skipped.extend(found.skipped);
+        seen.pending.extend(found.pending);
+        for (href, exists) in found.written {
+            if exists {
+                seen.listed.insert(href);
+            } else {
+                seen.listed.remove(&href);
+            }
+        }
+        self.status.items = seen.listed.len() as u64;
+        self.status.failed = seen.failed.len() as u64;
+        self.status.skipped = seen.skipped.len() as u64;
+        self.status.pending = seen.pending.len() as u64;
     }
 }

@@ -1,7 +1,7 @@
 //! Observe: the collection's listing, the files that changed since their link (or that have
 //! none), and the CRM side of every link plus the rows the CRM created for the owner.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crmsync_config::FromCrm;
 use crmsync_core::collection::{self, CollectionView, CrmCreated, CrmItem, ObservedItem};
@@ -11,9 +11,12 @@ use crmsync_store::CrmStore;
 use crmsync_vdir::vdir::{Entry, VdirError};
 
 use super::read::{self, NotRead, Read};
-use super::{CollectionPass, Which};
+use super::{CollectionPass, Extent, Which};
 use crate::error::PassError;
 use crate::report::PassReport;
+
+/// A file as read: `None` when it went away since the listing.
+type Reading = Result<Option<(Read, String)>, NotRead>;
 
 /// What the core needs to decide about one collection.
 pub(super) struct Observed {
@@ -47,13 +50,20 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             );
         }
         self.status.items = entries.len() as u64;
+        self.listed = entries.iter().map(|e| e.href.clone()).collect();
+        let which = self.which;
+        let listed = &self.listed;
+        self.memory
+            .untracked
+            .retain(|(w, href), _| *w != which || listed.contains(href));
+        self.found.looked_at = self.listed.clone();
         let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
         let mut view = CollectionView {
             accept_empty: self.options.accept_empty,
             accept_deletes: self.options.accept_deletes,
             ..CollectionView::default()
         };
-        let mut present = self.read_changed(&entries, &links, &mut view, report);
+        let mut present = self.read_changed(&entries, &links, HashMap::new(), &mut view, report);
         present.extend(links.iter().map(|l| (l.kind, l.identity.clone())));
         let (crm, skipped) = self.crm_side(&links, &view, report)?;
         let created = self.created(&present)?;
@@ -63,6 +73,100 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             links,
             crm,
             created,
+        })
+    }
+
+    /// A pass over the files a watcher named: each is looked at (gone, or there with its
+    /// etag), the links at those files and at the UIDs read from them are loaded with their
+    /// CRM rows, and the rest of the collection is as the last pass saw it (the links this
+    /// pass was not given are counted, for the guards).
+    pub(super) fn observe_files(
+        &mut self,
+        names: &BTreeSet<String>,
+        report: &mut PassReport,
+    ) -> Result<Observed, PassError> {
+        if !self.config.path.is_dir() {
+            return Err(PassError::Collection(format!(
+                "the collection {} is not a directory",
+                self.config.path.display()
+            )));
+        }
+        let which = self.which;
+        self.listed = self
+            .memory
+            .seen
+            .get_mut(&which)
+            .map(|seen| std::mem::take(&mut seen.listed))
+            .unwrap_or_default();
+        let mut entries = Vec::new();
+        for name in names {
+            let entry = self
+                .vdir
+                .entry(name)
+                .map_err(|error| PassError::Collection(error.to_string()))?;
+            match entry {
+                Some(entry) => {
+                    self.listed.insert(entry.href.clone());
+                    entries.push(entry);
+                }
+                None => {
+                    self.listed.remove(name);
+                    self.memory.untracked.remove(&(which, name.clone()));
+                }
+            }
+        }
+        let locations: Vec<_> = names.iter().map(|n| read::location(which, n)).collect();
+        let mut links = self.store.links_at(&self.mailbox.id, &locations)?;
+        // Read before the links are complete: a file's UID may be linked at another file (a
+        // rename, or a copy), and that link decides which of the two it is.
+        let mut pre_read = HashMap::new();
+        for entry in &entries {
+            let unchanged = links.iter().any(|l| {
+                collection::href(&l.location) == entry.href
+                    && l.item_version.as_ref().is_some_and(|v| v.0 == entry.etag)
+            });
+            if unchanged {
+                continue;
+            }
+            let reading = self.read_file(&entry.href);
+            if let Ok(Some((item, _))) = &reading
+                && !links
+                    .iter()
+                    .any(|l| l.kind == item.kind && l.identity == item.identity)
+                && let Some(link) = self
+                    .store
+                    .link(&self.mailbox.id, item.kind, &item.identity)?
+            {
+                links.push(link);
+            }
+            pre_read.insert(entry.href.clone(), reading);
+        }
+        let mut all_links = 0;
+        for kind in which.kinds() {
+            all_links += self.store.link_count(&self.mailbox.id, *kind)? as usize;
+        }
+        self.status.items = self.listed.len() as u64;
+        self.found.looked_at = names.clone();
+        self.found.looked_at.extend(
+            links
+                .iter()
+                .map(|l| collection::href(&l.location).to_owned()),
+        );
+        let mut view = CollectionView {
+            accept_empty: self.options.accept_empty,
+            accept_deletes: self.options.accept_deletes,
+            hrefs: self.listed.clone(),
+            other_links: all_links.saturating_sub(links.len()),
+            ..CollectionView::default()
+        };
+        self.read_changed(&entries, &links, pre_read, &mut view, report);
+        let (crm, skipped) = self.crm_side(&links, &view, report)?;
+        let links = sit_out(links, &skipped, &mut view);
+        Ok(Observed {
+            view,
+            links,
+            crm,
+            created: Vec::new(),
         })
     }
 
@@ -108,7 +212,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     }
 
     /// Reads a file: `None` when it went away since the listing.
-    fn read_file(&self, href: &str) -> Result<Option<(Read, String)>, NotRead> {
+    fn read_file(&self, href: &str) -> Reading {
         match self.vdir.read(href) {
             Err(VdirError::Missing(_)) => Ok(None),
             Err(error) => Err(NotRead::Unreadable(error.to_string())),
@@ -149,12 +253,14 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     }
 
     /// Reads every listed file whose etag its link does not already hold (and that is not an
-    /// untracked file remembered at this etag) into the view; returns what the collection
-    /// holds. Unreadable files are counted failed and sit the pass out.
+    /// untracked file remembered at this etag) into the view, or takes it from `pre_read`;
+    /// returns what the collection holds. Unreadable files are counted failed and sit the
+    /// pass out.
     fn read_changed(
         &mut self,
         entries: &[Entry],
         links: &[SyncLink],
+        mut pre_read: HashMap<String, Reading>,
         view: &mut CollectionView,
         report: &mut PassReport,
     ) -> BTreeSet<(ItemKind, ItemIdentity)> {
@@ -166,7 +272,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 Some((collection::href(&l.location), version.0.as_str()))
             })
             .collect();
-        let listed: BTreeSet<&str> = entries.iter().map(|e| e.href.as_str()).collect();
+        let listed = &self.listed;
         let linked: BTreeSet<(ItemKind, &ItemIdentity)> =
             links.iter().map(|l| (l.kind, &l.identity)).collect();
         // A UID belongs to the file its link points at while that file is listed: another file
@@ -174,13 +280,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let mut seen_uids: BTreeMap<ItemIdentity, String> = links
             .iter()
             .map(|l| (l.identity.clone(), collection::href(&l.location).to_owned()))
-            .filter(|(_, href)| listed.contains(href.as_str()))
+            .filter(|(_, href)| listed.contains(href))
             .collect();
         let mut present = BTreeSet::new();
         let mut unreadable: Vec<(String, String)> = Vec::new();
-        self.memory
-            .untracked
-            .retain(|(w, href), _| *w != which || listed.contains(href.as_str()));
         for entry in entries {
             view.hrefs.insert(entry.href.clone());
             if unchanged.contains(&(entry.href.as_str(), entry.etag.as_str())) {
@@ -193,7 +296,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 present.insert((*kind, identity.clone()));
                 continue;
             }
-            let (item, etag) = match self.read_file(&entry.href) {
+            let reading = pre_read
+                .remove(&entry.href)
+                .unwrap_or_else(|| self.read_file(&entry.href));
+            let (item, etag) = match reading {
                 Ok(Some(found)) => found,
                 Ok(None) => continue,
                 Err(NotRead::Unreadable(message)) => {
@@ -218,7 +324,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     }
                 },
                 Err(NotRead::NotAnItem(why)) => {
-                    self.status.skipped += 1;
+                    self.found.skipped.insert(entry.href.clone());
                     tracing::debug!(mailbox = %self.mailbox.id, file = %entry.href, "skipped: {why}");
                     continue;
                 }
@@ -261,7 +367,18 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         view: &CollectionView,
         report: &mut PassReport,
     ) -> Result<(BTreeMap<CrmRef, CrmItem>, BTreeSet<CrmRef>), PassError> {
-        let linked = self.store.linked_items(&self.mailbox.id)?;
+        let linked = match self.extent {
+            Extent::Whole => self.store.linked_items(&self.mailbox.id)?,
+            Extent::Files(_) => {
+                let mut rows = HashMap::new();
+                for link in links {
+                    if let Some(row) = self.store.linked_item(link.crm)? {
+                        rows.insert(link.crm, row);
+                    }
+                }
+                rows
+            }
+        };
         let observed: BTreeSet<(ItemKind, &ItemIdentity)> =
             view.changed.iter().map(|o| (o.kind, &o.identity)).collect();
         let owner = self.mailbox.owner.key();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crmsync_core::item::{ItemIdentity, ItemKind};
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, RecordNumber};
@@ -150,6 +150,7 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
 impl<S: ItemStore> ItemStore for CrashingStore<S> {
     reads! {
         linked_items(mailbox: &str) -> HashMap<CrmRef, LinkedItem>;
+        linked_item(crm: CrmRef) -> Option<LinkedItem>;
         item_fields(crm: CrmRef) -> Option<Snapshot>;
         item_by_uid(kind: ItemKind, uid: &str, owner: &EmailAddress) -> Option<(CrmRef, ItemCreator)>;
         created_items(mailbox: &str, owner: &EmailAddress, calendar: bool, contacts: bool) -> Vec<CreatedItem>;
@@ -224,6 +225,7 @@ impl<S: LinkStore> LinkStore for CrashingStore<S> {
         link(mailbox: &str, kind: ItemKind, identity: &ItemIdentity) -> Option<SyncLink>;
         links(mailbox: &str) -> Vec<SyncLink>;
         links_of(mailbox: &str, kinds: &[ItemKind]) -> Vec<SyncLink>;
+        links_at(mailbox: &str, locations: &[ItemLocation]) -> Vec<SyncLink>;
         link_count(mailbox: &str, kind: ItemKind) -> u64;
         sync_state(mailbox: &str, scope: &str) -> Option<SyncState>;
     }

@@ -693,6 +693,29 @@ pub(super) fn linked(
     Ok(linked)
 }
 
+/// The version and owner of one appointment, task or contact row (`None` when it is gone).
+pub(super) fn linked_one(conn: &Connection, crm: CrmRef) -> Result<Option<LinkedItem>> {
+    let sql = match crm {
+        CrmRef::Activity(_) => {
+            "SELECT a.version, u.email FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
+             WHERE a.id = ?1"
+        }
+        CrmRef::Record(_) => {
+            "SELECT r.version, u.email FROM records r LEFT JOIN users u ON u.record_id = r.owner_id
+             WHERE r.id = ?1"
+        }
+    };
+    Ok(
+        query_row_cached(conn, sql, [crm.uuid().to_string()], |row| {
+            Ok(LinkedItem {
+                version: row.get(0)?,
+                owner: row.get(1)?,
+            })
+        })
+        .optional()?,
+    )
+}
+
 /// The rows that belong in the owner's collections and have no link from the mailbox:
 /// appointments and tasks created in the CRM for the owner (`calendar`), contact records the
 /// owner owns (`contacts`).

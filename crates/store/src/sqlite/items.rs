@@ -20,6 +20,10 @@ impl ItemStore for SqliteStore {
         self.read(|conn| item_rows::linked(conn, mailbox))
     }
 
+    fn linked_item(&self, crm: CrmRef) -> Result<Option<crate::LinkedItem>> {
+        self.read(|conn| item_rows::linked_one(conn, crm))
+    }
+
     fn item_fields(&self, crm: CrmRef) -> Result<Option<Snapshot>> {
         self.read(|conn| item_rows::item_fields(conn, crm))
     }

@@ -169,6 +169,22 @@ impl LinkStore for SqliteStore {
         })
     }
 
+    fn links_at(&self, mailbox: &str, locations: &[ItemLocation]) -> Result<Vec<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 AND item_location = ?2"
+            ))?;
+            let mut links = Vec::new();
+            for location in locations {
+                let mut rows = statement.query(params![mailbox, location.storage_key()])?;
+                while let Some(row) = rows.next()? {
+                    links.push(link_from_row(row)?);
+                }
+            }
+            Ok(links)
+        })
+    }
+
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
         self.read(|conn| {
             let count: i64 = query_row_cached(
