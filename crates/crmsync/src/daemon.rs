@@ -17,12 +17,13 @@ use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use crmsync_config::{Config, LogFormat, MailboxConfig};
 use crmsync_engine::STORE_RULES;
+use crmsync_engine::collection::Which;
 use crmsync_engine::daemon::{
     Origin, Wakers, Worker, WorkerEvent, WorkerSettings, WorkerWaker, first_pass_gate,
     spawn_worker, watch_journal,
 };
 use crmsync_engine::pass::failed_items_since;
-use crmsync_engine::{CollectionState, MailboxState, PassReport};
+use crmsync_engine::{CollectionReport, CollectionState, MailboxState, PassReport};
 use crmsync_store::{FailureStore, LinkStore, SqliteStore};
 use notify::Watcher;
 use tokio::signal::unix::{SignalKind, signal};
@@ -127,7 +128,7 @@ impl Supervisor {
             .map(|(id, worker)| WorkerWaker {
                 mailbox: id.clone(),
                 owner: worker.mailbox.owner.key(),
-                sender: worker.waker(),
+                waker: worker.waker(),
             })
             .collect();
     }
@@ -333,9 +334,18 @@ impl StatusWriter {
         };
         status.state = report.state.as_str().into();
         status.tracked = report.tracked;
-        status.pending = report.pending;
         status.consecutive_errors = consecutive_errors;
-        status.failed = report.failed;
+        if report.partial {
+            // A pass over some collection files: the rest of the mailbox is as the last whole
+            // pass left it, so only the counts of the collections it looked at change.
+            for (failed, pending, c) in collection_counts(&report, &status.collections) {
+                status.failed = status.failed.saturating_sub(failed) + c.failed;
+                status.pending = status.pending.saturating_sub(pending) + c.pending;
+            }
+        } else {
+            status.pending = report.pending;
+            status.failed = report.failed;
+        }
         status.collections = collection_statuses(&report, &status.collections);
         if let Some(failed_items) = failed_items {
             status.failed_items = failed_items;
@@ -345,13 +355,15 @@ impl StatusWriter {
                 let at = now();
                 status.last_success = Some(at.clone());
                 status.last_error = report.errors.first().cloned();
-                status.folders = folders
-                    .into_iter()
-                    .map(|mut f| {
-                        f.last_success = Some(at.clone());
-                        f
-                    })
-                    .collect();
+                if !report.partial {
+                    status.folders = folders
+                        .into_iter()
+                        .map(|mut f| {
+                            f.last_success = Some(at.clone());
+                            f
+                        })
+                        .collect();
+                }
             }
             MailboxState::Error => {
                 status.last_error = report.errors.first().cloned();
@@ -446,13 +458,36 @@ impl StatusWriter {
     }
 }
 
-/// Each collection as the pass saw it; one that failed keeps its last success.
+/// Each collection a pass over some files looked at, with the failed and pending counts the
+/// status had for it before.
+fn collection_counts<'r>(
+    report: &'r PassReport,
+    previous: &[CollectionStatus],
+) -> Vec<(u64, u64, &'r CollectionReport)> {
+    report
+        .collections
+        .iter()
+        .map(|c| {
+            let before = previous.iter().find(|p| p.name == c.name);
+            let failed = before.map_or(0, |p| p.failed);
+            let pending = before.map_or(0, |p| p.pending);
+            (failed, pending, c)
+        })
+        .collect()
+}
+
+/// Each collection as the pass saw it; one that failed keeps its last success. A pass over
+/// some files keeps the collections it did not look at as they were.
 fn collection_statuses(
     report: &PassReport,
     previous: &[CollectionStatus],
 ) -> Vec<CollectionStatus> {
     let at = now();
-    report
+    let untouched = previous
+        .iter()
+        .filter(|p| report.partial && !report.collections.iter().any(|c| c.name == p.name))
+        .cloned();
+    let mut statuses: Vec<CollectionStatus> = report
         .collections
         .iter()
         .map(|c| CollectionStatus {
@@ -462,6 +497,7 @@ fn collection_statuses(
             items: c.items,
             tracked: c.tracked,
             failed: c.failed,
+            pending: c.pending,
             skipped: c.skipped,
             last_error: c.last_error.clone(),
             last_success: if c.state == CollectionState::Idle {
@@ -473,7 +509,10 @@ fn collection_statuses(
                     .and_then(|p| p.last_success.clone())
             },
         })
-        .collect()
+        .collect();
+    statuses.extend(untouched);
+    statuses.sort_by_key(|s| Which::parse(&s.name));
+    statuses
 }
 
 /// Watches the config file's directory (editors replace files by renaming) and signals when

@@ -102,6 +102,10 @@ pub struct CollectionStatus {
     pub tracked: u64,
     /// Files the last pass could not read or write.
     pub failed: u64,
+    /// Tracked files with no link yet (their tracking is still to be carried out, or failed
+    /// and is retried).
+    #[serde(default)]
+    pub pending: u64,
     /// Well-formed files that hold nothing crmsync tracks (a journal entry, free/busy, only
     /// changed occurrences of a series kept elsewhere).
     #[serde(default)]

@@ -42,5 +42,5 @@ pub const STORE_RULES: crmsync_store::Rules = crmsync_store::Rules {
     base: crmsync_core::collection::two_sided_base,
     resolve: crmsync_core::resolve::resolve,
 };
-pub use pass::{Kept, PassOptions, sync_mailbox, sync_mailbox_keeping};
+pub use pass::{Kept, PassOptions, Scope, sync_mailbox, sync_mailbox_keeping, sync_mailbox_scoped};
 pub use report::{CollectionReport, CollectionState, MailboxState, PassReport};

@@ -2,6 +2,8 @@
 //! ([`crate::email::EmailPass`]) and each collection ([`crate::collection::CollectionPass`]).
 //! This is what `crmsync sync` runs once and the daemon's workers run on every wake.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crmsync_config::{ImapConfig, MailboxConfig, SmtpConfig};
 use crmsync_core::item::ItemKind;
 use crmsync_imap::ImapSession;
@@ -32,6 +34,18 @@ pub struct PassOptions {
     /// Observe and decide, then report what the pass would do (`PassReport::planned`) and
     /// write nothing: not to the store, not to a folder (opened read-only), not to a file.
     pub dry_run: bool,
+}
+
+/// What a pass looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// The mail folders, the outbox and every collection, whole.
+    #[default]
+    Everything,
+    /// Only these files of these collections (file names, as a watcher named them): no
+    /// server is asked, no other collection looked at. A collection the worker has not seen
+    /// whole yet gets a whole pass all the same.
+    Files(BTreeMap<Which, BTreeSet<String>>),
 }
 
 /// What a worker keeps between passes.
@@ -68,7 +82,24 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
     options: PassOptions,
     kept: &mut Kept,
 ) -> PassReport {
+    sync_mailbox_scoped(store, mailbox, options, &Scope::Everything, kept).await
+}
+
+/// [`sync_mailbox_keeping`] over what `scope` names: a worker woken for a few collection
+/// files looks at those alone.
+pub async fn sync_mailbox_scoped<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    options: PassOptions,
+    scope: &Scope,
+    kept: &mut Kept,
+) -> PassReport {
     let mut report = PassReport::new(&mailbox.id);
+    let files = match scope {
+        Scope::Everything => None,
+        Scope::Files(files) => Some(files),
+    };
+    report.partial = files.is_some();
     if !mailbox.enabled {
         report.state = MailboxState::Disabled;
         return report;
@@ -81,18 +112,21 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
     if report.state == MailboxState::NotPermitted {
         return report;
     }
-    if let Some(imap) = &mailbox.imap
+    if let Some(imap) = mailbox.imap.as_ref().filter(|_| files.is_none())
         && let Err(error) = email_part(store, mailbox, imap, options, kept, &mut report).await
     {
         kept.connection = None;
         report.permanent |= error.is_permanent();
         report.fail(error.to_string());
     }
-    if let Some(smtp) = &mailbox.smtp {
+    if let Some(smtp) = mailbox.smtp.as_ref().filter(|_| files.is_none()) {
         outbound_part(store, mailbox, smtp, options, kept, &mut report).await;
     }
     for which in Which::ALL {
-        if let Some(config) = which.config(mailbox) {
+        let named = files.map(|files| files.get(&which));
+        if let Some(config) = which.config(mailbox)
+            && named != Some(None)
+        {
             let pass = CollectionPass::new(
                 store,
                 mailbox,
@@ -101,6 +135,10 @@ pub async fn sync_mailbox_keeping<S: CrmStore>(
                 options,
                 &mut kept.collections,
             );
+            let pass = match named.flatten() {
+                Some(names) => pass.only(names),
+                None => pass,
+            };
             let collection = pass.run(&mut report);
             report.collections.push(collection);
         }

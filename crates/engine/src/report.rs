@@ -116,6 +116,9 @@ pub struct PassReport {
     pub permanent: bool,
     /// The IMAP server offers IDLE (known after a pass that reached it).
     pub idle_supported: bool,
+    /// The pass looked only at the collection files a watcher named ([`crate::Scope::Files`]):
+    /// no mail folder, no outbox, and only the collections in `collections`.
+    pub partial: bool,
 }
 
 impl PassReport {
@@ -146,6 +149,7 @@ impl PassReport {
             collections: Vec::new(),
             permanent: false,
             idle_supported: false,
+            partial: false,
         }
     }
 

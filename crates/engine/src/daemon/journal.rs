@@ -10,10 +10,11 @@ use std::time::Duration;
 use std::collections::{BTreeMap, HashSet};
 
 use crmsync_store::{JournalEntry, JournalStore, SqliteStore};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::origin::Origin;
+use super::wake::Waker;
 
 /// How often the journal watcher reads the journal's new rows: one indexed range query, cheap
 /// enough to run twenty times a second.
@@ -31,7 +32,7 @@ pub struct WorkerWaker {
     pub mailbox: String,
     /// The mailbox owner's address, in lower case.
     pub owner: String,
-    pub sender: mpsc::Sender<()>,
+    pub waker: Waker,
 }
 
 /// The workers' wakers, shared between the supervisor and the journal watcher.
@@ -141,7 +142,7 @@ fn wake_for_changes(
     }
     for worker in &workers {
         if wake.contains(&worker.mailbox) {
-            let _ = worker.sender.try_send(());
+            worker.waker.everything();
         }
     }
     if !wake.is_empty() {

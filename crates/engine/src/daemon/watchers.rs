@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use crmsync_config::{ImapConfig, MailboxConfig, WatchMode};
 use crmsync_imap::{IdleOutcome, ImapError, ImapSession};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::wake::Waker;
 use super::worker::WorkerSettings;
+use crate::collection::Which;
 
 /// The least time between two starts of a mailbox's IDLE watchers.
 const WATCH_RESTART: Duration = Duration::from_secs(30);
@@ -41,7 +42,7 @@ impl IdleWatchers {
         mailbox: &MailboxConfig,
         idle_supported: bool,
         settings: &WorkerSettings,
-        wake: &mpsc::Sender<()>,
+        wake: &Waker,
     ) -> Duration {
         self.watchers.retain(|_, watcher| !watcher.is_finished());
         let Some(imap) = mailbox.imap.as_ref().filter(|_| idle_supported) else {
@@ -89,7 +90,7 @@ async fn idle_watcher(
     imap: ImapConfig,
     folder: String,
     renew: Duration,
-    wake: mpsc::Sender<()>,
+    wake: Waker,
 ) {
     let result: Result<(), ImapError> = async {
         let password = imap
@@ -104,14 +105,14 @@ async fn idle_watcher(
             let announce = std::mem::take(&mut first).then(|| wake.clone());
             let ready = move || {
                 if let Some(wake) = announce {
-                    let _ = wake.try_send(());
+                    wake.everything();
                 }
             };
             let (next, outcome) = session.idle(&folder, renew, ready).await?;
             session = next;
             if outcome == IdleOutcome::Changed {
                 tracing::debug!(mailbox = %mailbox, folder = %folder, "IDLE: change");
-                let _ = wake.try_send(());
+                wake.everything();
             }
         }
     }
@@ -119,7 +120,7 @@ async fn idle_watcher(
     if let Err(error) = result {
         tracing::warn!(mailbox = %mailbox, folder = %folder, "IDLE ended: {error}");
     }
-    let _ = wake.try_send(());
+    wake.everything();
 }
 
 /// A boxed filesystem watcher: dropping it stops the watch.
@@ -127,44 +128,46 @@ pub(super) type CollectionWatcher = Box<dyn notify::Watcher + Send>;
 
 /// Watches the mailbox's calendar and address book directories with inotify, or with a
 /// polling watcher when inotify cannot (its watch limit reached, say, or `watch = "poll"` for
-/// a network file system), and wakes the worker when an item file appears, changes or goes.
+/// a network file system), and wakes the worker for the files that appeared, changed or went.
 /// Temporary files (names starting with `.`, as vdir writers make them) do not wake it; the
-/// rename that follows does.
-pub(super) fn watch_collections(
-    mailbox: &MailboxConfig,
-    wake: &mpsc::Sender<()>,
-) -> Vec<CollectionWatcher> {
-    [&mailbox.calendar, &mailbox.contacts]
+/// rename that follows does. A watcher that lost events (the kernel's queue overflowed), an
+/// error, or a change to the directory itself asks for a whole pass.
+pub(super) fn watch_collections(mailbox: &MailboxConfig, wake: &Waker) -> Vec<CollectionWatcher> {
+    Which::ALL
         .into_iter()
-        .flatten()
-        .filter_map(|config| watch_collection(&mailbox.id, &config.path, config.watch, wake))
+        .filter_map(|which| {
+            let config = which.config(mailbox)?;
+            watch_collection(&mailbox.id, which, &config.path, config.watch, wake)
+        })
         .collect()
 }
 
 fn watch_collection(
     mailbox: &str,
+    which: Which,
     path: &std::path::Path,
     mode: WatchMode,
-    wake: &mpsc::Sender<()>,
+    wake: &Waker,
 ) -> Option<CollectionWatcher> {
     use notify::Watcher;
     let handler = {
         let wake = wake.clone();
-        move |event: notify::Result<notify::Event>| {
-            let relevant = match &event {
-                Ok(event) => {
-                    !event.kind.is_access()
-                        && event.paths.iter().any(|p| {
-                            p.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| !n.starts_with('.'))
-                        })
+        let directory = path.to_path_buf();
+        move |event: notify::Result<notify::Event>| match event {
+            Ok(event) if event.kind.is_access() => {}
+            Ok(event) if !event.need_rescan() && !event.paths.contains(&directory) => {
+                let names: Vec<String> = event
+                    .paths
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str())
+                    .filter(|name| !name.starts_with('.'))
+                    .map(str::to_owned)
+                    .collect();
+                if !names.is_empty() {
+                    wake.files(which, names);
                 }
-                Err(_) => true,
-            };
-            if relevant {
-                let _ = wake.try_send(());
             }
+            _ => wake.everything(),
         }
     };
     let inotify = match mode {

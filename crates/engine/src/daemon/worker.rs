@@ -19,8 +19,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::origin::Origin;
+use super::wake::Waker;
 use super::watchers::{CollectionWatcher, IdleWatchers, watch_collections};
-use crate::pass::{Kept, PassOptions, sync_mailbox_keeping};
+use crate::pass::{Kept, PassOptions, Scope, sync_mailbox_scoped};
 use crate::report::{MailboxState, PassReport};
 
 /// How long a pass in hand may go on after shutdown was asked for. Then it is cancelled at its
@@ -80,19 +81,19 @@ pub enum WorkerEvent {
 /// A running worker, as the supervisor holds it.
 pub struct Worker {
     pub mailbox: MailboxConfig,
-    wake: mpsc::Sender<()>,
+    wake: Waker,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Worker {
-    /// Wakes the worker for a pass now (a no-op when a wake is already pending).
+    /// Wakes the worker for a whole pass now.
     pub fn wake(&self) {
-        let _ = self.wake.try_send(());
+        self.wake.everything();
     }
 
-    /// A sender that wakes this worker, for the journal watcher.
-    pub fn waker(&self) -> mpsc::Sender<()> {
+    /// What wakes this worker, for the journal watcher.
+    pub fn waker(&self) -> Waker {
         self.wake.clone()
     }
 
@@ -111,27 +112,28 @@ pub fn spawn_worker(
     events: mpsc::UnboundedSender<WorkerEvent>,
     first_pass: Arc<Semaphore>,
 ) -> Worker {
-    let (wake_tx, wake_rx) = mpsc::channel(1);
+    let (waker, wake_rx) = Waker::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = MailboxWorker {
-        _collection_watchers: watch_collections(&mailbox, &wake_tx),
+        _collection_watchers: watch_collections(&mailbox, &waker),
         mailbox: mailbox.clone(),
         database,
         settings,
         events,
-        wake_tx: wake_tx.clone(),
+        waker: waker.clone(),
         wake_rx,
         stop: stop_rx,
         store: None,
         kept: Kept::default(),
         idle: IdleWatchers::default(),
+        idle_supported: false,
         delays: backoff(),
         consecutive_errors: 0,
         first_pass: Some(first_pass),
     };
     Worker {
         mailbox,
-        wake: wake_tx,
+        wake: waker,
         stop: stop_tx,
         task: tokio::spawn(worker.run()),
     }
@@ -154,13 +156,15 @@ struct MailboxWorker {
     database: PathBuf,
     settings: WorkerSettings,
     events: mpsc::UnboundedSender<WorkerEvent>,
-    wake_tx: mpsc::Sender<()>,
+    waker: Waker,
     wake_rx: mpsc::Receiver<()>,
     stop: watch::Receiver<bool>,
     /// The worker's own store connection, opened (again) when missing.
     store: Option<SqliteStore>,
     kept: Kept,
     idle: IdleWatchers,
+    /// Whether the server offers IDLE, as the last pass that reached it said.
+    idle_supported: bool,
     /// Kept alive as long as the worker: they wake it when a collection's files change.
     _collection_watchers: Vec<CollectionWatcher>,
     delays: Box<dyn Iterator<Item = Duration> + Send>,
@@ -171,13 +175,14 @@ struct MailboxWorker {
 
 impl MailboxWorker {
     async fn run(mut self) {
+        let mut scope = Scope::Everything;
         while !*self.stop.borrow() {
             // `None`: the pass was cancelled for shutdown, which is no failure of the mailbox.
-            let Some(report) = self.work().await else {
+            let Some(report) = self.work(scope).await else {
                 break;
             };
             let delay = self.after(report);
-            self.wait_for_work(delay).await;
+            scope = self.wait_for_work(delay).await;
         }
         self.idle.stop();
         if let Some(session) = self.kept.connection.take() {
@@ -188,10 +193,16 @@ impl MailboxWorker {
         });
     }
 
-    /// One pass, under the mailbox lock, as a task of its own. Its store and kept state go
-    /// with a panic and are made afresh.
-    async fn work(&mut self) -> Option<PassReport> {
+    /// One pass over `scope`, under the mailbox lock, as a task of its own. Its store and
+    /// kept state go with a panic and are made afresh. Until a pass succeeded, and after a
+    /// failed one, the pass is whole whatever woke the worker.
+    async fn work(&mut self, scope: Scope) -> Option<PassReport> {
         let id = self.mailbox.id.clone();
+        let scope = if self.first_pass.is_some() || self.consecutive_errors > 0 {
+            Scope::Everything
+        } else {
+            scope
+        };
         // Until a pass succeeded, each waits its turn (or for shutdown): a daemon started while
         // the server is down does not send every mailbox at it at once when it comes back.
         // The permit goes with the pass.
@@ -236,8 +247,9 @@ impl MailboxWorker {
         let mailbox = self.mailbox.clone();
         let mut kept = std::mem::take(&mut self.kept);
         let mut pass = tokio::spawn(async move {
+            let options = PassOptions::default();
             let report =
-                sync_mailbox_keeping(&mut store, &mailbox, PassOptions::default(), &mut kept).await;
+                sync_mailbox_scoped(&mut store, &mailbox, options, &scope, &mut kept).await;
             (store, kept, report)
         });
         let finished = tokio::select! {
@@ -280,8 +292,12 @@ impl MailboxWorker {
             updated = report.updated,
             failed = report.failed,
             pending = report.pending,
+            partial = report.partial,
             "pass done"
         );
+        if !report.partial {
+            self.idle_supported = report.idle_supported;
+        }
         let delay = match report.state {
             MailboxState::Idle => {
                 self.first_pass = None;
@@ -289,9 +305,9 @@ impl MailboxWorker {
                 self.delays = backoff();
                 self.idle.keep(
                     &self.mailbox,
-                    report.idle_supported,
+                    self.idle_supported,
                     &self.settings,
-                    &self.wake_tx,
+                    &self.waker,
                 )
             }
             MailboxState::Error => {
@@ -315,16 +331,25 @@ impl MailboxWorker {
         delay
     }
 
-    async fn wait_for_work(&mut self, delay: Duration) {
+    /// Waits for a wake that asks for something, the end of `delay` (a whole pass), or
+    /// shutdown; returns what the next pass looks at.
+    async fn wait_for_work(&mut self, delay: Duration) -> Scope {
+        let deadline = tokio::time::Instant::now() + delay;
         // A stop that came during the pass was seen there already.
-        if *self.stop.borrow() {
-            return;
+        while !*self.stop.borrow() {
+            tokio::select! {
+                _ = self.wake_rx.recv() => {
+                    if let Some(scope) = self.waker.take() {
+                        return scope;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = self.stop.changed() => break,
+            }
         }
-        tokio::select! {
-            _ = self.wake_rx.recv() => {}
-            _ = tokio::time::sleep(delay) => {}
-            _ = self.stop.changed() => {}
-        }
+        // A whole pass takes whatever was asked for meanwhile.
+        self.waker.take();
+        Scope::Everything
     }
 }
 
