@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "links_by_location",
         sql: include_str!("migrations/0015_links_by_location.sql"),
     },
+    Migration {
+        version: 16,
+        name: "link_counts",
+        sql: include_str!("migrations/0016_link_counts.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

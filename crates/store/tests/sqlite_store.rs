@@ -5,6 +5,7 @@
 
 mod support;
 
+use crmsync_core::item::ItemKind;
 use crmsync_core::link::{CrmRef, LinkState};
 use crmsync_core::model::{ActivityState, ActivityType, PartyRole, RecordNumber};
 use crmsync_store::prelude::*;
@@ -69,6 +70,49 @@ fn every_migration_runs_on_a_store_left_at_the_one_before() {
         let store = SqliteStore::open(&path, "test", RULES).unwrap();
         assert_eq!(store.applied_migrations().unwrap().len(), MIGRATIONS.len());
     }
+}
+
+#[test]
+fn the_link_counts_of_a_store_from_before_migration_16_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm.sqlite3");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+         applied_at TEXT NOT NULL DEFAULT 'then')",
+    )
+    .unwrap();
+    for migration in MIGRATIONS.iter().filter(|m| m.version < 16) {
+        conn.execute_batch(migration.sql).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            rusqlite::params![migration.version, migration.name],
+        )
+        .unwrap();
+    }
+    for (mailbox, kind, n) in [
+        ("alice", "event", 1),
+        ("alice", "event", 2),
+        ("bob", "contact", 3),
+    ] {
+        conn.execute(
+            "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
+                 crm_id, created_by)
+             VALUES (?1, ?2, ?3, 'vdir:calendar:x.ics', 'activity', ?4, 'mailbox')",
+            rusqlite::params![
+                mailbox,
+                kind,
+                format!("uid{n}"),
+                uuid::Uuid::new_v4().to_string()
+            ],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let store = SqliteStore::open(&path, "test", RULES).unwrap();
+    assert_eq!(store.link_count("alice", ItemKind::Event).unwrap(), 2);
+    assert_eq!(store.link_count("alice", ItemKind::Contact).unwrap(), 0);
+    assert_eq!(store.link_count("bob", ItemKind::Contact).unwrap(), 1);
 }
 
 #[test]

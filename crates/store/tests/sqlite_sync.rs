@@ -59,6 +59,20 @@ fn sync_links_round_trip_and_upsert_by_identity() {
             .unwrap()
     );
     assert!(fx.store.links("alice").unwrap().is_empty());
+    // The counts follow every writer, another program's SQL included.
+    assert_eq!(fx.store.link_count("alice", ItemKind::Email).unwrap(), 0);
+    assert_eq!(fx.store.link_count("bob", ItemKind::Email).unwrap(), 1);
+    let other = other_program(&fx.path);
+    other
+        .execute(
+            "UPDATE sync_links SET mailbox = 'carol' WHERE mailbox = 'bob'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(fx.store.link_count("bob", ItemKind::Email).unwrap(), 0);
+    assert_eq!(fx.store.link_count("carol", ItemKind::Email).unwrap(), 1);
+    other.execute("DELETE FROM sync_links", []).unwrap();
+    assert_eq!(fx.store.link_count("carol", ItemKind::Email).unwrap(), 0);
 }
 
 #[test]

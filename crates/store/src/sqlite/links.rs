@@ -187,12 +187,15 @@ impl LinkStore for SqliteStore {
 
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
         self.read(|conn| {
+            // Kept by triggers (migration 16): no count of the index on every pass.
             let count: i64 = query_row_cached(
                 conn,
-                "SELECT count(*) FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2",
+                "SELECT links FROM sync_link_counts WHERE mailbox = ?1 AND item_kind = ?2",
                 params![mailbox, kind.as_str()],
                 |row| row.get(0),
-            )?;
+            )
+            .optional()?
+            .unwrap_or(0);
             Ok(count.max(0) as u64)
         })
     }
