@@ -73,6 +73,9 @@ pub struct CollectionView {
     /// watcher named and these point elsewhere: unchanged by what it saw, but counted by the
     /// empty-listing and mass-delete guards, which judge the whole collection.
     pub other_links: usize,
+    /// Files listed that `hrefs` leaves out for the same reason (the links given point at
+    /// none of them): the listing is empty only when this is 0 too.
+    pub other_files: usize,
 }
 
 /// The CRM side of a link.
@@ -260,7 +263,8 @@ pub fn reconcile(
         links.iter().map(|l| (l.kind, &l.identity)).collect();
 
     let all_links = links.len() + view.other_links;
-    let suspicious = view.hrefs.is_empty() && all_links > 0 && !view.accept_empty;
+    let listing_empty = view.hrefs.is_empty() && view.other_files == 0;
+    let suspicious = listing_empty && all_links > 0 && !view.accept_empty;
     if suspicious {
         effects.push(Effect::SuspiciousEmpty { links: all_links });
     }
@@ -460,6 +464,7 @@ mod tests {
             accept_deletes: false,
             recently_gone: 0,
             other_links: 0,
+            other_files: 0,
         }
     }
 
@@ -700,6 +705,13 @@ mod tests {
         empty.other_links = 3;
         let effects = reconcile(&empty, &links[..1], &crm, &[], ConflictPolicy::MailboxWins);
         assert_eq!(effects, [Effect::SuspiciousEmpty { links: 4 }]);
+        // Other files are still there: one file deleted, no empty listing.
+        empty.other_files = 2;
+        let effects = reconcile(&empty, &links[..1], &crm, &[], ConflictPolicy::MailboxWins);
+        assert!(
+            matches!(&effects[..], [Effect::ItemDeleted { .. }]),
+            "{effects:?}"
+        );
     }
 
     #[test]

@@ -281,7 +281,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
                 self.mailbox.conflict_policy,
             );
         }
-        let hrefs = observed.view.hrefs.clone();
+        let hrefs = (observed.view.hrefs.clone(), observed.view.other_files);
         if self.options.dry_run {
             let which = self.which;
             report

@@ -56,7 +56,6 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         self.memory
             .untracked
             .retain(|(w, href), _| *w != which || listed.contains(href));
-        self.found.looked_at = self.listed.clone();
         let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
         let mut view = CollectionView {
             accept_empty: self.options.accept_empty,
@@ -152,11 +151,20 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                 .iter()
                 .map(|l| collection::href(&l.location).to_owned()),
         );
+        // The files this pass decides about: the named ones and those its links point at.
+        let hrefs: BTreeSet<String> = self
+            .found
+            .looked_at
+            .iter()
+            .filter(|href| self.listed.contains(*href))
+            .cloned()
+            .collect();
         let mut view = CollectionView {
             accept_empty: self.options.accept_empty,
             accept_deletes: self.options.accept_deletes,
-            hrefs: self.listed.clone(),
             other_links: all_links.saturating_sub(links.len()),
+            other_files: self.listed.len() - hrefs.len(),
+            hrefs,
             ..CollectionView::default()
         };
         self.read_changed(&entries, &links, pre_read, &mut view, report);
@@ -176,7 +184,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     pub(super) fn observe_linked(
         &mut self,
         just_linked: &[(ItemKind, ItemIdentity)],
-        hrefs: BTreeSet<String>,
+        (hrefs, other_files): (BTreeSet<String>, usize),
         report: &mut PassReport,
     ) -> Result<Observed, PassError> {
         let links: Vec<SyncLink> = self
@@ -189,6 +197,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             accept_empty: self.options.accept_empty,
             accept_deletes: self.options.accept_deletes,
             hrefs,
+            other_files,
             ..CollectionView::default()
         };
         for link in &links {
