@@ -707,6 +707,105 @@ fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
     );
 }
 
+/// The worker's connection keeps the folder that changes selected: a pass after a change asks
+/// that folder for what changed since (`UID FETCH ... (CHANGEDSINCE m VANISHED)`) without a
+/// SELECT, which makes Dovecot reread a large maildir folder, and learns from a STATUS that
+/// another folder did not change without selecting that one either.
+#[test]
+fn a_pass_after_a_change_selects_no_folder_again() {
+    let (mail, _daemon) = three_passes_recorded();
+    let sessions = mail.dovecot.sessions_of("alice");
+    let working: Vec<&Vec<String>> = sessions
+        .iter()
+        .filter(|commands| {
+            // Neither an IDLE connection nor the test's own, which appends.
+            !commands
+                .iter()
+                .any(|c| c.ends_with(" IDLE") || c.contains(" APPEND "))
+        })
+        .collect();
+    assert_eq!(working.len(), 1, "one worker connection: {sessions:#?}");
+    let commands = working[0];
+    let count = |what: &str| commands.iter().filter(|c| c.contains(what)).count();
+    let changes = count("CHANGEDSINCE");
+    assert!(
+        changes >= 3,
+        "a scan of what changed after each of the three: {commands:#?}"
+    );
+    // The first pass selects both folders; the first change finds INBOX not held (Archive
+    // was scanned last) and selects it; after that, nothing is selected again.
+    assert_eq!(count("SELECT \"INBOX\""), 2, "{commands:#?}");
+    assert_eq!(count("SELECT \"Archive\""), 1, "{commands:#?}");
+    assert!(count("STATUS \"Archive\"") >= 3, "{commands:#?}");
+}
+
+/// A pass over the folder the worker holds selected counts its messages from what the server
+/// said since the SELECT: a message expunged by another client unlinks its activity, and the
+/// folder emptied after that trips the guard against an empty listing (the link is kept), with
+/// no SELECT of the folder again for either.
+#[test]
+fn expunges_in_a_folder_held_selected_are_seen_and_an_emptied_one_is_refused() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.dovecot.record_traffic("alice");
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+    let mut imap = mail.client("alice");
+    let uids: Vec<u32> = ["Gone", "Kept"]
+        .iter()
+        .enumerate()
+        .map(|(n, subject)| {
+            let uid = imap.append(
+                "INBOX",
+                &["crm"],
+                &message(
+                    &format!("e{n}@x.example"),
+                    "dana@x.example",
+                    "alice@example.com",
+                    subject,
+                ),
+            );
+            wait_for_activities(&mail, n + 1);
+            uid
+        })
+        .collect();
+    let links_of = |subject: &str| -> Option<usize> {
+        activities(&mail)
+            .iter()
+            .find(|a| a["subject"] == subject)
+            .map(|a| a["links"].as_array().map_or(0, Vec::len))
+    };
+    imap.expunge("INBOX", uids[0]);
+    wait_until(
+        "the expunged message unlinked",
+        Duration::from_secs(20),
+        || (links_of("Gone") == Some(0)).then_some(()),
+    );
+    assert_eq!(links_of("Kept"), Some(1));
+
+    imap.expunge("INBOX", uids[1]);
+    let alice = daemon.wait_for_state("alice", "error");
+    assert!(
+        alice
+            .to_string()
+            .contains("lists no message while 1 tracked messages"),
+        "{alice:#}"
+    );
+    assert_eq!(links_of("Kept"), Some(1), "the link is kept");
+
+    let sessions = mail.dovecot.sessions_of("alice");
+    let worker = sessions
+        .iter()
+        .find(|commands| commands.iter().any(|c| c.contains("CHANGEDSINCE")))
+        .expect("the worker's connection");
+    let inbox_selects = worker
+        .iter()
+        .filter(|c| c.contains("SELECT \"INBOX\""))
+        .count();
+    // The first pass, and the first change (Archive was scanned last): see
+    // `a_pass_after_a_change_selects_no_folder_again`.
+    assert_eq!(inbox_selects, 2, "{worker:#?}");
+}
+
 /// The IDLE connection selects its folder once. After a notification it goes back into IDLE on
 /// the folder still selected, so a change made while it was out of IDLE is reported when the
 /// next IDLE begins (a new SELECT would take that change in silently: lost until the fallback

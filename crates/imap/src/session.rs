@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use async_imap::types::Flag;
+use async_imap::imap_proto::{MailboxDatum, Response};
+use async_imap::types::{Flag, UnsolicitedResponse};
 use async_imap::{Client, Session};
 use futures::TryStreamExt;
 use tokio::net::TcpStream;
@@ -101,6 +102,8 @@ pub struct FetchedHeader {
     pub header: Vec<u8>,
     /// The message's size (RFC822.SIZE), when the server gave it.
     pub size: Option<u32>,
+    /// The message's MODSEQ (CONDSTORE), when the server gave it.
+    pub modseq: Option<u64>,
 }
 
 /// How an IDLE ended.
@@ -128,9 +131,108 @@ pub struct FolderScan {
     pub full: bool,
 }
 
+/// The folder a connection holds selected, as the server has described it since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Selected {
+    folder: String,
+    uid_validity: Option<u32>,
+    /// The number of messages in the folder (EXISTS), followed through the EXISTS, EXPUNGE
+    /// and VANISHED the server sent since the SELECT; `None` once some may have been missed.
+    exists: Option<u32>,
+    uid_next: Option<u32>,
+}
+
+impl Selected {
+    /// Follows one thing the server said on its own about the selected folder.
+    fn follow(&mut self, response: &Response<'_>) {
+        match response {
+            Response::MailboxData(MailboxDatum::Exists(count)) => self.exists = Some(*count),
+            Response::Expunge(_) => self.exists = self.exists.and_then(|n| n.checked_sub(1)),
+            // VANISHED (EARLIER) answers a command and counts nothing (RFC 7162 section 3.2.10).
+            Response::Vanished {
+                earlier: false,
+                uids,
+            } => {
+                let gone: u64 = uids
+                    .iter()
+                    .map(|range| u64::from(range.start().abs_diff(*range.end())) + 1)
+                    .sum();
+                self.exists = self
+                    .exists
+                    .and_then(|n| u32::try_from(u64::from(n).checked_sub(gone)?).ok());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the server said on its own since the library's channel was last emptied.
+#[derive(Debug, Default)]
+struct Heard {
+    /// A new or expunged message, a flag change or a vanished UID.
+    changed: bool,
+    /// The UIDs reported vanished, as ranges.
+    vanished: Vec<std::ops::RangeInclusive<u32>>,
+    /// The channel was full: some responses may have been dropped.
+    overflowed: bool,
+}
+
+/// Empties the library's channel of untagged responses, following the selected folder's
+/// message count through it.
+fn hear(
+    channel: &async_channel::Receiver<UnsolicitedResponse>,
+    selected: &mut Option<Selected>,
+) -> Heard {
+    let mut heard = Heard::default();
+    let mut received = 0;
+    while let Ok(response) = channel.try_recv() {
+        received += 1;
+        let (changed, vanished) = match &response {
+            UnsolicitedResponse::Exists(count) => {
+                if let Some(selected) = selected.as_mut() {
+                    selected.exists = Some(*count);
+                }
+                (true, None)
+            }
+            UnsolicitedResponse::Expunge(seq) => {
+                if let Some(selected) = selected.as_mut() {
+                    selected.follow(&Response::Expunge(*seq));
+                }
+                (true, None)
+            }
+            UnsolicitedResponse::Recent(_) => (true, None),
+            UnsolicitedResponse::Other(data) => {
+                if let Some(selected) = selected.as_mut() {
+                    selected.follow(data.parsed());
+                }
+                match data.parsed() {
+                    Response::Fetch(..) => (true, None),
+                    Response::Vanished { uids, .. } => (true, Some(uids.clone())),
+                    _ => (false, None),
+                }
+            }
+            _ => (false, None),
+        };
+        heard.changed |= changed;
+        // RFC 3501 allows a range written high to low.
+        heard.vanished.extend(
+            vanished.into_iter().flatten().map(|range| {
+                (*range.start()).min(*range.end())..=(*range.start()).max(*range.end())
+            }),
+        );
+    }
+    if received >= UNSOLICITED_CAPACITY {
+        heard.overflowed = true;
+        if let Some(selected) = selected.as_mut() {
+            selected.exists = None;
+        }
+    }
+    heard
+}
+
 pub struct ImapSession {
     session: Session<MailStream>,
-    selected: Option<String>,
+    selected: Option<Selected>,
     /// Folders are opened with EXAMINE, which changes nothing on the server (not even the
     /// \Recent flags): for a pass that only says what it would do.
     read_only: bool,
@@ -343,6 +445,8 @@ impl ImapSession {
 
     async fn select(&mut self, folder: &str) -> Result<async_imap::types::Mailbox, ImapError> {
         self.counters.select_commands += 1;
+        // What the server said of the folder selected before is not this one's.
+        hear(&self.session.unsolicited_responses, &mut None);
         let result = if self.read_only {
             bounded("EXAMINE", self.session.examine(folder)).await
         } else if self.condstore {
@@ -352,7 +456,12 @@ impl ImapSession {
         };
         match result {
             Ok(mailbox) => {
-                self.selected = Some(folder.to_owned());
+                self.selected = Some(Selected {
+                    folder: folder.to_owned(),
+                    uid_validity: mailbox.uid_validity,
+                    exists: Some(mailbox.exists),
+                    uid_next: mailbox.uid_next,
+                });
                 Ok(mailbox)
             }
             // A NO with a response code other than NONEXISTENT (SERVERBUG, UNAVAILABLE, INUSE,
@@ -375,7 +484,7 @@ impl ImapSession {
     }
 
     async fn ensure_selected(&mut self, folder: &str) -> Result<(), ImapError> {
-        if self.selected.as_deref() != Some(folder) {
+        if self.selected.as_ref().map(|s| s.folder.as_str()) != Some(folder) {
             self.select(folder).await?;
         }
         Ok(())
@@ -386,12 +495,20 @@ impl ImapSession {
     /// are never fetched here. With QRESYNC, what vanished comes with the changes (one `UID
     /// FETCH ... (CHANGEDSINCE m VANISHED)`) and a folder whose HIGHESTMODSEQ is unchanged
     /// costs its SELECT only; without it, the UID list is read on every scan to see expunges.
-    /// A full scan lists the folder by the UIDs its FETCH of every message brings.
+    /// A full scan lists the folder by the UIDs its FETCH of every message brings. A folder
+    /// this connection already holds selected is not selected again when QRESYNC can say what
+    /// changed ([`ImapSession::scan_selected`]).
     pub async fn scan_folder(
         &mut self,
         folder: &str,
         saved: Option<FolderMarkers>,
     ) -> Result<FolderScan, ImapError> {
+        if let Some(scan) = self.scan_selected(folder, saved).await? {
+            return Ok(scan);
+        }
+        if let Some(scan) = self.scan_unchanged(folder, saved).await? {
+            return Ok(scan);
+        }
         let mailbox = self.select(folder).await?;
         let uid_validity = mailbox.uid_validity.ok_or_else(|| {
             ImapError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
@@ -492,37 +609,142 @@ impl ImapSession {
         modseq: u64,
     ) -> Result<(Option<BTreeSet<u32>>, Vec<FetchedHeader>), ImapError> {
         // What the server said before this command (EXISTS, FETCH of flags, an earlier
-        // VANISHED) is not this answer's; VANISHED (EARLIER) reports every UID gone since
-        // `modseq` again.
-        while self.session.unsolicited_responses.try_recv().is_ok() {}
+        // VANISHED) is not this answer's, but counts; VANISHED (EARLIER) reports every UID
+        // gone since `modseq` again.
+        hear(&self.session.unsolicited_responses, &mut self.selected);
         let changed = self
             .fetch_headers(
                 "1:4294967295",
                 &format!("({HEADER_QUERY}) (CHANGEDSINCE {modseq} VANISHED)"),
             )
             .await?;
-        let mut ranges = Vec::new();
-        let mut received = 0;
-        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
-            received += 1;
-            if let async_imap::types::UnsolicitedResponse::Other(data) = response
-                && let async_imap::imap_proto::Response::Vanished { uids, .. } = data.parsed()
-            {
-                // RFC 3501 allows a range written high to low.
-                ranges.extend(uids.iter().map(|range| {
-                    (*range.start()).min(*range.end())..=(*range.start()).max(*range.end())
-                }));
-            }
-        }
-        let count: u64 = ranges
+        let heard = hear(&self.session.unsolicited_responses, &mut self.selected);
+        let count: u64 = heard
+            .vanished
             .iter()
             .map(|range| u64::from(range.end() - range.start()) + 1)
             .sum();
-        if received >= UNSOLICITED_CAPACITY || count > MAX_VANISHED {
+        if heard.overflowed || count > MAX_VANISHED {
             return Ok((None, changed));
         }
-        let vanished = ranges.into_iter().flatten().collect();
+        let vanished = heard.vanished.into_iter().flatten().collect();
         Ok((Some(vanished), changed))
+    }
+
+    /// A scan of a folder other than the one held, when its STATUS says it did not change
+    /// since the saved markers (the same UIDVALIDITY and HIGHESTMODSEQ): nothing changed,
+    /// nothing vanished, and the connection keeps the folder it holds (the one that changes,
+    /// as a rule) selected. `None` when the folder must be selected: no CONDSTORE, no saved
+    /// HIGHESTMODSEQ, the folder held already, a change, or a STATUS refused (a missing
+    /// folder is reported by its SELECT).
+    async fn scan_unchanged(
+        &mut self,
+        folder: &str,
+        saved: Option<FolderMarkers>,
+    ) -> Result<Option<FolderScan>, ImapError> {
+        let Some((uid_validity, saved_modseq)) =
+            saved.and_then(|saved| Some((saved.uid_validity, saved.highest_modseq?)))
+        else {
+            return Ok(None);
+        };
+        let held = self
+            .selected
+            .as_ref()
+            .is_some_and(|selected| selected.folder == folder);
+        if !self.condstore || held {
+            return Ok(None);
+        }
+        let status = match bounded(
+            "STATUS",
+            self.session
+                .status(folder, "(UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)"),
+        )
+        .await
+        {
+            Ok(status) => status,
+            Err(ImapError::No(_)) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        if status.uid_validity != Some(uid_validity) || status.highest_modseq != Some(saved_modseq)
+        {
+            return Ok(None);
+        }
+        Ok(Some(FolderScan {
+            folder: folder.to_owned(),
+            uid_validity,
+            highest_modseq: Some(saved_modseq),
+            present: if status.exists == 0 {
+                Presence::Listed(BTreeSet::new())
+            } else {
+                Presence::Vanished {
+                    vanished: BTreeSet::new(),
+                    exists: status.exists,
+                }
+            },
+            uid_next: status.uid_next,
+            changed: Vec::new(),
+            full: false,
+        }))
+    }
+
+    /// A scan of the folder this connection holds selected, without selecting it again: what
+    /// changed and what vanished since the saved markers (one `UID FETCH ... (CHANGEDSINCE m
+    /// VANISHED)`), the message count as the server's EXISTS, EXPUNGE and VANISHED responses
+    /// since the SELECT left it. A SELECT makes Dovecot reread a large maildir folder (a
+    /// second at 100,000 messages): a pass after each change would cost that. `None` when
+    /// the folder must be selected: no QRESYNC, another folder held, a UIDVALIDITY other than
+    /// the saved one, no saved HIGHESTMODSEQ, a count lost (the library dropped responses) or
+    /// vanished UIDs not to be trusted.
+    ///
+    /// The HIGHESTMODSEQ returned is the highest MODSEQ among the changes (or the saved one):
+    /// below the folder's own when its last change was an expunge, so the next scan hears of
+    /// those UIDs again, which changes nothing.
+    async fn scan_selected(
+        &mut self,
+        folder: &str,
+        saved: Option<FolderMarkers>,
+    ) -> Result<Option<FolderScan>, ImapError> {
+        let Some((uid_validity, saved_modseq)) =
+            saved.and_then(|saved| Some((saved.uid_validity, saved.highest_modseq?)))
+        else {
+            return Ok(None);
+        };
+        let held = self.selected.as_ref().is_some_and(|selected| {
+            selected.folder == folder
+                && selected.uid_validity == Some(uid_validity)
+                && selected.exists.is_some()
+        });
+        if !self.qresync || !held {
+            return Ok(None);
+        }
+        let (Some(vanished), changed) = self.fetch_changes_and_vanished(saved_modseq).await? else {
+            return Ok(None);
+        };
+        let Some(selected) = self.selected.as_mut() else {
+            return Ok(None);
+        };
+        let Some(exists) = selected.exists else {
+            return Ok(None);
+        };
+        let after_last = changed.last().and_then(|m| m.uid.checked_add(1));
+        selected.uid_next = selected.uid_next.max(after_last);
+        let highest_modseq = changed
+            .iter()
+            .filter_map(|m| m.modseq)
+            .fold(saved_modseq, u64::max);
+        Ok(Some(FolderScan {
+            folder: folder.to_owned(),
+            uid_validity,
+            highest_modseq: Some(highest_modseq),
+            present: if exists == 0 {
+                Presence::Listed(BTreeSet::new())
+            } else {
+                Presence::Vanished { vanished, exists }
+            },
+            uid_next: selected.uid_next,
+            changed,
+            full: false,
+        }))
     }
 
     /// The flags and headers of `uids`, sorted by UID.
@@ -550,6 +772,7 @@ impl ImapSession {
                     keywords: keywords(fetch.flags()),
                     header: fetch.header()?.to_vec(),
                     size: fetch.size,
+                    modseq: fetch.modseq,
                 })
             })
             .collect();
@@ -581,6 +804,7 @@ impl ImapSession {
                 keywords: keywords(fetch.flags()),
                 header: fetch.header().unwrap_or_default().to_vec(),
                 size: fetch.size,
+                modseq: fetch.modseq,
             }))
     }
 
@@ -803,29 +1027,9 @@ impl ImapSession {
         // DONE is answered) goes to this channel, which nobody else reads on this connection:
         // a change there is a change too.
         let reported = self.session.unsolicited_responses.clone();
-        // Empties the channel: whether it told of a new or expunged message, a flag change or
-        // a vanished UID (not of an answer to an earlier command, such as ENABLED).
-        let reported_change = || {
-            use async_imap::imap_proto::Response;
-            use async_imap::types::UnsolicitedResponse;
-            let mut changed = false;
-            while let Ok(response) = reported.try_recv() {
-                changed |= match response {
-                    UnsolicitedResponse::Exists(_)
-                    | UnsolicitedResponse::Expunge(_)
-                    | UnsolicitedResponse::Recent(_) => true,
-                    UnsolicitedResponse::Other(data) => matches!(
-                        data.parsed(),
-                        Response::Fetch(..) | Response::Vanished { .. }
-                    ),
-                    _ => false,
-                };
-            }
-            changed
-        };
         let ImapSession {
             session,
-            selected,
+            mut selected,
             read_only,
             condstore,
             qresync,
@@ -836,12 +1040,19 @@ impl ImapSession {
         let mut handle = session.idle();
         bounded("IDLE", handle.init()).await?;
         on_ready();
-        let outcome = if reported_change() {
+        // Whether the channel told of a new or expunged message, a flag change or a vanished
+        // UID (not of an answer to an earlier command, such as ENABLED).
+        let outcome = if hear(&reported, &mut selected).changed {
             IdleOutcome::Changed
         } else {
             let (wait, _interrupt) = handle.wait_with_timeout(max);
             match wait.await? {
-                async_imap::extensions::idle::IdleResponse::NewData(_) => IdleOutcome::Changed,
+                async_imap::extensions::idle::IdleResponse::NewData(data) => {
+                    if let Some(selected) = selected.as_mut() {
+                        selected.follow(data.parsed());
+                    }
+                    IdleOutcome::Changed
+                }
                 async_imap::extensions::idle::IdleResponse::Timeout
                 | async_imap::extensions::idle::IdleResponse::ManualInterrupt => {
                     IdleOutcome::Timeout
@@ -849,7 +1060,7 @@ impl ImapSession {
             }
         };
         let session = bounded("DONE", handle.done()).await?;
-        let outcome = if reported_change() {
+        let outcome = if hear(&reported, &mut selected).changed {
             IdleOutcome::Changed
         } else {
             outcome
@@ -876,7 +1087,9 @@ impl ImapSession {
 
 #[cfg(test)]
 mod tests {
-    use super::{HEADER_QUERY, uid_set};
+    use std::ops::RangeInclusive;
+
+    use super::{HEADER_QUERY, MailboxDatum, Response, Selected, uid_set};
     use crate::message::SCANNED_FIELDS;
 
     #[test]
@@ -888,6 +1101,39 @@ mod tests {
             "1,4294967294:4294967295"
         );
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn the_selected_folder_is_counted_through_what_the_server_says() {
+        let mut selected = Selected {
+            folder: "INBOX".into(),
+            uid_validity: Some(7),
+            exists: Some(10),
+            uid_next: Some(11),
+        };
+        selected.follow(&Response::MailboxData(MailboxDatum::Exists(12)));
+        assert_eq!(selected.exists, Some(12));
+        selected.follow(&Response::Expunge(3));
+        assert_eq!(selected.exists, Some(11));
+        selected.follow(&Response::Vanished {
+            earlier: false,
+            uids: vec![2..=4, RangeInclusive::new(9, 8)],
+        });
+        assert_eq!(selected.exists, Some(6), "a range may run high to low");
+        // An answer to a command about UIDs gone before: not counted again.
+        selected.follow(&Response::Vanished {
+            earlier: true,
+            uids: vec![1..=5],
+        });
+        assert_eq!(selected.exists, Some(6));
+        // More gone than there were: the count is lost, not wrapped.
+        selected.follow(&Response::Vanished {
+            earlier: false,
+            uids: vec![1..=7],
+        });
+        assert_eq!(selected.exists, None);
+        selected.follow(&Response::MailboxData(MailboxDatum::Exists(4)));
+        assert_eq!(selected.exists, Some(4));
     }
 
     #[test]

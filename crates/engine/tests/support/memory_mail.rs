@@ -130,12 +130,23 @@ impl MemoryMail {
                 keywords: message.keywords.iter().cloned().collect(),
                 header: header(&message.raw).into_bytes(),
                 size: u32::try_from(message.raw.len()).ok(),
+                modseq: Some(message.modseq),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // As a connection that holds the folder selected answers with QRESYNC: the highest
+        // MODSEQ among the changes, below the server's when the last change was an expunge
+        // (which the next scan then reports again).
+        let highest_modseq = match since {
+            Some(since) if self.qresync => changed
+                .iter()
+                .filter_map(|m: &FetchedHeader| m.modseq)
+                .fold(since, u64::max),
+            _ => self.modseq,
+        };
         Ok(FolderScan {
             folder: name.to_owned(),
             uid_validity: folder.uid_validity,
-            highest_modseq: Some(self.modseq),
+            highest_modseq: Some(highest_modseq),
             uid_next: Some(folder.next_uid),
             present: match since {
                 Some(since) if self.qresync => Presence::Vanished {
