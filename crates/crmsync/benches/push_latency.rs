@@ -159,6 +159,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(daemon.is_running(), "{}", daemon.log_text());
+    // Kept for a look at the timeline after the run.
+    let _ = std::fs::write(
+        std::env::temp_dir().join("crmsync-push-daemon.log"),
+        daemon.log_text(),
+    );
 
     println!("trials: {trials}, folder of {folder} messages before the first trial");
     println!("| measure | median ms | p99 ms | min ms | max ms |");
