@@ -1158,3 +1158,53 @@ fn a_first_scan_lists_the_folder_without_a_uid_search() {
     let report = &mail.sync_ok()["alice"];
     assert_eq!(report["unlinked"], 1, "{report:#}");
 }
+
+/// A pass that finds nothing to do writes nothing to the store: no transaction, no fsync (at a
+/// thousand mailboxes, one write per folder per pass was thousands of fsyncs in a row). A pass
+/// that finds a change, even to an untracked message, saves its folder's markers.
+#[test]
+fn a_pass_that_finds_nothing_writes_nothing() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let mut imap = mail.client("alice");
+    // The drafts folder is read on every pass too.
+    imap.create("Drafts");
+    imap.append(
+        "INBOX",
+        &["crm"],
+        &message("w0@x.example", "dana@x.example", "alice@example.com", "W"),
+    );
+    let untracked = imap.append(
+        "INBOX",
+        &[],
+        &message("w1@x.example", "dana@x.example", "alice@example.com", "U"),
+    );
+    assert_eq!(mail.sync_ok()["alice"]["created"], 1);
+    mail.sync_ok();
+    // SQLite's data_version moves when another connection commits to the file.
+    let store = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();
+    let version = |store: &rusqlite::Connection| -> i64 {
+        store
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .unwrap()
+    };
+    let modseq = |store: &rusqlite::Connection| -> i64 {
+        store
+            .query_row(
+                "SELECT highest_modseq FROM sync_state WHERE mailbox = 'alice' AND scope = 'INBOX'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    let (before, saved) = (version(&store), modseq(&store));
+    let quiet = &mail.sync_ok()["alice"];
+    assert_eq!(quiet["imap"]["fetch_commands"], 0, "{quiet:#}");
+    assert_eq!(version(&store), before, "a pass with nothing to do wrote");
+
+    imap.store("INBOX", untracked, "+FLAGS (\\Flagged)");
+    mail.sync_ok();
+    assert!(
+        modseq(&store) > saved,
+        "the changed folder's markers were not saved"
+    );
+}

@@ -253,6 +253,22 @@ userdb {{
         }
     }
 
+    /// Runs `doveadm` against this server's configuration; panics with its output on failure.
+    pub fn doveadm(&self, args: &[&str]) {
+        let output = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "doveadm {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }

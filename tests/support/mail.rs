@@ -31,8 +31,13 @@ impl Mail {
 
     /// Every mailbox's IMAP password is `password`.
     pub fn with_password(mailboxes: &[(&str, &str)], password: &str) -> Mail {
+        Mail::configured(mailboxes, password, "")
+    }
+
+    /// With `settings` added to Dovecot's configuration (a benchmark's other mail format).
+    pub fn configured(mailboxes: &[(&str, &str)], password: &str, settings: &str) -> Mail {
         let users: Vec<(&str, &str)> = mailboxes.iter().map(|(id, _)| (*id, password)).collect();
-        let dovecot = Dovecot::start(&users);
+        let dovecot = Dovecot::start_configured(&users, None, settings);
         let env = Env::new();
         let mut config =
             String::from("[crm]\ndatabase = \"crm.sqlite3\"\n[status]\nfile = \"status.json\"\n");

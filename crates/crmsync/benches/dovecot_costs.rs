@@ -6,8 +6,10 @@
 //! Each trial: a client stores a keyword on one message (t0). Then, timed one after another:
 //! - **IDLE**: a connection in IDLE on the folder sees the FETCH (the bare IDLE delay);
 //! - **on the IDLE connection**: `DONE`, then `UID FETCH 1:* (FLAGS) (CHANGEDSINCE m)`;
-//! - **on a second connection** that had the folder selected before the change: `NOOP`, then
-//!   `SELECT` of the same folder again;
+//! - **on a second connection** that had the folder selected before the change: `NOOP`, the
+//!   changed message's body (what an import reads: on maildir a keyword is part of the file's
+//!   name, so the file was renamed under this connection), then `SELECT` of the same folder
+//!   again;
 //! - **a mark**: `UID STORE +FLAGS.SILENT` of a second keyword on the second connection.
 
 mod common;
@@ -141,6 +143,7 @@ fn main() {
         "IDLE connection: DONE",
         "IDLE connection: UID FETCH (CHANGEDSINCE)",
         "second connection: NOOP",
+        "second connection: UID FETCH of the changed message's body",
         "second connection: SELECT again",
         "second connection: UID STORE of a mark",
     ];
@@ -167,8 +170,11 @@ fn main() {
         samples[2].push(took);
         idler.idle();
         samples[3].push(timed(|| second.command("NOOP")).0);
-        samples[4].push(timed(|| second.command("SELECT INBOX (CONDSTORE)")).0);
-        samples[5]
+        let (took, lines) = timed(|| second.command(&format!("UID FETCH {uid} (BODY.PEEK[])")));
+        assert!(lines.iter().any(|l| l.contains("Line two.")), "{lines:?}");
+        samples[4].push(took);
+        samples[5].push(timed(|| second.command("SELECT INBOX (CONDSTORE)")).0);
+        samples[6]
             .push(timed(|| second.command(&format!("UID STORE {uid} +FLAGS.SILENT (mark)"))).0);
         // The mark's own notification, before the next trial.
         loop {

@@ -2,11 +2,16 @@
 //! the same Dovecot. `cargo bench -p crmsync --bench push_latency [-- TRIALS [FOLDER]]`; the
 //! results go to docs/benchmarks.md by hand. `FOLDER` fills INBOX with that many untracked
 //! messages before the daemon starts (default none): what a pass costs as the folder grows.
+//! `BENCH_MAIL_FORMAT=sdbox` keeps the mail in Dovecot's own format instead of maildir (the
+//! filler imported with `doveadm import`).
 //!
 //! Each trial, with the daemon running and a bare IDLE client watching INBOX:
 //! - forward: another client stores the keyword `crm` on a message (t0); the bare client sees
 //!   the FETCH (IDLE delay); the daemon commits the activity (push latency, read from the store
-//!   with a 1 ms poll);
+//!   with a 1 ms poll). Meanwhile the bare client, once it has seen the FETCH, leaves IDLE and
+//!   reads the message's body on the same connection, as an import must: the floor of a push
+//!   that imports the message. (On maildir a keyword is part of the file's name: the file was
+//!   renamed under every other connection, and Dovecot looks for it again in the folder.);
 //! - reverse: another program deletes the activity with plain SQL (t0); a second client reads
 //!   the message's flags until the daemon has removed the keyword (reverse latency).
 //!
@@ -25,8 +30,9 @@ use common::{numbers, poll, relayed_message, row, try_poll, write_maildir};
 use support::daemon::Daemon;
 use support::mail::{Mail, PASSWORD, message};
 
-/// A bare IMAP client in IDLE on INBOX, reporting each untagged line with its arrival.
-fn bare_idle(port: u16) -> mpsc::Receiver<(Instant, String)> {
+/// A bare IMAP client in IDLE on INBOX, reporting each line with its arrival; the stream to
+/// write its next commands to.
+fn bare_idle(port: u16) -> (mpsc::Receiver<(Instant, String)>, TcpStream) {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
@@ -47,7 +53,6 @@ fn bare_idle(port: u16) -> mpsc::Receiver<(Instant, String)> {
     expect(&mut reader, "+");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _keep_open = writer;
         let mut line = String::new();
         loop {
             line.clear();
@@ -57,15 +62,15 @@ fn bare_idle(port: u16) -> mpsc::Receiver<(Instant, String)> {
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 eprint!("idle: {line}");
             }
-            if line.starts_with('*') && tx.send((Instant::now(), line.clone())).is_err() {
+            if tx.send((Instant::now(), line.clone())).is_err() {
                 return;
             }
         }
     });
-    rx
+    (rx, writer)
 }
 
-/// The arrival of the next untagged line that `wanted` accepts.
+/// The arrival of the next line that `wanted` accepts.
 fn next_line(rx: &mpsc::Receiver<(Instant, String)>, wanted: impl Fn(&str) -> bool) -> Instant {
     loop {
         let (at, line) = rx
@@ -82,7 +87,13 @@ fn main() {
     let numbers = numbers();
     let trials = numbers.first().copied().unwrap_or(100);
     let folder = numbers.get(1).copied().unwrap_or(0);
-    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let sdbox = std::env::var("BENCH_MAIL_FORMAT").is_ok_and(|format| format == "sdbox");
+    let settings = if sdbox {
+        "mail_location = sdbox:~/sdbox"
+    } else {
+        ""
+    };
+    let mail = Mail::configured(&[("alice", "alice@example.com")], PASSWORD, settings);
     if folder > 0 {
         let filler: Vec<(String, bool)> = (0..folder)
             .map(|i| {
@@ -90,7 +101,16 @@ fn main() {
                 (relayed_message(i, body), false)
             })
             .collect();
-        write_maildir(&mail.dovecot.root().join("mail").join("alice"), &filler);
+        let home = mail.dovecot.root().join("mail").join("alice");
+        if sdbox {
+            let maildir = home.join("filler");
+            write_maildir(&maildir, &filler);
+            let source = format!("maildir:{}", maildir.display());
+            mail.dovecot
+                .doveadm(&["import", "-u", "alice", &source, "", "mailbox", "INBOX"]);
+        } else {
+            write_maildir(&home, &filler);
+        }
         // Dovecot indexes a maildir it has not seen on first access: not anyone's time here.
         assert_eq!(mail.client("alice").uids("INBOX").len(), folder);
     }
@@ -100,9 +120,15 @@ fn main() {
     store.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut client = mail.client("alice");
     let mut checker = mail.client("alice");
-    let idle = bare_idle(mail.dovecot.port);
+    // Selected once: on a large maildir folder each SELECT after a change costs about a second,
+    // which would be counted in the trials.
+    for connection in [&mut client, &mut checker] {
+        connection.select("INBOX");
+    }
+    let (idle, mut bare) = bare_idle(mail.dovecot.port);
 
-    let (mut idle_delays, mut push, mut reverse) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut idle_delays, mut push, mut reads, mut reverse) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for trial in 0..trials {
         let message_id = format!("bench{trial}@x.example");
         let uid = client.append(
@@ -117,10 +143,13 @@ fn main() {
         while idle.try_recv().is_ok() {}
 
         // Forward: keyword stored by another client -> activity committed.
-        client.select("INBOX");
         let t0 = Instant::now();
         client.ok(&format!("UID STORE {uid} +FLAGS.SILENT (crm)"));
         let seen = next_line(&idle, |line| line.contains("FETCH") && line.contains("crm"));
+        write!(bare, "DONE\r\nr{trial} UID FETCH {uid} (BODY.PEEK[])\r\n").unwrap();
+        let read = next_line(&idle, |line| line.starts_with(&format!("r{trial} OK")));
+        write!(bare, "i{trial} IDLE\r\n").unwrap();
+        next_line(&idle, |line| line.starts_with('+'));
         let committed = try_poll(|| {
             let found: i64 = store
                 .query_row(
@@ -140,6 +169,8 @@ fn main() {
         idle_delays.push(seen - t0);
         push.push(committed - t0);
 
+        reads.push(read - t0);
+
         // Reverse: activity deleted by another program -> keyword removed by the daemon.
         std::thread::sleep(Duration::from_millis(50));
         while idle.try_recv().is_ok() {}
@@ -153,7 +184,8 @@ fn main() {
         // Read the flags directly (a UID FETCH every few milliseconds) rather than through IDLE,
         // whose own delay would be counted again.
         let removed = poll("the keyword to go", || {
-            (!checker.flags("INBOX", uid).iter().any(|k| k == "crm")).then(Instant::now)
+            let lines = checker.ok(&format!("UID FETCH {uid} (FLAGS)"));
+            (!has_keyword(&lines, uid, "crm")).then(Instant::now)
         });
         reverse.push(removed - t0);
         std::thread::sleep(Duration::from_millis(50));
@@ -175,6 +207,10 @@ fn main() {
         ),
         ("crmsync push (keyword stored -> activity committed)", &push),
         (
+            "bare client: keyword stored -> FETCH seen -> body read",
+            &reads,
+        ),
+        (
             "crmsync reverse (activity deleted -> keyword removed)",
             &reverse,
         ),
@@ -187,4 +223,27 @@ fn main() {
         .map(|(p, i)| p.saturating_sub(*i))
         .collect();
     row("crmsync push minus bare IDLE, per trial", &over);
+    let over_floor: Vec<Duration> = push
+        .iter()
+        .zip(&reads)
+        .map(|(p, r)| p.saturating_sub(*r))
+        .collect();
+    row(
+        "crmsync push minus bare client's notice and read, per trial",
+        &over_floor,
+    );
+}
+
+/// Whether the FLAGS of message `uid` in a FETCH answer hold `keyword` (`crm-synced` is not
+/// `crm`; other messages' flags may come with the answer).
+fn has_keyword(lines: &[String], uid: u32, keyword: &str) -> bool {
+    let this =
+        |line: &str| line.contains(&format!("UID {uid} ")) || line.contains(&format!("UID {uid})"));
+    lines.iter().filter(|line| this(line)).any(|line| {
+        line.find("FLAGS (").is_some_and(|at| {
+            let flags = &line[at + 7..];
+            let flags = &flags[..flags.find(')').unwrap_or(flags.len())];
+            flags.split_whitespace().any(|flag| flag == keyword)
+        })
+    })
 }

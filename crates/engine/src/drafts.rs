@@ -118,7 +118,10 @@ pub async fn rewrite_drafts<S: CrmStore>(
         highest_modseq: scan.highest_modseq,
         ..SyncState::default()
     };
-    store.put_sync_state(&mailbox.id, &scope, &state)?;
+    // Nothing moved: no write (a transaction and its fsync on every pass of every mailbox).
+    if saved.as_ref() != Some(&state) {
+        store.put_sync_state(&mailbox.id, &scope, &state)?;
+    }
     Ok(true)
 }
 

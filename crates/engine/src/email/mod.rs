@@ -178,9 +178,10 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
         Ok(())
     }
 
-    /// Saves each folder's markers, except where an item failed. A FETCH that the connection
-    /// cut short ends like a complete one in the IMAP library, so the markers are saved only
-    /// when the connection still answers after the pass's last command.
+    /// Saves each folder's markers, except where an item failed or nothing moved (a pass that
+    /// found nothing to do writes nothing: no transaction, no fsync). A FETCH that the
+    /// connection cut short ends like a complete one in the IMAP library, so the markers are
+    /// saved only when the connection still answers after the pass's last command.
     async fn save_markers(&mut self, scanned: Vec<ScannedFolder>) -> Result<(), PassError> {
         if !self.mail.is_alive().await {
             return Err(PassError::ConnectionLost);
@@ -197,6 +198,9 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
                 auto_from_uid: folder.auto_from_uid,
                 auto_policy: folder.auto_policy,
             };
+            if folder.saved.as_ref() == Some(&state) {
+                continue;
+            }
             self.store
                 .put_sync_state(&self.mailbox.id, &folder.name, &state)?;
         }
@@ -213,6 +217,8 @@ struct ScannedFolder {
     /// Where automatic tracking starts in this folder, and for which policy.
     auto_from_uid: Option<u32>,
     auto_policy: Option<String>,
+    /// What the store held for the folder when the pass began.
+    saved: Option<SyncState>,
 }
 
 fn folder_name(location: &ItemLocation) -> &str {

@@ -90,6 +90,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 auto_from_uid: auto_from_uid(self.mailbox.tracking.auto, saved.as_ref(), &scan),
                 auto_policy: (self.mailbox.tracking.auto != AutoPolicy::None)
                     .then(|| self.mailbox.tracking.auto.as_str().to_owned()),
+                saved,
             });
         }
         Ok((view, scanned))
