@@ -1120,7 +1120,9 @@ fn expunges_are_seen_through_qresync_without_listing_the_folder() {
 
 /// A first scan lists the folder by the UIDs its one FETCH of every message brings: no
 /// `UID SEARCH` (whose answer for a large folder costs more to parse than the headers). The
-/// listing is whole: a message expunged afterwards is seen gone.
+/// listing is whole: a message expunged afterwards is seen gone. It asks no sizes (on maildir
+/// each costs Dovecot a file-name lookup): only the tracked messages' sizes are asked, in one
+/// command, and their bodies then come in one lot.
 #[test]
 fn a_first_scan_lists_the_folder_without_a_uid_search() {
     let mail = Mail::new(&[("alice", "alice@example.com")]);
@@ -1153,6 +1155,28 @@ fn a_first_scan_lists_the_folder_without_a_uid_search() {
         .filter(|c| c.contains("UID FETCH 1:* ") && c.contains("HEADER.FIELDS"))
         .count();
     assert_eq!(full_fetches, 1, "{commands:#?}");
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.contains("UID FETCH 1:* ") && c.contains("RFC822.SIZE")),
+        "{commands:#?}"
+    );
+    let size_requests: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.contains("(UID RFC822.SIZE)"))
+        .collect();
+    assert_eq!(size_requests.len(), 1, "{commands:#?}");
+    let tracked: Vec<String> = uids[..3].iter().map(u32::to_string).collect();
+    assert!(
+        size_requests[0].contains(&format!("{}:{}", tracked[0], tracked[2]))
+            || size_requests[0].contains(&tracked.join(",")),
+        "{commands:#?}"
+    );
+    let body_fetches = commands
+        .iter()
+        .filter(|c| c.contains("BODY.PEEK[]<0."))
+        .count();
+    assert_eq!(body_fetches, 1, "{commands:#?}");
 
     imap.expunge("INBOX", uids[0]);
     let report = &mail.sync_ok()["alice"];

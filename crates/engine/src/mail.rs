@@ -2,6 +2,7 @@
 //! session implements it for the daemon and the CLI; the engine's model tests implement it
 //! with an in-memory mailbox, so they drive the real pass.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use crmsync_imap::{Counters, FetchedMessage, FolderMarkers, FolderScan, ImapError, ImapSession};
@@ -21,6 +22,13 @@ pub trait MailStore {
         folder: &str,
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<(u32, FetchedMessage)>, ImapError>> + Send;
+    /// The sizes of messages of one folder that a full scan gave none, in one request (they
+    /// bound a lot of body fetches). A UID the folder no longer holds is left out.
+    fn fetch_sizes(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<BTreeMap<u32, u32>, ImapError>> + Send;
     /// Adds `add`, then removes `remove` (in that order: see `ImapSession::store_keywords`),
     /// on every message of `uids`.
     fn store_keywords(
@@ -51,6 +59,14 @@ impl MailStore for ImapSession {
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<(u32, FetchedMessage)>, ImapError>> + Send {
         ImapSession::fetch_messages(self, folder, uids)
+    }
+
+    fn fetch_sizes(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<BTreeMap<u32, u32>, ImapError>> + Send {
+        ImapSession::fetch_sizes(self, folder, uids)
     }
 
     fn store_keywords(

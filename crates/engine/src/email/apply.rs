@@ -306,6 +306,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 waiting.push(pending);
             }
         }
+        self.learn_sizes(&mut waiting).await;
         let mut stored = Stored::default();
         let mut parsing: Option<Parsing> = None;
         for lot in self.fetch_lots(waiting) {
@@ -397,6 +398,39 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             .await?;
         self.mark(&observed.location, &observed.keywords, Mark::Failed);
         Ok(())
+    }
+
+    /// Asks the server for the sizes a full scan left out (it does not fetch them: see
+    /// `crmsync_imap::session`), one request per folder, for the messages waiting for their
+    /// bodies only. A size still unknown afterwards (the request failed: the body fetch will
+    /// say why) counts as `max_message_size` in [`Self::fetch_lots`].
+    async fn learn_sizes(&mut self, waiting: &mut [Pending]) {
+        let mut unknown: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for pending in waiting.iter() {
+            let observed = &pending.track.observed;
+            if observed.meta.size.is_none() {
+                let (folder, uid) = imap_location(&observed.location);
+                unknown.entry(folder.to_owned()).or_default().push(uid);
+            }
+        }
+        for (folder, uids) in unknown {
+            match self.mail.fetch_sizes(&folder, &uids).await {
+                Ok(sizes) => {
+                    for pending in waiting.iter_mut() {
+                        let observed = &mut pending.track.observed;
+                        let (at, uid) = imap_location(&observed.location);
+                        if at == folder && observed.meta.size.is_none() {
+                            observed.meta.size = sizes.get(&uid).copied();
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(
+                    mailbox = %self.mailbox.id,
+                    folder = %folder,
+                    "the sizes of the messages to fetch: {error}"
+                ),
+            }
+        }
     }
 
     /// The messages waiting for their bodies, in lots of one folder each, of at most

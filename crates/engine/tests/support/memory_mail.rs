@@ -36,6 +36,8 @@ pub struct MemoryMail {
     /// UID: the engine's two ways of seeing expunges.
     pub qresync: bool,
     pub switch: CrashSwitch,
+    /// How many times a pass asked for sizes the scan did not give.
+    pub size_requests: u32,
 }
 
 impl MemoryMail {
@@ -53,6 +55,7 @@ impl MemoryMail {
                     ((*name).to_owned(), folder)
                 })
                 .collect(),
+            size_requests: 0,
             modseq: 1,
             qresync: true,
             switch,
@@ -129,7 +132,8 @@ impl MemoryMail {
                 uid: *uid,
                 keywords: message.keywords.iter().cloned().collect(),
                 header: header(&message.raw).into_bytes(),
-                size: u32::try_from(message.raw.len()).ok(),
+                // As the IMAP session does: a full scan leaves the size out.
+                size: since.and_then(|_| u32::try_from(message.raw.len()).ok()),
                 modseq: Some(message.modseq),
             })
             .collect::<Vec<_>>();
@@ -223,6 +227,22 @@ impl MailStore for MemoryMail {
             })
             .collect();
         std::future::ready(Ok(found))
+    }
+
+    fn fetch_sizes(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<BTreeMap<u32, u32>, ImapError>> + Send {
+        self.size_requests += 1;
+        let sizes = uids
+            .iter()
+            .filter_map(|uid| {
+                let message = self.message(folder, *uid)?;
+                Some((*uid, u32::try_from(message.raw.len()).ok()?))
+            })
+            .collect();
+        std::future::ready(Ok(sizes))
     }
 
     fn store_keywords(
