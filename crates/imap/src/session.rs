@@ -43,6 +43,24 @@ const UNSOLICITED_CAPACITY: usize = 100;
 /// The most vanished UIDs taken one by one; more, and the folder's UID list is read instead.
 const MAX_VANISHED: u64 = 100_000;
 
+/// The saved UIDVALIDITY and HIGHESTMODSEQ, when both are known: where a scan that does not
+/// select the folder starts from.
+fn incremental_markers(saved: Option<FolderMarkers>) -> Option<(u32, u64)> {
+    saved.and_then(|saved| Some((saved.uid_validity, saved.highest_modseq?)))
+}
+
+/// The flags and header fields of one FETCH answer; `None` for a FETCH of flags alone (the
+/// server telling of a change meanwhile), which is no answer to a header fetch.
+fn fetched_header(fetch: &async_imap::types::Fetch) -> Option<FetchedHeader> {
+    Some(FetchedHeader {
+        uid: fetch.uid?,
+        keywords: keywords(fetch.flags()),
+        header: fetch.header()?.to_vec(),
+        size: fetch.size,
+        modseq: fetch.modseq,
+    })
+}
+
 /// A UID set in IMAP's syntax, runs of consecutive UIDs as ranges (`4:9,12,15:16`).
 fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
@@ -650,9 +668,7 @@ impl ImapSession {
         folder: &str,
         saved: Option<FolderMarkers>,
     ) -> Result<Option<FolderScan>, ImapError> {
-        let Some((uid_validity, saved_modseq)) =
-            saved.and_then(|saved| Some((saved.uid_validity, saved.highest_modseq?)))
-        else {
+        let Some((uid_validity, saved_modseq)) = incremental_markers(saved) else {
             return Ok(None);
         };
         let held = self
@@ -712,9 +728,7 @@ impl ImapSession {
         folder: &str,
         saved: Option<FolderMarkers>,
     ) -> Result<Option<FolderScan>, ImapError> {
-        let Some((uid_validity, saved_modseq)) =
-            saved.and_then(|saved| Some((saved.uid_validity, saved.highest_modseq?)))
-        else {
+        let Some((uid_validity, saved_modseq)) = incremental_markers(saved) else {
             return Ok(None);
         };
         let held = self.selected.as_ref().is_some_and(|selected| {
@@ -762,28 +776,17 @@ impl ImapSession {
         query: &str,
     ) -> Result<Vec<FetchedHeader>, ImapError> {
         self.counters.fetch_commands += 1;
-        let fetches: Vec<_> = bounded("UID FETCH", async {
+        // Each answer is taken apart as it arrives, so that the library's buffer of it is
+        // freed at once: a full scan of 100,000 messages held every answer twice before.
+        let mut changed: Vec<FetchedHeader> = bounded("UID FETCH", async {
             self.session
                 .uid_fetch(uids, query)
                 .await?
+                .try_filter_map(|fetch| std::future::ready(Ok(fetched_header(&fetch))))
                 .try_collect::<Vec<_>>()
                 .await
         })
         .await?;
-        let mut changed: Vec<FetchedHeader> = fetches
-            .iter()
-            .filter_map(|fetch| {
-                // A FETCH of flags alone (the server telling of a change meanwhile) is no
-                // answer to this one.
-                Some(FetchedHeader {
-                    uid: fetch.uid?,
-                    keywords: keywords(fetch.flags()),
-                    header: fetch.header()?.to_vec(),
-                    size: fetch.size,
-                    modseq: fetch.modseq,
-                })
-            })
-            .collect();
         changed.sort_by_key(|message| message.uid);
         Ok(changed)
     }
