@@ -472,19 +472,21 @@ impl ImapClient {
 
     pub fn all_flags(&mut self, folder: &str, uid: u32) -> Vec<String> {
         self.select(folder);
+        self.selected_flags(uid)
+            .unwrap_or_else(|| panic!("no message {uid} in {folder}"))
+    }
+
+    /// Every flag of message `uid` in the folder selected now, without selecting it again;
+    /// `None` when the folder has no such message. Another message's FETCH that comes with the
+    /// answer (a change the server tells of) is not taken for it.
+    pub fn selected_flags(&mut self, uid: u32) -> Option<Vec<String>> {
         let lines = self.ok(&format!("UID FETCH {uid} (FLAGS)"));
-        let line = lines
-            .iter()
-            .find(|l| l.contains("FETCH"))
-            .unwrap_or_else(|| panic!("no message {uid} in {folder}"));
-        let inside = line
-            .split("FLAGS (")
-            .nth(1)
-            .unwrap()
-            .split(')')
-            .next()
-            .unwrap();
-        inside.split_whitespace().map(str::to_owned).collect()
+        let line = lines.iter().find(|l| {
+            l.contains("FETCH")
+                && (l.contains(&format!("UID {uid} ")) || l.contains(&format!("UID {uid})")))
+        })?;
+        let inside = line.split("FLAGS (").nth(1)?.split(')').next()?;
+        Some(inside.split_whitespace().map(str::to_owned).collect())
     }
 
     /// Moves a message; returns its new UID.

@@ -20,21 +20,26 @@ use crate::{ImapError, tls};
 use crmsync_core::email::Presence;
 use crmsync_core::item::ItemIdentity;
 
+/// The header fields a scan reads ([`message::SCANNED_FIELDS`]: a test holds the two
+/// together), not the whole header (a tenth of the bytes, or less, on ordinary mail with its
+/// `Received` and DKIM lines).
+macro_rules! scanned_fields {
+    () => {
+        "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT IN-REPLY-TO REFERENCES \
+         AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE PRECEDENCE RETURN-PATH CONTENT-TYPE \
+         X-CRMSYNC-DRAFT-OF)]"
+    };
+}
+
 /// What an incremental scan fetches of each changed message: its flags, its size (which bounds
-/// a batch of body fetches) and the header fields a scan reads ([`message::SCANNED_FIELDS`]),
-/// not its whole header (a tenth of the bytes, or less, on ordinary mail with its `Received`
-/// and DKIM lines).
-const HEADER_QUERY: &str = "UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT \
-                            IN-REPLY-TO REFERENCES AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE \
-                            PRECEDENCE RETURN-PATH CONTENT-TYPE X-CRMSYNC-DRAFT-OF)]";
+/// a batch of body fetches) and the scanned header fields.
+const HEADER_QUERY: &str = concat!("UID FLAGS RFC822.SIZE ", scanned_fields!());
 
 /// What a full scan fetches of every message: [`HEADER_QUERY`] without the size. On maildir
 /// Dovecot finds each message's size in its file's name, a lookup that cost more than the
 /// header fields themselves (about 200 ms at 10,000 messages against 70); the few messages a
 /// pass imports have their sizes asked for then ([`ImapSession::fetch_sizes`]).
-const FULL_SCAN_QUERY: &str = "UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT \
-                               IN-REPLY-TO REFERENCES AUTO-SUBMITTED LIST-ID LIST-UNSUBSCRIBE \
-                               PRECEDENCE RETURN-PATH CONTENT-TYPE X-CRMSYNC-DRAFT-OF)]";
+const FULL_SCAN_QUERY: &str = concat!("UID FLAGS ", scanned_fields!());
 
 /// The capacity of async-imap's channel of untagged responses (0.12: `bounded(100)`); when
 /// that many came during one command, some may have been dropped.
@@ -807,16 +812,12 @@ impl ImapSession {
                 .await
         })
         .await?;
+        // A FETCH of this message's flags alone (a change the server told of meanwhile) is
+        // not the answer.
         Ok(fetches
             .iter()
-            .find(|fetch| fetch.uid == Some(uid))
-            .map(|fetch| FetchedHeader {
-                uid,
-                keywords: keywords(fetch.flags()),
-                header: fetch.header().unwrap_or_default().to_vec(),
-                size: fetch.size,
-                modseq: fetch.modseq,
-            }))
+            .filter(|fetch| fetch.uid == Some(uid))
+            .find_map(fetched_header))
     }
 
     /// The UIDs of the messages in `folder` with this Message-ID (without angle brackets).

@@ -36,8 +36,6 @@ pub struct MemoryMail {
     /// UID: the engine's two ways of seeing expunges.
     pub qresync: bool,
     pub switch: CrashSwitch,
-    /// How many times a pass asked for sizes the scan did not give.
-    pub size_requests: u32,
 }
 
 impl MemoryMail {
@@ -55,7 +53,6 @@ impl MemoryMail {
                     ((*name).to_owned(), folder)
                 })
                 .collect(),
-            size_requests: 0,
             modseq: 1,
             qresync: true,
             switch,
@@ -234,7 +231,6 @@ impl MailStore for MemoryMail {
         folder: &str,
         uids: &[u32],
     ) -> impl Future<Output = Result<BTreeMap<u32, u32>, ImapError>> + Send {
-        self.size_requests += 1;
         let sizes = uids
             .iter()
             .filter_map(|uid| {
