@@ -717,12 +717,7 @@ fn a_pass_after_a_change_selects_no_folder_again() {
     let sessions = mail.dovecot.sessions_of("alice");
     let working: Vec<&Vec<String>> = sessions
         .iter()
-        .filter(|commands| {
-            // Neither an IDLE connection nor the test's own, which appends.
-            !commands
-                .iter()
-                .any(|c| c.ends_with(" IDLE") || c.contains(" APPEND "))
-        })
+        .filter(|commands| commands.iter().any(|c| c.contains("CHANGEDSINCE")))
         .collect();
     assert_eq!(working.len(), 1, "one worker connection: {sessions:#?}");
     let commands = working[0];
@@ -736,7 +731,7 @@ fn a_pass_after_a_change_selects_no_folder_again() {
     // was scanned last) and selects it; after that, nothing is selected again.
     assert_eq!(count("SELECT \"INBOX\""), 2, "{commands:#?}");
     assert_eq!(count("SELECT \"Archive\""), 1, "{commands:#?}");
-    assert!(count("STATUS \"Archive\"") >= 3, "{commands:#?}");
+    assert!(count("STATUS \"Archive\"") >= 2, "{commands:#?}");
 }
 
 /// A pass over the folder the worker holds selected counts its messages from what the server
@@ -814,23 +809,96 @@ fn expunges_in_a_folder_held_selected_are_seen_and_an_emptied_one_is_refused() {
 fn the_idle_connection_selects_its_folder_once() {
     let (mail, _daemon) = three_passes_recorded();
     let sessions = mail.dovecot.sessions_of("alice");
-    let idling: Vec<&Vec<String>> = sessions
+    // The worker's own connection waits in IDLE on the folder it holds (Archive, scanned last)
+    // until a change makes it hold INBOX, which has a watcher already: Archive gets one then.
+    let watchers: Vec<&Vec<String>> = sessions
         .iter()
-        .filter(|commands| commands.iter().any(|c| c.ends_with(" IDLE")))
+        .filter(|commands| {
+            commands.iter().any(|c| c.ends_with(" IDLE"))
+                && !commands.iter().any(|c| c.contains("CHANGEDSINCE"))
+        })
         .collect();
-    // One IDLE connection per folder (INBOX and Archive), each selecting its folder once.
-    assert_eq!(idling.len(), 2, "{sessions:#?}");
-    for commands in &idling {
+    assert_eq!(watchers.len(), 2, "{sessions:#?}");
+    for commands in &watchers {
         let selects = commands.iter().filter(|c| c.contains("SELECT")).count();
         assert_eq!(selects, 1, "{commands:#?}");
     }
-    let inbox = idling
+    let inbox = watchers
         .iter()
         .find(|commands| commands.iter().any(|c| c.contains("SELECT \"INBOX\"")))
         .expect("an IDLE connection on INBOX");
+    // One IDLE, then one after each change it told of (the last may not be written down yet
+    // when the third activity is in the store).
     let idles = inbox.iter().filter(|c| c.ends_with(" IDLE")).count();
     assert!(
-        idles >= 4,
+        idles >= 3,
         "one IDLE, then one after each change: {inbox:#?}"
+    );
+}
+
+/// A mailbox that watches one folder is watched on the worker's own connection: one login and
+/// one SELECT, one pass at startup (no second connection, whose first IDLE would ask for a
+/// pass to cover the moment before it). A change made after the pass read the folder, before
+/// its IDLE reached the server, is reported when that IDLE begins: a message tracked while a
+/// proxy holds the daemon's IDLE back is imported once it goes through, the fallback poll
+/// being 300 s away.
+#[test]
+fn one_watched_folder_is_watched_on_the_workers_own_connection() {
+    use support::proxy::{Fault, FaultProxy};
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    let two = "folders = [\"INBOX\", \"Archive\"]";
+    assert!(config.contains(two));
+    mail.env
+        .write_config(&config.replace(two, "folders = [\"INBOX\"]"));
+    mail.dovecot.record_traffic("alice");
+    let proxy = FaultProxy::start(mail.dovecot.port);
+    mail.route_through(proxy.port);
+    proxy.set(Fault::HoldAt(" IDLE".into()));
+    let daemon = Daemon::start(&mail.env);
+    wait_until("the daemon's IDLE", Duration::from_secs(30), || {
+        (proxy.hits() == 1).then_some(())
+    });
+    let passes = |daemon: &Daemon| daemon.log_text().matches("pass done").count();
+    assert_eq!(passes(&daemon), 1, "{}", daemon.log_text());
+
+    mail.client("alice").append(
+        "INBOX",
+        &["crm"],
+        &message(
+            "held@x.example",
+            "dana@x.example",
+            "alice@example.com",
+            "Held",
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(activities(&mail).is_empty());
+    proxy.set(Fault::None);
+    wait_for_activities(&mail, 1);
+    // The change's pass, and none for the mark it stored (the server's word on it, a FETCH of
+    // the new MODSEQ alone, is no change).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(passes(&daemon), 2, "{}", daemon.log_text());
+
+    let sessions = mail.dovecot.sessions_of("alice");
+    let daemons: Vec<&Vec<String>> = sessions
+        .iter()
+        .filter(|commands| !commands.iter().any(|c| c.contains(" APPEND ")))
+        .collect();
+    assert_eq!(daemons.len(), 1, "one connection: {sessions:#?}");
+    let commands = daemons[0];
+    let count = |what: &str| commands.iter().filter(|c| c.contains(what)).count();
+    assert_eq!(count("SELECT \"INBOX\""), 1, "{commands:#?}");
+    assert!(count(" IDLE") >= 2, "{commands:#?}");
+    let after_done: Vec<&String> = commands
+        .windows(2)
+        .filter(|pair| pair[0].ends_with(" DONE"))
+        .map(|pair| &pair[1])
+        .collect();
+    assert!(!after_done.is_empty(), "{commands:#?}");
+    assert!(
+        after_done.iter().all(|c| !c.contains("NOOP")),
+        "a pass out of IDLE asks no NOOP: {commands:#?}"
     );
 }

@@ -30,6 +30,9 @@ pub enum Fault {
     AnswerAt(String, Vec<u8>),
     /// Answer the line with a response line that never ends, sent as fast as the client reads.
     EndlessAt(String),
+    /// Hold the line (and what the client sends after it) until the fault is changed, then
+    /// forward it and go on: a command that reaches the server late.
+    HoldAt(String),
 }
 
 impl Fault {
@@ -40,7 +43,8 @@ impl Fault {
             | Fault::StallAt(fragment)
             | Fault::StallAtNth(fragment, _)
             | Fault::AnswerAt(fragment, _)
-            | Fault::EndlessAt(fragment) => Some(fragment),
+            | Fault::EndlessAt(fragment)
+            | Fault::HoldAt(fragment) => Some(fragment),
         }
     }
 }
@@ -171,6 +175,15 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                                 bytes.clone()
                             };
                             let _ = client_inject.write_all(&answer);
+                            continue;
+                        }
+                        Fault::HoldAt(_) => {
+                            while matches!(*shared.fault.lock().unwrap(), Fault::HoldAt(_)) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            if server_write.write_all(&line).is_err() {
+                                return;
+                            }
                             continue;
                         }
                         Fault::EndlessAt(_) => {

@@ -53,6 +53,9 @@ pub enum Scope {
 pub struct Kept {
     /// The IMAP connection of the last pass, reused while it answers.
     pub connection: Option<ImapSession>,
+    /// The connection answered a moment ago (it just left IDLE): the next pass need not ask
+    /// it with a NOOP whether it still does.
+    pub answered: bool,
     /// The untracked files of the collections, so an unchanged one is not read again.
     pub collections: CollectionMemory,
     /// Since when the drafts folder is known to be missing (checked again after
@@ -245,7 +248,9 @@ async fn email_part<S: CrmStore>(
         .read()
         .map_err(|error| PassError::Password(error.to_string()))?;
     let mut cached = kept.connection.take();
+    let answered = std::mem::take(&mut kept.answered);
     if let Some(session) = cached.as_mut()
+        && !answered
         && !session.is_alive().await
     {
         cached = None;
@@ -262,11 +267,11 @@ async fn email_part<S: CrmStore>(
             imap.host
         ));
     }
-    EmailPass::new(store, &mut session, mailbox, options, report)
-        .run()
-        .await?;
-    // A mailbox without a drafts folder (most have one) is not asked again for a while: a
-    // SELECT answered NO on every pass of every mailbox adds up.
+    // The drafts first, so that the connection ends the pass holding a mail folder: the
+    // worker waits in IDLE on it between passes (a drafts folder that did not change is
+    // looked at with a STATUS, not selected). A mailbox without a drafts folder (most have
+    // one) is not asked again for a while: a SELECT answered NO on every pass of every
+    // mailbox adds up.
     let drafts_due = kept
         .drafts_missing_since
         .is_none_or(|since| since.elapsed() >= DRAFTS_RECHECK);
@@ -276,6 +281,9 @@ async fn email_part<S: CrmStore>(
                 .await?;
         kept.drafts_missing_since = (!exists).then(std::time::Instant::now);
     }
+    EmailPass::new(store, &mut session, mailbox, options, report)
+        .run()
+        .await?;
     kept.connection = Some(session);
     Ok(())
 }

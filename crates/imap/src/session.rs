@@ -144,6 +144,8 @@ pub enum IdleOutcome {
     Changed,
     /// Nothing happened within the time given.
     Timeout,
+    /// The caller asked the IDLE to end (`until` finished) before anything happened.
+    Interrupted,
 }
 
 /// What a scan of one folder saw.
@@ -237,7 +239,7 @@ fn hear(
                     selected.follow(data.parsed());
                 }
                 match data.parsed() {
-                    Response::Fetch(..) => (true, None),
+                    Response::Fetch(_, attributes) => (!is_own_silent_store(attributes), None),
                     Response::Vanished { uids, .. } => (true, Some(uids.clone())),
                     _ => (false, None),
                 }
@@ -259,6 +261,24 @@ fn hear(
         }
     }
     heard
+}
+
+/// Whether an unsolicited FETCH carries a mod-sequence and nothing else to tell (its UID at
+/// most): the server's word on this session's own `STORE .SILENT` (RFC 7162 section 3.1.3
+/// has it sent all the same, with the new MODSEQ). A change made elsewhere comes with the
+/// message's FLAGS. Not a change to wake for: the crm-synced marks a pass stores would
+/// otherwise set off a pass that reads them back.
+fn is_own_silent_store(attributes: &[async_imap::imap_proto::AttributeValue<'_>]) -> bool {
+    use async_imap::imap_proto::AttributeValue;
+    attributes
+        .iter()
+        .any(|attribute| matches!(attribute, AttributeValue::ModSeq(_)))
+        && attributes.iter().all(|attribute| {
+            matches!(
+                attribute,
+                AttributeValue::ModSeq(_) | AttributeValue::Uid(_)
+            )
+        })
 }
 
 pub struct ImapSession {
@@ -463,6 +483,13 @@ impl ImapSession {
 
     pub fn has_idle(&self) -> bool {
         self.idle
+    }
+
+    /// The folder this connection holds selected, if any.
+    pub fn selected_folder(&self) -> Option<&str> {
+        self.selected
+            .as_ref()
+            .map(|selected| selected.folder.as_str())
     }
 
     /// Whether a folder exists (and can be selected).
@@ -1052,14 +1079,18 @@ impl ImapSession {
     }
 
     /// Waits in IDLE (RFC 2177) on `folder` until the server reports something (a new
-    /// message, a flag change, an expunge) or `max` passes. `on_ready` runs once the server
-    /// has accepted the IDLE: from then on every change is reported. Callers re-issue it well
-    /// inside the 29 minutes after which a server may drop an idle client.
+    /// message, a flag change, an expunge), `max` passes or `until` finishes. `on_ready` runs
+    /// once the server has accepted the IDLE: from then on every change is reported. A folder
+    /// the connection holds already is not selected again: what changed since this
+    /// connection last heard from the server is reported when the IDLE begins (or was heard
+    /// already, and counts). Callers re-issue it well inside the 29 minutes after which a
+    /// server may drop an idle client.
     pub async fn idle(
         mut self,
         folder: &str,
         max: Duration,
         on_ready: impl FnOnce(),
+        until: impl std::future::Future<Output = ()>,
     ) -> Result<(ImapSession, IdleOutcome), ImapError> {
         // Selected once: a new SELECT would take a change made since the last IDLE ended as the
         // folder's state and never report it (lost until the fallback poll if the worker's scan
@@ -1087,17 +1118,28 @@ impl ImapSession {
         let outcome = if hear(&reported, &mut selected).changed {
             IdleOutcome::Changed
         } else {
-            let (wait, _interrupt) = handle.wait_with_timeout(max);
-            match wait.await? {
+            let (wait, interrupt) = handle.wait_with_timeout(max);
+            let mut interrupt = Some(interrupt);
+            let mut wait = std::pin::pin!(wait);
+            let mut until = std::pin::pin!(until);
+            // Interrupted through the library (dropping its stop source), so that a response
+            // half read when `until` finishes is read whole, not cut.
+            let response = loop {
+                tokio::select! {
+                    response = &mut wait => break response?,
+                    () = &mut until, if interrupt.is_some() => drop(interrupt.take()),
+                }
+            };
+            match response {
                 async_imap::extensions::idle::IdleResponse::NewData(data) => {
                     if let Some(selected) = selected.as_mut() {
                         selected.follow(data.parsed());
                     }
                     IdleOutcome::Changed
                 }
-                async_imap::extensions::idle::IdleResponse::Timeout
-                | async_imap::extensions::idle::IdleResponse::ManualInterrupt => {
-                    IdleOutcome::Timeout
+                async_imap::extensions::idle::IdleResponse::Timeout => IdleOutcome::Timeout,
+                async_imap::extensions::idle::IdleResponse::ManualInterrupt => {
+                    IdleOutcome::Interrupted
                 }
             }
         };
@@ -1131,8 +1173,24 @@ impl ImapSession {
 mod tests {
     use std::ops::RangeInclusive;
 
-    use super::{HEADER_QUERY, MailboxDatum, Response, Selected, uid_set};
+    use super::{HEADER_QUERY, MailboxDatum, Response, Selected, is_own_silent_store, uid_set};
     use crate::message::SCANNED_FIELDS;
+
+    #[test]
+    fn a_fetch_of_a_new_modseq_alone_is_a_silent_store_of_this_session() {
+        let parse = |line: &[u8]| {
+            let (_, response) = Response::parse(line).unwrap();
+            let Response::Fetch(_, attributes) = response else {
+                panic!("a FETCH expected")
+            };
+            is_own_silent_store(&attributes)
+        };
+        assert!(parse(b"* 3 FETCH (UID 7 MODSEQ (12))\r\n"));
+        assert!(parse(b"* 3 FETCH (MODSEQ (12))\r\n"));
+        assert!(!parse(b"* 3 FETCH (UID 7 FLAGS (crm) MODSEQ (12))\r\n"));
+        assert!(!parse(b"* 3 FETCH (FLAGS (\\Seen))\r\n"));
+        assert!(!parse(b"* 3 FETCH (UID 7)\r\n"));
+    }
 
     #[test]
     fn a_uid_set_writes_runs_as_ranges() {

@@ -19,11 +19,13 @@ const WATCH_RESTART: Duration = Duration::from_secs(30);
 /// How often the polling fallback looks at a collection when inotify watches have run out.
 const COLLECTION_POLL: Duration = Duration::from_secs(2);
 
-/// A mailbox's IDLE watchers, one per folder, restarted when they end (at most twice a minute).
+/// A mailbox's IDLE watchers, one per folder, restarted when they end (each at most twice a
+/// minute).
 #[derive(Default)]
 pub(super) struct IdleWatchers {
     watchers: HashMap<String, JoinHandle<()>>,
-    last_start: Option<Instant>,
+    /// When each folder's watcher last started.
+    started: HashMap<String, Instant>,
 }
 
 impl IdleWatchers {
@@ -32,8 +34,9 @@ impl IdleWatchers {
         self.watchers.values().any(JoinHandle::is_finished)
     }
 
-    /// Keeps a watcher on each of the mailbox's first `idle_folders` folders, and returns how
-    /// long the worker may sleep before it must look again. Watchers that died are restarted
+    /// Keeps a watcher on each of the mailbox's first `idle_folders` folders but `own` (the
+    /// one the worker watches on its own connection), and returns how long the worker may
+    /// sleep before it must look again. A folder's watcher that died is restarted
     /// at most twice a minute, so a server that refuses IDLE connections (too many per user,
     /// say) cannot spin the worker; until then the worker comes back when the restart is due,
     /// since nothing else may wake it.
@@ -43,27 +46,24 @@ impl IdleWatchers {
         idle_supported: bool,
         settings: &WorkerSettings,
         wake: &Waker,
+        own: Option<&str>,
     ) -> Duration {
         self.watchers.retain(|_, watcher| !watcher.is_finished());
         let Some(imap) = mailbox.imap.as_ref().filter(|_| idle_supported) else {
             return settings.poll_interval;
         };
-        let missing: Vec<&String> = imap
-            .folders
-            .iter()
-            .take(settings.idle_folders)
-            .filter(|folder| !self.watchers.contains_key(*folder))
+        let missing: Vec<&String> = watched(imap, settings)
+            .filter(|folder| Some(folder.as_str()) != own && !self.watchers.contains_key(*folder))
             .collect();
-        if missing.is_empty() {
-            return settings.poll_interval;
-        }
-        if let Some(elapsed) = self.last_start.map(|at| at.elapsed())
-            && elapsed < WATCH_RESTART
-        {
-            return (WATCH_RESTART - elapsed).min(settings.poll_interval);
-        }
-        self.last_start = Some(Instant::now());
+        let mut wait = settings.poll_interval;
         for folder in missing {
+            if let Some(elapsed) = self.started.get(folder).map(Instant::elapsed)
+                && elapsed < WATCH_RESTART
+            {
+                wait = wait.min(WATCH_RESTART - elapsed);
+                continue;
+            }
+            self.started.insert(folder.clone(), Instant::now());
             let watcher = tokio::spawn(idle_watcher(
                 mailbox.id.clone(),
                 imap.clone(),
@@ -73,7 +73,12 @@ impl IdleWatchers {
             ));
             self.watchers.insert(folder.clone(), watcher);
         }
-        settings.poll_interval
+        wait
+    }
+
+    /// Whether a watcher of its own watches `folder`.
+    pub(super) fn watches(&self, folder: &str) -> bool {
+        self.watchers.contains_key(folder)
     }
 
     pub(super) fn stop(&mut self) {
@@ -81,6 +86,14 @@ impl IdleWatchers {
             watcher.abort();
         }
     }
+}
+
+/// The folders a mailbox watches with IDLE: its first `idle_folders`; the rest are polled.
+pub(super) fn watched<'a>(
+    imap: &'a ImapConfig,
+    settings: &WorkerSettings,
+) -> impl Iterator<Item = &'a String> {
+    imap.folders.iter().take(settings.idle_folders)
 }
 
 /// Keeps one IDLE connection on a folder and wakes the worker on every change. It ends on the
@@ -108,7 +121,9 @@ async fn idle_watcher(
                     wake.everything();
                 }
             };
-            let (next, outcome) = session.idle(&folder, renew, ready).await?;
+            let (next, outcome) = session
+                .idle(&folder, renew, ready, std::future::pending())
+                .await?;
             session = next;
             if outcome == IdleOutcome::Changed {
                 tracing::debug!(mailbox = %mailbox, folder = %folder, "IDLE: change");

@@ -14,13 +14,15 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use crmsync_config::MailboxConfig;
+use crmsync_imap::{IdleOutcome, ImapSession};
 use crmsync_store::SqliteStore;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::origin::Origin;
 use super::wake::Waker;
-use super::watchers::{CollectionWatcher, IdleWatchers, watch_collections};
+use super::watchers::{CollectionWatcher, IdleWatchers, watch_collections, watched};
 use crate::pass::{Kept, PassOptions, Scope, sync_mailbox_scoped};
 use crate::report::{MailboxState, PassReport};
 
@@ -58,6 +60,9 @@ impl Default for WorkerSettings {
 /// does not open a thousand scans on the server at once. Later passes (one change each) do
 /// not wait.
 const FIRST_PASSES_AT_ONCE: usize = 8;
+
+/// How long the worker does not IDLE on its own connection after an IDLE there failed.
+const OWN_IDLE_RETRY: Duration = Duration::from_secs(30);
 
 /// The permits for first passes, shared by every worker of a daemon.
 pub fn first_pass_gate() -> Arc<Semaphore> {
@@ -127,6 +132,8 @@ pub fn spawn_worker(
         kept: Kept::default(),
         idle: IdleWatchers::default(),
         idle_supported: false,
+        own_idle: None,
+        own_idle_failed: None,
         delays: backoff(),
         consecutive_errors: 0,
         first_pass: Some(first_pass),
@@ -165,6 +172,11 @@ struct MailboxWorker {
     idle: IdleWatchers,
     /// Whether the server offers IDLE, as the last pass that reached it said.
     idle_supported: bool,
+    /// The folder the worker watches in IDLE on its own connection between passes.
+    own_idle: Option<String>,
+    /// When IDLE on the worker's own connection last failed: not tried again for
+    /// [`OWN_IDLE_RETRY`], so a server that ends every IDLE cannot spin the worker.
+    own_idle_failed: Option<Instant>,
     /// Kept alive as long as the worker: they wake it when a collection's files change.
     _collection_watchers: Vec<CollectionWatcher>,
     delays: Box<dyn Iterator<Item = Duration> + Send>,
@@ -303,11 +315,13 @@ impl MailboxWorker {
                 self.first_pass = None;
                 self.consecutive_errors = 0;
                 self.delays = backoff();
+                self.own_idle = self.own_idle_folder();
                 self.idle.keep(
                     &self.mailbox,
                     self.idle_supported,
                     &self.settings,
                     &self.waker,
+                    self.own_idle.as_deref(),
                 )
             }
             MailboxState::Error => {
@@ -322,6 +336,9 @@ impl MailboxWorker {
             // when the user's privilege changes.
             MailboxState::NotPermitted | MailboxState::Disabled => self.settings.poll_interval,
         };
+        if report.state != MailboxState::Idle {
+            self.own_idle = None;
+        }
         // A send that failed for a passing reason is tried again when its backoff ends.
         let delay = report.retry_in.map_or(delay, |retry| delay.min(retry));
         let _ = self.events.send(WorkerEvent::Passed {
@@ -331,12 +348,52 @@ impl MailboxWorker {
         delay
     }
 
-    /// Waits for a wake that asks for something, the end of `delay` (a whole pass), or
-    /// shutdown; returns what the next pass looks at.
+    /// The folder to watch in IDLE on the worker's own connection: the one it holds selected
+    /// after the pass, when that is a watched folder no watcher of its own covers. A change
+    /// made after the pass read the folder is reported when that IDLE begins (the connection
+    /// has not heard of it yet), so no pass is needed to close a gap, and the mailbox costs
+    /// one login and one SELECT instead of two of each. The other watched folders get
+    /// connections of their own.
+    fn own_idle_folder(&self) -> Option<String> {
+        let imap = self.mailbox.imap.as_ref()?;
+        let session = self.kept.connection.as_ref()?;
+        let recently_failed = self
+            .own_idle_failed
+            .is_some_and(|at| at.elapsed() < OWN_IDLE_RETRY);
+        if !self.idle_supported || !session.has_idle() || recently_failed {
+            return None;
+        }
+        let held = session.selected_folder()?;
+        watched(imap, &self.settings)
+            .find(|folder| folder.as_str() == held && !self.idle.watches(folder))
+            .cloned()
+    }
+
+    /// Waits for a wake that asks for something, a change in the folder watched on the
+    /// worker's own connection, the end of `delay` (a whole pass), or shutdown; returns what
+    /// the next pass looks at.
     async fn wait_for_work(&mut self, delay: Duration) -> Scope {
-        let deadline = tokio::time::Instant::now() + delay;
+        let deadline = Instant::now() + delay;
         // A stop that came during the pass was seen there already.
         while !*self.stop.borrow() {
+            // What came during the pass (its signal emptied first: a wake after this look
+            // leaves one, and ends the wait at once).
+            while self.wake_rx.try_recv().is_ok() {}
+            if let Some(scope) = self.waker.take() {
+                return scope;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            if let Some(folder) = self.own_idle.clone()
+                && let Some(session) = self.kept.connection.take()
+            {
+                match self.idle_on_own(session, &folder, deadline).await {
+                    IdleOutcome::Changed => return Scope::Everything,
+                    IdleOutcome::Timeout if Instant::now() >= deadline => break,
+                    IdleOutcome::Timeout | IdleOutcome::Interrupted => continue,
+                }
+            }
             tokio::select! {
                 _ = self.wake_rx.recv() => {
                     if let Some(scope) = self.waker.take() {
@@ -350,6 +407,48 @@ impl MailboxWorker {
         // A whole pass takes whatever was asked for meanwhile.
         self.waker.take();
         Scope::Everything
+    }
+
+    /// One IDLE on the worker's own connection, until a change, a wake, the deadline or
+    /// shutdown. The connection is kept for the next pass, which then needs no NOOP to know
+    /// it answers. An IDLE that fails drops it and asks for a pass (which connects again and
+    /// finds out what is wrong); the worker's own IDLE then rests for [`OWN_IDLE_RETRY`].
+    async fn idle_on_own(
+        &mut self,
+        session: ImapSession,
+        folder: &str,
+        deadline: Instant,
+    ) -> IdleOutcome {
+        let max = self
+            .settings
+            .idle_renew
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let wake = &mut self.wake_rx;
+        let stop = &mut self.stop;
+        let until = async {
+            tokio::select! {
+                _ = wake.recv() => {}
+                _ = stop.changed() => {}
+            }
+        };
+        match session.idle(folder, max, || {}, until).await {
+            Ok((session, outcome)) => {
+                if outcome == IdleOutcome::Changed {
+                    tracing::debug!(mailbox = %self.mailbox.id, folder, "IDLE: change");
+                }
+                self.kept.connection = Some(session);
+                self.kept.answered = true;
+                // The wake that ended it is taken at the top of the wait.
+                outcome
+            }
+            Err(error) => {
+                tracing::warn!(mailbox = %self.mailbox.id, folder, "IDLE ended: {error}");
+                self.own_idle = None;
+                self.own_idle_failed = Some(Instant::now());
+                self.waker.everything();
+                IdleOutcome::Interrupted
+            }
+        }
     }
 }
 

@@ -183,26 +183,30 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
     /// connection cut short ends like a complete one in the IMAP library, so the markers are
     /// saved only when the connection still answers after the pass's last command.
     async fn save_markers(&mut self, scanned: Vec<ScannedFolder>) -> Result<(), PassError> {
+        let changed: Vec<(String, SyncState)> = scanned
+            .into_iter()
+            .filter(|folder| !self.failed_folders.contains(&folder.name))
+            .filter_map(|folder| {
+                let state = SyncState {
+                    uid_validity: Some(folder.markers.uid_validity),
+                    highest_modseq: folder.markers.highest_modseq,
+                    sync_token: None,
+                    last_full_scan: folder.last_full_scan,
+                    auto_from_uid: folder.auto_from_uid,
+                    auto_policy: folder.auto_policy,
+                };
+                (folder.saved.as_ref() != Some(&state)).then_some((folder.name, state))
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
         if !self.mail.is_alive().await {
             return Err(PassError::ConnectionLost);
         }
-        for folder in scanned {
-            if self.failed_folders.contains(&folder.name) {
-                continue;
-            }
-            let state = SyncState {
-                uid_validity: Some(folder.markers.uid_validity),
-                highest_modseq: folder.markers.highest_modseq,
-                sync_token: None,
-                last_full_scan: folder.last_full_scan,
-                auto_from_uid: folder.auto_from_uid,
-                auto_policy: folder.auto_policy,
-            };
-            if folder.saved.as_ref() == Some(&state) {
-                continue;
-            }
+        for (folder, state) in changed {
             self.store
-                .put_sync_state(&self.mailbox.id, &folder.name, &state)?;
+                .put_sync_state(&self.mailbox.id, &folder, &state)?;
         }
         Ok(())
     }
