@@ -88,7 +88,19 @@ impl SqliteStore {
             rules,
         };
         store.configure_connection().map_err(open_error)?;
-        store.migrate()?;
+        // A store at the latest version (every open but the first of a new crmsync) is not
+        // locked for writing to find that out: a daemon opens one connection per mailbox.
+        // (A new file has no such table yet.)
+        let version: Option<i64> = store
+            .conn
+            .query_row("SELECT max(version) FROM schema_migrations", [], |row| {
+                row.get(0)
+            })
+            .ok()
+            .flatten();
+        if version != Some(latest_version()) {
+            store.migrate()?;
+        }
         Ok(store)
     }
 
