@@ -132,7 +132,6 @@ pub fn spawn_worker(
         kept: Kept::default(),
         idle: IdleWatchers::default(),
         idle_supported: false,
-        own_idle: None,
         own_idle_failed: None,
         delays: backoff(),
         consecutive_errors: 0,
@@ -172,8 +171,6 @@ struct MailboxWorker {
     idle: IdleWatchers,
     /// Whether the server offers IDLE, as the last pass that reached it said.
     idle_supported: bool,
-    /// The folder the worker watches in IDLE on its own connection between passes.
-    own_idle: Option<String>,
     /// When IDLE on the worker's own connection last failed: not tried again for
     /// [`OWN_IDLE_RETRY`], so a server that ends every IDLE cannot spin the worker.
     own_idle_failed: Option<Instant>,
@@ -193,8 +190,8 @@ impl MailboxWorker {
             let Some(report) = self.work(scope).await else {
                 break;
             };
-            let delay = self.after(report);
-            scope = self.wait_for_work(delay).await;
+            let (delay, own_idle) = self.after(report);
+            scope = self.wait_for_work(delay, own_idle).await;
         }
         self.idle.stop();
         if let Some(session) = self.kept.connection.take() {
@@ -294,8 +291,9 @@ impl MailboxWorker {
 
     /// Reports the pass and decides how long to wait: the poll interval while healthy (with
     /// IDLE watchers kept on the first folders), backoff after a transient failure, the slow
-    /// retry after a permanent one.
-    fn after(&mut self, report: PassReport) -> Duration {
+    /// retry after a permanent one. While healthy, also the folder to wait in IDLE on with
+    /// the worker's own connection ([`MailboxWorker::own_idle_folder`]).
+    fn after(&mut self, report: PassReport) -> (Duration, Option<String>) {
         tracing::info!(
             mailbox = %self.mailbox.id,
             state = report.state.as_str(),
@@ -310,18 +308,19 @@ impl MailboxWorker {
         if !report.partial {
             self.idle_supported = report.idle_supported;
         }
+        let mut own_idle = None;
         let delay = match report.state {
             MailboxState::Idle => {
                 self.first_pass = None;
                 self.consecutive_errors = 0;
                 self.delays = backoff();
-                self.own_idle = self.own_idle_folder();
+                own_idle = self.own_idle_folder();
                 self.idle.keep(
                     &self.mailbox,
                     self.idle_supported,
                     &self.settings,
                     &self.waker,
-                    self.own_idle.as_deref(),
+                    own_idle.as_deref(),
                 )
             }
             MailboxState::Error => {
@@ -336,16 +335,13 @@ impl MailboxWorker {
             // when the user's privilege changes.
             MailboxState::NotPermitted | MailboxState::Disabled => self.settings.poll_interval,
         };
-        if report.state != MailboxState::Idle {
-            self.own_idle = None;
-        }
         // A send that failed for a passing reason is tried again when its backoff ends.
         let delay = report.retry_in.map_or(delay, |retry| delay.min(retry));
         let _ = self.events.send(WorkerEvent::Passed {
             report: Box::new(report),
             consecutive_errors: self.consecutive_errors,
         });
-        delay
+        (delay, own_idle)
     }
 
     /// The folder to watch in IDLE on the worker's own connection: the one it holds selected
@@ -372,7 +368,7 @@ impl MailboxWorker {
     /// Waits for a wake that asks for something, a change in the folder watched on the
     /// worker's own connection, the end of `delay` (a whole pass), or shutdown; returns what
     /// the next pass looks at.
-    async fn wait_for_work(&mut self, delay: Duration) -> Scope {
+    async fn wait_for_work(&mut self, delay: Duration, own_idle: Option<String>) -> Scope {
         let deadline = Instant::now() + delay;
         // A stop that came during the pass was seen there already.
         while !*self.stop.borrow() {
@@ -385,10 +381,11 @@ impl MailboxWorker {
             if Instant::now() >= deadline {
                 break;
             }
-            if let Some(folder) = self.own_idle.clone()
+            // An IDLE there that failed dropped the connection: no IDLE again until a pass.
+            if let Some(folder) = own_idle.as_deref()
                 && let Some(session) = self.kept.connection.take()
             {
-                match self.idle_on_own(session, &folder, deadline).await {
+                match self.idle_on_own(session, folder, deadline).await {
                     IdleOutcome::Changed => return Scope::Everything,
                     IdleOutcome::Timeout if Instant::now() >= deadline => break,
                     IdleOutcome::Timeout | IdleOutcome::Interrupted => continue,
@@ -443,7 +440,6 @@ impl MailboxWorker {
             }
             Err(error) => {
                 tracing::warn!(mailbox = %self.mailbox.id, folder, "IDLE ended: {error}");
-                self.own_idle = None;
                 self.own_idle_failed = Some(Instant::now());
                 self.waker.everything();
                 IdleOutcome::Interrupted

@@ -59,6 +59,16 @@ pub struct SqliteStore {
     rules: Rules,
 }
 
+/// The newest migration applied to the store (0 for none).
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    query_row_cached(
+        conn,
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     /// `origin` marks this process's writes in the change journal (`crmsync-cli`,
@@ -90,15 +100,8 @@ impl SqliteStore {
         store.configure_connection().map_err(open_error)?;
         // A store at the latest version (every open but the first of a new crmsync) is not
         // locked for writing to find that out: a daemon opens one connection per mailbox.
-        // (A new file has no such table yet.)
-        let version: Option<i64> = store
-            .conn
-            .query_row("SELECT max(version) FROM schema_migrations", [], |row| {
-                row.get(0)
-            })
-            .ok()
-            .flatten();
-        if version != Some(latest_version()) {
+        // (A new file has no such table yet: an error here, and the migration says what.)
+        if schema_version(&store.conn).ok() != Some(latest_version()) {
             store.migrate()?;
         }
         Ok(store)
@@ -136,12 +139,7 @@ impl SqliteStore {
                  applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              )",
         )?;
-        let current: i64 = query_row_cached(
-            &tx,
-            "SELECT coalesce(max(version), 0) FROM schema_migrations",
-            [],
-            |row| row.get(0),
-        )?;
+        let current = schema_version(&tx)?;
         if current > latest_version() {
             return Err(StoreError::SchemaTooNew {
                 path,
