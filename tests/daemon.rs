@@ -689,22 +689,16 @@ fn three_passes_recorded() -> (Mail, Daemon) {
 }
 
 /// A mailbox without a drafts folder: the daemon's worker asks for it once, not on every
-/// pass (a SELECT answered NO per pass per mailbox adds up with many mailboxes).
+/// pass (a command answered NO per pass per mailbox adds up with many mailboxes), and with a
+/// STATUS, which leaves the mail folder selected (a SELECT that fails leaves none, and the
+/// worker waits in IDLE on that folder).
 #[test]
 fn a_missing_drafts_folder_is_not_asked_for_on_every_pass() {
     let (mail, _daemon) = three_passes_recorded();
-    let drafts_selects = mail
-        .dovecot
-        .commands_of("alice")
-        .iter()
-        .filter(|c| c.contains("SELECT") && c.contains("Drafts"))
-        .count();
-    assert_eq!(
-        drafts_selects,
-        1,
-        "{:#?}",
-        mail.dovecot.commands_of("alice")
-    );
+    let commands = mail.dovecot.commands_of("alice");
+    let drafts: Vec<&String> = commands.iter().filter(|c| c.contains("Drafts")).collect();
+    assert_eq!(drafts.len(), 1, "{commands:#?}");
+    assert!(drafts[0].contains("STATUS \"Drafts\""), "{commands:#?}");
 }
 
 /// The worker's connection keeps the folder that changes selected: a pass after a change asks
@@ -901,4 +895,71 @@ fn one_watched_folder_is_watched_on_the_workers_own_connection() {
         after_done.iter().all(|c| !c.contains("NOOP")),
         "a pass out of IDLE asks no NOOP: {commands:#?}"
     );
+}
+
+/// The drafts are looked at after the mail (on maildir, Dovecot rereads a mail folder's UID
+/// list the next time it is opened after another folder was looked at: the drafts first
+/// would cost that on every change's way to the CRM). A pass that rewrites a draft selects
+/// the drafts folder, then the mail folder again, so the worker goes on waiting in IDLE on its
+/// own connection: a message tracked after it is imported with no second connection.
+#[test]
+fn after_a_draft_is_rewritten_the_worker_waits_on_its_mail_folder_again() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    let two = "folders = [\"INBOX\", \"Archive\"]";
+    mail.env
+        .write_config(&config.replace(two, "folders = [\"INBOX\"]"));
+    mail.env.ok(&[
+        "article",
+        "add",
+        "--title",
+        "Returns",
+        "--body",
+        "Returns are free for 30 days.",
+    ]);
+    let mut imap = mail.client("alice");
+    imap.create("Drafts");
+    mail.dovecot.record_traffic("alice");
+    let mut daemon = Daemon::start(&mail.env);
+    daemon.wait_for_state("alice", "idle");
+
+    let draft = imap.append(
+        "Drafts",
+        &["\\Draft", "crm:article:KB-1001"],
+        "Message-ID: <d1@client.example>\nFrom: alice@example.com\nTo: dana@x.example\n\
+         Subject: Returns\nContent-Type: text/plain; charset=utf-8\n\nMy own words.\n",
+    );
+    // The drafts folder is not watched: a change in INBOX brings the pass that finds it.
+    let track = |imap: &mut support::dovecot::ImapClient, id: &str| {
+        imap.append(
+            "INBOX",
+            &["crm"],
+            &message(id, "dana@x.example", "alice@example.com", id),
+        );
+    };
+    track(&mut imap, "first@x.example");
+    wait_for_activities(&mail, 1);
+    wait_until("the draft rewritten", Duration::from_secs(20), || {
+        (imap.uids("Drafts").len() == 1 && !imap.uids("Drafts").contains(&draft)).then_some(())
+    });
+    track(&mut imap, "second@x.example");
+    wait_for_activities(&mail, 2);
+
+    let sessions = mail.dovecot.sessions_of("alice");
+    let daemons: Vec<&Vec<String>> = sessions
+        .iter()
+        .filter(|commands| !commands.iter().any(|c| c.contains(" APPEND \"INBOX\"")))
+        .collect();
+    assert_eq!(daemons.len(), 1, "one connection: {sessions:#?}");
+    let commands = daemons[0];
+    let position = |what: &str| commands.iter().position(|c| c.contains(what));
+    let drafts = position("SELECT \"Drafts\"").expect("the drafts folder selected");
+    assert!(
+        commands[drafts..]
+            .iter()
+            .any(|c| c.contains("SELECT \"INBOX\"")),
+        "INBOX selected again after the drafts: {commands:#?}"
+    );
+    let last_idle = commands.iter().rposition(|c| c.ends_with(" IDLE"));
+    assert!(last_idle > Some(drafts), "{commands:#?}");
 }

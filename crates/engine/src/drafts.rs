@@ -70,6 +70,11 @@ pub async fn rewrite_drafts<S: CrmStore>(
             highest_modseq: state.highest_modseq,
         })
     });
+    // Never found before: looked for with a STATUS, which keeps the mail folder the pass
+    // holds selected when there is no drafts folder (a SELECT that fails leaves none).
+    if markers.is_none() && !session.folder_exists_by_status(folder).await? {
+        return Ok(false);
+    }
     let scan = match session.scan_folder(folder, markers).await {
         Ok(scan) => scan,
         Err(ImapError::FolderMissing(_)) => return Ok(false),

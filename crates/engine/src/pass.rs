@@ -235,6 +235,30 @@ async fn outbound_part<S: CrmStore>(
     submit.finish().await;
 }
 
+/// When the drafts step selected the drafts folder (a draft changed), selects again the mail
+/// folder the pass ended on, where the worker waits in IDLE between passes. A change there
+/// that this SELECT hears of and the pass did not read would not be reported by that IDLE:
+/// its HIGHESTMODSEQ above the one the pass saved asks for another pass at once.
+async fn back_to_held<S: CrmStore>(
+    store: &mut S,
+    mailbox: &MailboxConfig,
+    folder: &str,
+    session: &mut ImapSession,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    if session.selected_folder() == Some(folder) {
+        return Ok(());
+    }
+    let now = session.reselect(folder).await?;
+    let saved = store
+        .sync_state(&mailbox.id, folder)?
+        .and_then(|state| state.highest_modseq);
+    if now.is_none() || now != saved {
+        report.retry_in = Some(std::time::Duration::ZERO);
+    }
+    Ok(())
+}
+
 async fn email_part<S: CrmStore>(
     store: &mut S,
     mailbox: &MailboxConfig,
@@ -267,23 +291,29 @@ async fn email_part<S: CrmStore>(
             imap.host
         ));
     }
-    // The drafts first, so that the connection ends the pass holding a mail folder: the
-    // worker waits in IDLE on it between passes (a drafts folder that did not change is
-    // looked at with a STATUS, not selected). A mailbox without a drafts folder (most have
-    // one) is not asked again for a while: a SELECT answered NO on every pass of every
+    EmailPass::new(store, &mut session, mailbox, options, report)
+        .run()
+        .await?;
+    // The drafts after the mail: on maildir, Dovecot rereads a folder's whole UID list
+    // (`dovecot-uidlist`, about 20 us a message) the next time it opens or syncs a mail
+    // folder after a session looked at another one (a STATUS, a LIST, a SELECT), so the
+    // drafts first would cost that on every pass, on the way from a change to its activity.
+    // After the mail it is paid when the worker's IDLE begins. A mailbox without a drafts
+    // folder is not asked again for a while: a SELECT answered NO on every pass of every
     // mailbox adds up.
     let drafts_due = kept
         .drafts_missing_since
         .is_none_or(|since| since.elapsed() >= DRAFTS_RECHECK);
     if !options.dry_run && drafts_due {
+        let held = session.selected_folder().map(str::to_owned);
         let exists =
             drafts::rewrite_drafts(store, mailbox, &imap.drafts_folder, &mut session, report)
                 .await?;
         kept.drafts_missing_since = (!exists).then(std::time::Instant::now);
+        if let Some(folder) = held {
+            back_to_held(store, mailbox, &folder, &mut session, report).await?;
+        }
     }
-    EmailPass::new(store, &mut session, mailbox, options, report)
-        .run()
-        .await?;
     kept.connection = Some(session);
     Ok(())
 }

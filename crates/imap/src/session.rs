@@ -325,6 +325,18 @@ impl FetchedMessage {
     }
 }
 
+/// A NO to a command naming `folder` is a missing folder, unless it carries a response code
+/// other than NONEXISTENT (SERVERBUG, UNAVAILABLE, INUSE, ...): that is the server's trouble,
+/// said in its words, retried.
+fn missing(folder: &str, error: ImapError) -> ImapError {
+    match error {
+        ImapError::No(text) if !text.starts_with('[') || text.starts_with("[NONEXISTENT]") => {
+            ImapError::FolderMissing(folder.to_owned())
+        }
+        other => other,
+    }
+}
+
 async fn bounded<T, E: Into<ImapError>>(
     what: &str,
     future: impl Future<Output = Result<T, E>>,
@@ -492,6 +504,12 @@ impl ImapSession {
             .map(|selected| selected.folder.as_str())
     }
 
+    /// Selects `folder` again (after another was selected) and returns its HIGHESTMODSEQ, so
+    /// the caller can tell whether it changed since it was last read.
+    pub async fn reselect(&mut self, folder: &str) -> Result<Option<u64>, ImapError> {
+        Ok(self.select(folder).await?.highest_modseq)
+    }
+
     /// Whether a folder exists (and can be selected).
     pub async fn folder_exists(&mut self, folder: &str) -> Result<bool, ImapError> {
         match self.select(folder).await {
@@ -522,22 +540,22 @@ impl ImapSession {
                 });
                 Ok(mailbox)
             }
-            // A NO with a response code other than NONEXISTENT (SERVERBUG, UNAVAILABLE, INUSE,
-            // ...) is the server's trouble, not a missing folder: said in its words, retried.
-            Err(ImapError::No(text))
-                if text.starts_with('[') && !text.starts_with("[NONEXISTENT]") =>
-            {
+            Err(error) => {
                 self.selected = None;
-                Err(ImapError::No(text))
+                Err(missing(folder, error))
             }
-            Err(ImapError::No(_)) => {
-                self.selected = None;
-                Err(ImapError::FolderMissing(folder.to_owned()))
-            }
-            Err(other) => {
-                self.selected = None;
-                Err(other)
-            }
+        }
+    }
+
+    /// Whether a folder exists, asked with a STATUS: unlike a SELECT that fails, it leaves
+    /// the folder held selected.
+    pub async fn folder_exists_by_status(&mut self, folder: &str) -> Result<bool, ImapError> {
+        match bounded("STATUS", self.session.status(folder, "(MESSAGES)")).await {
+            Ok(_) => Ok(true),
+            Err(error) => match missing(folder, error) {
+                ImapError::FolderMissing(_) => Ok(false),
+                other => Err(other),
+            },
         }
     }
 
