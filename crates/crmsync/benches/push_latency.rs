@@ -15,6 +15,8 @@
 //! - reverse: another program deletes the activity with plain SQL (t0); a second client reads
 //!   the message's flags until the daemon has removed the keyword (reverse latency).
 //!
+//! The mailbox has a drafts folder (empty), as people's mailboxes do: each pass looks at it.
+//!
 //! The daemon's fallback poll is 300 s, so nothing but push can make a trial finish in time.
 
 mod common;
@@ -114,6 +116,8 @@ fn main() {
         // Dovecot indexes a maildir it has not seen on first access: not anyone's time here.
         assert_eq!(mail.client("alice").uids("INBOX").len(), folder);
     }
+    // A drafts folder, as mailboxes have one: each pass looks at it (a STATUS), after the mail.
+    mail.client("alice").create("Drafts");
     let mut daemon = Daemon::start(&mail.env);
     daemon.wait_for_state("alice", "idle");
     let store = rusqlite::Connection::open(mail.env.path("crm.sqlite3")).unwrap();

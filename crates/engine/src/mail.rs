@@ -42,9 +42,17 @@ pub trait MailStore {
     fn is_alive(&mut self) -> impl Future<Output = bool> + Send;
     /// What was asked of the server so far.
     fn counters(&self) -> Counters;
+    /// The folder the connection holds selected, scanned first (see `EmailPass::observe`).
+    fn selected_folder(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl MailStore for ImapSession {
+    fn selected_folder(&self) -> Option<&str> {
+        ImapSession::selected_folder(self)
+    }
+
     fn scan_folder(
         &mut self,
         folder: &str,

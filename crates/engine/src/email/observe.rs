@@ -46,7 +46,14 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         };
         let mut scanned = Vec::new();
         let imap = self.mailbox.imap.as_ref().expect("an email pass has IMAP");
-        for folder in &imap.folders {
+        // The folder the connection holds first: on maildir, Dovecot rereads a folder's whole
+        // UID list when it next syncs it after the session looked at another folder (the
+        // STATUS of an unchanged one), and that folder is the one a change is in, as a rule.
+        let held = self.mail.selected_folder().map(str::to_owned);
+        let order = |folder: &String| Some(folder) != held.as_ref();
+        let mut folders: Vec<&String> = imap.folders.iter().collect();
+        folders.sort_by_key(|folder| order(folder));
+        for folder in folders {
             let saved = self.store.sync_state(&self.mailbox.id, folder)?;
             let markers = saved.as_ref().and_then(|state| {
                 state.uid_validity.map(|uid_validity| FolderMarkers {
@@ -93,6 +100,14 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 saved,
             });
         }
+        // What the core reads in the configured order of the folders, whichever was held.
+        let rank = |folder: &str| imap.folders.iter().position(|f| f == folder);
+        view.folders.sort_by_key(|f| rank(&f.folder));
+        view.changed
+            .sort_by_key(|observed| match &observed.location {
+                ItemLocation::Imap { folder, .. } => rank(folder),
+                _ => None,
+            });
         Ok((view, scanned))
     }
 
