@@ -726,6 +726,19 @@ fn a_pass_after_a_change_selects_no_folder_again() {
     assert_eq!(count("SELECT \"INBOX\""), 2, "{commands:#?}");
     assert_eq!(count("SELECT \"Archive\""), 1, "{commands:#?}");
     assert!(count("STATUS \"Archive\"") >= 2, "{commands:#?}");
+    // Without automatic tracking a scan asks for the identity's header fields alone (the
+    // drafts folder's scan, which needs its own, is not in this mailbox).
+    let scans: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.contains("HEADER.FIELDS"))
+        .collect();
+    assert!(
+        !scans.is_empty()
+            && scans
+                .iter()
+                .all(|c| c.contains("REFERENCES)]") && !c.contains("AUTO-SUBMITTED")),
+        "{commands:#?}"
+    );
 }
 
 /// A pass over the folder the worker holds selected counts its messages from what the server

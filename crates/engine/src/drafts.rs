@@ -10,7 +10,7 @@
 
 use crmsync_config::MailboxConfig;
 use crmsync_core::email::TrackingRules;
-use crmsync_imap::{FetchedHeader, FolderMarkers, ImapError, ImapSession, message};
+use crmsync_imap::{FetchedHeader, FolderMarkers, ImapError, ImapSession, ScanFields, message};
 use crmsync_smtp::Outgoing;
 use crmsync_store::{CrmStore, SyncState};
 
@@ -75,6 +75,8 @@ pub async fn rewrite_drafts<S: CrmStore>(
     if markers.is_none() && !session.folder_exists_by_status(folder).await? {
         return Ok(false);
     }
+    // A rewritten draft's own header names the draft it replaced.
+    session.set_scan_fields(ScanFields::All);
     let scan = match session.scan_folder(folder, markers).await {
         Ok(scan) => scan,
         Err(ImapError::FolderMissing(_)) => return Ok(false),

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crmsync_config::{ImapConfig, MailboxConfig, SmtpConfig};
+use crmsync_core::auto::AutoPolicy;
 use crmsync_core::item::ItemKind;
-use crmsync_imap::ImapSession;
+use crmsync_imap::{ImapSession, ScanFields};
 use crmsync_store::{CrmStore, StoreError};
 
 use crate::collection::{CollectionMemory, CollectionPass, Which};
@@ -291,6 +292,14 @@ async fn email_part<S: CrmStore>(
             imap.host
         ));
     }
+    // Without automatic tracking nothing reads whether a message is automated mail: the
+    // identity's header fields are enough (the server sends, and the scan parses, a third
+    // less). A backfill is automatic tracking reaching back.
+    session.set_scan_fields(if mailbox.tracking.auto == AutoPolicy::None {
+        ScanFields::Identity
+    } else {
+        ScanFields::All
+    });
     EmailPass::new(store, &mut session, mailbox, options, report)
         .run()
         .await?;

@@ -19,6 +19,7 @@ mod tls;
 
 pub use session::{
     Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, IdleOutcome, ImapSession,
+    ScanFields, Summarized,
 };
 
 #[derive(Debug, thiserror::Error)]

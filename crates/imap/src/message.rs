@@ -28,16 +28,16 @@ pub struct HeaderSummary {
 #[error("malformed message: {0}")]
 pub struct MalformedMessage(pub String);
 
-fn address_list(address: Option<&Address<'_>>) -> Vec<(Option<String>, String)> {
+/// The addresses of a header, trimmed and in lower case (identity and matching read them so).
+fn lower_addresses(address: Option<&Address<'_>>) -> Vec<String> {
     address
         .map(|address| {
             address
                 .iter()
-                .filter_map(|addr| {
-                    addr.address()
-                        .map(|a| (addr.name().map(str::to_owned), a.trim().to_owned()))
-                })
-                .filter(|(_, a)| !a.is_empty())
+                .filter_map(|addr| addr.address())
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_ascii_lowercase)
                 .collect()
         })
         .unwrap_or_default()
@@ -73,7 +73,8 @@ fn without_blank_first_line(raw: &[u8]) -> &[u8] {
 /// The header fields a scan fetches of each changed message, and all that [`summarize`] (and
 /// the drafts step) read: the identity's, the threading ones, and those that say a message is
 /// automated. A field read here must be added to the scan's query in `session.rs` too
-/// (`tests::the_scan_fetches_every_field_summarize_reads` checks they agree).
+/// (`tests::the_scan_fetches_every_field_summarize_reads` checks they agree). The first eight
+/// are those of `ScanFields::Identity`: the identity's and the threading ones.
 pub const SCANNED_FIELDS: [&str; 15] = [
     "Message-ID",
     "Date",
@@ -94,19 +95,23 @@ pub const SCANNED_FIELDS: [&str; 15] = [
 
 pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
     let header = without_blank_first_line(header);
-    let message = MessageParser::default()
-        .parse_headers(header)
-        .ok_or_else(|| MalformedMessage("no header could be read".into()))?;
+    let neither = || MalformedMessage("it has neither a From address nor a Message-ID".into());
+    let message = match MessageParser::default().parse_headers(header) {
+        Some(message) => message,
+        // None of the fields a scan asked for (`ScanFields::Identity`): the server sent an
+        // empty block.
+        None if header.iter().all(u8::is_ascii_whitespace) => return Err(neither()),
+        None => return Err(MalformedMessage("no header could be read".into())),
+    };
     let message_id = message
         .message_id()
         .map(|id| id.trim().trim_matches(['<', '>']).to_owned())
         .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace));
-    let from = address_list(message.from());
-    let meta = meta(&message, &from);
+    let from = lower_addresses(message.from());
+    let to = lower_addresses(message.to());
+    let cc = lower_addresses(message.cc());
     if from.is_empty() && message_id.is_none() {
-        return Err(MalformedMessage(
-            "it has neither a From address nor a Message-ID".into(),
-        ));
+        return Err(neither());
     }
     let mut hasher = Sha256::new();
     let mut field = |name: &str, value: &str| {
@@ -116,20 +121,11 @@ pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
         hasher.update([0]);
     };
     field("message-id", message_id.as_deref().unwrap_or(""));
-    field(
-        "date",
-        &message
-            .date()
-            .map(|d| d.to_timestamp().to_string())
-            .unwrap_or_default(),
-    );
-    for (name, list) in [
-        ("from", from),
-        ("to", address_list(message.to())),
-        ("cc", address_list(message.cc())),
-    ] {
-        for (_, address) in list {
-            field(name, &address.to_ascii_lowercase());
+    let date = message.date().map(|d| d.to_timestamp());
+    field("date", &date.map(|d| d.to_string()).unwrap_or_default());
+    for (name, list) in [("from", &from), ("to", &to), ("cc", &cc)] {
+        for address in list {
+            field(name, address);
         }
     }
     field("subject", message.subject().unwrap_or("").trim());
@@ -137,7 +133,8 @@ pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
         field("in-reply-to", &id);
     }
     let digest = hasher.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&digest[..16]);
+    let meta = meta(&message, from, to, cc, date);
     let content_hash = ContentHash::new(&hex).expect("hex digits");
     let identity = match &message_id {
         Some(id) => ItemIdentity::Email {
@@ -153,12 +150,26 @@ pub fn summarize(header: &[u8]) -> Result<HeaderSummary, MalformedMessage> {
     })
 }
 
-fn meta(message: &mail_parser::Message<'_>, from: &[(Option<String>, String)]) -> MessageMeta {
-    let lower = |list: &[(Option<String>, String)]| -> Vec<String> {
-        list.iter().map(|(_, a)| a.to_ascii_lowercase()).collect()
-    };
-    let mut recipients = lower(&address_list(message.to()));
-    recipients.extend(lower(&address_list(message.cc())));
+/// Lower-case hexadecimal digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    out
+}
+
+fn meta(
+    message: &mail_parser::Message<'_>,
+    from: Vec<String>,
+    to: Vec<String>,
+    cc: Vec<String>,
+    date: Option<i64>,
+) -> MessageMeta {
+    let mut recipients = to;
+    recipients.extend(cc);
     let ids = |value: &HeaderValue<'_>| -> Vec<String> {
         text_list(value)
             .into_iter()
@@ -167,13 +178,13 @@ fn meta(message: &mail_parser::Message<'_>, from: &[(Option<String>, String)]) -
             .collect()
     };
     MessageMeta {
-        from: lower(from),
+        from,
         recipients,
         subject: message.subject().unwrap_or("").trim().to_owned(),
         in_reply_to: ids(message.in_reply_to()),
         references: ids(message.references()),
         automated: automated(message),
-        date: message.date().map(|d| d.to_timestamp()),
+        date,
         size: None,
     }
 }
@@ -433,6 +444,12 @@ mod tests {
         assert_eq!(parsed.subject, "Hi");
         // An empty first line: no header at all, as before.
         assert!(super::summarize(b"\r\nFrom: dana@x.example\r\n\r\nBody\r\n").is_err());
+        // A scan's block of none of the fields it asked for.
+        let empty = super::summarize(b"\r\n").unwrap_err();
+        assert!(
+            empty.0.contains("neither a From address nor a Message-ID"),
+            "{empty:?}"
+        );
     }
 
     use super::*;
@@ -440,6 +457,22 @@ mod tests {
     const MESSAGE: &str = "Message-ID: <m1@example.com>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0100\r\n\
         From: Dana Smith <dana@adventure-works.com>\r\nTo: alice@example.com\r\nCc: Bob <bob@example.com>\r\n\
         Subject: Proposal\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nHello Alice.\r\n";
+
+    /// The content hash is stored in every sync link: a change to how it is computed would
+    /// make every tracked message a stranger to its own link (and a duplicate). Pinned.
+    #[test]
+    fn the_content_hash_does_not_change() {
+        let message = MESSAGE.replace(
+            "Cc: Bob <bob@example.com>",
+            "Cc: Bob <Bob@Example.com>, Team: c@x.example, D@x.example;\r\nIn-Reply-To: <r@x.example>",
+        );
+        let summary = summarize(message.as_bytes()).unwrap();
+        let hash = match summary.identity {
+            ItemIdentity::Email { content_hash, .. } => content_hash,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(hash.as_str(), "3ef4cec687c67a0ce7fdf6a77abcaea4");
+    }
 
     #[test]
     fn identity_ignores_transport_headers() {

@@ -5,7 +5,7 @@ use crmsync_core::auto::{AutoPolicy, MessageMeta};
 use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed};
 use crmsync_core::item::{ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
-use crmsync_imap::{FetchedHeader, FolderMarkers, FolderScan, ImapError, message};
+use crmsync_imap::{FetchedHeader, FolderMarkers, FolderScan, ImapError, Summarized, message};
 use crmsync_store::{CrmStore, SyncState};
 
 use super::{EmailPass, Mark, ScannedFolder};
@@ -78,7 +78,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let changed = summarize_all(std::mem::take(&mut scan.changed)).await;
+            let changed = summarize_all(std::mem::take(&mut scan.changed));
             self.observe_folder(&scan, changed, &mut view);
             self.report.full_scan |= scan.full;
             scanned.push(ScannedFolder {
@@ -168,46 +168,19 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     }
 }
 
-/// A message's header read: its identity and what automatic tracking reads, or why not.
-type Summarized = Result<message::HeaderSummary, message::MalformedMessage>;
-
-/// Below this many headers a scan's are read on the pass's own thread.
-const SUMMARIZE_ALONE: usize = 2_000;
-
-/// Reads the headers of a scan, each beside its message, in order. A large scan (a first one,
-/// thousands of messages) is split over the machine's cores, each part read on a blocking
-/// thread of its own.
-async fn summarize_all(changed: Vec<FetchedHeader>) -> Vec<(FetchedHeader, Summarized)> {
-    fn summarize(part: Vec<FetchedHeader>) -> Vec<(FetchedHeader, Summarized)> {
-        part.into_iter()
-            .map(|m| {
-                let summary = message::summarize(&m.header);
-                (m, summary)
-            })
-            .collect()
-    }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if changed.len() < SUMMARIZE_ALONE || cores < 2 {
-        return summarize(changed);
-    }
-    let size = changed.len().div_ceil(cores);
-    let mut rest = changed;
-    let mut tasks = Vec::with_capacity(cores);
-    while !rest.is_empty() {
-        let tail = rest.split_off(size.min(rest.len()));
-        let part = std::mem::replace(&mut rest, tail);
-        tasks.push(tokio::task::spawn_blocking(move || summarize(part)));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok(part) => all.extend(part),
-            // A panic in the parser fails the pass, as it would have on the pass's thread.
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => panic!("reading headers: {error}"),
-        }
-    }
-    all
+/// The headers of a scan, each beside its message, in order: those the scan read as they
+/// arrived ([`FetchedHeader::summary`]), the others (a small scan's) read here.
+fn summarize_all(changed: Vec<FetchedHeader>) -> Vec<(FetchedHeader, Summarized)> {
+    changed
+        .into_iter()
+        .map(|mut fetched| {
+            let summary = fetched
+                .summary
+                .take()
+                .unwrap_or_else(|| message::summarize(&fetched.header));
+            (fetched, summary)
+        })
+        .collect()
 }
 
 /// The first UID automatic tracking takes in a folder: the one recorded when the mailbox's

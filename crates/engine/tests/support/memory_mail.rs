@@ -132,6 +132,7 @@ impl MemoryMail {
                 // As the IMAP session does: a full scan leaves the size out.
                 size: since.and_then(|_| u32::try_from(message.raw.len()).ok()),
                 modseq: Some(message.modseq),
+                summary: None,
             })
             .collect::<Vec<_>>();
         // As a connection that holds the folder selected answers with QRESYNC: the highest
