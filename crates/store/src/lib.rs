@@ -228,6 +228,12 @@ pub trait EmailStore {
         link: &SyncLink,
         regarding: Option<Option<&RecordNumber>>,
     ) -> Result<Option<String>>;
+    /// [`EmailStore::update_link`] for many links in one transaction (one commit, one fsync):
+    /// all of them, or, on an error, none.
+    fn update_links(
+        &mut self,
+        links: &[(SyncLink, Option<Option<&RecordNumber>>)],
+    ) -> Result<Vec<Option<String>>>;
     /// Drops a link and deletes its activity (an owner untracked it), and records the message
     /// as one automatic tracking never takes again, in one transaction.
     fn untrack_and_delete(&mut self, link: &SyncLink) -> Result<()>;

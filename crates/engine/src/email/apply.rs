@@ -61,6 +61,24 @@ struct Pending {
     warnings: Vec<String>,
 }
 
+/// Where [`EmailPass::begin_track`] left a message.
+enum Begun {
+    /// Its activity is to be created from its body.
+    Waiting(Pending),
+    /// Its activity exists: a link to it is to be stored.
+    Linking(Linking),
+    /// Settled already (failed).
+    Settled,
+}
+
+/// A message whose activity exists (another mailbox tracked it): the link to store.
+struct Linking {
+    track: Track,
+    link: SyncLink,
+    regarding: Option<RecordNumber>,
+    warning: Option<String>,
+}
+
 /// A message parsed on a blocking thread: the email, or why it could not be read; its size
 /// and whether it was cut at `max_message_size`.
 type ParsedBody = (Result<message::ParsedEmail, String>, u64, bool);
@@ -301,11 +319,15 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             }
         };
         let mut waiting = Vec::new();
+        let mut linking = Vec::new();
         for track in run {
-            if let Some(pending) = self.begin_track(track, &known)? {
-                waiting.push(pending);
+            match self.begin_track(track, &known)? {
+                Begun::Waiting(pending) => waiting.push(pending),
+                Begun::Linking(link) => linking.push(link),
+                Begun::Settled => {}
             }
         }
+        self.store_links(linking)?;
         self.learn_sizes(&mut waiting).await;
         let mut stored = Stored::default();
         let mut parsing: Option<Parsing> = None;
@@ -653,12 +675,13 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     }
 
     /// The first step of tracking one message: linked to the activity of the same identity
-    /// when the CRM holds one (stored and settled here), else waiting for its body.
+    /// when the CRM holds one (the links of a run are stored together, [`Self::store_links`]),
+    /// else waiting for its body.
     fn begin_track(
         &mut self,
         track: Track,
         known: &HashMap<(String, String), ActivityId>,
-    ) -> Result<Option<Pending>, PassError> {
+    ) -> Result<Begun, PassError> {
         let ItemIdentity::Email {
             message_id,
             content_hash,
@@ -666,7 +689,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         else {
             let failure = TrackFailure::Other("not an email identity".into());
             self.settle(&track.observed, Err(failure))?;
-            return Ok(None);
+            return Ok(Begun::Settled);
         };
         let mut link = SyncLink {
             mailbox: self.mailbox.id.clone(),
@@ -688,7 +711,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         }
         let key = (message_id.clone(), content_hash.as_str().to_owned());
         let Some(existing) = known.get(&key) else {
-            return Ok(Some(Pending {
+            return Ok(Begun::Waiting(Pending {
                 track,
                 link,
                 regarding,
@@ -698,14 +721,41 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         // Tracked in another mailbox already: one activity, one more link. A regarding
         // keyword here is this mailbox's change to the shared activity.
         link.crm = CrmRef::Activity(*existing);
-        let change = regarding.as_ref().map(Some);
-        let outcome = match self.store.update_link(&link, change) {
-            Ok(_) => Ok((false, warning)),
-            Err(error) if error.is_unavailable() => Err(TrackFailure::Store(error)),
-            Err(error) => Err(TrackFailure::Other(format!("CRM store: {error}"))),
+        Ok(Begun::Linking(Linking {
+            track,
+            link,
+            regarding,
+            warning,
+        }))
+    }
+
+    /// Stores the links of messages whose activity exists (another mailbox tracked them) in
+    /// one transaction; on a refusal, one at a time, so only that one fails.
+    fn store_links(&mut self, linking: Vec<Linking>) -> Result<(), PassError> {
+        if linking.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(SyncLink, Option<Option<&RecordNumber>>)> = linking
+            .iter()
+            .map(|l| (l.link.clone(), l.regarding.as_ref().map(Some)))
+            .collect();
+        let stored: Vec<Result<Option<String>, StoreError>> = match self.store.update_links(&rows) {
+            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Err(error) if error.is_unavailable() => return Err(PassError::Store(error)),
+            Err(_) => rows
+                .iter()
+                .map(|(link, change)| self.store.update_link(link, *change))
+                .collect(),
         };
-        self.settle(&track.observed, outcome)?;
-        Ok(None)
+        for (one, result) in linking.iter().zip(stored) {
+            let outcome = match result {
+                Ok(_) => Ok((false, one.warning.clone())),
+                Err(error) if error.is_unavailable() => Err(TrackFailure::Store(error)),
+                Err(error) => Err(TrackFailure::Other(format!("CRM store: {error}"))),
+            };
+            self.settle(&one.track.observed, outcome)?;
+        }
+        Ok(())
     }
 
     /// The mailbox's `max_message_size`: a fetched message is cut there.

@@ -139,6 +139,7 @@ impl<S: EmailStore> EmailStore for CrashingStore<S> {
         track_email(email: &NewEmail, link: &SyncLink) -> (ActivityId, Option<String>);
         track_emails(batch: &[(NewEmail, SyncLink)]) -> Vec<(ActivityId, Option<String>)>;
         update_link(link: &SyncLink, regarding: Option<Option<&RecordNumber>>) -> Option<String>;
+        update_links(links: &[(SyncLink, Option<Option<&RecordNumber>>)]) -> Vec<Option<String>>;
         untrack_and_delete(link: &SyncLink) -> ();
         untrack_link(mailbox: &str, identity: &ItemIdentity) -> bool;
         add_never(mailbox: Option<&str>, entry: &crmsync_core::auto::NeverEntry) -> bool;

@@ -113,19 +113,18 @@ impl EmailStore for SqliteStore {
         link: &SyncLink,
         regarding: Option<Option<&RecordNumber>>,
     ) -> Result<Option<String>> {
+        self.write(|tx| update_one_link(tx, link, regarding))
+    }
+
+    fn update_links(
+        &mut self,
+        links: &[(SyncLink, Option<Option<&RecordNumber>>)],
+    ) -> Result<Vec<Option<String>>> {
         self.write(|tx| {
-            let mut warning = None;
-            if let Some(number) = regarding {
-                let id = link_activity(link)?;
-                let (record_id, unknown) = regarding_id(tx, number)?;
-                warning = unknown;
-                execute_cached(tx,
-                    "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
-                    params![record_id, id.to_string()],
-                )?;
-            }
-            upsert_link(tx, link)?;
-            Ok(warning)
+            links
+                .iter()
+                .map(|(link, regarding)| update_one_link(tx, link, *regarding))
+                .collect()
         })
     }
 
@@ -438,4 +437,26 @@ fn track_one(
     insert_attachments(tx, id, &email.attachments)?;
     upsert_link(tx, link)?;
     Ok((id, warning))
+}
+
+/// A link saved and, when given, its activity's new regarding record (an unknown number
+/// clears it; the warning says so).
+fn update_one_link(
+    tx: &rusqlite::Transaction<'_>,
+    link: &SyncLink,
+    regarding: Option<Option<&RecordNumber>>,
+) -> Result<Option<String>> {
+    let mut warning = None;
+    if let Some(number) = regarding {
+        let id = link_activity(link)?;
+        let (record_id, unknown) = regarding_id(tx, number)?;
+        warning = unknown;
+        execute_cached(
+            tx,
+            "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+            params![record_id, id.to_string()],
+        )?;
+    }
+    upsert_link(tx, link)?;
+    Ok(warning)
 }
