@@ -86,7 +86,9 @@ pub struct PassReport {
     pub sent: u64,
     /// Drafts rewritten with the template, article or literature they asked for.
     pub drafts_rewritten: u64,
-    /// When the soonest send that failed for a passing reason is due again.
+    /// When the next pass is due, if sooner than the daemon would make one: the soonest send
+    /// that failed for a passing reason, or at once when the pass's connection heard of a
+    /// change in its mail folder that the pass did not read (after a draft's rewrite).
     pub retry_in: Option<std::time::Duration>,
     /// Collection files crmsync wrote, created or deleted.
     pub items_written: u64,
