@@ -72,7 +72,7 @@ pub async fn rewrite_drafts<S: CrmStore>(
     });
     // Never found before: looked for with a STATUS, which keeps the mail folder the pass
     // holds selected when there is no drafts folder (a SELECT that fails leaves none).
-    if markers.is_none() && !session.folder_exists_by_status(folder).await? {
+    if markers.is_none() && !session.folder_exists(folder).await? {
         return Ok(false);
     }
     // A rewritten draft's own header names the draft it replaced.

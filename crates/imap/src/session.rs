@@ -565,15 +565,6 @@ impl ImapSession {
         Ok(self.select(folder).await?.highest_modseq)
     }
 
-    /// Whether a folder exists (and can be selected).
-    pub async fn folder_exists(&mut self, folder: &str) -> Result<bool, ImapError> {
-        match self.select(folder).await {
-            Ok(_) => Ok(true),
-            Err(ImapError::FolderMissing(_)) => Ok(false),
-            Err(other) => Err(other),
-        }
-    }
-
     async fn select(&mut self, folder: &str) -> Result<async_imap::types::Mailbox, ImapError> {
         self.counters.select_commands += 1;
         // What the server said of the folder selected before is not this one's.
@@ -602,9 +593,9 @@ impl ImapSession {
         }
     }
 
-    /// Whether a folder exists, asked with a STATUS: unlike a SELECT that fails, it leaves
-    /// the folder held selected.
-    pub async fn folder_exists_by_status(&mut self, folder: &str) -> Result<bool, ImapError> {
+    /// Whether a folder exists (and can be opened), asked with a STATUS: unlike a SELECT that
+    /// fails, it leaves the folder held selected.
+    pub async fn folder_exists(&mut self, folder: &str) -> Result<bool, ImapError> {
         match bounded("STATUS", self.session.status(folder, "(MESSAGES)")).await {
             Ok(_) => Ok(true),
             Err(error) => match missing(folder, error) {

@@ -50,9 +50,8 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         // UID list when it next syncs it after the session looked at another folder (the
         // STATUS of an unchanged one), and that folder is the one a change is in, as a rule.
         let held = self.mail.selected_folder().map(str::to_owned);
-        let order = |folder: &String| Some(folder) != held.as_ref();
         let mut folders: Vec<&String> = imap.folders.iter().collect();
-        folders.sort_by_key(|folder| order(folder));
+        folders.sort_by_key(|folder| Some(*folder) != held.as_ref());
         for folder in folders {
             let saved = self.store.sync_state(&self.mailbox.id, folder)?;
             let markers = saved.as_ref().and_then(|state| {
