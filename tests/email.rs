@@ -682,6 +682,71 @@ fn a_tracked_folder_tracks_every_message_in_it() {
     assert!(mail.activities().is_empty());
 }
 
+/// A full scan reads the headers of tracked, marked and linked messages alone. When a link's
+/// message is not where the link says, the headers it left out are read after all: here a
+/// message moved out of its tracked folder, without a keyword, into a folder scanned for the
+/// first time, is found there and untracked, not taken for gone.
+#[test]
+fn a_linked_message_moved_into_a_folder_scanned_anew_is_found_by_its_header() {
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    mail.env
+        .ok(&["record", "add", "account", "--name", "Adventure Works"]);
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    let inbox_only = config.replace(
+        "folders = [\"INBOX\", \"Archive\"]",
+        "folders = [\"INBOX\"]",
+    );
+    assert_ne!(inbox_only, config);
+    let tracked_folder = "[mailbox.tracking]\nfolders = { \"Clients\" = \"ACC-1001\" }\n";
+    mail.env
+        .write_config(&format!("{inbox_only}{tracked_folder}"));
+    let mut imap = mail.client("alice");
+    imap.create("Clients");
+    for n in 0..3 {
+        let subject = format!("Archived {n}");
+        let id = format!("a{n}@x.example");
+        imap.append(
+            "Archive",
+            &[],
+            &message(&id, "dana@x.example", "alice@example.com", &subject),
+        );
+    }
+    let uid = imap.append(
+        "Clients",
+        &[],
+        &message("c@x.example", "dana@x.example", "alice@example.com", "C"),
+    );
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["created"], 1, "{report:#}");
+
+    // Without its sync-state mark too (a full scan reads a marked message's header).
+    imap.store("Clients", uid, "-FLAGS (crm-synced)");
+    imap.uid_move("Clients", uid, "Archive");
+    mail.env.write_config(&format!("{config}{tracked_folder}"));
+    mail.dovecot.record_traffic("alice");
+    let report = &mail.sync_ok()["alice"];
+    assert_eq!(report["deleted"], 1, "{report:#}");
+    assert!(mail.activities().is_empty());
+    let commands = mail.dovecot.commands_of("alice");
+    let header_fetches: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.contains("HEADER.FIELDS"))
+        .collect();
+    // Archive's first scan withheld all four headers; the pass read them once it missed the
+    // message in Clients.
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("UID FETCH 1:* (UID FLAGS)")),
+        "{commands:#?}"
+    );
+    assert_eq!(header_fetches.len(), 1, "{commands:#?}");
+    assert!(
+        header_fetches[0].contains("UID FETCH 1:4 "),
+        "{commands:#?}"
+    );
+}
+
 #[test]
 fn a_regarding_changed_on_both_sides_is_settled_by_the_policy_and_logged() {
     let mail = Mail::new(&[("alice", "alice@example.com")]);
@@ -1150,11 +1215,25 @@ fn a_first_scan_lists_the_folder_without_a_uid_search() {
         !commands.iter().any(|c| c.contains("UID SEARCH")),
         "{commands:#?}"
     );
-    let full_fetches = commands
+    // Every message's flags, then the header fields of the three tracked ones alone.
+    let flag_fetches = commands
         .iter()
-        .filter(|c| c.contains("UID FETCH 1:* ") && c.contains("HEADER.FIELDS"))
+        .filter(|c| c.contains("UID FETCH 1:* (UID FLAGS)"))
         .count();
-    assert_eq!(full_fetches, 1, "{commands:#?}");
+    assert_eq!(flag_fetches, 1, "{commands:#?}");
+    let tracked: Vec<String> = uids[..3].iter().map(u32::to_string).collect();
+    let tracked_set = [format!("{}:{}", tracked[0], tracked[2]), tracked.join(",")];
+    let header_fetches: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.contains("HEADER.FIELDS"))
+        .collect();
+    assert_eq!(header_fetches.len(), 1, "{commands:#?}");
+    assert!(
+        tracked_set
+            .iter()
+            .any(|set| header_fetches[0].contains(&format!("UID FETCH {set} "))),
+        "{commands:#?}"
+    );
     assert!(
         !commands
             .iter()
@@ -1166,10 +1245,8 @@ fn a_first_scan_lists_the_folder_without_a_uid_search() {
         .filter(|c| c.contains("(UID RFC822.SIZE)"))
         .collect();
     assert_eq!(size_requests.len(), 1, "{commands:#?}");
-    let tracked: Vec<String> = uids[..3].iter().map(u32::to_string).collect();
     assert!(
-        size_requests[0].contains(&format!("{}:{}", tracked[0], tracked[2]))
-            || size_requests[0].contains(&tracked.join(",")),
+        tracked_set.iter().any(|set| size_requests[0].contains(set)),
         "{commands:#?}"
     );
     let body_fetches = commands

@@ -10,7 +10,9 @@
 
 use crmsync_config::MailboxConfig;
 use crmsync_core::email::TrackingRules;
-use crmsync_imap::{FetchedHeader, FolderMarkers, ImapError, ImapSession, ScanFields, message};
+use crmsync_imap::{
+    FetchedHeader, FolderMarkers, ImapError, ImapSession, ScanFields, Wanted, message,
+};
 use crmsync_smtp::Outgoing;
 use crmsync_store::{CrmStore, SyncState};
 
@@ -77,7 +79,7 @@ pub async fn rewrite_drafts<S: CrmStore>(
     }
     // A rewritten draft's own header names the draft it replaced.
     session.set_scan_fields(ScanFields::All);
-    let scan = match session.scan_folder(folder, markers).await {
+    let scan = match session.scan_folder(folder, markers, Wanted::All).await {
         Ok(scan) => scan,
         Err(ImapError::FolderMissing(_)) => return Ok(false),
         Err(error) => return Err(error.into()),

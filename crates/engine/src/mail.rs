@@ -5,16 +5,27 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crmsync_imap::{Counters, FetchedMessage, FolderMarkers, FolderScan, ImapError, ImapSession};
+use crmsync_imap::{
+    Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, ImapError, ImapSession,
+    Wanted,
+};
 
 pub trait MailStore {
-    /// The folder's UIDs and the flags and headers of what changed since `saved` (everything
-    /// on a full scan).
+    /// The folder's UIDs and the flags and headers of what changed since `saved` (on a full
+    /// scan: of every message `wanted`, the others listed as withheld).
     fn scan_folder(
         &mut self,
         folder: &str,
         saved: Option<FolderMarkers>,
+        wanted: Wanted<'_>,
     ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send;
+    /// The flags and headers of messages a full scan withheld, sorted by UID. A UID the
+    /// folder no longer holds is left out.
+    fn fetch_headers_of(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send;
     /// Messages of one folder (only ever tracked ones), in one request: each whole, or its
     /// first `max_message_size` bytes. A UID the folder no longer holds is left out.
     fn fetch_messages(
@@ -57,8 +68,17 @@ impl MailStore for ImapSession {
         &mut self,
         folder: &str,
         saved: Option<FolderMarkers>,
+        wanted: Wanted<'_>,
     ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send {
-        ImapSession::scan_folder(self, folder, saved)
+        ImapSession::scan_folder(self, folder, saved, wanted)
+    }
+
+    fn fetch_headers_of(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send {
+        ImapSession::fetch_headers_of(self, folder, uids)
     }
 
     fn fetch_messages(

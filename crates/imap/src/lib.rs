@@ -19,7 +19,7 @@ mod tls;
 
 pub use session::{
     Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, IdleOutcome, ImapSession,
-    ScanFields, Summarized,
+    ScanFields, Summarized, Wanted,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,28 @@ impl ScanFields {
     }
 }
 
+/// Which messages a full scan reads the header fields of. The others come with their UID and
+/// flags alone (one `UID FETCH 1:* (UID FLAGS)` first, then the headers of the wanted ones by
+/// UID set): on a first scan of a mailbox where a few messages in a hundred are tracked, the
+/// server reads a few headers, not every message's file, and the answer is a tenth the size.
+#[derive(Clone, Copy)]
+pub enum Wanted<'a> {
+    /// Every message's.
+    All,
+    /// Those for which this says yes, given the folder's UIDVALIDITY, the message's UID and
+    /// its keywords.
+    Some(&'a (dyn Fn(u32, u32, &[String]) -> bool + Sync)),
+}
+
+impl std::fmt::Debug for Wanted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Wanted::All => "All",
+            Wanted::Some(_) => "Some(..)",
+        })
+    }
+}
+
 /// The capacity of async-imap's channel of untagged responses (0.12: `bounded(100)`); when
 /// that many came during one command, some may have been dropped.
 const UNSOLICITED_CAPACITY: usize = 100;
@@ -80,6 +102,11 @@ const MAX_VANISHED: u64 = 100_000;
 /// select the folder starts from.
 fn incremental_markers(saved: Option<FolderMarkers>) -> Option<(u32, u64)> {
     saved.and_then(|saved| Some((saved.uid_validity, saved.highest_modseq?)))
+}
+
+/// The UID and keywords of one FETCH answer of a flags fetch.
+fn fetched_flags(fetch: &async_imap::types::Fetch) -> Option<(u32, Vec<String>)> {
+    Some((fetch.uid?, keywords(fetch.flags())))
 }
 
 /// The flags and header fields of one FETCH answer; `None` for a FETCH of flags alone (the
@@ -209,6 +236,9 @@ pub struct FolderScan {
     pub changed: Vec<FetchedHeader>,
     /// Whether this was a full scan (first scan, UIDVALIDITY changed, or no CONDSTORE).
     pub full: bool,
+    /// Messages a full scan read the flags of alone (their headers were not [`Wanted`]), by
+    /// UID; [`ImapSession::fetch_headers_of`] reads them when the caller finds it needs them.
+    pub withheld: Vec<u32>,
 }
 
 /// The folder a connection holds selected, as the server has described it since.
@@ -613,8 +643,9 @@ impl ImapSession {
     }
 
     /// Scans a folder: only what changed since `saved` when the server has CONDSTORE and the
-    /// folder's UIDVALIDITY is unchanged; otherwise every message's flags and header. Bodies
-    /// are never fetched here. With QRESYNC, what vanished comes with the changes (one `UID
+    /// folder's UIDVALIDITY is unchanged; otherwise every message's flags, and the header of
+    /// those `wanted` (the others are listed in [`FolderScan::withheld`]). Bodies are never
+    /// fetched here. With QRESYNC, what vanished comes with the changes (one `UID
     /// FETCH ... (CHANGEDSINCE m VANISHED)`) and a folder whose HIGHESTMODSEQ is unchanged
     /// costs its SELECT only; without it, the UID list is read on every scan to see expunges.
     /// A full scan lists the folder by the UIDs its FETCH of every message brings. A folder
@@ -624,6 +655,7 @@ impl ImapSession {
         &mut self,
         folder: &str,
         saved: Option<FolderMarkers>,
+        wanted: Wanted<'_>,
     ) -> Result<FolderScan, ImapError> {
         if let Some(scan) = self.scan_selected(folder, saved).await? {
             return Ok(scan);
@@ -648,7 +680,7 @@ impl ImapSession {
         let quick = match incremental_from {
             // An empty folder: everything that was there is gone, nothing to fetch.
             Some(_) if self.qresync && mailbox.exists == 0 => {
-                Some((Presence::Listed(BTreeSet::new()), Vec::new()))
+                Some((Presence::Listed(BTreeSet::new()), Vec::new(), Vec::new()))
             }
             Some((saved_modseq, now_modseq)) if self.qresync => {
                 let (vanished, changed) = if saved_modseq == now_modseq {
@@ -662,7 +694,7 @@ impl ImapSession {
                         vanished,
                         exists: mailbox.exists,
                     };
-                    (present, changed)
+                    (present, changed, Vec::new())
                 })
             }
             // A full scan fetches every message, so the answer lists the folder: no UID SEARCH
@@ -672,41 +704,55 @@ impl ImapSession {
             // (its FETCH refused with a NO, which the library does not report) while another
             // arrived would otherwise have it listed as gone.
             None => {
-                let changed = if mailbox.exists == 0 {
-                    Vec::new()
+                let (present, changed, withheld) = if mailbox.exists == 0 {
+                    Default::default()
                 } else {
-                    self.fetch_headers("1:*", &format!("({})", self.scan_fields.full_query()))
-                        .await?
+                    self.fetch_all(uid_validity, wanted).await?
                 };
-                let present: BTreeSet<u32> = changed.iter().map(|m| m.uid).collect();
                 let known = mailbox
                     .uid_next
                     .is_some_and(|next| present.last().is_none_or(|last| *last < next));
-                (known && present.len() == mailbox.exists as usize)
-                    .then_some((Presence::Listed(present), changed))
+                (known && present.len() == mailbox.exists as usize).then_some((
+                    Presence::Listed(present),
+                    changed,
+                    withheld,
+                ))
             }
             _ => None,
         };
-        let (present, changed) = match quick {
+        let (present, changed, withheld) = match quick {
             Some(scanned) => scanned,
+            None if incremental_from.is_none() => {
+                let present: BTreeSet<u32> = bounded("UID SEARCH", self.session.uid_search("ALL"))
+                    .await?
+                    .into_iter()
+                    .collect();
+                let (_, changed, withheld) = if present.is_empty() {
+                    Default::default()
+                } else {
+                    self.fetch_all(uid_validity, wanted).await?
+                };
+                (Presence::Listed(present), changed, withheld)
+            }
             None => {
                 let present: BTreeSet<u32> = bounded("UID SEARCH", self.session.uid_search("ALL"))
                     .await?
                     .into_iter()
                     .collect();
                 let query = match incremental_from {
-                    Some((saved_modseq, now_modseq)) if saved_modseq == now_modseq => None,
-                    Some((saved_modseq, _)) => Some(format!(
-                        "({}) (CHANGEDSINCE {saved_modseq})",
-                        self.scan_fields.changed_query()
-                    )),
-                    None => Some(format!("({})", self.scan_fields.full_query())),
+                    Some((saved_modseq, now_modseq)) if saved_modseq != now_modseq => {
+                        Some(format!(
+                            "({}) (CHANGEDSINCE {saved_modseq})",
+                            self.scan_fields.changed_query()
+                        ))
+                    }
+                    _ => None,
                 };
                 let changed = match query {
                     Some(query) if !present.is_empty() => self.fetch_headers("1:*", &query).await?,
                     _ => Vec::new(),
                 };
-                (Presence::Listed(present), changed)
+                (Presence::Listed(present), changed, Vec::new())
             }
         };
         Ok(FolderScan {
@@ -717,7 +763,71 @@ impl ImapSession {
             present,
             changed,
             full: incremental_from.is_none(),
+            withheld,
         })
+    }
+
+    /// A full scan's fetch: every message's UID and flags, and the header fields of those
+    /// `wanted` (all, in one FETCH; some, in a second one by UID set). Returns the UIDs the
+    /// answers listed, the headers, and the UIDs whose header was not wanted.
+    async fn fetch_all(
+        &mut self,
+        uid_validity: u32,
+        wanted: Wanted<'_>,
+    ) -> Result<(BTreeSet<u32>, Vec<FetchedHeader>, Vec<u32>), ImapError> {
+        let query = format!("({})", self.scan_fields.full_query());
+        let want = match wanted {
+            Wanted::All => {
+                let changed = self.fetch_headers("1:*", &query).await?;
+                let present = changed.iter().map(|m| m.uid).collect();
+                return Ok((present, changed, Vec::new()));
+            }
+            Wanted::Some(want) => want,
+        };
+        let flags = self.fetch_flags("1:*").await?;
+        let present: BTreeSet<u32> = flags.keys().copied().collect();
+        let (wanted, withheld): (Vec<u32>, Vec<u32>) = present
+            .iter()
+            .partition(|uid| want(uid_validity, **uid, &flags[uid]));
+        let changed = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.fetch_headers(&uid_set(&wanted), &query).await?
+        };
+        Ok((present, changed, withheld))
+    }
+
+    /// The UID and keywords of every message of `uids` in the selected folder: one FETCH of
+    /// a few dozen bytes a message.
+    async fn fetch_flags(&mut self, uids: &str) -> Result<BTreeMap<u32, Vec<String>>, ImapError> {
+        self.counters.fetch_commands += 1;
+        bounded("UID FETCH flags", async {
+            let mut answers = self.session.uid_fetch(uids, "(UID FLAGS)").await?;
+            let mut flags = BTreeMap::new();
+            // A later answer for the same UID (a change the server told of meanwhile) is
+            // the newer one.
+            while let Some(fetch) = answers.try_next().await? {
+                flags.extend(fetched_flags(&fetch));
+            }
+            Ok::<_, async_imap::error::Error>(flags)
+        })
+        .await
+    }
+
+    /// The flags and header fields (a scan's) of `uids` in `folder`, sorted by UID: the
+    /// messages a full scan withheld ([`FolderScan::withheld`]), when the caller needs their
+    /// identities after all. A UID the folder no longer holds is left out.
+    pub async fn fetch_headers_of(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<FetchedHeader>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_selected(folder).await?;
+        let query = format!("({})", self.scan_fields.full_query());
+        self.fetch_headers(&uid_set(uids), &query).await
     }
 
     /// The flags and headers of the messages changed since `modseq`, and the UIDs that
@@ -808,6 +918,7 @@ impl ImapSession {
             uid_next: status.uid_next,
             changed: Vec::new(),
             full: false,
+            withheld: Vec::new(),
         }))
     }
 
@@ -866,6 +977,7 @@ impl ImapSession {
             uid_next: selected.uid_next,
             changed,
             full: false,
+            withheld: Vec::new(),
         }))
     }
 

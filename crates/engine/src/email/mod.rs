@@ -25,7 +25,7 @@ use crmsync_config::MailboxConfig;
 use crmsync_core::email::{self, MailboxView, TrackingRules};
 use crmsync_core::item::ItemLocation;
 use crmsync_imap::FolderMarkers;
-use crmsync_store::{CrmStore, SyncState};
+use crmsync_store::{CrmStore, FailedItem, SyncState};
 
 use crate::error::PassError;
 use crate::mail::MailStore;
@@ -89,7 +89,8 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
 
     async fn observe_decide_apply(&mut self) -> Result<(), PassError> {
         let linked = self.linked()?;
-        let (mut view, markers) = self.observe().await?;
+        let failed = self.store.failed_items(Some(&self.mailbox.id), "")?;
+        let (mut view, markers) = self.observe(&linked, &failed).await?;
         let linked_keys = linked
             .iter()
             .map(|(link, _)| link.identity.storage_key())
@@ -138,7 +139,7 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
         let applied = self.apply(effects, linked, &view.changed).await;
         self.flush_marks().await;
         applied?;
-        self.resolve_failures(&view, &seen)?;
+        self.resolve_failures(failed, &view, &seen);
         self.save_markers(markers).await
     }
 
@@ -146,10 +147,10 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
     /// scanned that it looked at without a failure, or that are gone from the folder.
     fn resolve_failures(
         &mut self,
+        listed: Vec<FailedItem>,
         view: &MailboxView,
         seen: &HashSet<(String, u32)>,
-    ) -> Result<(), PassError> {
-        let listed = self.store.failed_items(Some(&self.mailbox.id), "")?;
+    ) {
         for entry in listed {
             let failure = entry.failure;
             if failure.scope != EMAIL_SCOPE {
@@ -175,7 +176,6 @@ impl<'a, S: CrmStore, M: MailStore> EmailPass<'a, S, M> {
                 self.report.resolved.push((failure.scope, failure.item));
             }
         }
-        Ok(())
     }
 
     /// Saves each folder's markers, except where an item failed or nothing moved (a pass that

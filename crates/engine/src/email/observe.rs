@@ -1,16 +1,22 @@
 //! Observe: the mailbox's email links with the state of their CRM rows, and a scan of every
 //! watched folder (only what changed since the saved markers, when the server can say).
 
+use std::collections::HashSet;
+
+use crmsync_config::TrackingConfig;
 use crmsync_core::auto::{AutoPolicy, MessageMeta};
-use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed};
-use crmsync_core::item::{ItemKind, ItemLocation};
+use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed, TrackingRules};
+use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
-use crmsync_imap::{FetchedHeader, FolderMarkers, FolderScan, ImapError, Summarized, message};
-use crmsync_store::{CrmStore, SyncState};
+use crmsync_imap::{
+    FetchedHeader, FolderMarkers, FolderScan, ImapError, Summarized, Wanted, message,
+};
+use crmsync_store::{CrmStore, FailedItem, SyncState};
 
 use super::{EmailPass, Mark, ScannedFolder};
 use crate::error::PassError;
 use crate::mail::MailStore;
+use crate::report::EMAIL_SCOPE;
 
 impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     /// The email links of the mailbox, each with its CRM row's regarding and owner (or gone).
@@ -37,14 +43,22 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
     }
 
     /// Scans every watched folder. A missing folder fails the mailbox (permanently) but not
-    /// the other folders; any other IMAP error ends the pass.
-    pub(super) async fn observe(&mut self) -> Result<(MailboxView, Vec<ScannedFolder>), PassError> {
+    /// the other folders; any other IMAP error ends the pass. A full scan reads the headers
+    /// of the messages the pass may act on ([`EmailPass::wants_header`]); when a link's
+    /// message is then not where the link says, the headers it left out are read too, since
+    /// that message may be one of them (moved without its keyword).
+    pub(super) async fn observe(
+        &mut self,
+        linked: &[(SyncLink, CrmState)],
+        failed: &[FailedItem],
+    ) -> Result<(MailboxView, Vec<ScannedFolder>), PassError> {
         let mut view = MailboxView {
             accept_empty: self.options.accept_empty,
             accept_deletes: self.options.accept_deletes,
             ..MailboxView::default()
         };
         let mut scanned = Vec::new();
+        let mut withheld = Vec::new();
         let imap = self.mailbox.imap.as_ref().expect("an email pass has IMAP");
         // The folder the connection holds first: on maildir, Dovecot rereads a folder's whole
         // UID list when it next syncs it after the session looked at another folder (the
@@ -62,7 +76,39 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             });
             // A backfill reads every message's header, not only what changed.
             let markers = markers.filter(|_| self.options.backfill_since.is_none());
-            let mut scan = match self.mail.scan_folder(folder, markers).await {
+            let (rules, tracking) = (&self.rules, &self.mailbox.tracking);
+            let every = self.mailbox.tracking.auto != AutoPolicy::None
+                || self.options.backfill_since.is_some()
+                || self.rules.folders.contains_key(folder);
+            let linked_here: HashSet<(u32, u32)> = linked
+                .iter()
+                .filter_map(|(link, _)| match &link.location {
+                    ItemLocation::Imap {
+                        folder: at,
+                        uid_validity,
+                        uid,
+                    } if at == folder => Some((*uid_validity, *uid)),
+                    _ => None,
+                })
+                .collect();
+            let failed_here: HashSet<u32> = failed
+                .iter()
+                .filter(|entry| entry.failure.scope == EMAIL_SCOPE)
+                .filter_map(|entry| entry.failure.item.rsplit_once(':'))
+                .filter(|(at, _)| at == folder)
+                .filter_map(|(_, uid)| uid.parse().ok())
+                .collect();
+            let wants = |uid_validity: u32, uid: u32, keywords: &[String]| {
+                linked_here.contains(&(uid_validity, uid))
+                    || failed_here.contains(&uid)
+                    || wants_header(rules, tracking, folder, keywords)
+            };
+            let wanted = if every {
+                Wanted::All
+            } else {
+                Wanted::Some(&wants)
+            };
+            let mut scan = match self.mail.scan_folder(folder, markers, wanted).await {
                 Ok(scan) => scan,
                 Err(error @ ImapError::FolderMissing(_)) => {
                     self.report.permanent = true;
@@ -78,7 +124,16 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 Err(error) => return Err(error.into()),
             };
             let changed = summarize_all(std::mem::take(&mut scan.changed));
-            self.observe_folder(&scan, changed, &mut view);
+            self.observe_messages(folder, scan.uid_validity, changed, &mut view);
+            view.folders.push(FolderView {
+                folder: folder.clone(),
+                uid_validity: scan.uid_validity,
+                present: scan.present.clone(),
+            });
+            if !scan.withheld.is_empty() {
+                let uids = std::mem::take(&mut scan.withheld);
+                withheld.push((folder.clone(), scan.uid_validity, uids));
+            }
             self.report.full_scan |= scan.full;
             scanned.push(ScannedFolder {
                 name: folder.clone(),
@@ -99,6 +154,14 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 saved,
             });
         }
+        if !withheld.is_empty() && links_astray(&view, linked) {
+            for (folder, uid_validity, uids) in withheld {
+                // A failure here ends the pass: without these identities a moved message
+                // would read as gone.
+                let fetched = self.mail.fetch_headers_of(&folder, &uids).await?;
+                self.observe_messages(&folder, uid_validity, summarize_all(fetched), &mut view);
+            }
+        }
         // What the core reads in the configured order of the folders, whichever was held.
         let rank = |folder: &str| imap.folders.iter().position(|f| f == folder);
         view.folders.sort_by_key(|f| rank(&f.folder));
@@ -110,17 +173,22 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
         Ok((view, scanned))
     }
 
-    /// One folder's scan into the view: each changed message with its identity (from its
-    /// header) and keywords. A tracked message whose header cannot be read fails alone;
-    /// untracked garbage is none of crmsync's business.
-    fn observe_folder(
+    /// One folder's scanned messages into the view: each with its identity (from its header)
+    /// and keywords. A tracked message whose header cannot be read fails alone; untracked
+    /// garbage is none of crmsync's business.
+    fn observe_messages(
         &mut self,
-        scan: &FolderScan,
+        folder: &str,
+        uid_validity: u32,
         changed: Vec<(FetchedHeader, Summarized)>,
         view: &mut MailboxView,
     ) {
-        let folder = &scan.folder;
         for (fetched, summary) in changed {
+            let location = ItemLocation::Imap {
+                folder: folder.to_owned(),
+                uid_validity,
+                uid: fetched.uid,
+            };
             match summary {
                 Ok(summary) => view.changed.push(Observed {
                     meta: MessageMeta {
@@ -128,43 +196,61 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                         ..summary.meta
                     },
                     identity: summary.identity,
-                    location: ItemLocation::Imap {
-                        folder: folder.clone(),
-                        uid_validity: scan.uid_validity,
-                        uid: fetched.uid,
-                    },
+                    location,
                     keywords: fetched.keywords,
                 }),
                 Err(error) if self.rules.signal(folder, &fetched.keywords).tracked => {
                     self.report
                         .item_failed(format!("{folder}:{}", fetched.uid), error.to_string());
-                    self.failed_folders.insert(folder.clone());
-                    let location = ItemLocation::Imap {
-                        folder: folder.clone(),
-                        uid_validity: scan.uid_validity,
-                        uid: fetched.uid,
-                    };
+                    self.failed_folders.insert(folder.to_owned());
                     self.malformed
                         .push((location, fetched.keywords, Mark::Failed));
                 }
                 // Untracked now: a failed mark left from when it was tracked goes.
-                Err(_) => {
-                    let location = ItemLocation::Imap {
-                        folder: folder.clone(),
-                        uid_validity: scan.uid_validity,
-                        uid: fetched.uid,
-                    };
-                    self.malformed
-                        .push((location, fetched.keywords, Mark::Cleared));
-                }
+                Err(_) => self
+                    .malformed
+                    .push((location, fetched.keywords, Mark::Cleared)),
             }
         }
-        view.folders.push(FolderView {
-            folder: folder.clone(),
-            uid_validity: scan.uid_validity,
-            present: scan.present.clone(),
-        });
     }
+}
+
+/// Whether a full scan reads the header of a message with these keywords in `folder`,
+/// whatever its UID: one with a tracking signal, or a sync-state mark crmsync wrote (to be
+/// kept or cleared). The pass adds the messages links point at and failed items.
+fn wants_header(
+    rules: &TrackingRules,
+    tracking: &TrackingConfig,
+    folder: &str,
+    keywords: &[String],
+) -> bool {
+    let marked =
+        |mark: &str| !mark.is_empty() && keywords.iter().any(|k| k.eq_ignore_ascii_case(mark));
+    marked(&tracking.synced_keyword)
+        || marked(&tracking.failed_keyword)
+        || rules.signal(folder, keywords).tracked
+}
+
+/// Whether some link's message is neither seen in this pass nor at the place the link says,
+/// in a folder scanned: a message moved (or a folder's UIDs renumbered), whose identity only
+/// its header can tell.
+fn links_astray(view: &MailboxView, linked: &[(SyncLink, CrmState)]) -> bool {
+    let seen: HashSet<&ItemIdentity> = view.changed.iter().map(|o| &o.identity).collect();
+    linked.iter().any(|(link, _)| {
+        let ItemLocation::Imap {
+            folder,
+            uid_validity,
+            uid,
+        } = &link.location
+        else {
+            return false;
+        };
+        !seen.contains(&link.identity)
+            && view.folders.iter().any(|scanned| {
+                scanned.folder == *folder
+                    && (scanned.uid_validity != *uid_validity || !scanned.present.contains(*uid))
+            })
+    })
 }
 
 /// The headers of a scan, each beside its message, in order: those the scan read as they

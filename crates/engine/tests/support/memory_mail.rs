@@ -7,7 +7,9 @@ use std::future::Future;
 
 use crmsync_core::email::Presence;
 use crmsync_engine::mail::MailStore;
-use crmsync_imap::{Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, ImapError};
+use crmsync_imap::{
+    Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, ImapError, Wanted,
+};
 
 use super::CrashSwitch;
 
@@ -35,6 +37,13 @@ pub struct MemoryMail {
     /// Whether scans report what vanished since their markers (QRESYNC) instead of every
     /// UID: the engine's two ways of seeing expunges.
     pub qresync: bool,
+    /// Whether the server has CONDSTORE: without it, every scan is a full one.
+    pub condstore: bool,
+    /// Whether full scans give only the headers asked for (as the IMAP session does), or
+    /// every message's (as it did before: the two must come to the same result).
+    pub withhold: bool,
+    /// The headers scans and header fetches gave, in all.
+    pub headers_read: usize,
     pub switch: CrashSwitch,
 }
 
@@ -55,6 +64,9 @@ impl MemoryMail {
                 .collect(),
             modseq: 1,
             qresync: true,
+            condstore: true,
+            withhold: true,
+            headers_read: 0,
             switch,
         }
     }
@@ -113,28 +125,52 @@ impl MemoryMail {
         self.folders.get(folder)?.messages.get(&uid)
     }
 
-    fn scan(&self, name: &str, saved: Option<FolderMarkers>) -> Result<FolderScan, ImapError> {
+    fn header_of(uid: u32, message: &Message, size: bool) -> FetchedHeader {
+        FetchedHeader {
+            uid,
+            keywords: message.keywords.iter().cloned().collect(),
+            header: header(&message.raw).into_bytes(),
+            // As the IMAP session does: a full scan leaves the size out.
+            size: size
+                .then(|| u32::try_from(message.raw.len()).ok())
+                .flatten(),
+            modseq: Some(message.modseq),
+            summary: None,
+        }
+    }
+
+    fn scan(
+        &mut self,
+        name: &str,
+        saved: Option<FolderMarkers>,
+        wanted: Wanted<'_>,
+    ) -> Result<FolderScan, ImapError> {
         let folder = self
             .folders
             .get(name)
             .ok_or_else(|| ImapError::FolderMissing(name.to_owned()))?;
         let since = saved
-            .filter(|saved| saved.uid_validity == folder.uid_validity)
+            .filter(|saved| saved.uid_validity == folder.uid_validity && self.condstore)
             .and_then(|saved| saved.highest_modseq);
-        let changed = folder
-            .messages
-            .iter()
-            .filter(|(_, message)| since.is_none_or(|since| message.modseq > since))
-            .map(|(uid, message)| FetchedHeader {
-                uid: *uid,
-                keywords: message.keywords.iter().cloned().collect(),
-                header: header(&message.raw).into_bytes(),
-                // As the IMAP session does: a full scan leaves the size out.
-                size: since.and_then(|_| u32::try_from(message.raw.len()).ok()),
-                modseq: Some(message.modseq),
-                summary: None,
-            })
-            .collect::<Vec<_>>();
+        let mut withheld = Vec::new();
+        let mut changed = Vec::new();
+        for (uid, message) in &folder.messages {
+            if since.is_some_and(|since| message.modseq <= since) {
+                continue;
+            }
+            let keywords: Vec<String> = message.keywords.iter().cloned().collect();
+            match wanted {
+                Wanted::Some(wants)
+                    if since.is_none()
+                        && self.withhold
+                        && !wants(folder.uid_validity, *uid, &keywords) =>
+                {
+                    withheld.push(*uid);
+                }
+                _ => changed.push(MemoryMail::header_of(*uid, message, since.is_some())),
+            }
+        }
+        self.headers_read += changed.len();
         // As a connection that holds the folder selected answers with QRESYNC: the highest
         // MODSEQ among the changes, below the server's when the last change was an expunge
         // (which the next scan then reports again).
@@ -148,7 +184,7 @@ impl MemoryMail {
         Ok(FolderScan {
             folder: name.to_owned(),
             uid_validity: folder.uid_validity,
-            highest_modseq: Some(highest_modseq),
+            highest_modseq: self.condstore.then_some(highest_modseq),
             uid_next: Some(folder.next_uid),
             present: match since {
                 Some(since) if self.qresync => Presence::Vanished {
@@ -164,6 +200,7 @@ impl MemoryMail {
             },
             changed,
             full: since.is_none(),
+            withheld,
         })
     }
 
@@ -205,8 +242,28 @@ impl MailStore for MemoryMail {
         &mut self,
         folder: &str,
         saved: Option<FolderMarkers>,
+        wanted: Wanted<'_>,
     ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send {
-        std::future::ready(self.scan(folder, saved))
+        std::future::ready(self.scan(folder, saved, wanted))
+    }
+
+    fn fetch_headers_of(
+        &mut self,
+        folder: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send {
+        let found: Vec<FetchedHeader> = uids
+            .iter()
+            .filter_map(|uid| {
+                Some(MemoryMail::header_of(
+                    *uid,
+                    self.message(folder, *uid)?,
+                    false,
+                ))
+            })
+            .collect();
+        self.headers_read += found.len();
+        std::future::ready(Ok(found))
     }
 
     fn fetch_messages(
