@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crmsync_core::email::{
-    CrmState, Effect, FolderView, MailboxView, Observed, Presence, TrackingRules, reconcile,
+    CrmState, Effect, FolderView, MailboxView, Observed, Presence, TrackingRules, links_astray,
+    reconcile,
 };
 use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, SyncLink};
@@ -682,6 +683,42 @@ fn an_untouched_mailbox_gives_no_effect() {
         Vec::<Effect>::new()
     );
     assert_eq!(world.links.len(), 2, "INBOX by keyword, Clients by folder");
+}
+
+/// A full scan withholds untracked headers; a link whose message is neither seen nor where the
+/// link says sends the engine back for them.
+#[test]
+fn a_link_whose_message_is_not_where_it_says_is_astray() {
+    let mut world = World::new();
+    world.run(&Step::Deliver(1, "INBOX", true));
+    world.pass(None);
+    let links = world.links_with_crm();
+    let mut view = world.view();
+    assert!(!links_astray(&view, &links), "at its place");
+    for folder in &mut view.folders {
+        folder.present = Presence::Listed(BTreeSet::new());
+    }
+    assert!(
+        links_astray(&view, &links),
+        "gone from its folder, seen nowhere"
+    );
+    view.changed.push(Observed {
+        identity: identity(1),
+        location: ItemLocation::Imap {
+            folder: "Archive".into(),
+            uid_validity: 1,
+            uid: 99,
+        },
+        keywords: Vec::new(),
+        meta: Default::default(),
+    });
+    assert!(!links_astray(&view, &links), "its header read elsewhere");
+    view.changed.clear();
+    view.folders.retain(|folder| folder.folder != "INBOX");
+    assert!(
+        !links_astray(&view, &links),
+        "its folder not scanned: unknown"
+    );
 }
 
 #[test]

@@ -642,6 +642,23 @@ fn track(rules: &TrackingRules, observed: &Observed, signal: &Signal, effects: &
     }
 }
 
+/// Whether some link's message is neither among the messages of the view nor where the link
+/// says, in a folder scanned (moved, or its folder's UIDs renumbered). The adapter then reads
+/// the headers a full scan withheld: only a header tells which message it is.
+pub fn links_astray(view: &MailboxView, links: &[(SyncLink, CrmState)]) -> bool {
+    let by_identity: BTreeMap<&ItemIdentity, &Observed> =
+        view.changed.iter().map(|o| (&o.identity, o)).collect();
+    let folders: BTreeMap<&str, &FolderView> = view
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), f))
+        .collect();
+    let trusted = HashSet::new();
+    links
+        .iter()
+        .any(|(link, _)| matches!(seen(link, &by_identity, &folders, &trusted), Seen::Gone))
+}
+
 /// Where a link's message stands: seen changed in this pass, still at its UID, gone from a
 /// folder that was scanned, or unknown (its folder not scanned, or distrusted).
 fn seen<'a>(

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use crmsync_config::TrackingConfig;
 use crmsync_core::auto::{AutoPolicy, MessageMeta};
-use crmsync_core::email::{CrmState, FolderView, MailboxView, Observed, TrackingRules};
-use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
+use crmsync_core::email::{self, CrmState, FolderView, MailboxView, Observed, TrackingRules};
+use crmsync_core::item::{ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_imap::{
     FetchedHeader, FolderMarkers, FolderScan, ImapError, Summarized, Wanted, message,
@@ -154,7 +154,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
                 saved,
             });
         }
-        if !withheld.is_empty() && links_astray(&view, linked) {
+        if !withheld.is_empty() && email::links_astray(&view, linked) {
             for (folder, uid_validity, uids) in withheld {
                 // A failure here ends the pass: without these identities a moved message
                 // would read as gone.
@@ -229,28 +229,6 @@ fn wants_header(
     marked(&tracking.synced_keyword)
         || marked(&tracking.failed_keyword)
         || rules.signal(folder, keywords).tracked
-}
-
-/// Whether some link's message is neither seen in this pass nor at the place the link says,
-/// in a folder scanned: a message moved (or a folder's UIDs renumbered), whose identity only
-/// its header can tell.
-fn links_astray(view: &MailboxView, linked: &[(SyncLink, CrmState)]) -> bool {
-    let seen: HashSet<&ItemIdentity> = view.changed.iter().map(|o| &o.identity).collect();
-    linked.iter().any(|(link, _)| {
-        let ItemLocation::Imap {
-            folder,
-            uid_validity,
-            uid,
-        } = &link.location
-        else {
-            return false;
-        };
-        !seen.contains(&link.identity)
-            && view.folders.iter().any(|scanned| {
-                scanned.folder == *folder
-                    && (scanned.uid_validity != *uid_validity || !scanned.present.contains(*uid))
-            })
-    })
 }
 
 /// The headers of a scan, each beside its message, in order: those the scan read as they
