@@ -46,6 +46,11 @@ fn now() -> String {
 pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     logging::init(&config.log, log_format);
+    // The allocator's background thread gives freed pages back to the system a few seconds
+    // after a large pass freed them, whether or not the daemon allocates again.
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!("the allocator's background thread did not start: {error}");
+    }
     // The store must open (and be migrated) before the daemon says it is ready.
     SqliteStore::open(
         &config.crm.database,

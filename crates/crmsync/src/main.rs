@@ -22,6 +22,12 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// jemalloc: with its background thread on (the daemon turns it on), the memory a large pass
+/// freed goes back to the system within seconds. glibc's allocator kept it in its arenas: a
+/// daemon that had imported 10,000 messages held 115 MiB, 25 MiB of it in use.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A problem with what the user typed: exit code 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
