@@ -2,6 +2,7 @@
 //! watched folder (only what changed since the saved markers, when the server can say).
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use crmsync_config::TrackingConfig;
 use crmsync_core::auto::{AutoPolicy, MessageMeta};
@@ -44,9 +45,9 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
 
     /// Scans every watched folder. A missing folder fails the mailbox (permanently) but not
     /// the other folders; any other IMAP error ends the pass. A full scan reads the headers
-    /// of the messages the pass may act on ([`EmailPass::wants_header`]); when a link's
-    /// message is then not where the link says, the headers it left out are read too, since
-    /// that message may be one of them (moved without its keyword).
+    /// of the messages the pass may act on ([`wants_header`], and those at a link's place or
+    /// failed); when a link's message is then not where the link says, the headers it left
+    /// out are read too, since that message may be one of them (moved without its keyword).
     pub(super) async fn observe(
         &mut self,
         linked: &[(SyncLink, CrmState)],
@@ -80,25 +81,11 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             let every = self.mailbox.tracking.auto != AutoPolicy::None
                 || self.options.backfill_since.is_some()
                 || self.rules.folders.contains_key(folder);
-            let linked_here: HashSet<(u32, u32)> = linked
-                .iter()
-                .filter_map(|(link, _)| match &link.location {
-                    ItemLocation::Imap {
-                        folder: at,
-                        uid_validity,
-                        uid,
-                    } if at == folder => Some((*uid_validity, *uid)),
-                    _ => None,
-                })
-                .collect();
-            let failed_here: HashSet<u32> = failed
-                .iter()
-                .filter(|entry| entry.failure.scope == EMAIL_SCOPE)
-                .filter_map(|entry| entry.failure.item.rsplit_once(':'))
-                .filter(|(at, _)| at == folder)
-                .filter_map(|(_, uid)| uid.parse().ok())
-                .collect();
+            // Built on a full scan's first question only: an incremental one asks none.
+            let known_here = OnceLock::new();
             let wants = |uid_validity: u32, uid: u32, keywords: &[String]| {
+                let (linked_here, failed_here) =
+                    known_here.get_or_init(|| places_in(folder, linked, failed));
                 linked_here.contains(&(uid_validity, uid))
                     || failed_here.contains(&uid)
                     || wants_header(rules, tracking, folder, keywords)
@@ -213,6 +200,34 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             }
         }
     }
+}
+
+/// The places in `folder` that links point at (UIDVALIDITY, UID), and the UIDs of its
+/// failed items.
+fn places_in(
+    folder: &str,
+    linked: &[(SyncLink, CrmState)],
+    failed: &[FailedItem],
+) -> (HashSet<(u32, u32)>, HashSet<u32>) {
+    let linked_here = linked
+        .iter()
+        .filter_map(|(link, _)| match &link.location {
+            ItemLocation::Imap {
+                folder: at,
+                uid_validity,
+                uid,
+            } if at == folder => Some((*uid_validity, *uid)),
+            _ => None,
+        })
+        .collect();
+    let failed_here = failed
+        .iter()
+        .filter(|entry| entry.failure.scope == EMAIL_SCOPE)
+        .filter_map(|entry| entry.failure.item.rsplit_once(':'))
+        .filter(|(at, _)| *at == folder)
+        .filter_map(|(_, uid)| uid.parse().ok())
+        .collect();
+    (linked_here, failed_here)
 }
 
 /// Whether a full scan reads the header of a message with these keywords in `folder`,
