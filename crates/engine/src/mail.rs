@@ -19,11 +19,13 @@ pub trait MailStore {
         saved: Option<FolderMarkers>,
         wanted: Wanted<'_>,
     ) -> impl Future<Output = Result<FolderScan, ImapError>> + Send;
-    /// The flags and headers of messages a full scan withheld, sorted by UID. A UID the
-    /// folder no longer holds is left out.
+    /// The flags and headers of messages a full scan withheld, sorted by UID, in the folder
+    /// as that scan saw it (`uid_validity`; another is an error). A UID the folder no longer
+    /// holds is left out.
     fn fetch_headers_of(
         &mut self,
         folder: &str,
+        uid_validity: u32,
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send;
     /// Messages of one folder (only ever tracked ones), in one request: each whole, or its
@@ -76,9 +78,10 @@ impl MailStore for ImapSession {
     fn fetch_headers_of(
         &mut self,
         folder: &str,
+        uid_validity: u32,
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send {
-        ImapSession::fetch_headers_of(self, folder, uids)
+        ImapSession::fetch_headers_of(self, folder, uid_validity, uids)
     }
 
     fn fetch_messages(

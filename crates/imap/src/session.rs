@@ -82,15 +82,6 @@ pub enum Wanted<'a> {
     Some(&'a (dyn Fn(u32, u32, &[String]) -> bool + Sync)),
 }
 
-impl std::fmt::Debug for Wanted<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Wanted::All => "All",
-            Wanted::Some(_) => "Some(..)",
-        })
-    }
-}
-
 /// The capacity of async-imap's channel of untagged responses (0.12: `bounded(100)`); when
 /// that many came during one command, some may have been dropped.
 const UNSOLICITED_CAPACITY: usize = 100;
@@ -816,16 +807,23 @@ impl ImapSession {
 
     /// The flags and header fields (a scan's) of `uids` in `folder`, sorted by UID: the
     /// messages a full scan withheld ([`FolderScan::withheld`]), when the caller needs their
-    /// identities after all. A UID the folder no longer holds is left out.
+    /// identities after all. A UID the folder no longer holds is left out; a folder whose
+    /// UIDVALIDITY is no longer `uid_validity` (its UIDs name other messages now) is an error.
     pub async fn fetch_headers_of(
         &mut self,
         folder: &str,
+        uid_validity: u32,
         uids: &[u32],
     ) -> Result<Vec<FetchedHeader>, ImapError> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         self.ensure_selected(folder).await?;
+        if self.selected.as_ref().and_then(|s| s.uid_validity) != Some(uid_validity) {
+            return Err(ImapError::Protocol(format!(
+                "the UIDVALIDITY of {folder:?} changed during the pass"
+            )));
+        }
         let query = format!("({})", self.scan_fields.full_query());
         self.fetch_headers(&uid_set(uids), &query).await
     }

@@ -78,7 +78,7 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             // A backfill reads every message's header, not only what changed.
             let markers = markers.filter(|_| self.options.backfill_since.is_none());
             let (rules, tracking) = (&self.rules, &self.mailbox.tracking);
-            let every = self.mailbox.tracking.auto != AutoPolicy::None
+            let every = tracking.auto != AutoPolicy::None
                 || self.options.backfill_since.is_some()
                 || self.rules.folders.contains_key(folder);
             // Built on a full scan's first question only: an incremental one asks none.
@@ -145,7 +145,10 @@ impl<S: CrmStore, M: MailStore> EmailPass<'_, S, M> {
             for (folder, uid_validity, uids) in withheld {
                 // A failure here ends the pass: without these identities a moved message
                 // would read as gone.
-                let fetched = self.mail.fetch_headers_of(&folder, &uids).await?;
+                let fetched = self
+                    .mail
+                    .fetch_headers_of(&folder, uid_validity, &uids)
+                    .await?;
                 self.observe_messages(&folder, uid_validity, summarize_all(fetched), &mut view);
             }
         }

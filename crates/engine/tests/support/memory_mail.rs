@@ -250,8 +250,17 @@ impl MailStore for MemoryMail {
     fn fetch_headers_of(
         &mut self,
         folder: &str,
+        uid_validity: u32,
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send {
+        let renumbered = self
+            .folders
+            .get(folder)
+            .is_none_or(|f| f.uid_validity != uid_validity);
+        if renumbered {
+            let error = ImapError::Protocol(format!("{folder}: UIDVALIDITY changed"));
+            return std::future::ready(Err(error));
+        }
         let found: Vec<FetchedHeader> = uids
             .iter()
             .filter_map(|uid| {
