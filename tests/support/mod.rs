@@ -4,6 +4,7 @@
 
 pub mod collections;
 pub mod daemon;
+pub mod dav;
 pub mod dovecot;
 pub mod mail;
 pub mod proxy;

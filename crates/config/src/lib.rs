@@ -194,12 +194,55 @@ pub struct SmtpConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionConfig {
-    /// A vdir: a directory of `.ics` or `.vcf` files, one item each.
-    pub path: PathBuf,
+    /// Where the collection is: a directory, or a collection on a CalDAV/CardDAV server.
+    pub place: Place,
     /// Which CRM rows that no item of the collection tracks are written into it.
     pub from_crm: FromCrm,
-    /// How the daemon notices changes of the directory.
+    /// How the daemon notices changes of a directory (a server collection is polled).
     pub watch: WatchMode,
+}
+
+impl CollectionConfig {
+    /// The directory, when the collection is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.place {
+            Place::Directory(path) => Some(path),
+            Place::Server(_) => None,
+        }
+    }
+
+    /// Where the collection is, for messages and the status file: the path or the URL (which
+    /// never holds credentials: the config refuses a URL with a user or password in it).
+    pub fn shown(&self) -> String {
+        match &self.place {
+            Place::Directory(path) => path.display().to_string(),
+            Place::Server(server) => server.url.clone(),
+        }
+    }
+}
+
+/// Where a collection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A vdir: a directory of `.ics` or `.vcf` files, one item each (`path`).
+    Directory(PathBuf),
+    /// A CalDAV calendar or CardDAV address book (`url`).
+    Server(DavConfig),
+}
+
+/// A collection on a CalDAV or CardDAV server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DavConfig {
+    /// `http://` or `https://`: the collection itself, or any address on the server (its root,
+    /// the user's principal or home), from which the collection is discovered (RFC 6764
+    /// `/.well-known/caldav`, `current-user-principal`, the home set). `http://` only to a
+    /// loopback address unless `allow_plaintext = true`.
+    pub url: String,
+    pub username: String,
+    pub password: SecretSource,
+    pub tls: TlsConfig,
+    /// Seconds between two polls of the collection's sync token by the daemon. Default 30.
+    pub poll_interval: u64,
 }
 
 /// How the daemon notices a collection's changes.

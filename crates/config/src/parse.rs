@@ -14,8 +14,8 @@ use toml::{Table, Value};
 use crate::section::{Problems, Section};
 use crate::{
     AutoTracking, CollectionConfig, Config, ConfigError, ConfigErrors, ConnectionConfig, CrmConfig,
-    DaemonConfig, FromCrm, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack,
-    SecretSource, Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig, WatchMode,
+    DaemonConfig, DavConfig, FromCrm, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack,
+    Place, SecretSource, Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig, WatchMode,
 };
 
 pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -359,21 +359,8 @@ struct Server {
     password: Option<SecretSource>,
 }
 
-// Long on purpose: the keys of a server section, one after another, in documentation order.
-fn server(
-    section: &mut Section<'_>,
-    base: &Path,
-    default_ports: [u16; 3],
-    problems: &mut Problems<'_>,
-) -> Option<Server> {
-    let host = section.required_string(problems, "host");
-    let security = section.word(problems, "security", SECURITY_WORDS, Security::Tls);
-    let default_port = match security {
-        Security::Tls => default_ports[0],
-        Security::Starttls => default_ports[1],
-        Security::None => default_ports[2],
-    };
-    let port = section.port(problems, "port").unwrap_or(default_port);
+/// `ca_file` and `verify_certificates`.
+fn tls(section: &mut Section<'_>, base: &Path, problems: &mut Problems<'_>) -> TlsConfig {
     let ca_file = section.path(problems, "ca_file", base);
     if let Some(ca_file) = &ca_file
         && !ca_file.is_file()
@@ -385,19 +372,18 @@ fn server(
         );
     }
     let verify_certificates = section.bool(problems, "verify_certificates", true);
-    let allow_plaintext = section.bool(problems, "allow_plaintext", false);
-    if let Some(host) = &host
-        && security == Security::None
-        && !is_loopback(host)
-        && !allow_plaintext
-    {
-        section.report(
-            problems,
-            "security",
-            format!("\"none\" sends the password unencrypted to {host}: use tls or starttls, or set allow_plaintext = true"),
-        );
+    TlsConfig {
+        ca_file,
+        verify_certificates,
     }
+}
 
+/// `password_file` or `password_credential` (never an inline `password`), checked.
+fn password(
+    section: &mut Section<'_>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<SecretSource> {
     if section.value("password").is_some() {
         section.report(
             problems,
@@ -434,14 +420,44 @@ fn server(
     {
         section.report(problems, "password_file", error.to_string());
     }
+    password
+}
+
+// Long on purpose: the keys of a server section, one after another, in documentation order.
+fn server(
+    section: &mut Section<'_>,
+    base: &Path,
+    default_ports: [u16; 3],
+    problems: &mut Problems<'_>,
+) -> Option<Server> {
+    let host = section.required_string(problems, "host");
+    let security = section.word(problems, "security", SECURITY_WORDS, Security::Tls);
+    let default_port = match security {
+        Security::Tls => default_ports[0],
+        Security::Starttls => default_ports[1],
+        Security::None => default_ports[2],
+    };
+    let port = section.port(problems, "port").unwrap_or(default_port);
+    let tls = tls(section, base, problems);
+    let allow_plaintext = section.bool(problems, "allow_plaintext", false);
+    if let Some(host) = &host
+        && security == Security::None
+        && !is_loopback(host)
+        && !allow_plaintext
+    {
+        section.report(
+            problems,
+            "security",
+            format!("\"none\" sends the password unencrypted to {host}: use tls or starttls, or set allow_plaintext = true"),
+        );
+    }
+
+    let password = password(section, base, problems);
     Some(Server {
         host: host?,
         port,
         security,
-        tls: TlsConfig {
-            ca_file,
-            verify_certificates,
-        },
+        tls,
         password,
     })
 }
@@ -573,17 +589,37 @@ fn collection(
     base: &Path,
     problems: &mut Problems<'_>,
 ) -> Option<CollectionConfig> {
-    if !section.table.contains_key("path") {
+    let has_path = section.table.contains_key("path");
+    let has_url = section.table.contains_key("url");
+    if has_path == has_url {
         section.taken.insert("path");
-        section.report(problems, "path", "missing (required)");
+        section.taken.insert("url");
+        let message = if has_path {
+            "give path (a directory) or url (a CalDAV/CardDAV server), not both"
+        } else {
+            "missing: give path (a directory) or url (a CalDAV/CardDAV server)"
+        };
+        section.report(problems, "path", message);
     }
     let path = section.path(problems, "path", base);
+    let server = if has_url && !has_path {
+        dav(&mut section, base, problems)
+    } else {
+        None
+    };
     let from_crm = section.word(
         problems,
         "from_crm",
         &[("owned", FromCrm::Owned), ("none", FromCrm::None)],
         FromCrm::Owned,
     );
+    if has_url && section.table.contains_key("watch") {
+        section.report(
+            problems,
+            "watch",
+            "only for a directory: a server collection is polled every poll_interval seconds",
+        );
+    }
     let watch = section.word(
         problems,
         "watch",
@@ -591,11 +627,78 @@ fn collection(
         WatchMode::Inotify,
     );
     section.finish(problems);
+    let place = match (path, server) {
+        (Some(path), None) => Place::Directory(path),
+        (None, Some(server)) => Place::Server(server),
+        _ => return None,
+    };
     Some(CollectionConfig {
-        path: path?,
+        place,
         from_crm,
         watch,
     })
+}
+
+/// The keys of a collection on a server: `url`, `username`, the password, TLS and
+/// `poll_interval`.
+fn dav(section: &mut Section<'_>, base: &Path, problems: &mut Problems<'_>) -> Option<DavConfig> {
+    let url = section.required_string(problems, "url");
+    let username = section.required_string(problems, "username");
+    let allow_plaintext = section.bool(problems, "allow_plaintext", false);
+    if let Some(url) = &url
+        && let Err(message) = check_dav_url(url, allow_plaintext)
+    {
+        section.report(problems, "url", message);
+    }
+    let tls = tls(section, base, problems);
+    let password = password(section, base, problems);
+    if password.is_none() {
+        section.report(
+            problems,
+            "password_file",
+            "missing: give password_file or password_credential",
+        );
+    }
+    let poll_interval = section
+        .integer(problems, "poll_interval", 1..=86_400)
+        .map_or(30, |n| n as u64);
+    Some(DavConfig {
+        url: url?,
+        username: username?,
+        password: password?,
+        tls,
+        poll_interval,
+    })
+}
+
+/// A server collection's URL: http or https, a host, no credentials in it, and https unless
+/// the host is a loopback address or plaintext is allowed.
+fn check_dav_url(url: &str, allow_plaintext: bool) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a URL: expected https://HOST/..."))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "the URL holds a user or password: set username, and password_file or password_credential"
+                .to_owned(),
+        );
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default().to_owned(),
+        None => authority.split(':').next().unwrap_or_default().to_owned(),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if is_loopback(&host) || allow_plaintext => Ok(()),
+        "http" => Err(format!(
+            "http:// sends the password unencrypted to {host}: use https://, or set allow_plaintext = true"
+        )),
+        other => Err(format!("unknown scheme {other:?}: expected https or http")),
+    }
 }
 
 impl Default for TrackingConfig {

@@ -96,7 +96,7 @@ fn relative_paths_are_relative_to_the_file() {
     );
     assert_eq!(config.status.file, Path::new("/run/x.json"));
     let calendar = config.mailboxes[0].calendar.as_ref().unwrap();
-    assert_eq!(calendar.path, Path::new("/srv/crmsync/cal"));
+    assert_eq!(calendar.path(), Some(Path::new("/srv/crmsync/cal")));
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! may sync, the server answers, the certificate verifies, the login works, the folders exist,
 //! and whether push (IDLE) and incremental sync (CONDSTORE) are available.
 
-use crmsync_config::{ImapConfig, MailboxConfig};
+use crmsync_config::{CollectionConfig, ImapConfig, MailboxConfig, Place};
 use crmsync_imap::ImapSession;
 use crmsync_store::{CrmStore, StoreError};
+
+use crate::collection::Which;
 
 /// One line of a mailbox's check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +54,67 @@ pub async fn check_mailbox<S: CrmStore>(store: &S, mailbox: &MailboxConfig) -> C
     if let Some(imap) = &mailbox.imap {
         check_imap(imap, &mut report).await;
     }
+    for which in Which::ALL {
+        if let Some(config) = which.config(mailbox) {
+            check_collection(which, config, &mut report).await;
+        }
+    }
     report
+}
+
+/// A directory exists; a server answers, and discovery finds the collections it holds: each
+/// is listed, the configured one marked.
+async fn check_collection(which: Which, config: &CollectionConfig, report: &mut CheckReport) {
+    let what = which.as_str();
+    let server = match &config.place {
+        Place::Directory(path) => {
+            let ok = path.is_dir();
+            let detail = if ok {
+                format!("{} is a directory", path.display())
+            } else {
+                format!("{} is not a directory", path.display())
+            };
+            report.push(what, ok, detail);
+            return;
+        }
+        Place::Server(server) => server,
+    };
+    let discovery = match crmsync_dav::discover(server, which.dav_kind()).await {
+        Ok(discovery) => discovery,
+        Err(error) => {
+            report.push(what, false, format!("{}: {error}", server.url));
+            return;
+        }
+    };
+    for found in &discovery.collections {
+        let chosen = discovery.chosen.as_deref() == Some(found.url.as_str());
+        let name = found
+            .name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let mark = if chosen { "configured: " } else { "found: " };
+        report.push(what, true, format!("{mark}{}{name}", found.url));
+    }
+    match &discovery.chosen {
+        Some(_) => {}
+        None if discovery.collections.is_empty() => {
+            report.push(
+                what,
+                false,
+                format!("no {what} collection found from {}", server.url),
+            );
+        }
+        None => report.push(
+            what,
+            false,
+            format!(
+                "{} collections found from {}: set url to one of them",
+                discovery.collections.len(),
+                server.url
+            ),
+        ),
+    }
 }
 
 /// The owner is a CRM user with the `sync` privilege.

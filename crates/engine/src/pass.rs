@@ -47,6 +47,9 @@ pub enum Scope {
     /// server is asked, no other collection looked at. A collection the worker has not seen
     /// whole yet gets a whole pass all the same.
     Files(BTreeMap<Which, BTreeSet<String>>),
+    /// The collections on servers whose poll is due: each asks its server what changed since
+    /// its sync token, and runs a pass only when something did. No mail server is asked.
+    Poll,
 }
 
 /// What a worker keeps between passes.
@@ -99,11 +102,12 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
     kept: &mut Kept,
 ) -> PassReport {
     let mut report = PassReport::new(&mailbox.id);
-    let files = match scope {
-        Scope::Everything => None,
-        Scope::Files(files) => Some(files),
+    let (files, poll) = match scope {
+        Scope::Everything => (None, false),
+        Scope::Files(files) => (Some(files), false),
+        Scope::Poll => (None, true),
     };
-    report.partial = files.is_some();
+    report.partial = files.is_some() || poll;
     if !mailbox.enabled {
         report.state = MailboxState::Disabled;
         return report;
@@ -116,36 +120,44 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
     if report.state == MailboxState::NotPermitted {
         return report;
     }
-    if let Some(imap) = mailbox.imap.as_ref().filter(|_| files.is_none())
+    if let Some(imap) = mailbox.imap.as_ref().filter(|_| !report.partial)
         && let Err(error) = email_part(store, mailbox, imap, options, kept, &mut report).await
     {
         kept.connection = None;
         report.permanent |= error.is_permanent();
         report.fail(error.to_string());
     }
-    if let Some(smtp) = mailbox.smtp.as_ref().filter(|_| files.is_none()) {
+    if let Some(smtp) = mailbox.smtp.as_ref().filter(|_| !report.partial) {
         outbound_part(store, mailbox, smtp, options, kept, &mut report).await;
     }
     for which in Which::ALL {
         let named = files.map(|files| files.get(&which));
-        if let Some(config) = which.config(mailbox)
-            && named != Some(None)
-        {
-            let pass = CollectionPass::new(
-                store,
-                mailbox,
-                which,
-                config,
-                options,
-                &mut kept.collections,
-            );
-            let pass = match named.flatten() {
-                Some(names) => pass.only(names),
-                None => pass,
-            };
-            let collection = pass.run(&mut report);
-            report.collections.push(collection);
+        let Some(config) = which.config(mailbox) else {
+            continue;
+        };
+        let polled = poll && config.path().is_none() && kept.collections.poll_due(which);
+        if named == Some(None) || (poll && !polled) {
+            continue;
         }
+        let pass = CollectionPass::new(
+            store,
+            mailbox,
+            which,
+            config,
+            options,
+            &mut kept.collections,
+        )
+        .await;
+        let pass = match named.flatten() {
+            Some(names) => pass.only(names),
+            None => pass,
+        };
+        let collection = if polled {
+            pass.poll(&mut report).await
+        } else {
+            Some(pass.run(&mut report).await)
+        };
+        report.collections.extend(collection);
     }
     if !options.dry_run {
         record_failures(store, &mut report);

@@ -151,20 +151,26 @@ impl World {
         }
         let config = self.mailbox.calendar.clone().unwrap();
         let touched = std::mem::take(&mut self.touched);
-        let pass = CollectionPass::new(
-            &mut self.store,
-            &self.mailbox,
-            Which::Calendar,
-            &config,
-            PassOptions {
-                accept_empty: true,
-                accept_deletes: true,
-                ..PassOptions::default()
-            },
-            &mut self.memory,
-        );
-        let pass = if files { pass.only(&touched) } else { pass };
-        pass.run(&mut report);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pass = CollectionPass::new(
+                &mut self.store,
+                &self.mailbox,
+                Which::Calendar,
+                &config,
+                PassOptions {
+                    accept_empty: true,
+                    accept_deletes: true,
+                    ..PassOptions::default()
+                },
+                &mut self.memory,
+            )
+            .await;
+            let pass = if files { pass.only(&touched) } else { pass };
+            pass.run(&mut report).await;
+        });
         if self.switch.crashed() {
             // The process died: what it remembered goes with it.
             self.memory = CollectionMemory::default();

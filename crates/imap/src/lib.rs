@@ -17,6 +17,10 @@ pub mod session;
 mod stream;
 mod tls;
 
+/// The rustls configuration of one server (system roots, `ca_file`, or no verification when a
+/// config says so), shared with the other adapters that speak TLS.
+pub use tls::client_config as tls_client_config;
+
 pub use session::{
     Counters, FetchedHeader, FetchedMessage, FolderMarkers, FolderScan, IdleOutcome, ImapSession,
     ScanFields, Summarized, Wanted,

@@ -11,6 +11,8 @@
 //! - [`vdir`]: a vdir directory (one item per file, the layout of vdirsyncer, khal, khard and
 //!   todoman): listing with etags, reading, and writing the way vdir requires (a temporary file
 //!   in the same directory, then a rename: never a half-written file).
+//! - [`collection`]: the trait a pass reads and writes a collection through, for a vdir here
+//!   and for a CalDAV/CardDAV collection in `crmsync-dav`.
 //! - `time`: moments in the CRM's canonical form (UTC, or a date) from TZID local times.
 //!
 //! The engine's `CollectionPass` observes and writes through this crate; the daemon watches
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod collection;
 pub mod contacts;
 pub mod content;
 pub mod time;

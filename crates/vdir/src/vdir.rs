@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
+use crate::collection::{Changes, Collection, CollectionError, Item, Listing};
+
 #[derive(Debug, thiserror::Error)]
 pub enum VdirError {
     #[error("collection {path}: {message}")]
@@ -324,6 +326,90 @@ impl Vdir {
         let path = self.item_path(href)?;
         self.check_etag(href, expected)?;
         std::fs::remove_file(&path).map_err(|e| io_error(&path, e))
+    }
+}
+
+impl From<VdirError> for CollectionError {
+    fn from(error: VdirError) -> CollectionError {
+        match error {
+            VdirError::Changed { href, .. } => CollectionError::Changed { href },
+            VdirError::Exists(href) => CollectionError::Exists(href),
+            VdirError::Missing(href) => CollectionError::Missing(href),
+            other => CollectionError::Other(other.to_string()),
+        }
+    }
+}
+
+/// A directory as a [`Collection`]: every call is the synchronous one above (a few system
+/// calls; a directory has no change log, so [`Collection::changes`] is always `None` and the
+/// daemon's file watcher names what changed instead).
+impl Collection for Vdir {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn list(&self, clean: bool) -> Result<Listing, CollectionError> {
+        if !self.path.is_dir() {
+            return Err(CollectionError::Other(format!(
+                "the collection {} is not a directory",
+                self.path.display()
+            )));
+        }
+        let (entries, removed) = if clean {
+            self.list_and_clean()?
+        } else {
+            (Vdir::list(self)?, Vec::new())
+        };
+        Ok(Listing {
+            entries,
+            removed,
+            token: None,
+        })
+    }
+
+    async fn changes(&self, _token: &str) -> Result<Option<Changes>, CollectionError> {
+        Ok(None)
+    }
+
+    async fn entry(&self, href: &str) -> Result<Option<Entry>, CollectionError> {
+        if !self.path.is_dir() {
+            return Err(CollectionError::Other(format!(
+                "the collection {} is not a directory",
+                self.path.display()
+            )));
+        }
+        Ok(Vdir::entry(self, href)?)
+    }
+
+    async fn read(&self, href: &str) -> Result<Item, CollectionError> {
+        Ok(Vdir::read(self, href)?)
+    }
+
+    async fn read_many(
+        &self,
+        hrefs: &[String],
+    ) -> Result<Vec<(String, Result<Item, CollectionError>)>, CollectionError> {
+        Ok(hrefs
+            .iter()
+            .map(|href| (href.clone(), Vdir::read(self, href).map_err(Into::into)))
+            .collect())
+    }
+
+    async fn create(&self, href: &str, content: &str) -> Result<String, CollectionError> {
+        Ok(Vdir::create(self, href, content)?)
+    }
+
+    async fn update(
+        &self,
+        href: &str,
+        content: &str,
+        etag: &str,
+    ) -> Result<String, CollectionError> {
+        Ok(Vdir::update(self, href, content, etag)?)
+    }
+
+    async fn delete(&self, href: &str, etag: &str) -> Result<(), CollectionError> {
+        Ok(Vdir::delete(self, href, etag)?)
     }
 }
 

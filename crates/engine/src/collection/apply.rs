@@ -9,9 +9,9 @@ use crmsync_core::merge::{self, MergeOutcome};
 use crmsync_core::model::{ActivityId, RecordId};
 use crmsync_store::{CrmStore, NewItem, StoreError};
 use crmsync_vdir::calendar;
+use crmsync_vdir::collection::{Collection, CollectionError};
 use crmsync_vdir::contacts;
 use crmsync_vdir::content;
-use crmsync_vdir::vdir::VdirError;
 
 use super::read::{location, target};
 use super::{CollectionPass, Which};
@@ -25,7 +25,7 @@ const TRACK_BATCH: usize = 256;
 impl<S: CrmStore> CollectionPass<'_, S> {
     /// Applies the effects; returns the items that were linked to rows that already had their
     /// UID (they want a merge in this pass).
-    pub(super) fn apply(
+    pub(super) async fn apply(
         &mut self,
         effects: Vec<Effect>,
         report: &mut PassReport,
@@ -58,7 +58,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     batch.push(self.new_item(observed));
                     Ok(())
                 }
-                Effect::Update(update) => self.update(update, report),
+                Effect::Update(update) => self.update(update, report).await,
                 Effect::Untrack { link, delete_crm } | Effect::ItemDeleted { link, delete_crm } => {
                     self.untrack(&link, delete_crm, report)
                 }
@@ -67,8 +67,11 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     location,
                     etag,
                     delete_item,
-                } => self.crm_deleted(&link, &location, &etag, delete_item, report),
-                Effect::CreateItem { created } => self.create_item(created, report),
+                } => {
+                    self.crm_deleted(&link, &location, &etag, delete_item, report)
+                        .await
+                }
+                Effect::CreateItem { created } => self.create_item(created, report).await,
             };
             if let Err(reason) = outcome {
                 self.item_failed(report, href.unwrap_or_default(), reason);
@@ -157,7 +160,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     }
 
     /// A merge: the file first (when it takes writes), then the CRM row and the link.
-    fn update(&mut self, update: ItemUpdate, report: &mut PassReport) -> Result<(), String> {
+    async fn update(&mut self, update: ItemUpdate, report: &mut PassReport) -> Result<(), String> {
         let ItemUpdate {
             link,
             location,
@@ -174,7 +177,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let href = collection::href(&location).to_owned();
         let mut new_etag = etag.clone();
         if !outcome.mailbox_writes.is_empty() {
-            match self.write_merged(&href, &etag, &outcome)? {
+            match self.write_merged(&href, &etag, &outcome).await? {
                 Some(written) => new_etag = written,
                 // Changed since it was listed: the next pass merges the newer file.
                 None => return Ok(()),
@@ -225,13 +228,17 @@ impl<S: CrmStore> CollectionPass<'_, S> {
 
     /// Writes the merged values into the file, if it still has the etag it was read at;
     /// `None` when it changed since.
-    fn write_merged(
-        &self,
+    async fn write_merged(
+        &mut self,
         href: &str,
         etag: &str,
         outcome: &MergeOutcome,
     ) -> Result<Option<String>, String> {
-        let (text, found) = self.vdir.read(href).map_err(|e| e.to_string())?;
+        let (text, found) = match self.source.read(href).await {
+            Ok(read) => read,
+            Err(CollectionError::Missing(_)) => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        };
         if found != etag {
             return Ok(None);
         }
@@ -246,10 +253,12 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             }
             Which::Contacts => contacts::apply(component, &outcome.mailbox_writes),
         }
-        self.vdir
-            .update(href, &document.render(), etag)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        // A 412 (the person saved meanwhile): the next pass reads the newer item and merges.
+        match self.source.update(href, &document.render(), etag).await {
+            Ok(etag) => Ok(Some(etag)),
+            Err(CollectionError::Changed { .. } | CollectionError::Missing(_)) => Ok(None),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     /// The CRM row changed meanwhile, so its write was refused: the next pass merges again.
@@ -311,7 +320,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
 
     /// Deleted in the CRM: the file goes when the CRM created it, else it loses its tracking
     /// category; then the link goes.
-    fn crm_deleted(
+    async fn crm_deleted(
         &mut self,
         link: &SyncLink,
         location: &ItemLocation,
@@ -321,28 +330,30 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     ) -> Result<(), String> {
         let href = collection::href(location);
         if delete_item {
-            match self.vdir.delete(href, etag) {
-                Ok(()) | Err(VdirError::Missing(_)) => {
+            match self.source.delete(href, etag).await {
+                Ok(()) | Err(CollectionError::Missing(_)) => {
                     self.found.written.push((href.to_owned(), false));
                     report.items_written += 1;
                 }
-                Err(VdirError::Changed { .. }) => return Ok(()),
+                Err(CollectionError::Changed { .. }) => return Ok(()),
                 Err(error) => return Err(error.to_string()),
             }
         } else {
-            match self.vdir.read(href) {
+            match self.source.read(href).await {
                 Ok((text, found)) if found == etag => {
                     let mut document = content::parse(&text).map_err(|e| e.to_string())?;
                     if let Some(component) = target(self.which, &mut document) {
                         calendar::remove_category(component, &self.mailbox.tracking.category);
                     }
-                    self.vdir
-                        .update(href, &document.render(), etag)
-                        .map_err(|e| e.to_string())?;
-                    report.items_written += 1;
+                    match self.source.update(href, &document.render(), etag).await {
+                        Ok(_) => report.items_written += 1,
+                        // Changed meanwhile: the next pass looks again.
+                        Err(CollectionError::Changed { .. }) => return Ok(()),
+                        Err(error) => return Err(error.to_string()),
+                    }
                 }
                 Ok(_) => return Ok(()),
-                Err(VdirError::Missing(_)) => {}
+                Err(CollectionError::Missing(_)) => {}
                 Err(error) => return Err(error.to_string()),
             }
         }
@@ -355,7 +366,11 @@ impl<S: CrmStore> CollectionPass<'_, S> {
 
     /// A row the CRM created for the owner: its file first (named and UID'd after the row),
     /// then the link.
-    fn create_item(&mut self, created: CrmCreated, report: &mut PassReport) -> Result<(), String> {
+    async fn create_item(
+        &mut self,
+        created: CrmCreated,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
         let uid = created.identity.storage_key();
         let category = &self.mailbox.tracking.category;
         let href = created_href(self.which, &created);
@@ -369,9 +384,9 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             ),
             Which::Contacts => contacts::new_card(&uid, &created.fields, category),
         };
-        let etag = match self.vdir.create(&href, &text) {
+        let etag = match self.source.create(&href, &text).await {
             Ok(etag) => etag,
-            Err(VdirError::Exists(_)) => {
+            Err(CollectionError::Exists(_)) => {
                 return Err(
                     "the file exists but does not hold the CRM row it is named after: not overwritten"
                         .to_owned(),

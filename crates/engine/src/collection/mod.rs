@@ -31,6 +31,7 @@ mod apply;
 mod observe;
 mod plan;
 mod read;
+mod source;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -38,8 +39,11 @@ use crmsync_config::{CollectionConfig, MailboxConfig};
 use crmsync_core::collection;
 use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::readable::{MAX_MESSAGE, one_line};
+use crmsync_dav::DavCollection;
 use crmsync_store::{CrmStore, ItemFailure};
-use crmsync_vdir::vdir::Vdir;
+use crmsync_vdir::collection::{Collection, CollectionError};
+
+pub use source::Source;
 
 use crate::error::PassError;
 use crate::pass::PassOptions;
@@ -81,13 +85,6 @@ impl Which {
             Which::Contacts => &[ItemKind::Contact],
         }
     }
-
-    pub fn vdir(self, config: &CollectionConfig) -> Vdir {
-        match self {
-            Which::Calendar => Vdir::calendar(&config.path),
-            Which::Contacts => Vdir::contacts(&config.path),
-        }
-    }
 }
 
 /// Which files of a collection a pass looks at.
@@ -111,6 +108,11 @@ pub struct CollectionMemory {
     /// Links each collection lost in recent passes, with when: the mass-delete guard's window.
     gone: HashMap<Which, Vec<(std::time::Instant, usize)>>,
     seen: HashMap<Which, Seen>,
+    /// The connections to the collections on servers, kept between passes (with the listing
+    /// as of their last sync token).
+    servers: HashMap<Which, Box<DavCollection>>,
+    /// When each server collection is to be polled next, and how many polls in a row failed.
+    polls: HashMap<Which, (std::time::Instant, u32)>,
 }
 
 /// One collection as the passes since its last whole pass saw it, file by file.
@@ -139,6 +141,9 @@ struct Found {
     looked_at: BTreeSet<String>,
 }
 
+/// The least time between two tries of a server collection that refused the login.
+const DENIED_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How long links a collection lost count toward the mass-delete guard.
 pub const MASS_DELETE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -154,6 +159,36 @@ impl CollectionMemory {
     /// saw: only after a whole pass by this worker.
     pub fn has_seen(&self, which: Which) -> bool {
         self.seen.contains_key(&which)
+    }
+
+    /// Whether a server collection's poll is due (or it was never polled).
+    pub fn poll_due(&self, which: Which) -> bool {
+        self.polls
+            .get(&which)
+            .is_none_or(|(at, _)| *at <= std::time::Instant::now())
+    }
+
+    /// The earliest time a server collection is to be polled.
+    pub fn next_poll(&self) -> Option<std::time::Instant> {
+        self.polls.values().map(|(at, _)| *at).min()
+    }
+
+    /// Schedules a server collection's next poll: `poll_interval` after a pass that reached
+    /// it; after a failure, 1 s doubling up to `poll_interval` (at least five minutes after a
+    /// refused login, which no retry cures soon).
+    fn schedule_poll(&mut self, which: Which, interval: u64, failed: Option<&CollectionError>) {
+        let interval = std::time::Duration::from_secs(interval);
+        let failures = match failed {
+            Some(_) => self.polls.get(&which).map_or(0, |(_, n)| *n) + 1,
+            None => 0,
+        };
+        let delay = match failed {
+            None => interval,
+            Some(error) if error.is_permanent() => interval.max(DENIED_RETRY),
+            Some(_) => std::time::Duration::from_secs(1u64 << failures.min(16) >> 1).min(interval),
+        };
+        self.polls
+            .insert(which, (std::time::Instant::now() + delay, failures));
     }
 
     fn record_gone(&mut self, which: Which, count: usize) {
@@ -175,7 +210,9 @@ pub struct CollectionPass<'a, S> {
     options: PassOptions,
     memory: &'a mut CollectionMemory,
     extent: Extent<'a>,
-    vdir: Vdir,
+    source: Source,
+    /// The error that ended the pass, when it came from the collection.
+    failure: Option<CollectionError>,
     status: CollectionReport,
     /// Every item file of the collection as this pass knows it: listed by a whole pass, the
     /// named files looked at again by a files pass.
@@ -184,7 +221,9 @@ pub struct CollectionPass<'a, S> {
 }
 
 impl<'a, S: CrmStore> CollectionPass<'a, S> {
-    pub fn new(
+    /// A pass over the collection: its directory, or its server (the connection kept from the
+    /// last pass, or a new one).
+    pub async fn new(
         store: &'a mut S,
         mailbox: &'a MailboxConfig,
         which: Which,
@@ -192,6 +231,12 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         options: PassOptions,
         memory: &'a mut CollectionMemory,
     ) -> CollectionPass<'a, S> {
+        let source = Source::open(which, config, memory.servers.remove(&which)).await;
+        // A server collection is shown at the URL discovery found.
+        let path = match &source {
+            Source::Server(server) => server.location(),
+            _ => config.shown(),
+        };
         CollectionPass {
             store,
             mailbox,
@@ -200,12 +245,13 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             options,
             memory,
             extent: Extent::Whole,
-            vdir: which.vdir(config),
+            source,
+            failure: None,
             found: Found::default(),
             listed: BTreeSet::new(),
             status: CollectionReport {
                 name: which.as_str(),
-                path: config.path.display().to_string(),
+                path,
                 state: CollectionState::Idle,
                 items: 0,
                 tracked: 0,
@@ -227,16 +273,42 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     }
 
     /// Observe, decide, apply; then merge the items just linked to existing rows. A failure
-    /// of the whole collection puts it (and the mailbox) in the error state; one item's
-    /// failure is counted and the pass goes on.
-    pub fn run(mut self, report: &mut PassReport) -> CollectionReport {
-        if let Err(error) = self.observe_decide_apply(report) {
+    /// of the whole collection puts it in the error state; one item's failure is counted and
+    /// the pass goes on. A directory's failure fails the mailbox's pass too; a server's does
+    /// not (the mail goes on): the collection is polled again after a backoff.
+    pub async fn run(mut self, report: &mut PassReport) -> CollectionReport {
+        if let Err(error) = self.observe_decide_apply(report).await {
             let message = one_line(&error.to_string(), MAX_MESSAGE);
-            report.fail(format!("{}: {message}", self.which.as_str()));
+            if self.source.is_server() {
+                report.warn(format!("{}: {message}", self.which.as_str()));
+            } else {
+                report.fail(format!("{}: {message}", self.which.as_str()));
+            }
             self.status.state = CollectionState::Error;
             self.status.last_error = Some(message);
         }
+        if let crmsync_config::Place::Server(server) = &self.config.place {
+            let failure = match (&self.failure, &self.status.last_error) {
+                (Some(error), _) => Some(error.clone()),
+                (None, Some(message)) if self.status.state == CollectionState::Error => {
+                    Some(CollectionError::Other(message.clone()))
+                }
+                _ => None,
+            };
+            self.memory
+                .schedule_poll(self.which, server.poll_interval, failure.as_ref());
+        }
         self.remember();
+        let which = self.which;
+        // The connection is kept unless the login was refused (the password is read again).
+        let refused = self.failure.as_ref().is_some_and(|e| e.is_permanent());
+        let source = std::mem::replace(
+            &mut self.source,
+            Source::Unreachable(CollectionError::Other(String::new())),
+        );
+        if let Some(server) = source.into_server().filter(|_| !refused) {
+            self.memory.servers.insert(which, server);
+        }
         self.status.tracked = 0;
         for kind in self.which.kinds() {
             match self.store.link_count(&self.mailbox.id, *kind) {
@@ -248,10 +320,33 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         self.status
     }
 
-    fn observe_decide_apply(&mut self, report: &mut PassReport) -> Result<(), PassError> {
+    /// A poll of a server collection: a pass when its server says something changed since
+    /// the last look (or cannot say), else nothing but the next poll's time (`None`).
+    pub async fn poll(self, report: &mut PassReport) -> Option<CollectionReport> {
+        if !matches!(self.source.changed().await, Ok(false)) {
+            return Some(self.run(report).await);
+        }
+        if let crmsync_config::Place::Server(server) = &self.config.place {
+            self.memory
+                .schedule_poll(self.which, server.poll_interval, None);
+        }
+        if let Some(server) = self.source.into_server() {
+            self.memory.servers.insert(self.which, server);
+        }
+        None
+    }
+
+    /// A failure of the collection as a whole, kept to judge the retry.
+    fn collection_error(&mut self, error: CollectionError) -> PassError {
+        let message = error.to_string();
+        self.failure = Some(error);
+        PassError::Collection(message)
+    }
+
+    async fn observe_decide_apply(&mut self, report: &mut PassReport) -> Result<(), PassError> {
         let mut observed = match self.extent {
-            Extent::Whole => self.observe(report)?,
-            Extent::Files(names) => self.observe_files(names, report)?,
+            Extent::Whole => self.observe(report).await?,
+            Extent::Files(names) => self.observe_files(names, report).await?,
         };
         observed.view.recently_gone = self.memory.recently_gone(self.which);
         let mut effects = collection::reconcile(
@@ -271,7 +366,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         if self.extent != Extent::Whole && empty(&effects) {
             self.extent = Extent::Whole;
             self.found = Found::default();
-            observed = self.observe(report)?;
+            observed = self.observe(report).await?;
             observed.view.recently_gone = self.memory.recently_gone(self.which);
             effects = collection::reconcile(
                 &observed.view,
@@ -294,9 +389,9 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             .filter(|e| collection::takes_a_link(e))
             .count();
         self.memory.record_gone(self.which, gone);
-        let just_linked = self.apply(effects, report);
+        let just_linked = self.apply(effects, report).await;
         if !just_linked.is_empty() {
-            let observed = self.observe_linked(&just_linked, hrefs, report)?;
+            let observed = self.observe_linked(&just_linked, hrefs, report).await?;
             let effects = collection::reconcile(
                 &observed.view,
                 &observed.links,
@@ -304,7 +399,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
                 &[],
                 self.mailbox.conflict_policy,
             );
-            self.apply(effects, report);
+            self.apply(effects, report).await;
         }
         match (&self.status.state, &self.status.last_error) {
             (CollectionState::Error, Some(message)) => Err(PassError::Collection(message.clone())),

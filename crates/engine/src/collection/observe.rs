@@ -8,7 +8,7 @@ use crmsync_core::collection::{self, CollectionView, CrmCreated, CrmItem, Observ
 use crmsync_core::item::{ItemIdentity, ItemKind};
 use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_store::CrmStore;
-use crmsync_vdir::vdir::{Entry, VdirError};
+use crmsync_vdir::collection::{Collection, CollectionError, Entry};
 
 use super::read::{self, NotRead, Read};
 use super::{CollectionPass, Extent, Which};
@@ -27,21 +27,13 @@ pub(super) struct Observed {
 }
 
 impl<S: CrmStore> CollectionPass<'_, S> {
-    pub(super) fn observe(&mut self, report: &mut PassReport) -> Result<Observed, PassError> {
-        if !self.config.path.is_dir() {
-            return Err(PassError::Collection(format!(
-                "the collection {} is not a directory",
-                self.config.path.display()
-            )));
-        }
+    pub(super) async fn observe(&mut self, report: &mut PassReport) -> Result<Observed, PassError> {
         // A dry run changes nothing in the directory, leftovers included.
-        let listed = if self.options.dry_run {
-            self.vdir.list().map(|entries| (entries, Vec::new()))
-        } else {
-            self.vdir.list_and_clean()
+        let listing = match self.source.list(!self.options.dry_run).await {
+            Ok(listing) => listing,
+            Err(error) => return Err(self.collection_error(error)),
         };
-        let (entries, removed) =
-            listed.map_err(|error| PassError::Collection(error.to_string()))?;
+        let (entries, removed) = (listing.entries, listing.removed);
         for name in removed {
             tracing::info!(
                 mailbox = %self.mailbox.id,
@@ -62,7 +54,9 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             accept_deletes: self.options.accept_deletes,
             ..CollectionView::default()
         };
-        let mut present = self.read_changed(&entries, &links, HashMap::new(), &mut view, report);
+        let mut present = self
+            .read_changed(&entries, &links, HashMap::new(), &mut view, report)
+            .await?;
         present.extend(links.iter().map(|l| (l.kind, l.identity.clone())));
         let (crm, skipped) = self.crm_side(&links, &view, report)?;
         let created = self.created(&present)?;
@@ -79,17 +73,11 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     /// etag), the links at those files and at the UIDs read from them are loaded with their
     /// CRM rows, and the rest of the collection is as the last pass saw it (the links this
     /// pass was not given are counted, for the guards).
-    pub(super) fn observe_files(
+    pub(super) async fn observe_files(
         &mut self,
         names: &BTreeSet<String>,
         report: &mut PassReport,
     ) -> Result<Observed, PassError> {
-        if !self.config.path.is_dir() {
-            return Err(PassError::Collection(format!(
-                "the collection {} is not a directory",
-                self.config.path.display()
-            )));
-        }
         let which = self.which;
         self.listed = self
             .memory
@@ -99,10 +87,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             .unwrap_or_default();
         let mut entries = Vec::new();
         for name in names {
-            let entry = self
-                .vdir
-                .entry(name)
-                .map_err(|error| PassError::Collection(error.to_string()))?;
+            let entry = match self.source.entry(name).await {
+                Ok(entry) => entry,
+                Err(error) => return Err(self.collection_error(error)),
+            };
             match entry {
                 Some(entry) => {
                     self.listed.insert(entry.href.clone());
@@ -127,7 +115,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             if unchanged {
                 continue;
             }
-            let reading = self.read_file(&entry.href);
+            let reading = self.read_file(&entry.href).await;
             if let Ok(Some((item, _))) = &reading
                 && !links
                     .iter()
@@ -167,7 +155,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             hrefs,
             ..CollectionView::default()
         };
-        self.read_changed(&entries, &links, pre_read, &mut view, report);
+        self.read_changed(&entries, &links, pre_read, &mut view, report)
+            .await?;
         let (crm, skipped) = self.crm_side(&links, &view, report)?;
         let links = sit_out(links, &skipped, &mut view);
         Ok(Observed {
@@ -181,7 +170,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     /// The second round: the items just linked to rows that already had their UID, read
     /// again with their rows, so that their differences are merged in this pass. The view
     /// lists every file, so that no other link looks deleted.
-    pub(super) fn observe_linked(
+    pub(super) async fn observe_linked(
         &mut self,
         just_linked: &[(ItemKind, ItemIdentity)],
         (hrefs, other_files): (BTreeSet<String>, usize),
@@ -202,7 +191,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         };
         for link in &links {
             let href = collection::href(&link.location);
-            match self.read_file(href) {
+            match self.read_file(href).await {
                 Ok(Some((item, etag))) => view.changed.push(observed(self.which, href, item, etag)),
                 // Gone or unreadable since the first round: the next pass sees it.
                 Ok(None) | Err(_) => {
@@ -221,9 +210,15 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     }
 
     /// Reads a file: `None` when it went away since the listing.
-    fn read_file(&self, href: &str) -> Reading {
-        match self.vdir.read(href) {
-            Err(VdirError::Missing(_)) => Ok(None),
+    async fn read_file(&mut self, href: &str) -> Reading {
+        let read = self.source.read(href).await;
+        self.reading(read)
+    }
+
+    /// A file as read, into what the pass makes of it.
+    fn reading(&self, read: Result<(String, String), CollectionError>) -> Reading {
+        match read {
+            Err(CollectionError::Missing(_)) => Ok(None),
             Err(error) => Err(NotRead::Unreadable(error.to_string())),
             Ok((text, etag)) => read::read_item(self.which, &text, &self.mailbox.tracking.category)
                 .map(|item| Some((item, etag))),
@@ -232,10 +227,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
 
     /// A tracked file without a UID gets one (written only if the file did not change since
     /// it was read), and is read again: its UID is its identity from now on.
-    fn give_uid(&self, href: &str) -> Result<Option<(Read, String)>, String> {
-        let (text, etag) = match self.vdir.read(href) {
+    async fn give_uid(&mut self, href: &str) -> Result<Option<(Read, String)>, String> {
+        let (text, etag) = match self.source.read(href).await {
             Ok(found) => found,
-            Err(VdirError::Missing(_)) => return Ok(None),
+            Err(CollectionError::Missing(_)) => return Ok(None),
             Err(error) => return Err(error.to_string()),
         };
         // Read again just now: only a file that is still tracked and still has no UID gets
@@ -248,10 +243,10 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             return Ok(None);
         }
         let given = read::with_new_uid(self.which, &text)?;
-        let etag = match self.vdir.update(href, &given, &etag) {
+        let etag = match self.source.update(href, &given, &etag).await {
             Ok(etag) => etag,
             // Changed meanwhile: the next pass reads it again.
-            Err(VdirError::Changed { .. }) => return Ok(None),
+            Err(CollectionError::Changed { .. }) => return Ok(None),
             Err(error) => return Err(error.to_string()),
         };
         tracing::info!(mailbox = %self.mailbox.id, file = %href, "gave a tracked item without a UID one");
@@ -264,15 +259,16 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     /// Reads every listed file whose etag its link does not already hold (and that is not an
     /// untracked file remembered at this etag) into the view, or takes it from `pre_read`;
     /// returns what the collection holds. Unreadable files are counted failed and sit the
-    /// pass out.
-    fn read_changed(
+    /// pass out. Files are read [`crmsync_dav::MULTIGET_BATCH`] at a time (one multiget on a
+    /// server), so a first import holds one batch in memory, not the collection.
+    async fn read_changed(
         &mut self,
         entries: &[Entry],
         links: &[SyncLink],
         mut pre_read: HashMap<String, Reading>,
         view: &mut CollectionView,
         report: &mut PassReport,
-    ) -> BTreeSet<(ItemKind, ItemIdentity)> {
+    ) -> Result<BTreeSet<(ItemKind, ItemIdentity)>, PassError> {
         let which = self.which;
         let unchanged: BTreeSet<(&str, &str)> = links
             .iter()
@@ -293,79 +289,103 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             .collect();
         let mut present = BTreeSet::new();
         let mut unreadable: Vec<(String, String)> = Vec::new();
-        for entry in entries {
-            view.hrefs.insert(entry.href.clone());
-            if unchanged.contains(&(entry.href.as_str(), entry.etag.as_str())) {
-                continue;
+        for chunk in entries.chunks(crmsync_dav::MULTIGET_BATCH) {
+            let to_read: Vec<String> = chunk
+                .iter()
+                .filter(|entry| {
+                    !unchanged.contains(&(entry.href.as_str(), entry.etag.as_str()))
+                        && !pre_read.contains_key(&entry.href)
+                        && self
+                            .memory
+                            .untracked
+                            .get(&(which, entry.href.clone()))
+                            .is_none_or(|(etag, _, _)| *etag != entry.etag)
+                })
+                .map(|entry| entry.href.clone())
+                .collect();
+            if !to_read.is_empty() {
+                let read = match self.source.read_many(&to_read).await {
+                    Ok(read) => read,
+                    Err(error) => return Err(self.collection_error(error)),
+                };
+                for (href, result) in read {
+                    let reading = self.reading(result);
+                    pre_read.insert(href, reading);
+                }
             }
-            let key = (which, entry.href.clone());
-            if let Some((etag, kind, identity)) = self.memory.untracked.get(&key)
-                && *etag == entry.etag
-            {
-                present.insert((*kind, identity.clone()));
-                continue;
-            }
-            let reading = pre_read
-                .remove(&entry.href)
-                .unwrap_or_else(|| self.read_file(&entry.href));
-            let (item, etag) = match reading {
-                Ok(Some(found)) => found,
-                Ok(None) => continue,
-                Err(NotRead::Unreadable(message)) => {
-                    unreadable.push((entry.href.clone(), message));
+            for entry in chunk {
+                view.hrefs.insert(entry.href.clone());
+                if unchanged.contains(&(entry.href.as_str(), entry.etag.as_str())) {
                     continue;
                 }
-                Err(NotRead::NoUid { tracked: false }) => continue,
-                Err(NotRead::NoUid { tracked: true }) if self.options.dry_run => {
-                    report.planned.push(format!(
-                        "{} {}: give it a UID, then track it",
-                        which.as_str(),
-                        entry.href
-                    ));
+                let key = (which, entry.href.clone());
+                if let Some((etag, kind, identity)) = self.memory.untracked.get(&key)
+                    && *etag == entry.etag
+                {
+                    present.insert((*kind, identity.clone()));
                     continue;
                 }
-                Err(NotRead::NoUid { tracked: true }) => match self.give_uid(&entry.href) {
+                let reading = pre_read.remove(&entry.href).unwrap_or(Ok(None));
+                let (item, etag) = match reading {
                     Ok(Some(found)) => found,
                     Ok(None) => continue,
-                    Err(message) => {
+                    Err(NotRead::Unreadable(message)) => {
                         unreadable.push((entry.href.clone(), message));
                         continue;
                     }
-                },
-                Err(NotRead::NotAnItem(why)) => {
-                    self.found.skipped.insert(entry.href.clone());
-                    tracing::debug!(mailbox = %self.mailbox.id, file = %entry.href, "skipped: {why}");
+                    Err(NotRead::NoUid { tracked: false }) => continue,
+                    Err(NotRead::NoUid { tracked: true }) if self.options.dry_run => {
+                        report.planned.push(format!(
+                            "{} {}: give it a UID, then track it",
+                            which.as_str(),
+                            entry.href
+                        ));
+                        continue;
+                    }
+                    Err(NotRead::NoUid { tracked: true }) => match self.give_uid(&entry.href).await
+                    {
+                        Ok(Some(found)) => found,
+                        Ok(None) => continue,
+                        Err(message) => {
+                            unreadable.push((entry.href.clone(), message));
+                            continue;
+                        }
+                    },
+                    Err(NotRead::NotAnItem(why)) => {
+                        self.found.skipped.insert(entry.href.clone());
+                        tracing::debug!(mailbox = %self.mailbox.id, file = %entry.href, "skipped: {why}");
+                        continue;
+                    }
+                };
+                if let Some(first) = seen_uids.get(&item.identity)
+                    && *first != entry.href
+                {
+                    let message = format!(
+                        "UID {} is also the UID of {first}: only that one is synchronized",
+                        item.identity.storage_key()
+                    );
+                    unreadable.push((entry.href.clone(), message));
                     continue;
                 }
-            };
-            if let Some(first) = seen_uids.get(&item.identity)
-                && *first != entry.href
-            {
-                let message = format!(
-                    "UID {} is also the UID of {first}: only that one is synchronized",
-                    item.identity.storage_key()
-                );
-                unreadable.push((entry.href.clone(), message));
-                continue;
+                seen_uids.insert(item.identity.clone(), entry.href.clone());
+                present.insert((item.kind, item.identity.clone()));
+                // Remembered only when untracked and unlinked: an untracked file whose link is
+                // still to go is read again until its untrack has been carried out.
+                if item.tracked || linked.contains(&(item.kind, &item.identity)) {
+                    self.memory.untracked.remove(&key);
+                } else {
+                    self.memory
+                        .untracked
+                        .insert(key, (etag.clone(), item.kind, item.identity.clone()));
+                }
+                view.changed.push(observed(which, &entry.href, item, etag));
             }
-            seen_uids.insert(item.identity.clone(), entry.href.clone());
-            present.insert((item.kind, item.identity.clone()));
-            // Remembered only when untracked and unlinked: an untracked file whose link is
-            // still to go is read again until its untrack has been carried out.
-            if item.tracked || linked.contains(&(item.kind, &item.identity)) {
-                self.memory.untracked.remove(&key);
-            } else {
-                self.memory
-                    .untracked
-                    .insert(key, (etag.clone(), item.kind, item.identity.clone()));
-            }
-            view.changed.push(observed(which, &entry.href, item, etag));
         }
         for (href, message) in unreadable {
             self.item_failed(report, href.clone(), format!("skipped: {message}"));
             view.unreadable.insert(href);
         }
-        present
+        Ok(present)
     }
 
     /// The CRM side of each link: the fields of rows that changed since the link (or whose

@@ -152,7 +152,8 @@ pub(super) fn watch_collections(mailbox: &MailboxConfig, wake: &Waker) -> Vec<Co
         .into_iter()
         .filter_map(|which| {
             let config = which.config(mailbox)?;
-            watch_collection(&mailbox.id, which, &config.path, config.watch, wake)
+            // A server collection is polled by the worker instead.
+            watch_collection(&mailbox.id, which, config.path()?, config.watch, wake)
         })
         .collect()
 }

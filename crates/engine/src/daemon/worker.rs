@@ -294,7 +294,12 @@ impl MailboxWorker {
     /// retry after a permanent one. While healthy, also the folder to wait in IDLE on with
     /// the worker's own connection ([`MailboxWorker::own_idle_folder`]).
     fn after(&mut self, report: PassReport) -> (Duration, Option<String>) {
-        tracing::info!(
+        // A poll that found nothing changed is no news.
+        let quiet = report.partial && report.collections.is_empty() && report.errors.is_empty();
+        if quiet {
+            tracing::debug!(mailbox = %self.mailbox.id, "poll: nothing changed");
+        } else {
+            tracing::info!(
             mailbox = %self.mailbox.id,
             state = report.state.as_str(),
             created = report.created,
@@ -302,9 +307,10 @@ impl MailboxWorker {
             updated = report.updated,
             failed = report.failed,
             pending = report.pending,
-            partial = report.partial,
-            "pass done"
-        );
+                partial = report.partial,
+                "pass done"
+            );
+        }
         if !report.partial {
             self.idle_supported = report.idle_supported;
         }
@@ -381,11 +387,24 @@ impl MailboxWorker {
             if Instant::now() >= deadline {
                 break;
             }
+            // The next poll of a collection on a server, when it comes before the deadline.
+            let poll = self
+                .kept
+                .collections
+                .next_poll()
+                .map(Instant::from_std)
+                .filter(|at| *at < deadline);
+            if poll.is_some_and(|at| at <= Instant::now()) {
+                return Scope::Poll;
+            }
             // An IDLE there that failed dropped the connection: no IDLE again until a pass.
             if let Some(folder) = own_idle.as_deref()
                 && let Some(session) = self.kept.connection.take()
             {
-                match self.idle_on_own(session, folder, deadline).await {
+                match self
+                    .idle_on_own(session, folder, poll.unwrap_or(deadline))
+                    .await
+                {
                     IdleOutcome::Changed => return Scope::Everything,
                     IdleOutcome::Timeout if Instant::now() >= deadline => break,
                     IdleOutcome::Timeout | IdleOutcome::Interrupted => continue,
@@ -398,6 +417,9 @@ impl MailboxWorker {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(poll.unwrap_or(deadline)), if poll.is_some() => {
+                    return Scope::Poll;
+                }
                 _ = self.stop.changed() => break,
             }
         }

@@ -64,7 +64,9 @@ fn tracked<S: CrmStore>(
         ItemLocation::Collection { collection, .. } => Which::parse(collection),
         ItemLocation::Imap { .. } => None,
     };
-    let vdir = which.and_then(|w| Some(w.vdir(w.config(mailbox)?)));
+    // A directory is read here; a server collection's categories are not fetched for the
+    // pane.
+    let vdir = which.and_then(|w| w.directory(w.config(mailbox)?));
     if let Some((text, _)) = vdir.and_then(|v| v.read(href).ok())
         && let Ok(document) = content::parse(&text)
         && let Some(component) = master(&document)
@@ -120,7 +122,7 @@ fn untracked<S: CrmStore>(
         .into_iter()
         .filter(|which| collection.is_none_or(|c| c == which.as_str()))
         .find_map(|which| {
-            let (text, _) = which.vdir(which.config(mailbox)?).read(href).ok()?;
+            let (text, _) = which.directory(which.config(mailbox)?)?.read(href).ok()?;
             Some((which.as_str(), text))
         });
     let Some((name, text)) = found else {
