@@ -83,6 +83,9 @@ on_both!(
     an_emptied_collection_deletes_nothing,
     a_server_down_or_a_wrong_password_is_a_clear_collection_error,
     the_daemon_polls_the_server_and_writes_crm_changes_back,
+    trace_logging_shows_no_password_and_no_item,
+    the_adapter_reads_412_as_changed_or_exists_and_lists_incrementally,
+    kills_during_a_first_import_duplicate_nothing_on_either_side,
 );
 
 fn discovery_finds_the_collections_and_check_names_the_configured_one(kind: Kind) {
@@ -451,4 +454,265 @@ fn the_daemon_polls_the_server_and_writes_crm_changes_back(kind: Kind) {
         },
     );
     drop(daemon);
+}
+
+fn trace_logging_shows_no_password_and_no_item(kind: Kind) {
+    let server = DavServer::start(kind);
+    let env = setup(&server, None);
+    let marker = "Board-minutes-SECRET-91d3";
+    server.put(
+        true,
+        "e1.ics",
+        &event(
+            "e1@example.com",
+            "Kickoff",
+            "CRM",
+            &format!("DESCRIPTION:{marker}\r\n"),
+        ),
+    );
+    let filters = ["trace", "trace,reqwest=trace,hyper=trace,hyper_util=trace"];
+    for (round, filter) in filters.into_iter().enumerate() {
+        if round > 0 {
+            let description = format!("DESCRIPTION:{marker}\r\n");
+            server.put(
+                true,
+                "e2.ics",
+                &event("e2@example.com", "Two", "CRM", &description),
+            );
+        }
+        let daemon = Daemon::start_logging(&env, filter);
+        wait_until("the event is tracked", Duration::from_secs(20), || {
+            (activities(&env, "appointment").len() == round + 1).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let status = daemon.terminate(Duration::from_secs(20));
+        assert!(status.success());
+        let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+        assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+        // The password, as itself and inside a Basic authorization header.
+        for secret in [
+            support::dav::PASSWORD,
+            "YWxpY2U6UGE1NS1kYXYteHl6enktMDgxNQ==",
+            "Authorization",
+        ] {
+            assert!(
+                !log.contains(secret),
+                "RUST_LOG={filter}: {secret} is logged"
+            );
+        }
+        assert!(
+            !log.contains(marker),
+            "RUST_LOG={filter}: the item is logged"
+        );
+    }
+    assert!(
+        activities(&env, "appointment")
+            .iter()
+            .all(|a| a["description"].as_str().unwrap().contains(marker)),
+        "the marker was there to be logged"
+    );
+}
+
+/// The adapter on its own against the server: conditional writes refused with 412 come back
+/// as `Changed` (update, delete) or `Exists` (create) and leave the person's item as it was;
+/// a listing after a change asks only for what changed; multiget reads in batches.
+fn the_adapter_reads_412_as_changed_or_exists_and_lists_incrementally(kind: Kind) {
+    use crmsync_dav::DavCollection;
+    use crmsync_vdir::collection::{Collection, CollectionError};
+
+    let server = DavServer::start(kind);
+    let env = setup(&server, None);
+    let config = crmsync_config::Config::load(&env.config).unwrap();
+    let crmsync_config::Place::Server(dav) = &config.mailboxes[0].calendar.as_ref().unwrap().place
+    else {
+        panic!("a server collection");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let calendar = DavCollection::connect(dav, crmsync_dav::Kind::Calendar)
+            .await
+            .unwrap();
+        let text = event("e1@example.com", "Kickoff", "CRM", "");
+        let etag = calendar.create("e1.ics", &text).await.unwrap();
+        assert_eq!(
+            calendar.create("e1.ics", &text).await,
+            Err(CollectionError::Exists("e1.ics".into()))
+        );
+        // The person saves meanwhile: crmsync's write with the etag it read is refused.
+        let person = text.replace("SUMMARY:Kickoff", "SUMMARY:Person's");
+        assert_eq!(server.put(true, "e1.ics", &person) / 100, 2);
+        let stale = calendar
+            .update("e1.ics", &text.replace("Kickoff", "Overwrite"), &etag)
+            .await;
+        assert_eq!(
+            stale,
+            Err(CollectionError::Changed {
+                href: "e1.ics".into()
+            })
+        );
+        assert_eq!(
+            calendar.delete("e1.ics", &etag).await,
+            Err(CollectionError::Changed {
+                href: "e1.ics".into()
+            })
+        );
+        assert!(
+            server
+                .get(true, "e1.ics")
+                .unwrap()
+                .contains("SUMMARY:Person's")
+        );
+        // Read again, the write with the new etag goes through.
+        let (now, etag) = calendar.read("e1.ics").await.unwrap();
+        assert!(now.contains("SUMMARY:Person's"));
+        let etag = calendar
+            .update("e1.ics", &now.replace("Person's", "Merged"), &etag)
+            .await
+            .unwrap();
+        assert!(
+            server
+                .get(true, "e1.ics")
+                .unwrap()
+                .contains("SUMMARY:Merged")
+        );
+
+        // A listing, then what changed since its token: one new item, one gone.
+        let listing = calendar.list(true).await.unwrap();
+        assert_eq!(listing.entries.len(), 1);
+        assert_eq!(listing.entries[0].etag, etag);
+        let token = listing.token.clone().expect("a sync token");
+        assert!(token.starts_with("sync:"), "{token}");
+        let unchanged = calendar.changes(&token).await.unwrap().unwrap();
+        assert!(unchanged.changed.is_empty() && unchanged.gone.is_empty());
+        for n in 0..150 {
+            let text = event(&format!("n{n}@example.com"), "Many", "", "");
+            assert_eq!(server.put(true, &format!("n{n}.ics"), &text), 201);
+        }
+        assert_eq!(server.delete(true, "e1.ics") / 100, 2);
+        let changes = calendar.changes(&token).await.unwrap().unwrap();
+        assert_eq!(changes.changed.len(), 150);
+        assert_eq!(changes.gone, vec!["e1.ics".to_owned()]);
+        // Bodies in batches of 100: 150 items, each with its own text and etag.
+        let names: Vec<String> = changes.changed.iter().map(|e| e.href.clone()).collect();
+        let read = calendar.read_many(&names).await.unwrap();
+        assert_eq!(read.len(), 150);
+        for ((name, result), entry) in read.iter().zip(&changes.changed) {
+            let (text, etag) = result.as_ref().unwrap();
+            assert!(text.contains(&format!(
+                "UID:{}@example.com",
+                name.trim_end_matches(".ics")
+            )));
+            assert_eq!(*etag, entry.etag);
+        }
+        let missing = calendar.read_many(&["gone.ics".to_owned()]).await.unwrap();
+        assert_eq!(
+            missing[0].1,
+            Err(CollectionError::Missing("gone.ics".into()))
+        );
+    });
+}
+
+/// `crmsync sync` killed with SIGKILL at growing moments of a first import that goes both
+/// ways (300 tracked events to the CRM, 40 CRM appointments to the server); then a pass that
+/// ends. Nothing is imported twice, nothing written twice to the server, nothing lost.
+fn kills_during_a_first_import_duplicate_nothing_on_either_side(kind: Kind) {
+    let server = DavServer::start(kind);
+    let env = setup(&server, None);
+    for n in 0..300 {
+        let text = event(
+            &format!("i{n}@example.com"),
+            &format!("Import {n}"),
+            "CRM",
+            "",
+        );
+        assert_eq!(server.put(true, &format!("i{n}.ics"), &text), 201);
+    }
+    for n in 0..40 {
+        env.ok(&[
+            "activity",
+            "add",
+            "appointment",
+            "--owner",
+            "alice@example.com",
+            "--subject",
+            &format!("CRM {n}"),
+            "--start",
+            "2026-12-03T14:00:00Z",
+            "--end",
+            "2026-12-03T15:00:00Z",
+        ]);
+    }
+    let check = |env: &Env| {
+        let rows = activities(env, "appointment");
+        let mut subjects: Vec<String> = rows
+            .iter()
+            .map(|a| a["subject"].as_str().unwrap().to_owned())
+            .collect();
+        subjects.sort();
+        let before = subjects.len();
+        subjects.dedup();
+        assert_eq!(before, subjects.len(), "an item imported twice");
+        assert!(before >= 40, "a CRM appointment lost: {before}");
+        let names = server.names(true);
+        let mut uids: Vec<String> = names
+            .iter()
+            .filter(|name| !name.starts_with('i'))
+            .map(|name| {
+                let text = server.get(true, name).unwrap();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("UID:"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+            .collect();
+        let written = uids.len();
+        uids.sort();
+        uids.dedup();
+        assert_eq!(written, uids.len(), "a CRM appointment written twice");
+        assert_eq!(names.iter().filter(|n| n.starts_with('i')).count(), 300);
+        (before, written)
+    };
+    let mut kills = 0;
+    // From before the first commit to the CRM's items being written (the import takes about
+    // 0.5 to 1 s here).
+    let delays = [60, 150, 250, 330, 400, 460, 520, 580, 640, 700, 800, 950];
+    for (round, delay) in delays.into_iter().enumerate() {
+        let mut child = std::process::Command::new(support::binary())
+            .arg("-c")
+            .arg(&env.config)
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let (imported, written) = check(&env);
+        eprintln!("round {round}: {imported} activities, {written} CRM appointments on the server");
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} passes were killed before they ended"
+    );
+    let pass = sync(&env);
+    assert_eq!(pass["pending"], 0, "{pass}");
+    assert_eq!(check(&env), (340, 40));
+    let again = sync(&env);
+    assert_eq!(
+        (again["created"].as_u64(), again["items_written"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+    // Each appointment has exactly one link, to one item.
+    for row in activities(&env, "appointment") {
+        assert_eq!(row["links"].as_array().unwrap().len(), 1, "{row}");
+    }
 }

@@ -12,7 +12,8 @@ use super::dovecot::TestCertificates;
 use super::smtp::python;
 
 pub const USER: &str = "alice";
-pub const PASSWORD: &str = "secret";
+/// A password that cannot turn up in a log line by chance.
+pub const PASSWORD: &str = "Pa55-dav-xyzzy-0815";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -85,10 +86,10 @@ impl DavServer {
                 std::fs::create_dir_all(&certs).unwrap();
                 std::fs::write(certs.join("selfsigned.crt"), &certificates.server_pem).unwrap();
                 std::fs::write(certs.join("selfsigned.key"), &certificates.server_key).unwrap();
-                // {SHA} is base64 of the SHA-1 of the password: "secret".
+                // {SHA} is base64 of the SHA-1 of PASSWORD.
                 std::fs::write(
                     dir.path().join("htpasswd"),
-                    format!("{USER}:{{SHA}}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"),
+                    format!("{USER}:{{SHA}}fZD9ysiRIWm0ei1I/VgQmN45xYI=\n"),
                 )
                 .unwrap();
                 let args = vec![

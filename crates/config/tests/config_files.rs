@@ -353,6 +353,99 @@ fn collection_settings() {
 }
 
 #[test]
+fn a_collection_on_a_server() {
+    let text = format!(
+        "{MAILBOX}[mailbox.calendar]\nurl = \"https://dav.example.com/\"\nusername = \"alice\"\n\
+         password_credential = \"alice-dav\"\nca_file = \"/etc/hostname\"\n\
+         [mailbox.contacts]\nurl = \"http://127.0.0.1:5232/alice/contacts/\"\nusername = \"alice\"\n\
+         password_credential = \"alice-dav\"\npoll_interval = 5\nfrom_crm = \"none\"\n"
+    );
+    let config = Config::parse(Path::new("/etc/crmsync/crmsync.toml"), &text).unwrap();
+    let alice = config.mailbox("alice").unwrap();
+    let calendar = alice.calendar.as_ref().unwrap();
+    let crmsync_config::Place::Server(server) = &calendar.place else {
+        panic!("{calendar:?}");
+    };
+    assert_eq!(server.url, "https://dav.example.com/");
+    assert_eq!(server.username, "alice");
+    assert_eq!(
+        server.password,
+        SecretSource::Credential("alice-dav".into())
+    );
+    assert_eq!(
+        server.tls.ca_file.as_deref(),
+        Some(Path::new("/etc/hostname"))
+    );
+    assert!(server.tls.verify_certificates);
+    assert_eq!(server.poll_interval, 30, "the default");
+    assert_eq!(calendar.path(), None);
+    assert_eq!(calendar.shown(), "https://dav.example.com/");
+    let contacts = alice.contacts.as_ref().unwrap();
+    let crmsync_config::Place::Server(server) = &contacts.place else {
+        panic!("{contacts:?}");
+    };
+    assert_eq!(server.poll_interval, 5);
+    assert_eq!(contacts.from_crm, crmsync_config::FromCrm::None);
+
+    let prefix = "/etc/crmsync/crmsync.toml: mailbox \"alice\": calendar.";
+    let bad = |keys: &str| one_error(&format!("{MAILBOX}[mailbox.calendar]\n{keys}"));
+    let login = "username = \"alice\"\npassword_credential = \"c\"\n";
+    assert_eq!(
+        bad(&format!(
+            "path = \"/srv/cal\"\nurl = \"https://x.example/\"\n"
+        )),
+        format!("{prefix}path: give path (a directory) or url (a CalDAV/CardDAV server), not both")
+    );
+    assert_eq!(
+        bad("from_crm = \"none\"\n"),
+        format!("{prefix}path: missing: give path (a directory) or url (a CalDAV/CardDAV server)")
+    );
+    assert_eq!(
+        bad(&format!("url = \"http://dav.example.com/\"\n{login}")),
+        format!(
+            "{prefix}url: http:// sends the password unencrypted to dav.example.com: use https://, or set allow_plaintext = true"
+        )
+    );
+    assert_eq!(
+        bad(&format!(
+            "url = \"https://alice:pw@dav.example.com/\"\n{login}"
+        )),
+        format!(
+            "{prefix}url: the URL holds a user or password: set username, and password_file or password_credential"
+        )
+    );
+    assert_eq!(
+        bad(&format!("url = \"ftp://dav.example.com/\"\n{login}")),
+        format!("{prefix}url: unknown scheme \"ftp\": expected https or http")
+    );
+    assert_eq!(
+        bad("url = \"https://dav.example.com/\"\nusername = \"alice\"\n"),
+        format!("{prefix}password_file: missing: give password_file or password_credential")
+    );
+    assert_eq!(
+        bad(&format!(
+            "url = \"https://dav.example.com/\"\n{login}watch = \"poll\"\n"
+        )),
+        format!(
+            "{prefix}watch: only for a directory: a server collection is polled every poll_interval seconds"
+        )
+    );
+    assert_eq!(
+        bad(&format!(
+            "url = \"https://dav.example.com/\"\n{login}password = \"x\"\n"
+        )),
+        format!(
+            "{prefix}password: inline passwords are refused: put the password in a file only crmsync can read and set password_file, or use password_credential"
+        )
+    );
+    // Plain HTTP to another host only when allowed in so many words.
+    let allowed = format!(
+        "{MAILBOX}[mailbox.calendar]\nurl = \"http://dav.example.com/\"\n{login}allow_plaintext = true\n"
+    );
+    assert!(Config::parse(Path::new("/etc/crmsync/crmsync.toml"), &allowed).is_ok());
+}
+
+#[test]
 fn max_message_size_takes_bytes_or_a_unit() {
     let parse = |value: &str| {
         let text = MAILBOX.replace("username", &format!("max_message_size = {value}\nusername"));

@@ -15,8 +15,10 @@ use tracing_log::AsLog;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 
-/// Crates whose log output carries protocol lines: passwords, message bodies, headers.
-const PROTOCOL_TARGETS: [&str; 2] = ["async_imap", "imap_proto"];
+/// Crates whose log output carries protocol lines: passwords, message bodies, headers. The
+/// HTTP stack of the CalDAV/CardDAV adapter is among them: its lines name requests and
+/// connections, and a later version might print a header.
+const PROTOCOL_TARGETS: [&str; 5] = ["async_imap", "imap_proto", "reqwest", "hyper", "hyper_util"];
 
 /// Crates that log every file-system event they see, warnings and errors excepted: the
 /// config's directory and a collection's may hold the daemon's own log file, and a line about
@@ -79,6 +81,8 @@ mod tests {
             "async_imap",
             "async_imap::imap_stream",
             "imap_proto::parser",
+            "reqwest::connect",
+            "hyper_util::client::legacy::pool",
         ] {
             assert!(is_protocol_target(target), "{target}");
         }
