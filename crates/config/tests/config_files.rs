@@ -391,9 +391,7 @@ fn a_collection_on_a_server() {
     let bad = |keys: &str| one_error(&format!("{MAILBOX}[mailbox.calendar]\n{keys}"));
     let login = "username = \"alice\"\npassword_credential = \"c\"\n";
     assert_eq!(
-        bad(&format!(
-            "path = \"/srv/cal\"\nurl = \"https://x.example/\"\n"
-        )),
+        bad("path = \"/srv/cal\"\nurl = \"https://x.example/\"\n"),
         format!("{prefix}path: give path (a directory) or url (a CalDAV/CardDAV server), not both")
     );
     assert_eq!(
