@@ -86,6 +86,7 @@ on_both!(
     trace_logging_shows_no_password_and_no_item,
     the_adapter_reads_412_as_changed_or_exists_and_lists_incrementally,
     kills_during_a_first_import_duplicate_nothing_on_either_side,
+    a_new_process_asks_only_for_what_changed_since_the_saved_token,
 );
 
 fn discovery_finds_the_collections_and_check_names_the_configured_one(kind: Kind) {
@@ -715,4 +716,86 @@ fn kills_during_a_first_import_duplicate_nothing_on_either_side(kind: Kind) {
     for row in activities(&env, "appointment") {
         assert_eq!(row["links"].as_array().unwrap().len(), 1, "{row}");
     }
+}
+
+/// The listing and its sync token are saved in the store after each pass: the next process
+/// (here each `crmsync sync`) asks the server only for what changed since. Shown from the
+/// store's side: a row taken out of the saved listing is not listed again while the server
+/// reports no change of it, and comes back once the token is no longer valid (a whole
+/// listing).
+fn a_new_process_asks_only_for_what_changed_since_the_saved_token(kind: Kind) {
+    let server = DavServer::start(kind);
+    let env = setup(&server, None);
+    server.put(
+        true,
+        "e1.ics",
+        &event("e1@example.com", "Tracked", "CRM", ""),
+    );
+    server.put(
+        true,
+        "u1.ics",
+        &event("u1@example.com", "Untracked", "Private", ""),
+    );
+    sync(&env);
+    let store = rusqlite::Connection::open(env.path("crm.sqlite3")).unwrap();
+    let scope = format!("collection:calendar:{}", server.collection(true));
+    let token = |store: &rusqlite::Connection| -> String {
+        store
+            .query_row(
+                "SELECT sync_token FROM sync_state WHERE mailbox = 'alice' AND scope = ?1",
+                [&scope],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    let listed = |store: &rusqlite::Connection| -> Vec<String> {
+        let mut statement = store
+            .prepare("SELECT href FROM collection_listings WHERE scope = ?1 ORDER BY href")
+            .unwrap();
+        statement
+            .query_map([&scope], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let first = token(&store);
+    assert!(first.starts_with("sync:"), "{first}");
+    assert_eq!(listed(&store), ["e1.ics", "u1.ics"]);
+
+    // A change on the server: the next process saves it under a new token.
+    server.put(
+        true,
+        "e2.ics",
+        &event("e2@example.com", "Second", "CRM", ""),
+    );
+    let pass = sync(&env);
+    assert_eq!(pass["created"], 1, "{pass}");
+    assert_ne!(token(&store), first);
+    assert_eq!(listed(&store), ["e1.ics", "e2.ics", "u1.ics"]);
+
+    // Taken out of the saved listing: the server reports no change of it, so it stays out.
+    store
+        .execute(
+            "DELETE FROM collection_listings WHERE scope = ?1 AND href = 'u1.ics'",
+            [&scope],
+        )
+        .unwrap();
+    let pass = sync(&env);
+    assert_eq!(pass["errors"], serde_json::json!([]), "{pass}");
+    assert_eq!(
+        listed(&store),
+        ["e1.ics", "e2.ics"],
+        "asked only for changes"
+    );
+    // A token the server does not know: listed whole, and the listing is complete again.
+    store
+        .execute(
+            "UPDATE sync_state SET sync_token = 'sync:http://example.invalid/sync/1' WHERE scope = ?1",
+            [&scope],
+        )
+        .unwrap();
+    let pass = sync(&env);
+    assert_eq!(pass["errors"], serde_json::json!([]), "{pass}");
+    assert_eq!(listed(&store), ["e1.ics", "e2.ics", "u1.ics"]);
+    assert_eq!(activities(&env, "appointment").len(), 2);
 }

@@ -108,10 +108,25 @@ pub struct DavCollection {
     known: std::sync::Mutex<Option<Known>>,
 }
 
-/// A listing and the token it is as of.
+/// A listing and the token it is as of, with what changed in it since it was last saved.
 struct Known {
     token: String,
     entries: std::collections::BTreeMap<String, String>,
+    /// Whether the last save is of another token.
+    unsaved: bool,
+    /// The listing was made afresh since the last save: save it whole.
+    whole: bool,
+    /// What changed since the last save (an href and its etag, or `None` when it went).
+    changes: Vec<(String, Option<String>)>,
+}
+
+/// A listing to save, as of its token ([`DavCollection::unsaved`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsaved {
+    pub token: String,
+    /// Replace the saved listing, rather than apply `changes` to it.
+    pub whole: bool,
+    pub changes: Vec<(String, Option<String>)>,
 }
 
 /// Finds the collections of `kind` from the configured URL.
@@ -321,24 +336,68 @@ impl DavCollection {
                 let changed = !changes.changed.is_empty() || !changes.gone.is_empty();
                 for gone in changes.gone {
                     kept.entries.remove(&gone);
+                    kept.changes.push((gone, None));
                 }
                 for entry in changes.changed {
-                    kept.entries.insert(entry.href, entry.etag);
+                    kept.entries.insert(entry.href.clone(), entry.etag.clone());
+                    kept.changes.push((entry.href, Some(entry.etag)));
                 }
+                kept.unsaved |= kept.token != changes.token;
                 kept.token = changes.token;
                 return Ok(changed);
             }
         }
         let listing = self.list_whole().await?;
-        *self.known() = listing.token.map(|token| Known {
-            token,
-            entries: listing
+        *self.known() = listing.token.map(|token| {
+            let entries: std::collections::BTreeMap<String, String> = listing
                 .entries
                 .into_iter()
                 .map(|e| (e.href, e.etag))
-                .collect(),
+                .collect();
+            Known {
+                token,
+                changes: entries
+                    .iter()
+                    .map(|(href, etag)| (href.clone(), Some(etag.clone())))
+                    .collect(),
+                entries,
+                unsaved: true,
+                whole: true,
+            }
         });
         Ok(true)
+    }
+
+    /// Starts from a listing saved earlier as of `token`: the next listing asks the server
+    /// only for what changed since.
+    pub fn resume(&self, token: String, entries: Vec<(String, String)>) {
+        *self.known() = Some(Known {
+            token,
+            entries: entries.into_iter().collect(),
+            unsaved: false,
+            whole: false,
+            changes: Vec::new(),
+        });
+    }
+
+    /// The listing's changes since it was last saved, when its token moved on.
+    pub fn unsaved(&self) -> Option<Unsaved> {
+        let known = self.known();
+        let kept = known.as_ref().filter(|k| k.unsaved)?;
+        Some(Unsaved {
+            token: kept.token.clone(),
+            whole: kept.whole,
+            changes: kept.changes.clone(),
+        })
+    }
+
+    /// The listing as of `token` is saved.
+    pub fn saved(&self, token: &str) {
+        if let Some(kept) = self.known().as_mut().filter(|k| k.token == token) {
+            kept.unsaved = false;
+            kept.whole = false;
+            kept.changes.clear();
+        }
     }
 
     /// Forgets the kept listing: the next one is whole.

@@ -432,6 +432,26 @@ pub trait LinkStore {
     ) -> Result<bool>;
     fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>>;
     fn put_sync_state(&mut self, mailbox: &str, scope: &str, state: &SyncState) -> Result<()>;
+    /// The listing (href, etag) a server collection was last seen with, and the sync token it
+    /// is as of; `None` before the first.
+    fn collection_listing(&self, mailbox: &str, scope: &str) -> Result<Option<SavedListing>>;
+    /// Saves a listing as of `token` in one transaction: `changes` (href, and its etag now or
+    /// `None` when gone) onto the saved one, or onto nothing when `whole`.
+    fn save_collection_listing(
+        &mut self,
+        mailbox: &str,
+        scope: &str,
+        token: &str,
+        whole: bool,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()>;
+}
+
+/// A server collection's listing as saved: its token and (href, etag) pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedListing {
+    pub token: String,
+    pub entries: Vec<(String, String)>,
 }
 
 /// The change journal, which other programs' writes land in too.

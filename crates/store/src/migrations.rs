@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "link_counts",
         sql: include_str!("migrations/0016_link_counts.sql"),
     },
+    Migration {
+        version: 17,
+        name: "collection_listings",
+        sql: include_str!("migrations/0017_collection_listings.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -141,6 +141,12 @@ struct Found {
     looked_at: BTreeSet<String>,
 }
 
+/// The sync state a server collection's listing is saved under: its kind and URL, so that a
+/// config naming another collection starts afresh.
+fn listing_scope(which: Which, server: &DavCollection) -> String {
+    format!("collection:{}:{}", which.as_str(), server.url())
+}
+
 /// The least time between two tries of a server collection that refused the login.
 const DENIED_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -231,7 +237,21 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         options: PassOptions,
         memory: &'a mut CollectionMemory,
     ) -> CollectionPass<'a, S> {
-        let source = Source::open(which, config, memory.servers.remove(&which)).await;
+        let kept = memory.servers.remove(&which);
+        let fresh = kept.is_none();
+        let source = Source::open(which, config, kept).await;
+        // A new connection starts from the listing saved by the last pass of any process.
+        if fresh && let Source::Server(server) = &source {
+            match store.collection_listing(&mailbox.id, &listing_scope(which, server)) {
+                Ok(Some(saved)) => server.resume(saved.token, saved.entries),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(
+                    mailbox = %mailbox.id,
+                    collection = which.as_str(),
+                    "the saved listing cannot be read, the collection is listed whole: {error}"
+                ),
+            }
+        }
         // A server collection is shown at the URL discovery found.
         let path = match &source {
             Source::Server(server) => server.location(),
@@ -299,6 +319,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
                 .schedule_poll(self.which, server.poll_interval, failure.as_ref());
         }
         self.remember();
+        self.save_listing(report);
         let which = self.which;
         // The connection is kept unless the login was refused (the password is read again).
         let refused = self.failure.as_ref().is_some_and(|e| e.is_permanent());
@@ -322,7 +343,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
 
     /// A poll of a server collection: a pass when its server says something changed since
     /// the last look (or cannot say), else nothing but the next poll's time (`None`).
-    pub async fn poll(self, report: &mut PassReport) -> Option<CollectionReport> {
+    pub async fn poll(mut self, report: &mut PassReport) -> Option<CollectionReport> {
         if !matches!(self.source.changed().await, Ok(false)) {
             return Some(self.run(report).await);
         }
@@ -330,10 +351,37 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             self.memory
                 .schedule_poll(self.which, server.poll_interval, None);
         }
+        self.save_listing(report);
         if let Some(server) = self.source.into_server() {
             self.memory.servers.insert(self.which, server);
         }
         None
+    }
+
+    /// Saves a server collection's listing as of its newest token, so that the next process
+    /// asks only for what changed since. Whatever the pass decided: the listing is what the
+    /// server holds, and the links say what was done about it.
+    fn save_listing(&mut self, report: &mut PassReport) {
+        let Source::Server(server) = &self.source else {
+            return;
+        };
+        let Some(unsaved) = server.unsaved().filter(|_| !self.options.dry_run) else {
+            return;
+        };
+        let scope = listing_scope(self.which, server);
+        match self.store.save_collection_listing(
+            &self.mailbox.id,
+            &scope,
+            &unsaved.token,
+            unsaved.whole,
+            &unsaved.changes,
+        ) {
+            Ok(()) => server.saved(&unsaved.token),
+            Err(error) => report.warn(format!(
+                "{}: saving the listing: CRM store: {error}",
+                self.which.as_str()
+            )),
+        }
     }
 
     /// A failure of the collection as a whole, kept to judge the retry.

@@ -229,11 +229,13 @@ impl<S: LinkStore> LinkStore for CrashingStore<S> {
         links_at(mailbox: &str, locations: &[ItemLocation]) -> Vec<SyncLink>;
         link_count(mailbox: &str, kind: ItemKind) -> u64;
         sync_state(mailbox: &str, scope: &str) -> Option<SyncState>;
+        collection_listing(mailbox: &str, scope: &str) -> Option<SavedListing>;
     }
     writes! {
         put_link(link: &SyncLink) -> ();
         delete_link(mailbox: &str, kind: ItemKind, identity: &ItemIdentity) -> bool;
         put_sync_state(mailbox: &str, scope: &str, state: &SyncState) -> ();
+        save_collection_listing(mailbox: &str, scope: &str, token: &str, whole: bool, changes: &[(String, Option<String>)]) -> ();
     }
 }
 

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::{bad_row, execute_cached, parse_field, parse_uuid, query_row_cached};
 use crate::LinkStore;
-use crate::{Result, SyncState};
+use crate::{Result, SavedListing, SyncState};
 
 pub(super) fn link_from_row(row: &rusqlite::Row<'_>) -> Result<SyncLink> {
     let id: i64 = row.get(0)?;
@@ -270,6 +270,73 @@ impl LinkStore for SqliteStore {
                     state.auto_from_uid,
                     state.auto_policy
                 ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn collection_listing(&self, mailbox: &str, scope: &str) -> Result<Option<SavedListing>> {
+        self.read(|conn| {
+            let token: Option<String> = query_row_cached(
+                conn,
+                "SELECT sync_token FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
+                [mailbox, scope],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+            let Some(token) = token else {
+                return Ok(None);
+            };
+            let mut statement = conn.prepare_cached(
+                "SELECT href, etag FROM collection_listings WHERE mailbox = ?1 AND scope = ?2",
+            )?;
+            let entries = statement
+                .query_map([mailbox, scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+            Ok(Some(SavedListing { token, entries }))
+        })
+    }
+
+    fn save_collection_listing(
+        &mut self,
+        mailbox: &str,
+        scope: &str,
+        token: &str,
+        whole: bool,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        self.write(|tx| {
+            if whole {
+                execute_cached(
+                    tx,
+                    "DELETE FROM collection_listings WHERE mailbox = ?1 AND scope = ?2",
+                    [mailbox, scope],
+                )?;
+            }
+            for (href, etag) in changes {
+                match etag {
+                    Some(etag) => execute_cached(
+                        tx,
+                        "INSERT INTO collection_listings (mailbox, scope, href, etag)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (mailbox, scope, href) DO UPDATE SET etag = excluded.etag",
+                        params![mailbox, scope, href, etag],
+                    )?,
+                    None => execute_cached(
+                        tx,
+                        "DELETE FROM collection_listings
+                         WHERE mailbox = ?1 AND scope = ?2 AND href = ?3",
+                        params![mailbox, scope, href],
+                    )?,
+                };
+            }
+            execute_cached(
+                tx,
+                "INSERT INTO sync_state (mailbox, scope, sync_token) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (mailbox, scope) DO UPDATE SET sync_token = excluded.sync_token,
+                     modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![mailbox, scope, token],
             )?;
             Ok(())
         })
