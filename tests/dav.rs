@@ -454,6 +454,41 @@ fn the_daemon_polls_the_server_and_writes_crm_changes_back(kind: Kind) {
                 .find(|a| a["subject"] == "Moved")
         },
     );
+    // A row the CRM makes for the owner appears on the server (a whole pass: it has no link
+    // yet); one it deletes leaves the person's item without its category (a pass over the
+    // one item linked to it).
+    let created = env.json(&[
+        "activity",
+        "add",
+        "appointment",
+        "--owner",
+        "alice@example.com",
+        "--subject",
+        "From the CRM",
+        "--start",
+        "2026-12-04T09:00:00Z",
+        "--end",
+        "2026-12-04T10:00:00Z",
+    ]);
+    let file = format!("{}.ics", created["id"].as_str().unwrap());
+    wait_until(
+        "the CRM's appointment reaches the server",
+        Duration::from_secs(20),
+        || server.get(true, &file),
+    );
+    env.ok(&["activity", "delete", &id]);
+    wait_until(
+        "the delete reaches the server",
+        Duration::from_secs(20),
+        || {
+            server
+                .get(true, "e1.ics")
+                .filter(|text| !text.contains("CATEGORIES:CRM"))
+        },
+    );
+    assert!(server.get(true, &file).is_some());
+    let log = daemon.log_text();
+    assert!(!log.contains("ERROR"), "{log}");
     drop(daemon);
 }
 
@@ -581,9 +616,15 @@ fn the_adapter_reads_412_as_changed_or_exists_and_lists_incrementally(kind: Kind
         );
 
         // A listing, then what changed since its token: one new item, one gone.
+        // The first listing is a PROPFIND (no waiting for the server's change history);
+        // the next asks for a sync token.
         let listing = calendar.list(true).await.unwrap();
         assert_eq!(listing.entries.len(), 1);
         assert_eq!(listing.entries[0].etag, etag);
+        let first = listing.token.clone().unwrap();
+        assert!(first.starts_with("first:"), "{first}");
+        let listing = calendar.list(true).await.unwrap();
+        assert_eq!(listing.entries.len(), 1);
         let token = listing.token.clone().expect("a sync token");
         assert!(token.starts_with("sync:"), "{token}");
         let unchanged = calendar.changes(&token).await.unwrap().unwrap();
@@ -758,6 +799,10 @@ fn a_new_process_asks_only_for_what_changed_since_the_saved_token(kind: Kind) {
             .map(Result::unwrap)
             .collect()
     };
+    // A first listing by PROPFIND; the next pass gets a sync token.
+    assert!(token(&store).starts_with("first:"), "{}", token(&store));
+    assert_eq!(listed(&store), ["e1.ics", "u1.ics"]);
+    sync(&env);
     let first = token(&store);
     assert!(first.starts_with("sync:"), "{first}");
     assert_eq!(listed(&store), ["e1.ics", "u1.ics"]);

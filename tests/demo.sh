@@ -3,23 +3,31 @@
 # sets up a CRM with a user and a few records, lets "another mail client" (Python's imaplib)
 # track some messages and "a calendar and address-book client" (files in vdir directories)
 # track an event, a task and a contact, runs crmsync passes, and shows what landed in the CRM
-# and what the CRM's changes did to the person's files.
+# and what the CRM's changes did to the person's files. A second person's calendar lives on a
+# throwaway Radicale (CalDAV) server that crmsync finds by discovery and syncs directly.
 #
 #   bash tests/demo.sh
 #
-# Needs Debian 12 with the Rust toolchain; installs Dovecot when it is missing (as root, or
-# with sudo). Everything lives in a temporary directory that is removed at the end, unless
+# Needs Debian 12 with the Rust toolchain; installs Dovecot and curl when they are missing (as
+# root, or with sudo), and Radicale from PyPI into target/demo-venv. Everything lives in a temporary directory that is removed at the end, unless
 # KEEP=1 is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dovecot >/dev/null 2>&1; then
+if ! command -v dovecot >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "demo: installing Dovecot"
+    echo "demo: installing Dovecot and curl"
     $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends dovecot-imapd
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends dovecot-imapd curl
 fi
+venv=target/demo-venv
+if ! "$venv/bin/python" -c "import radicale" 2>/dev/null; then
+    echo "demo: installing Radicale into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "radicale==3.9.0"
+fi
+radicale="$PWD/$venv/bin/radicale"
 
 echo "demo: building crmsync"
 cargo build --release --locked -q
@@ -29,6 +37,7 @@ work=$(mktemp -d /tmp/crmsync-demo.XXXXXX)
 chmod 755 "$work"
 cleanup() {
     [ -n "${dovecot_pid:-}" ] && kill "$dovecot_pid" 2>/dev/null || true
+    [ -n "${radicale_pid:-}" ] && kill "$radicale_pid" 2>/dev/null || true
     if [ "${KEEP:-0}" = 1 ]; then echo "demo: kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -76,6 +85,35 @@ for _ in $(seq 100); do
 done
 echo "demo: Dovecot is listening on 127.0.0.1:$port"
 
+dav_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/radicale"
+echo 'bob:bob-dav-password' > "$work/radicale/users"
+cat > "$work/radicale/config" <<CONF
+[server]
+hosts = 127.0.0.1:$dav_port
+[auth]
+type = htpasswd
+htpasswd_filename = $work/radicale/users
+htpasswd_encryption = plain
+[rights]
+type = owner_only
+[storage]
+filesystem_folder = $work/radicale/collections
+[logging]
+level = warning
+CONF
+"$radicale" --config "$work/radicale/config" 2>"$work/radicale/log" &
+radicale_pid=$!
+for _ in $(seq 100); do
+    (echo > "/dev/tcp/127.0.0.1/$dav_port") 2>/dev/null && break
+    sleep 0.1
+done
+dav="http://127.0.0.1:$dav_port"
+curl -sf -u bob:bob-dav-password -X MKCALENDAR "$dav/bob/work/" >/dev/null
+echo "demo: Radicale (CalDAV) is listening on 127.0.0.1:$dav_port, with Bob's calendar /bob/work/"
+
+printf 'bob-dav-password' > "$work/bob.dav"
+chmod 600 "$work/bob.dav"
 printf 'demo-password' > "$work/alice.imap"
 chmod 600 "$work/alice.imap"
 cat > "$work/crmsync.toml" <<CONF
@@ -105,12 +143,24 @@ path = "contacts"
 
 [mailbox.tracking]
 folders = { "Clients/Contoso" = "ACC-1002" }
+
+# Bob's calendar is on a CalDAV server: crmsync finds it from the server's address
+# (/.well-known/caldav, his principal, his calendar home) and syncs it directly.
+[[mailbox]]
+id = "bob"
+owner = "bob@example.com"
+
+[mailbox.calendar]
+url = "$dav/"
+username = "bob"
+password_file = "bob.dav"  # http:// only to loopback; https:// for a real server
 CONF
 mkdir -p "$work/calendar" "$work/contacts"
 export CRMSYNC_CONFIG="$work/crmsync.toml"
 
 run() { echo; echo "\$ crmsync $*"; "$crmsync" "$@"; }
 run user add alice@example.com --name "Alice Adams"
+run user add bob@example.com --name "Bob Brown"
 run record add account --name "Adventure Works" --email info@adventure-works.com
 run record add account --name "Contoso"
 run record add contact --name "Dana Smith" --email dana@adventure-works.com --parent ACC-1001
@@ -182,6 +232,24 @@ run sync
 echo; echo "\$ cat calendar/kickoff.ics"; cat "$work/calendar/kickoff.ics"
 echo; echo "\$ ls calendar"; ls "$work/calendar"
 run item show --mailbox alice --href kickoff.ics
+
+echo
+echo "demo: Bob's calendar client saves an event with the category CRM on the Radicale server"
+printf '%s\r\n' BEGIN:VCALENDAR VERSION:2.0 PRODID:-//demo//EN BEGIN:VEVENT UID:review@demo \
+    DTSTAMP:20261129T100000Z 'SUMMARY:Contract review with Contoso' \
+    DTSTART:20261203T130000Z DTEND:20261203T140000Z ATTENDEE:mailto:ceo@contoso.example \
+    CATEGORIES:CRM X-CRM-REGARDING:ACC-1002 END:VEVENT END:VCALENDAR |
+    curl -sf -u bob:bob-dav-password -X PUT -H 'Content-Type: text/calendar' \
+        --data-binary @- "$dav/bob/work/review.ics" >/dev/null
+run check --mailbox bob
+run sync --mailbox bob
+review=$("$crmsync" activity list --type appointment --json | python3 -c 'import json,sys; print(next(a["id"] for a in json.load(sys.stdin) if a["subject"].startswith("Contract review")))')
+echo
+echo "demo: the CRM moves the review to a room; the next pass writes it to the server"
+run activity set "${review:0:8}" "location=Room 4"
+run sync --mailbox bob
+echo; echo "\$ curl $dav/bob/work/review.ics"
+curl -sf -u bob:bob-dav-password "$dav/bob/work/review.ics"
 
 echo
 echo "demo: done. The private message and the private event left nothing in the CRM."

@@ -53,6 +53,11 @@ fn venv_bin(name: &str) -> String {
 impl DavServer {
     /// A server with one calendar and one address book for alice.
     pub fn start(kind: Kind) -> DavServer {
+        DavServer::start_logging(kind, "warning")
+    }
+
+    /// [`DavServer::start`] with Radicale logging at `level` (`info` logs each request).
+    pub fn start_logging(kind: Kind, level: &str) -> DavServer {
         let dir = tempfile::Builder::new()
             .prefix("crmsync-dav-")
             .tempdir()
@@ -67,7 +72,7 @@ impl DavServer {
                         "[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = htpasswd\n\
                          htpasswd_filename = {users}\nhtpasswd_encryption = plain\ndelay = 0.1\n\
                          [rights]\ntype = owner_only\n[storage]\nfilesystem_folder = {store}\n\
-                         [logging]\nlevel = warning\n",
+                         [logging]\nlevel = {level}\n",
                         users = dir.path().join("users").display(),
                         store = dir.path().join("collections").display(),
                     ),
@@ -309,8 +314,16 @@ impl DavServer {
         names
     }
 
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
+    /// Where Radicale keeps alice's calendar or address book: one file per item, named by
+    /// its href.
+    pub fn storage(&self, calendar: bool) -> PathBuf {
+        assert_eq!(self.kind, Kind::Radicale);
+        let name = if calendar { "calendar" } else { "contacts" };
+        self.dir
+            .path()
+            .join("collections/collection-root")
+            .join(USER)
+            .join(name)
     }
 }
 

@@ -70,6 +70,16 @@ fn the_example_config_is_valid() {
     assert_eq!(bob.imap.as_ref().unwrap().folders, ["INBOX"]);
     assert_eq!(bob.tracking.keyword, "crm");
     assert_eq!(bob.tracking.auto, AutoTracking::None);
+    let Some(crmsync_config::Place::Server(calendar)) = bob.calendar.as_ref().map(|c| &c.place)
+    else {
+        panic!("bob's calendar is on a server");
+    };
+    assert_eq!(calendar.poll_interval, 30);
+    assert_eq!(
+        calendar.password,
+        SecretSource::Credential("bob-dav".into())
+    );
+    assert!(bob.contacts.as_ref().unwrap().path().is_none());
 }
 
 #[test]

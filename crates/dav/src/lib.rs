@@ -326,6 +326,17 @@ impl DavCollection {
     /// longer knows it. Returns whether anything changed (always `true` the first time).
     pub async fn refresh(&self) -> Result<bool, CollectionError> {
         let token = self.known().as_ref().map(|k| k.token.clone());
+        // Listed by PROPFIND so far: a sync token now, with a whole listing.
+        if token.as_deref().is_some_and(|t| t.starts_with("first:")) {
+            if let Some(listing) = self.first_sync().await? {
+                return Ok(self.replace(listing));
+            }
+            // No sync-collection: the ctag stands for the token from now on.
+            if let Some(kept) = self.known().as_mut() {
+                kept.token = kept.token.replacen("first:", "ctag:", 1);
+            }
+        }
+        let token = self.known().as_ref().map(|k| k.token.clone());
         let changes = match &token {
             Some(token) => self.changes(token).await?,
             None => None,
@@ -348,24 +359,53 @@ impl DavCollection {
             }
         }
         let listing = self.list_whole().await?;
-        *self.known() = listing.token.map(|token| {
-            let entries: std::collections::BTreeMap<String, String> = listing
-                .entries
-                .into_iter()
-                .map(|e| (e.href, e.etag))
-                .collect();
-            Known {
-                token,
-                changes: entries
-                    .iter()
-                    .map(|(href, etag)| (href.clone(), Some(etag.clone())))
-                    .collect(),
-                entries,
-                unsaved: true,
-                whole: true,
-            }
+        Ok(self.replace(listing))
+    }
+
+    /// A whole listing in place of the kept one; whether it differs.
+    fn replace(&self, listing: Listing) -> bool {
+        let entries: std::collections::BTreeMap<String, String> = listing
+            .entries
+            .into_iter()
+            .map(|e| (e.href, e.etag))
+            .collect();
+        let mut known = self.known();
+        let changed = known.as_ref().is_none_or(|kept| kept.entries != entries);
+        *known = listing.token.map(|token| Known {
+            token,
+            changes: entries
+                .iter()
+                .map(|(href, etag)| (href.clone(), Some(etag.clone())))
+                .collect(),
+            entries,
+            unsaved: true,
+            whole: true,
         });
-        Ok(true)
+        changed
+    }
+
+    /// The kept listing as of its token, without asking the server; `None` before the first.
+    pub fn kept(&self) -> Option<Listing> {
+        self.known().as_ref().map(|kept| Listing {
+            entries: kept
+                .entries
+                .iter()
+                .map(|(href, etag)| Entry {
+                    href: href.clone(),
+                    etag: etag.clone(),
+                })
+                .collect(),
+            removed: Vec::new(),
+            token: Some(kept.token.clone()),
+        })
+    }
+
+    /// One item's etag in the kept listing: `None` before the first listing, `Some(None)`
+    /// when the listing has no such item.
+    pub fn kept_etag(&self, href: &str) -> Option<Option<String>> {
+        self.known()
+            .as_ref()
+            .map(|kept| kept.entries.get(href).cloned())
     }
 
     /// Starts from a listing saved earlier as of `token`: the next listing asks the server
@@ -411,21 +451,36 @@ impl DavCollection {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The whole listing: `sync-collection` from no token, else PROPFIND.
+    /// The whole listing, by PROPFIND (Depth 1, `getetag`), with the collection's `getctag`
+    /// in a `first:` token. Not by `sync-collection` from no token: a server may build its
+    /// change history of every item on that first REPORT (Radicale takes seconds per
+    /// thousand items), which a first import need not wait for. The next refresh asks for a
+    /// sync token ([`DavCollection::refresh`]).
     async fn list_whole(&self) -> Result<Listing, CollectionError> {
-        match self.sync("").await? {
-            Some(changes) => {
-                let mut entries = changes.changed;
-                entries.sort_by(|a, b| a.href.cmp(&b.href));
-                entries.dedup_by(|a, b| a.href == b.href);
-                Ok(Listing {
-                    entries,
-                    removed: Vec::new(),
-                    token: Some(format!("sync:{}", changes.token)),
-                })
+        let mut listing = self.propfind_listing().await?;
+        let ctag = listing
+            .token
+            .as_deref()
+            .and_then(|t| t.strip_prefix("ctag:"))
+            .unwrap_or_default()
+            .to_owned();
+        listing.token = Some(format!("first:{ctag}"));
+        Ok(listing)
+    }
+
+    /// The first sync token, with the whole listing it is as of (`sync-collection` from no
+    /// token); `None` when the server has no such report.
+    async fn first_sync(&self) -> Result<Option<Listing>, CollectionError> {
+        Ok(self.sync("").await?.map(|changes| {
+            let mut entries = changes.changed;
+            entries.sort_by(|a, b| a.href.cmp(&b.href));
+            entries.dedup_by(|a, b| a.href == b.href);
+            Listing {
+                entries,
+                removed: Vec::new(),
+                token: Some(format!("sync:{}", changes.token)),
             }
-            None => self.propfind_listing().await,
-        }
+        }))
     }
 
     /// The URL of one member.
@@ -658,19 +713,7 @@ impl Collection for DavCollection {
     /// token of any kind is listed whole each time.
     async fn list(&self, _clean: bool) -> Result<Listing, CollectionError> {
         self.refresh().await?;
-        let kept = self.known().as_ref().map(|kept| Listing {
-            entries: kept
-                .entries
-                .iter()
-                .map(|(href, etag)| Entry {
-                    href: href.clone(),
-                    etag: etag.clone(),
-                })
-                .collect(),
-            removed: Vec::new(),
-            token: Some(kept.token.clone()),
-        });
-        match kept {
+        match self.kept() {
             Some(listing) => Ok(listing),
             None => self.list_whole().await,
         }
@@ -683,7 +726,11 @@ impl Collection for DavCollection {
                 changes
             }));
         }
-        if let Some(ctag) = token.strip_prefix("ctag:") {
+        if let Some(ctag) = token
+            .strip_prefix("ctag:")
+            .or_else(|| token.strip_prefix("first:"))
+            .filter(|ctag| !ctag.is_empty())
+        {
             let answer = propfind(&self.http, &self.url, "0", &["cs:getctag"])
                 .await?
                 .ok_or_else(|| self.gone())?;

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crmsync_config::{ImapConfig, MailboxConfig, SmtpConfig};
 use crmsync_core::auto::AutoPolicy;
-use crmsync_core::item::ItemKind;
+use crmsync_core::item::{ItemKind, ItemLocation};
+use crmsync_core::link::CrmRef;
 use crmsync_imap::{ImapSession, ScanFields};
 use crmsync_store::{CrmStore, StoreError};
 
@@ -47,6 +48,15 @@ pub enum Scope {
     /// server is asked, no other collection looked at. A collection the worker has not seen
     /// whole yet gets a whole pass all the same.
     Files(BTreeMap<Which, BTreeSet<String>>),
+    /// Everything, after a change on the CRM side: a collection on a server is judged by the
+    /// listing its last pass or poll saw (at most a poll interval old) rather than asked for
+    /// anew, so the CRM's change reaches the server sooner. Safe because every write there is
+    /// conditional: an item changed on the server since is refused (412), read again and
+    /// merged by the next poll.
+    /// The rows that changed, while known and few: a collection then looks only at the items
+    /// linked to them, when every one of them has a link in the mailbox (a row with none, a
+    /// new appointment the CRM made for the owner say, makes the collection's pass whole).
+    CrmChanged(Option<BTreeSet<CrmRef>>),
     /// The collections on servers whose poll is due: each asks its server what changed since
     /// its sync token, and runs a pass only when something did. No mail server is asked.
     Poll,
@@ -103,7 +113,7 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
 ) -> PassReport {
     let mut report = PassReport::new(&mailbox.id);
     let (files, poll) = match scope {
-        Scope::Everything => (None, false),
+        Scope::Everything | Scope::CrmChanged(_) => (None, false),
         Scope::Files(files) => (Some(files), false),
         Scope::Poll => (None, true),
     };
@@ -130,8 +140,16 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
     if let Some(smtp) = mailbox.smtp.as_ref().filter(|_| !report.partial) {
         outbound_part(store, mailbox, smtp, options, kept, &mut report).await;
     }
+    // After a CRM change, the items linked to the changed rows, by collection; `None` when a
+    // changed row has no link in the mailbox (or the rows are not known): whole passes.
+    let crm_named = match scope {
+        Scope::CrmChanged(Some(rows)) => linked_items(store, mailbox, rows, &mut report),
+        _ => None,
+    };
     for which in Which::ALL {
-        let named = files.map(|files| files.get(&which));
+        let named = files
+            .map(|files| files.get(&which))
+            .or_else(|| crm_named.as_ref().map(|named| named.get(&which)));
         let Some(config) = which.config(mailbox) else {
             continue;
         };
@@ -148,6 +166,11 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
             &mut kept.collections,
         )
         .await;
+        let pass = if matches!(scope, Scope::CrmChanged(_)) {
+            pass.as_listed()
+        } else {
+            pass
+        };
         let pass = match named.flatten() {
             Some(names) => pass.only(names),
             None => pass,
@@ -170,6 +193,44 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
         }
     }
     report
+}
+
+/// The hrefs of the mailbox's collection items linked to these CRM rows, by collection; `None`
+/// when a row has no link in the mailbox at all (it may be new to the mailbox: a whole pass
+/// finds what to do with it) or the links cannot be read.
+fn linked_items<S: CrmStore>(
+    store: &S,
+    mailbox: &MailboxConfig,
+    rows: &BTreeSet<CrmRef>,
+    report: &mut PassReport,
+) -> Option<BTreeMap<Which, BTreeSet<String>>> {
+    let rows: Vec<CrmRef> = rows.iter().copied().collect();
+    let links = match store.links_to(&mailbox.id, &rows) {
+        Ok(links) => links,
+        Err(error) => {
+            report.warn(format!(
+                "the links of the changed CRM rows: CRM store: {error}"
+            ));
+            return None;
+        }
+    };
+    if rows.iter().any(|row| !links.iter().any(|l| l.crm == *row)) {
+        return None;
+    }
+    // Every collection gets its set, empty when no changed row is in it: its pass then looks
+    // at no item but still reports the collection as the worker knows it.
+    let mut named: BTreeMap<Which, BTreeSet<String>> = Which::ALL
+        .into_iter()
+        .map(|w| (w, BTreeSet::new()))
+        .collect();
+    for link in &links {
+        if let ItemLocation::Collection { collection, href } = &link.location
+            && let Some(which) = Which::parse(collection)
+        {
+            named.entry(which).or_default().insert(href.clone());
+        }
+    }
+    Some(named)
 }
 
 /// How long the failed-items list keeps an item after its last failure, as the CRM

@@ -422,6 +422,8 @@ pub trait LinkStore {
     fn links_of(&self, mailbox: &str, kinds: &[ItemKind]) -> Result<Vec<SyncLink>>;
     /// The links of a mailbox whose items are at these locations (one indexed lookup each).
     fn links_at(&self, mailbox: &str, locations: &[ItemLocation]) -> Result<Vec<SyncLink>>;
+    /// The mailbox's links to these CRM rows.
+    fn links_to(&self, mailbox: &str, rows: &[CrmRef]) -> Result<Vec<SyncLink>>;
     /// How many links of one kind a mailbox has (without loading them).
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64>;
     fn delete_link(

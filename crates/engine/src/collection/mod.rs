@@ -219,6 +219,8 @@ pub struct CollectionPass<'a, S> {
     source: Source,
     /// The error that ended the pass, when it came from the collection.
     failure: Option<CollectionError>,
+    /// Judge a server collection by its kept listing, without asking the server first.
+    as_listed: bool,
     status: CollectionReport,
     /// Every item file of the collection as this pass knows it: listed by a whole pass, the
     /// named files looked at again by a files pass.
@@ -267,6 +269,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             extent: Extent::Whole,
             source,
             failure: None,
+            as_listed: false,
             found: Found::default(),
             listed: BTreeSet::new(),
             status: CollectionReport {
@@ -289,6 +292,13 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
         if self.memory.has_seen(self.which) {
             self.extent = Extent::Files(names);
         }
+        self
+    }
+
+    /// Makes this pass judge a server collection by the listing kept from the last look at it
+    /// ([`crate::Scope::CrmChanged`]); a directory is listed as always.
+    pub fn as_listed(mut self) -> CollectionPass<'a, S> {
+        self.as_listed = true;
         self
     }
 
@@ -344,8 +354,11 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     /// A poll of a server collection: a pass when its server says something changed since
     /// the last look (or cannot say), else nothing but the next poll's time (`None`).
     pub async fn poll(mut self, report: &mut PassReport) -> Option<CollectionReport> {
-        if !matches!(self.source.changed().await, Ok(false)) {
-            return Some(self.run(report).await);
+        match self.source.changed().await {
+            // Just brought up to date: the pass takes that listing as it is.
+            Ok(true) => return Some(self.as_listed().run(report).await),
+            Err(_) => return Some(self.run(report).await),
+            Ok(false) => {}
         }
         if let crmsync_config::Place::Server(server) = &self.config.place {
             self.memory

@@ -29,7 +29,12 @@ pub(super) struct Observed {
 impl<S: CrmStore> CollectionPass<'_, S> {
     pub(super) async fn observe(&mut self, report: &mut PassReport) -> Result<Observed, PassError> {
         // A dry run changes nothing in the directory, leftovers included.
-        let listing = match self.source.list(!self.options.dry_run).await {
+        let listing = if self.as_listed {
+            self.source.kept_listing().await
+        } else {
+            self.source.list(!self.options.dry_run).await
+        };
+        let listing = match listing {
             Ok(listing) => listing,
             Err(error) => return Err(self.collection_error(error)),
         };
@@ -87,7 +92,12 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             .unwrap_or_default();
         let mut entries = Vec::new();
         for name in names {
-            let entry = match self.source.entry(name).await {
+            let entry = if self.as_listed {
+                self.source.kept_entry(name).await
+            } else {
+                self.source.entry(name).await
+            };
+            let entry = match entry {
                 Ok(entry) => entry,
                 Err(error) => return Err(self.collection_error(error)),
             };

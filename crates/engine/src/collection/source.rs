@@ -69,6 +69,32 @@ impl Source {
         }
     }
 
+    /// The listing as of the last look at a server collection, without asking the server
+    /// (when there was a look); a directory is listed.
+    pub async fn kept_listing(&self) -> Result<Listing, CollectionError> {
+        match self {
+            Source::Server(collection) => match collection.kept() {
+                Some(listing) => Ok(listing),
+                None => collection.list(true).await,
+            },
+            other => other.list(true).await,
+        }
+    }
+
+    /// One item as the kept listing of a server collection has it (without asking the
+    /// server, when there is such a listing); a directory's file as it is now.
+    pub async fn kept_entry(&self, href: &str) -> Result<Option<Entry>, CollectionError> {
+        if let Source::Server(collection) = self
+            && let Some(etag) = collection.kept_etag(href)
+        {
+            return Ok(etag.map(|etag| Entry {
+                href: href.to_owned(),
+                etag,
+            }));
+        }
+        self.entry(href).await
+    }
+
     /// Whether the collection changed since the last look (a server's token); a directory
     /// always says yes (its watcher names what changed).
     pub async fn changed(&self) -> Result<bool, CollectionError> {

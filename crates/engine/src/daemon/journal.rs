@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crmsync_store::{JournalEntry, JournalStore, SqliteStore};
+use crmsync_core::link::CrmRef;
+use crmsync_core::model::{ActivityId, RecordId};
+use crmsync_store::{JournalEntity, JournalEntry, JournalStore, SqliteStore};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -126,33 +128,56 @@ fn wake_for_changes(
                 .push(change.clone());
         }
     }
-    let mut wake: HashSet<String> = HashSet::new();
+    // Per worker woken: the rows that changed (`None` once one of them is no activity or
+    // record, a user's privilege say).
+    let mut wake: HashMap<String, Option<BTreeSet<CrmRef>>> = HashMap::new();
     let workers = workers.lock().expect("not poisoned").clone();
     for (writer, changes) in by_writer {
         let origin = Origin::parse(writer);
         let concerned = store.concerned(&changes)?;
+        let rows: Option<BTreeSet<CrmRef>> = changes.iter().map(crm_ref).collect();
         for worker in &workers {
             if origin.wakes(&worker.mailbox)
                 && (concerned.mailboxes.contains(&worker.mailbox)
                     || concerned.owners.contains(&worker.owner))
             {
-                wake.insert(worker.mailbox.clone());
+                let known = wake
+                    .entry(worker.mailbox.clone())
+                    .or_insert_with(|| Some(BTreeSet::new()));
+                *known = match (known.take(), &rows) {
+                    (Some(mut all), Some(rows)) => {
+                        all.extend(rows.iter().copied());
+                        Some(all)
+                    }
+                    _ => None,
+                };
             }
         }
     }
+    let woken = wake.len();
     for worker in &workers {
-        if wake.contains(&worker.mailbox) {
-            worker.waker.everything();
+        if let Some(rows) = wake.remove(&worker.mailbox) {
+            worker.waker.crm_changed(rows);
         }
     }
-    if !wake.is_empty() {
+    if woken > 0 {
         tracing::debug!(
             changes = changes.len(),
-            woken = wake.len(),
+            woken,
             "CRM changed: waking workers"
         );
     }
     Ok(last.seq)
+}
+
+/// The CRM row a journal entry names, when it is an activity or a record.
+fn crm_ref(change: &JournalEntry) -> Option<CrmRef> {
+    let id = uuid::Uuid::parse_str(&change.row_id).ok()?;
+    match change.entity {
+        JournalEntity::Activity => Some(CrmRef::Activity(ActivityId(id))),
+        JournalEntity::Record => Some(CrmRef::Record(RecordId(id))),
+        JournalEntity::User => None,
+    }
 }
 
 /// Removes the journal entries that every registered reader (a row in `journal_cursors`, the

@@ -8,12 +8,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use crmsync_core::link::CrmRef;
+
 use crate::collection::Which;
 use crate::pass::Scope;
 
 /// More files named in one collection than this make the next pass whole: past a few hundred
 /// (a tool rewriting the whole collection), one listing costs less than as many lookups.
 const FILES_AT_MOST: usize = 256;
+
+/// More CRM rows changed than this make the next CRM-side pass look at every link.
+const ROWS_AT_MOST: usize = 256;
 
 /// Wakes one worker, saying what for. Cheap to clone; every wake source holds one.
 #[derive(Debug, Clone)]
@@ -25,6 +30,11 @@ pub struct Waker {
 #[derive(Debug, Default)]
 struct Pending {
     everything: bool,
+    /// A change on the CRM side: everything, but a server collection's listing need not be
+    /// asked for first.
+    crm: bool,
+    /// The CRM rows that changed, while they are known and few; `None` when not.
+    crm_rows: Option<BTreeSet<CrmRef>>,
     files: BTreeMap<Which, BTreeSet<String>>,
 }
 
@@ -45,6 +55,26 @@ impl Waker {
         let _ = self.signal.try_send(());
     }
 
+    /// Wakes the worker for a pass after a change on the CRM side ([`Scope::CrmChanged`]):
+    /// `rows` are the rows that changed, `None` when that is not known (a user's privilege,
+    /// say).
+    pub fn crm_changed(&self, rows: Option<BTreeSet<CrmRef>>) {
+        {
+            let mut pending = self.pending();
+            let known = !pending.crm || pending.crm_rows.is_some();
+            pending.crm_rows = match (known, rows) {
+                (true, Some(rows)) => {
+                    let mut all = pending.crm_rows.take().unwrap_or_default();
+                    all.extend(rows);
+                    Some(all).filter(|all| all.len() <= ROWS_AT_MOST)
+                }
+                _ => None,
+            };
+            pending.crm = true;
+        }
+        let _ = self.signal.try_send(());
+    }
+
     /// Wakes the worker for a pass over these files of a collection (file names, not paths).
     pub fn files(&self, which: Which, names: impl IntoIterator<Item = String>) {
         {
@@ -62,8 +92,10 @@ impl Waker {
     /// an earlier pass already took).
     pub(super) fn take(&self) -> Option<Scope> {
         let pending = std::mem::take(&mut *self.pending());
-        if pending.everything {
+        if pending.everything || (pending.crm && !pending.files.is_empty()) {
             Some(Scope::Everything)
+        } else if pending.crm {
+            Some(Scope::CrmChanged(pending.crm_rows))
         } else if pending.files.is_empty() {
             None
         } else {

@@ -134,6 +134,7 @@ pub fn spawn_worker(
         idle_supported: false,
         own_idle_failed: None,
         delays: backoff(),
+        pass_took: Duration::ZERO,
         consecutive_errors: 0,
         first_pass: Some(first_pass),
     };
@@ -177,6 +178,8 @@ struct MailboxWorker {
     /// Kept alive as long as the worker: they wake it when a collection's files change.
     _collection_watchers: Vec<CollectionWatcher>,
     delays: Box<dyn Iterator<Item = Duration> + Send>,
+    /// How long the last pass took (for the log).
+    pass_took: Duration,
     consecutive_errors: u32,
     /// Until a pass succeeded: the daemon's gate of first passes.
     first_pass: Option<Arc<Semaphore>>,
@@ -255,6 +258,7 @@ impl MailboxWorker {
         };
         let mailbox = self.mailbox.clone();
         let mut kept = std::mem::take(&mut self.kept);
+        let started = Instant::now();
         let mut pass = tokio::spawn(async move {
             let options = PassOptions::default();
             let report =
@@ -276,6 +280,7 @@ impl MailboxWorker {
                 }
             },
         };
+        self.pass_took = started.elapsed();
         Some(match finished {
             Ok((store, kept, report)) => {
                 self.store = Some(store);
@@ -297,7 +302,11 @@ impl MailboxWorker {
         // A poll that found nothing changed is no news.
         let quiet = report.partial && report.collections.is_empty() && report.errors.is_empty();
         if quiet {
-            tracing::debug!(mailbox = %self.mailbox.id, "poll: nothing changed");
+            tracing::debug!(
+                mailbox = %self.mailbox.id,
+                took_ms = self.pass_took.as_secs_f64() * 1000.0,
+                "poll: nothing changed"
+            );
         } else {
             tracing::info!(
             mailbox = %self.mailbox.id,
@@ -308,6 +317,7 @@ impl MailboxWorker {
             failed = report.failed,
             pending = report.pending,
                 partial = report.partial,
+                took_ms = self.pass_took.as_secs_f64() * 1000.0,
                 "pass done"
             );
         }

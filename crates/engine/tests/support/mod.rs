@@ -227,6 +227,7 @@ impl<S: LinkStore> LinkStore for CrashingStore<S> {
         links(mailbox: &str) -> Vec<SyncLink>;
         links_of(mailbox: &str, kinds: &[ItemKind]) -> Vec<SyncLink>;
         links_at(mailbox: &str, locations: &[ItemLocation]) -> Vec<SyncLink>;
+        links_to(mailbox: &str, rows: &[CrmRef]) -> Vec<SyncLink>;
         link_count(mailbox: &str, kind: ItemKind) -> u64;
         sync_state(mailbox: &str, scope: &str) -> Option<SyncState>;
         collection_listing(mailbox: &str, scope: &str) -> Option<SavedListing>;

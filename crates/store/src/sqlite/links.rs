@@ -185,6 +185,24 @@ impl LinkStore for SqliteStore {
         })
     }
 
+    fn links_to(&self, mailbox: &str, rows: &[CrmRef]) -> Result<Vec<SyncLink>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM sync_links
+                 WHERE crm_kind = ?1 AND crm_id = ?2 AND mailbox = ?3"
+            ))?;
+            let mut links = Vec::new();
+            for row in rows {
+                let id = row.uuid().to_string();
+                let mut found = statement.query(params![row.kind(), id, mailbox])?;
+                while let Some(found) = found.next()? {
+                    links.push(link_from_row(found)?);
+                }
+            }
+            Ok(links)
+        })
+    }
+
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
         self.read(|conn| {
             // Kept by triggers (migration 16): no count of the index on every pass.
