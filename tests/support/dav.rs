@@ -314,16 +314,47 @@ impl DavServer {
         names
     }
 
-    /// Where Radicale keeps alice's calendar or address book: one file per item, named by
-    /// its href.
+    /// Where the server keeps alice's calendar or address book: one file per item, named by
+    /// its href (Xandikos: the working tree of the collection's git repository).
     pub fn storage(&self, calendar: bool) -> PathBuf {
-        assert_eq!(self.kind, Kind::Radicale);
-        let name = if calendar { "calendar" } else { "contacts" };
-        self.dir
-            .path()
-            .join("collections/collection-root")
-            .join(USER)
-            .join(name)
+        let (root, name) = match (self.kind, calendar) {
+            (Kind::Radicale, true) => ("collections/collection-root", "calendar"),
+            (Kind::Radicale, false) => ("collections/collection-root", "contacts"),
+            (Kind::Xandikos, true) => ("data", "calendars/calendar"),
+            (Kind::Xandikos, false) => ("data", "contacts/addressbook"),
+        };
+        self.dir.path().join(root).join(USER).join(name)
+    }
+
+    /// After files were written into [`DavServer::storage`] with the server stopped: Xandikos
+    /// serves what is committed, so they are committed.
+    pub fn commit_storage(&self) {
+        if self.kind != Kind::Xandikos {
+            return;
+        }
+        for calendar in [true, false] {
+            let dir = self.storage(calendar);
+            for args in [
+                &["add", "-A"][..],
+                &[
+                    "-c",
+                    "user.name=bench",
+                    "-c",
+                    "user.email=bench@example.com",
+                    "commit",
+                    "-q",
+                    "-m",
+                    "items",
+                ][..],
+            ] {
+                let status = Command::new("git")
+                    .args(args)
+                    .current_dir(&dir)
+                    .status()
+                    .expect("git runs");
+                assert!(status.success(), "git {args:?} in {}", dir.display());
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{numbers, poll, row};
+use common::{numbers, poll, row, timed, vdirsyncer};
 use support::Env;
 use support::daemon::Daemon;
 
@@ -63,39 +63,6 @@ fn write_atomically(dir: &Path, name: &str, text: &str) {
     let temporary = dir.join(format!(".{name}.tmp"));
     std::fs::write(&temporary, text).unwrap();
     std::fs::rename(&temporary, dir.join(name)).unwrap();
-}
-
-fn vdirsyncer() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-venv");
-    let binary = venv.join("bin/vdirsyncer");
-    if !binary.exists() {
-        eprintln!("installing vdirsyncer into {}", venv.display());
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success()
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "vdirsyncer==0.21.0"])
-                .status()
-                .unwrap()
-                .success();
-        assert!(ok, "cannot install vdirsyncer");
-    }
-    binary
-}
-
-fn timed(command: &mut Command) -> Duration {
-    let t0 = Instant::now();
-    let output = command.output().unwrap();
-    let took = t0.elapsed();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    took
 }
 
 // Long on purpose: the benchmark as a script, read top to bottom.

@@ -24,11 +24,10 @@ mod common;
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{millis, numbers, poll, row};
+use common::{millis, numbers, poll, row, timed, vdirsyncer};
 use support::Env;
 use support::daemon::Daemon;
 use support::dav::{DavServer, Kind, PASSWORD, USER};
@@ -65,39 +64,6 @@ EMAIL;TYPE=work:person{i}@example.org\r\nORG:Company {}\r\nCATEGORIES:CRM\r\nEND
     )
 }
 
-fn vdirsyncer() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-venv");
-    let binary = venv.join("bin/vdirsyncer");
-    if !binary.exists() {
-        eprintln!("installing vdirsyncer into {}", venv.display());
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success()
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "vdirsyncer==0.21.0"])
-                .status()
-                .unwrap()
-                .success();
-        assert!(ok, "cannot install vdirsyncer");
-    }
-    binary
-}
-
-fn timed(command: &mut Command) -> Duration {
-    let t0 = Instant::now();
-    let output = command.output().unwrap();
-    let took = t0.elapsed();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    took
-}
-
 /// The requests Radicale logged so far (at `info`, one line per request answered).
 fn requests(server: &DavServer) -> Vec<String> {
     server
@@ -126,8 +92,12 @@ fn without_colours(line: &str) -> String {
     plain
 }
 
-/// Restarts the server with its caches gone: it reads every item again on first use.
+/// Restarts the server with its caches gone: it reads every item again on first use
+/// (Radicale's; Xandikos keeps none of its own on disk).
 fn cold(server: &mut DavServer) {
+    if server.kind != Kind::Radicale {
+        return;
+    }
     server.stop();
     for calendar in [true, false] {
         let cache = server.storage(calendar).join(".Radicale.cache");
@@ -156,7 +126,11 @@ fn main() {
     let trials = numbers.get(1).copied().unwrap_or(30);
     let with_vdirsyncer = std::env::var("CRMSYNC_BENCH_VDIRSYNCER").as_deref() != Ok("no");
 
-    let mut server = DavServer::start_logging(Kind::Radicale, "info");
+    let kind = match std::env::var("CRMSYNC_BENCH_SERVER").as_deref() {
+        Ok("xandikos") => Kind::Xandikos,
+        _ => Kind::Radicale,
+    };
+    let mut server = DavServer::start_logging(kind, "info");
     let cards = items / 5;
     server.stop();
     for i in 0..items - cards {
@@ -166,6 +140,7 @@ fn main() {
     for i in 0..cards {
         std::fs::write(server.storage(false).join(format!("card{i}.vcf")), card(i)).unwrap();
     }
+    server.commit_storage();
     server.restart();
 
     let env = Env::new();
@@ -217,12 +192,16 @@ fn main() {
             format!(
                 "[general]\nstatus_path = \"{status}\"\n\n\
                  [pair calendar]\na = \"calendar_a\"\nb = \"calendar_b\"\ncollections = null\n\n\
-                 [storage calendar_a]\ntype = \"caldav\"\nurl = \"{calendar}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n\
+                 [storage calendar_a]\ntype = \"caldav\"\nurl = \"{calendar}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n{verify}\n\
                  [storage calendar_b]\ntype = \"filesystem\"\npath = \"{calendar_copy}\"\nfileext = \".ics\"\n\n\
                  [pair contacts]\na = \"contacts_a\"\nb = \"contacts_b\"\ncollections = null\n\n\
-                 [storage contacts_a]\ntype = \"carddav\"\nurl = \"{contacts}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n\
+                 [storage contacts_a]\ntype = \"carddav\"\nurl = \"{contacts}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n{verify}\n\
                  [storage contacts_b]\ntype = \"filesystem\"\npath = \"{contacts_copy}\"\nfileext = \".vcf\"\n",
                 status = env.path("vdirsyncer/status").display(),
+                verify = server.certificates.as_ref().map_or(String::new(), |c| format!(
+                    "verify = \"{}\"\n",
+                    c.ca_path().display()
+                )),
                 calendar = server.collection(true),
                 contacts = server.collection(false),
                 calendar_copy = env.path("calendar-copy").display(),
@@ -295,6 +274,19 @@ fn main() {
         });
         to_server.push(written - t0);
     }
+    // The server's own time for such a write: a client's PUT replacing one item (curl, a
+    // new connection each), as crmsync's write above replaces one.
+    let mut puts = Vec::new();
+    for trial in 0..trials.min(10) {
+        let name = format!("live{trial}.ics");
+        let text = std::fs::read_to_string(server.storage(true).join(&name))
+            .unwrap()
+            .replace("Room T", "Room P");
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        assert_eq!(server.put(true, &name, &text) / 100, 2);
+        puts.push(t0.elapsed());
+    }
     // Ten seconds of polls with nothing to find.
     std::thread::sleep(Duration::from_secs(10));
     assert!(daemon.is_running(), "{}", daemon.log_text());
@@ -312,7 +304,7 @@ fn main() {
     daemon.terminate(Duration::from_secs(30));
 
     println!(
-        "items: {items} ({} calendar, {cards} contacts) on Radicale; trials: {trials}",
+        "items: {items} ({} calendar, {cards} contacts) on {kind:?}; trials: {trials}",
         items - cards
     );
     println!("| measure | seconds |");
@@ -323,7 +315,7 @@ fn main() {
             crmsync_first,
         ),
         (
-            "crmsync second pass: the first sync token (Radicale's history built)",
+            "crmsync second pass: the first sync token (Radicale builds its history then)",
             crmsync_token,
         ),
         (
@@ -342,20 +334,22 @@ fn main() {
         println!("| {name} | {:.2} |", took.as_secs_f64());
     }
     println!();
-    println!(
-        "requests of the first import: {}, answered by the server in {:.2} s in all",
-        import_requests.len(),
-        server_seconds(&import_requests)
-    );
-    for line in &import_requests {
-        let start = line.find("] [").map_or(0, |i| i + 2);
-        println!("- {}", &line[start..]);
-    }
-    println!();
-    println!("requests of the no-change `crmsync sync` ({}):", sent.len());
-    for line in &sent {
-        let start = line.find("] ").map_or(0, |i| i + 2);
-        println!("- {}", &line[start..]);
+    if kind == Kind::Radicale {
+        println!(
+            "requests of the first import: {}, answered by the server in {:.2} s in all",
+            import_requests.len(),
+            server_seconds(&import_requests)
+        );
+        for line in &import_requests {
+            let start = line.find("] [").map_or(0, |i| i + 2);
+            println!("- {}", &line[start..]);
+        }
+        println!();
+        println!("requests of the no-change `crmsync sync` ({}):", sent.len());
+        for line in &sent {
+            let start = line.find("] ").map_or(0, |i| i + 2);
+            println!("- {}", &line[start..]);
+        }
     }
     println!();
     println!("| measure | median ms | p99 ms | min ms | max ms |");
@@ -376,6 +370,10 @@ fn main() {
     row(
         "CRM -> server: `activity set` returned -> the item on the server holds the edit",
         &to_server,
+    );
+    row(
+        "a client's PUT replacing one item on the same server (curl)",
+        &puts,
     );
     let within: usize = to_crm.iter().filter(|d| millis(**d) <= 1100.0).count();
     println!(

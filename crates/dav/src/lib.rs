@@ -36,7 +36,7 @@ use http::{Answer, Http};
 use xml::{CALDAV, CALENDARSERVER, CARDDAV, DAV};
 
 /// How many items one multiget asks for.
-pub const MULTIGET_BATCH: usize = 100;
+pub const MULTIGET_BATCH: usize = 500;
 
 /// A calendar (events and tasks) or an address book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -153,3 +153,38 @@ pub fn relayed_message(i: usize, content: &str) -> String {
         i % 1000,
     )
 }
+
+/// vdirsyncer 0.21.0, installed from PyPI into `target/bench-venv` on the first call.
+pub fn vdirsyncer() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-venv");
+    let binary = venv.join("bin/vdirsyncer");
+    if !binary.exists() {
+        eprintln!("installing vdirsyncer into {}", venv.display());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success()
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "vdirsyncer==0.21.0"])
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "cannot install vdirsyncer");
+    }
+    binary
+}
+
+/// Runs a command to its end, which must be a success; how long it took.
+pub fn timed(command: &mut Command) -> Duration {
+    let t0 = Instant::now();
+    let output = command.output().unwrap();
+    let took = t0.elapsed();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    took
+}
