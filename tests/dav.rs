@@ -87,6 +87,7 @@ on_both!(
     the_adapter_reads_412_as_changed_or_exists_and_lists_incrementally,
     kills_during_a_first_import_duplicate_nothing_on_either_side,
     a_new_process_asks_only_for_what_changed_since_the_saved_token,
+    a_broken_server_collection_leaves_the_mail_going_and_heals,
 );
 
 fn discovery_finds_the_collections_and_check_names_the_configured_one(kind: Kind) {
@@ -629,11 +630,21 @@ fn the_adapter_reads_412_as_changed_or_exists_and_lists_incrementally(kind: Kind
         assert!(token.starts_with("sync:"), "{token}");
         let unchanged = calendar.changes(&token).await.unwrap().unwrap();
         assert!(unchanged.changed.is_empty() && unchanged.gone.is_empty());
+        // A server without sync-collection is followed by its ctag: the same ctag, nothing
+        // changed; another, `None` (the caller lists it whole).
+        let ctag = first.replacen("first:", "ctag:", 1);
+        assert!(
+            ctag.len() > "ctag:".len(),
+            "{first}: the server has a getctag"
+        );
+        let same = calendar.changes(&ctag).await.unwrap().unwrap();
+        assert!(same.changed.is_empty() && same.gone.is_empty());
         for n in 0..150 {
             let text = event(&format!("n{n}@example.com"), "Many", "", "");
             assert_eq!(server.put(true, &format!("n{n}.ics"), &text), 201);
         }
         assert_eq!(server.delete(true, "e1.ics") / 100, 2);
+        assert_eq!(calendar.changes(&ctag).await.unwrap(), None);
         let changes = calendar.changes(&token).await.unwrap().unwrap();
         assert_eq!(changes.changed.len(), 150);
         assert_eq!(changes.gone, vec!["e1.ics".to_owned()]);
@@ -843,4 +854,97 @@ fn a_new_process_asks_only_for_what_changed_since_the_saved_token(kind: Kind) {
     assert_eq!(pass["errors"], serde_json::json!([]), "{pass}");
     assert_eq!(listed(&store), ["e1.ics", "e2.ics", "u1.ics"]);
     assert_eq!(activities(&env, "appointment").len(), 2);
+}
+
+/// Under the daemon, a mailbox with mail on Dovecot and a calendar on the DAV server: the
+/// server down, then a wrong password, put the calendar (not the mailbox) in error with the
+/// reason in the status file, while tracked mail goes on reaching the CRM; the server back (a
+/// poll that backs off) and the password fixed (the next pass reads it again) heal it.
+fn a_broken_server_collection_leaves_the_mail_going_and_heals(kind: Kind) {
+    use support::mail::{Mail, message};
+
+    let mut server = DavServer::start(kind);
+    let mail = Mail::new(&[("alice", "alice@example.com")]);
+    let password = mail.env.path("dav.password");
+    std::fs::write(&password, support::dav::PASSWORD).unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(&mail.env.config).unwrap();
+    mail.env.write_config(&format!(
+        "{config}[mailbox.calendar]\n{}",
+        server.config_keys(&server.collection(true), &password)
+    ));
+    server.stop();
+    let mut daemon = Daemon::start(&mail.env);
+    let calendar_state = |daemon: &Daemon| -> Option<(String, String)> {
+        let mailbox = daemon.mailbox_state("alice")?;
+        let calendar = mailbox["collections"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "calendar")?
+            .clone();
+        Some((
+            calendar["state"].as_str()?.to_owned(),
+            calendar["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    };
+    let (_, error) = wait_until("the calendar in error", Duration::from_secs(20), || {
+        calendar_state(&daemon).filter(|(state, _)| state == "error")
+    });
+    assert!(error.contains("cannot connect"), "{error}");
+    // The mail goes on.
+    daemon.wait_for_state("alice", "idle");
+    let mut imap = mail.client("alice");
+    let text = message(
+        "m1@x.example",
+        "dana@x.example",
+        "alice@example.com",
+        "While down",
+    );
+    imap.append("INBOX", &["crm"], &text);
+    wait_until("the message tracked", Duration::from_secs(20), || {
+        (mail.activities().len() == 1).then_some(())
+    });
+    // The server back: the poll's backoff (1 s doubling, at most poll_interval) finds it.
+    server.restart();
+    server.put(true, "e1.ics", &event("e1@example.com", "Back", "CRM", ""));
+    wait_until("the event tracked", Duration::from_secs(30), || {
+        activities(&mail.env, "appointment").into_iter().next()
+    });
+    wait_until("the calendar idle", Duration::from_secs(20), || {
+        calendar_state(&daemon).filter(|(state, _)| state == "idle")
+    });
+
+    // The password changed on the server: the next poll's login is refused, the calendar
+    // in error with the reason, the mail going on.
+    server.set_password(true);
+    let (_, error) = wait_until("the refused login", Duration::from_secs(30), || {
+        calendar_state(&daemon).filter(|(state, e)| state == "error" && e.contains("refused"))
+    });
+    assert!(error.contains("refused the login of alice"), "{error}");
+    assert_eq!(daemon.mailbox_state("alice").unwrap()["state"], "idle");
+    // The administrator puts the new password in the file: the next pass (here woken by new
+    // mail; else the slow retry, five minutes) reads it again and the calendar heals.
+    std::fs::write(&password, support::dav::OTHER_PASSWORD).unwrap();
+    server.put(true, "e2.ics", &event("e2@example.com", "Fixed", "CRM", ""));
+    let text = message(
+        "m2@x.example",
+        "dana@x.example",
+        "alice@example.com",
+        "After",
+    );
+    imap.append("INBOX", &["crm"], &text);
+    wait_until("both tracked", Duration::from_secs(30), || {
+        (activities(&mail.env, "appointment").len() == 2 && mail.activities().len() == 4)
+            .then_some(())
+    });
+    wait_until("the calendar idle again", Duration::from_secs(20), || {
+        calendar_state(&daemon).filter(|(state, _)| state == "idle")
+    });
 }

@@ -14,6 +14,8 @@ use super::smtp::python;
 pub const USER: &str = "alice";
 /// A password that cannot turn up in a log line by chance.
 pub const PASSWORD: &str = "Pa55-dav-xyzzy-0815";
+/// The password after [`DavServer::set_password`].
+pub const OTHER_PASSWORD: &str = "Changed-dav-0815";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -29,6 +31,7 @@ pub struct DavServer {
     pub certificates: Option<TestCertificates>,
     child: Option<Child>,
     args: Vec<String>,
+    other_password: bool,
 }
 
 fn free_port() -> u16 {
@@ -128,6 +131,7 @@ impl DavServer {
             certificates,
             child: None,
             args,
+            other_password: false,
         };
         server.restart();
         server.make_collections();
@@ -156,6 +160,36 @@ impl DavServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Changes alice's password on the server (to [`OTHER_PASSWORD`], or back to
+    /// [`PASSWORD`]) and restarts it; curl goes on with the new one.
+    pub fn set_password(&mut self, other: bool) {
+        self.stop();
+        match self.kind {
+            Kind::Radicale => {
+                let password = if other { OTHER_PASSWORD } else { PASSWORD };
+                std::fs::write(
+                    self.dir.path().join("users"),
+                    format!("{USER}:{password}\n"),
+                )
+                .unwrap();
+            }
+            Kind::Xandikos => {
+                let hash = if other {
+                    "Y6w238Qq+iV0Pbt59nvfvG5ek8Y="
+                } else {
+                    "fZD9ysiRIWm0ei1I/VgQmN45xYI="
+                };
+                std::fs::write(
+                    self.dir.path().join("htpasswd"),
+                    format!("{USER}:{{SHA}}{hash}\n"),
+                )
+                .unwrap();
+            }
+        }
+        self.other_password = other;
+        self.restart();
     }
 
     pub fn stop(&mut self) {
@@ -222,11 +256,19 @@ impl DavServer {
 
     /// Runs curl as alice against the server; returns the status and the body.
     pub fn curl(&self, args: &[&str]) -> (u16, String) {
-        self.curl_with(args, None, PASSWORD)
+        self.curl_with(args, None, self.password())
     }
 
     pub fn curl_body(&self, args: &[&str], body: &str) -> (u16, String) {
-        self.curl_with(args, Some(body), PASSWORD)
+        self.curl_with(args, Some(body), self.password())
+    }
+
+    fn password(&self) -> &'static str {
+        if self.other_password {
+            OTHER_PASSWORD
+        } else {
+            PASSWORD
+        }
     }
 
     fn curl_with(&self, args: &[&str], body: Option<&str>, password: &str) -> (u16, String) {
