@@ -88,6 +88,7 @@ on_both!(
     kills_during_a_first_import_duplicate_nothing_on_either_side,
     a_new_process_asks_only_for_what_changed_since_the_saved_token,
     a_broken_server_collection_leaves_the_mail_going_and_heals,
+    crm_changes_between_polls_never_take_an_item_for_deleted,
 );
 
 fn discovery_finds_the_collections_and_check_names_the_configured_one(kind: Kind) {
@@ -947,4 +948,87 @@ fn a_broken_server_collection_leaves_the_mail_going_and_heals(kind: Kind) {
     wait_until("the calendar idle again", Duration::from_secs(20), || {
         calendar_state(&daemon).filter(|(state, _)| state == "idle")
     });
+}
+
+/// Under the daemon with a poll far away, CRM changes are passed over with the listing of the
+/// last look at the server. An item crmsync wrote itself since, or one another process
+/// (`crmsync sync`) linked since, is not in that listing: it must not look deleted.
+fn crm_changes_between_polls_never_take_an_item_for_deleted(kind: Kind) {
+    let server = DavServer::start(kind);
+    let env = setup(&server, None);
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    env.write_config(&config.replace("poll_interval = 1\n", "poll_interval = 600\n"));
+    server.put(
+        true,
+        "e0.ics",
+        &event("e0@example.com", "Before", "CRM", ""),
+    );
+    let mut daemon = Daemon::start(&env);
+    daemon.wait_for_state("alice", "idle");
+    let add = |subject: &str| -> String {
+        let row = env.json(&[
+            "activity",
+            "add",
+            "appointment",
+            "--owner",
+            "alice@example.com",
+            "--subject",
+            subject,
+            "--start",
+            "2026-12-04T09:00:00Z",
+            "--end",
+            "2026-12-04T10:00:00Z",
+        ]);
+        row["id"].as_str().unwrap().to_owned()
+    };
+    // A written by crmsync, then B: the pass for B must still see A.
+    let a = add("A");
+    wait_until("A on the server", Duration::from_secs(20), || {
+        server.get(true, &format!("{a}.ics"))
+    });
+    let b = add("B");
+    wait_until("B on the server", Duration::from_secs(20), || {
+        server.get(true, &format!("{b}.ics"))
+    });
+    env.ok(&["activity", "set", &a, "location=Room A"]);
+    wait_until("A's edit on the server", Duration::from_secs(20), || {
+        server
+            .get(true, &format!("{a}.ics"))
+            .filter(|text| text.contains("LOCATION:Room A"))
+    });
+    // E tracked by another process while the daemon's listing is old.
+    server.put(
+        true,
+        "e1.ics",
+        &event("e1@example.com", "Elsewhere", "CRM", ""),
+    );
+    let pass = sync(&env);
+    assert_eq!(pass["created"], 1, "{pass}");
+    let e = activities(&env, "appointment")
+        .into_iter()
+        .find(|row| row["subject"] == "Elsewhere")
+        .unwrap();
+    env.ok(&[
+        "activity",
+        "set",
+        e["id"].as_str().unwrap(),
+        "location=Room E",
+    ]);
+    wait_until("E's edit on the server", Duration::from_secs(20), || {
+        server
+            .get(true, "e1.ics")
+            .filter(|text| text.contains("LOCATION:Room E"))
+    });
+    let subjects: Vec<String> = activities(&env, "appointment")
+        .iter()
+        .map(|row| row["subject"].as_str().unwrap().to_owned())
+        .collect();
+    for subject in ["Before", "A", "B", "Elsewhere"] {
+        assert!(
+            subjects.iter().any(|s| s == subject),
+            "{subject} lost: {subjects:?}"
+        );
+    }
+    assert_eq!(subjects.len(), 4, "{subjects:?}");
+    assert!(daemon.is_running());
 }

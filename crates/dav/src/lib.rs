@@ -328,12 +328,20 @@ impl DavCollection {
         let token = self.known().as_ref().map(|k| k.token.clone());
         // Listed by PROPFIND so far: a sync token now, with a whole listing.
         if token.as_deref().is_some_and(|t| t.starts_with("first:")) {
-            if let Some(listing) = self.first_sync().await? {
-                return Ok(self.replace(listing));
+            match self.first_sync().await {
+                Ok(Some(listing)) => return Ok(self.replace(listing)),
+                Ok(None) => {}
+                // The first token cannot be had (a server too slow to build it, say): the
+                // ctag serves this connection; a new one tries again.
+                Err(error) => tracing::warn!(
+                    url = %self.url,
+                    "no sync token, the collection is followed by its ctag: {error}"
+                ),
             }
             // No sync-collection: the ctag stands for the token from now on.
             if let Some(kept) = self.known().as_mut() {
                 kept.token = kept.token.replacen("first:", "ctag:", 1);
+                kept.unsaved = true;
             }
         }
         let token = self.known().as_ref().map(|k| k.token.clone());
@@ -406,6 +414,25 @@ impl DavCollection {
         self.known()
             .as_ref()
             .map(|kept| kept.entries.get(href).cloned())
+    }
+
+    /// What a write of crmsync's own did, into the kept listing (and what is to be saved):
+    /// the item with its new etag, or gone. The listing stays as of its token plus these; the
+    /// next changes since the token report them again, which changes nothing.
+    fn wrote(&self, href: &str, etag: Option<&str>) {
+        if let Some(kept) = self.known().as_mut() {
+            match etag {
+                Some(etag) => {
+                    kept.entries.insert(href.to_owned(), etag.to_owned());
+                }
+                None => {
+                    kept.entries.remove(href);
+                }
+            }
+            kept.changes
+                .push((href.to_owned(), etag.map(str::to_owned)));
+            kept.unsaved = true;
+        }
     }
 
     /// Starts from a listing saved earlier as of `token`: the next listing asks the server
@@ -502,23 +529,28 @@ impl DavCollection {
     /// a member of this collection and not the collection itself.
     fn member_name(&self, href: &str) -> Option<String> {
         let url = self.url.join(href).ok()?;
-        let path = url.path();
-        let rest = path.strip_prefix(self.url.path())?;
-        if rest.is_empty() || rest.trim_end_matches('/').contains('/') || rest.ends_with('/') {
+        // Compared decoded: a server may spell the path with other escapes than the config.
+        let decode = |path: &str| Some(percent_decode_str(path).decode_utf8().ok()?.into_owned());
+        let path = decode(url.path())?;
+        let base = decode(self.url.path())?;
+        let rest = path.strip_prefix(&base)?;
+        // A name with a slash (an escaped `%2F`) cannot be addressed back as one segment: not
+        // an item crmsync can write, so not listed.
+        if rest.is_empty() || rest.contains('/') {
             return None;
         }
-        Some(percent_decode_str(rest).decode_utf8().ok()?.into_owned())
+        Some(rest.to_owned())
     }
 
     /// The REPORT `sync-collection` from `token`, following a truncated answer (507) to its
     /// end. `Ok(None)`: the server has no such report, or the token is no longer valid.
     async fn sync(&self, token: &str) -> Result<Option<Changes>, CollectionError> {
-        let mut changes = Changes {
-            token: token.to_owned(),
-            ..Changes::default()
-        };
+        // Each href's last word, in the server's order (a truncated answer continues on the
+        // next page, where the same href may come again).
+        let mut last: Vec<(String, Option<String>)> = Vec::new();
+        let mut token = token.to_owned();
         for _ in 0..1000 {
-            let body = xml::sync_collection(&changes.token);
+            let body = xml::sync_collection(&token);
             let answer = self
                 .http
                 .send(method("REPORT"), &self.url, Some("0"), Some(&body), &[])
@@ -544,21 +576,33 @@ impl DavCollection {
                     truncated |= response.status == Some(507);
                     continue;
                 };
-                match (response.status, response.text(DAV, "getetag")) {
-                    (Some(404), _) => changes.gone.push(name),
-                    (_, Some(etag)) => changes.changed.push(Entry { href: name, etag }),
+                let word = match (response.status, response.text(DAV, "getetag")) {
+                    (Some(404), _) => None,
+                    (_, Some(etag)) => Some(normal_etag(&etag)),
                     // A member without an etag (a subcollection): not an item.
-                    (_, None) => {}
-                }
+                    (_, None) => continue,
+                };
+                last.retain(|(href, _)| *href != name);
+                last.push((name, word));
             }
-            let Some(token) = answer.sync_token else {
+            let Some(next) = answer.sync_token else {
                 return Err(CollectionError::Other(format!(
                     "REPORT sync-collection {}: the answer has no sync-token",
                     self.url
                 )));
             };
-            changes.token = token;
+            token = next;
             if !truncated {
+                let mut changes = Changes {
+                    token,
+                    ..Changes::default()
+                };
+                for (href, etag) in last {
+                    match etag {
+                        Some(etag) => changes.changed.push(Entry { href, etag }),
+                        None => changes.gone.push(href),
+                    }
+                }
                 return Ok(Some(changes));
             }
         }
@@ -582,20 +626,39 @@ impl DavCollection {
         let mut listing = Listing::default();
         for response in answer.responses {
             match self.member_name(&response.href) {
-                Some(name) if !response.is_type(DAV, "collection") => {
-                    if let Some(etag) = response.text(DAV, "getetag") {
-                        listing.entries.push(Entry { href: name, etag });
+                Some(_) if response.is_type(DAV, "collection") => {}
+                Some(name) => match response.text(DAV, "getetag") {
+                    Some(etag) if response.status.is_none_or(|s| s / 100 == 2) => {
+                        listing.entries.push(Entry {
+                            href: name,
+                            etag: normal_etag(&etag),
+                        });
                     }
-                }
-                Some(_) => {}
-                None => {
+                    // A listing that cannot say what an item is must not pass for one
+                    // without it: a linked item missing from it would look deleted.
+                    _ => {
+                        return Err(CollectionError::Other(format!(
+                            "PROPFIND {}: the server lists {name} without an etag",
+                            self.url
+                        )));
+                    }
+                },
+                None if self.url.join(&response.href).ok().as_ref() == Some(&self.url) => {
+                    if response.status == Some(507) {
+                        return Err(CollectionError::Other(format!(
+                            "PROPFIND {}: the server cut its listing short (507)",
+                            self.url
+                        )));
+                    }
                     listing.token = response
                         .text(CALENDARSERVER, "getctag")
                         .map(|ctag| format!("ctag:{ctag}"));
                 }
+                None => {}
             }
         }
         listing.entries.sort_by(|a, b| a.href.cmp(&b.href));
+        listing.entries.dedup_by(|a, b| a.href == b.href);
         Ok(listing)
     }
 
@@ -613,13 +676,14 @@ impl DavCollection {
         let answer = propfind(&self.http, &url, "0", &["d:getetag"]).await?;
         Ok(answer
             .and_then(|ms| ms.responses.into_iter().next())
-            .and_then(|r| r.text(DAV, "getetag")))
+            .and_then(|r| r.text(DAV, "getetag"))
+            .map(|etag| normal_etag(&etag)))
     }
 
     /// The etag a write left: from its answer, else asked for.
     async fn written_etag(&self, href: &str, answer: Answer) -> Result<String, CollectionError> {
         if let Some(etag) = answer.etag {
-            return Ok(etag);
+            return Ok(normal_etag(&etag));
         }
         self.etag(href).await?.ok_or_else(|| {
             CollectionError::Other(format!("{href}: written, then not found on the server"))
@@ -680,7 +744,7 @@ impl DavCollection {
                 response.prop(data.0, data.1),
             ) {
                 (Some(404), _, _) => Err(CollectionError::Missing(name.clone())),
-                (_, Some(etag), Some(text)) => Ok((text.text.clone(), etag)),
+                (_, Some(etag), Some(text)) => Ok((text.text.clone(), normal_etag(&etag))),
                 _ => Err(CollectionError::Other(format!(
                     "{name}: the server's multiget answer holds no data or etag for it"
                 ))),
@@ -697,6 +761,17 @@ impl DavCollection {
                 (href.clone(), result)
             })
             .collect())
+    }
+}
+
+/// An etag as crmsync keeps it: trimmed, and quoted as HTTP has it (some servers give
+/// `getetag` without the quotes their `ETag` header has), so that the two compare equal.
+fn normal_etag(etag: &str) -> String {
+    let etag = etag.trim();
+    if etag.starts_with('"') || etag.starts_with("W/") {
+        etag.to_owned()
+    } else {
+        format!("\"{etag}\"")
     }
 }
 
@@ -765,7 +840,7 @@ impl Collection for DavCollection {
             _ => return Err(unexpected("GET", href, answer.status)),
         }
         let etag = match answer.etag {
-            Some(etag) => etag,
+            Some(etag) => normal_etag(&etag),
             None => self
                 .etag(href)
                 .await?
@@ -787,11 +862,13 @@ impl Collection for DavCollection {
 
     async fn create(&self, href: &str, content: &str) -> Result<String, CollectionError> {
         let answer = self.put(href, content, ("If-None-Match", "*")).await?;
-        match answer.status.as_u16() {
-            200 | 201 | 204 => self.written_etag(href, answer).await,
-            412 => Err(CollectionError::Exists(href.to_owned())),
-            _ => Err(unexpected("PUT", href, answer.status)),
-        }
+        let etag = match answer.status.as_u16() {
+            200 | 201 | 204 => self.written_etag(href, answer).await?,
+            412 => return Err(CollectionError::Exists(href.to_owned())),
+            _ => return Err(unexpected("PUT", href, answer.status)),
+        };
+        self.wrote(href, Some(&etag));
+        Ok(etag)
     }
 
     async fn update(
@@ -801,14 +878,18 @@ impl Collection for DavCollection {
         etag: &str,
     ) -> Result<String, CollectionError> {
         let answer = self.put(href, content, ("If-Match", etag)).await?;
-        match answer.status.as_u16() {
-            200 | 201 | 204 => self.written_etag(href, answer).await,
-            412 => Err(CollectionError::Changed {
-                href: href.to_owned(),
-            }),
-            404 | 410 => Err(CollectionError::Missing(href.to_owned())),
-            _ => Err(unexpected("PUT", href, answer.status)),
-        }
+        let etag = match answer.status.as_u16() {
+            200 | 201 | 204 => self.written_etag(href, answer).await?,
+            412 => {
+                return Err(CollectionError::Changed {
+                    href: href.to_owned(),
+                });
+            }
+            404 | 410 => return Err(CollectionError::Missing(href.to_owned())),
+            _ => return Err(unexpected("PUT", href, answer.status)),
+        };
+        self.wrote(href, Some(&etag));
+        Ok(etag)
     }
 
     async fn delete(&self, href: &str, etag: &str) -> Result<(), CollectionError> {
@@ -818,11 +899,17 @@ impl Collection for DavCollection {
             .send(Method::DELETE, &url, None, None, &[("If-Match", etag)])
             .await?;
         match answer.status.as_u16() {
-            200 | 202 | 204 => Ok(()),
+            200 | 202 | 204 => {
+                self.wrote(href, None);
+                Ok(())
+            }
             412 => Err(CollectionError::Changed {
                 href: href.to_owned(),
             }),
-            404 | 410 => Err(CollectionError::Missing(href.to_owned())),
+            404 | 410 => {
+                self.wrote(href, None);
+                Err(CollectionError::Missing(href.to_owned()))
+            }
             _ => Err(unexpected("DELETE", href, answer.status)),
         }
     }

@@ -118,16 +118,21 @@ pub async fn sync_mailbox_scoped<S: CrmStore>(
         Scope::Poll => (None, true),
     };
     report.partial = files.is_some() || poll;
+    // A pass that does not reach the collections leaves no poll due: the next whole pass
+    // schedules them again.
     if !mailbox.enabled {
         report.state = MailboxState::Disabled;
+        kept.collections.clear_polls();
         return report;
     }
     if let Err(error) = owner_may_sync(store, mailbox, &mut report) {
         report.permanent = error.is_permanent();
         report.fail(error.to_string());
+        kept.collections.clear_polls();
         return report;
     }
     if report.state == MailboxState::NotPermitted {
+        kept.collections.clear_polls();
         return report;
     }
     if let Some(imap) = mailbox.imap.as_ref().filter(|_| !report.partial)

@@ -167,6 +167,12 @@ impl CollectionMemory {
         self.seen.contains_key(&which)
     }
 
+    /// Forgets the polls' schedule: a mailbox whose pass did not reach its collections (the
+    /// owner may not sync, the mailbox is disabled) is not polled until a pass does.
+    pub fn clear_polls(&mut self) {
+        self.polls.clear();
+    }
+
     /// Whether a server collection's poll is due (or it was never polled).
     pub fn poll_due(&self, which: Which) -> bool {
         self.polls
@@ -221,6 +227,8 @@ pub struct CollectionPass<'a, S> {
     failure: Option<CollectionError>,
     /// Judge a server collection by its kept listing, without asking the server first.
     as_listed: bool,
+    /// The pass asked the server what the collection holds (its poll is then rescheduled).
+    asked_server: bool,
     status: CollectionReport,
     /// Every item file of the collection as this pass knows it: listed by a whole pass, the
     /// named files looked at again by a files pass.
@@ -270,6 +278,7 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             source,
             failure: None,
             as_listed: false,
+            asked_server: false,
             found: Found::default(),
             listed: BTreeSet::new(),
             status: CollectionReport {
@@ -317,7 +326,12 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             self.status.state = CollectionState::Error;
             self.status.last_error = Some(message);
         }
-        if let crmsync_config::Place::Server(server) = &self.config.place {
+        // A pass that did not ask the server (after a CRM change) leaves its poll as it was,
+        // so CRM changes cannot put the poll off.
+        let due = !self.memory.polls.contains_key(&self.which);
+        if let crmsync_config::Place::Server(server) = &self.config.place
+            && (self.asked_server || self.failure.is_some() || due)
+        {
             let failure = match (&self.failure, &self.status.last_error) {
                 (Some(error), _) => Some(error.clone()),
                 (None, Some(message)) if self.status.state == CollectionState::Error => {
@@ -356,7 +370,10 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     pub async fn poll(mut self, report: &mut PassReport) -> Option<CollectionReport> {
         match self.source.changed().await {
             // Just brought up to date: the pass takes that listing as it is.
-            Ok(true) => return Some(self.as_listed().run(report).await),
+            Ok(true) => {
+                self.asked_server = true;
+                return Some(self.as_listed().run(report).await);
+            }
             Err(_) => return Some(self.run(report).await),
             Ok(false) => {}
         }

@@ -32,12 +32,30 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let listing = if self.as_listed {
             self.source.kept_listing().await
         } else {
+            self.asked_server = true;
             self.source.list(!self.options.dry_run).await
         };
-        let listing = match listing {
+        let mut listing = match listing {
             Ok(listing) => listing,
             Err(error) => return Err(self.collection_error(error)),
         };
+        // The kept listing is believed only while every link's item is in it: one that is
+        // not (written by another process since, say) must not look deleted. The server is
+        // asked then.
+        let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
+        if self.as_listed && self.source.is_server() {
+            let hrefs: BTreeSet<&str> = listing.entries.iter().map(|e| e.href.as_str()).collect();
+            if links
+                .iter()
+                .any(|l| !hrefs.contains(collection::href(&l.location)))
+            {
+                self.asked_server = true;
+                listing = match self.source.list(!self.options.dry_run).await {
+                    Ok(listing) => listing,
+                    Err(error) => return Err(self.collection_error(error)),
+                };
+            }
+        }
         let (entries, removed) = (listing.entries, listing.removed);
         for name in removed {
             tracing::info!(
@@ -53,7 +71,6 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         self.memory
             .untracked
             .retain(|(w, href), _| *w != which || listed.contains(href));
-        let links = self.store.links_of(&self.mailbox.id, self.which.kinds())?;
         let mut view = CollectionView {
             accept_empty: self.options.accept_empty,
             accept_deletes: self.options.accept_deletes,
@@ -92,8 +109,13 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             .unwrap_or_default();
         let mut entries = Vec::new();
         for name in names {
+            // The kept listing's word, but never its "not there" for an item that may be
+            // linked: the server is asked about that one.
             let entry = if self.as_listed {
-                self.source.kept_entry(name).await
+                match self.source.kept_entry(name).await {
+                    Ok(None) => self.source.entry(name).await,
+                    kept => kept,
+                }
             } else {
                 self.source.entry(name).await
             };

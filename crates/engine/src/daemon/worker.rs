@@ -398,10 +398,14 @@ impl MailboxWorker {
                 break;
             }
             // The next poll of a collection on a server, when it comes before the deadline.
+            // Not while the mailbox is failing: its retry's whole pass looks at the
+            // collections too (a poll would retry, say, a wrong IMAP password every 30 s).
+            let healthy = self.first_pass.is_none() && self.consecutive_errors == 0;
             let poll = self
                 .kept
                 .collections
                 .next_poll()
+                .filter(|_| healthy)
                 .map(Instant::from_std)
                 .filter(|at| *at < deadline);
             if poll.is_some_and(|at| at <= Instant::now()) {
