@@ -101,16 +101,13 @@ impl Http {
                 request = request.header("Depth", depth);
             }
             if let Some(body) = body {
-                let kind = match method.as_str() {
-                    "PUT" => headers
-                        .iter()
-                        .find(|(name, _)| *name == "Content-Type")
-                        .map_or("text/plain; charset=utf-8", |(_, value)| value),
-                    _ => "application/xml; charset=utf-8",
-                };
-                request = request.header("Content-Type", kind).body(body.to_owned());
+                // A body is WebDAV's XML unless the caller says otherwise (an item's PUT).
+                if !headers.iter().any(|(name, _)| *name == "Content-Type") {
+                    request = request.header("Content-Type", "application/xml; charset=utf-8");
+                }
+                request = request.body(body.to_owned());
             }
-            for (name, value) in headers.iter().filter(|(n, _)| *n != "Content-Type") {
+            for (name, value) in headers {
                 request = request.header(*name, *value);
             }
             let response = request

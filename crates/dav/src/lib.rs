@@ -27,6 +27,8 @@
 mod http;
 mod xml;
 
+use std::collections::{BTreeMap, HashMap};
+
 use crmsync_config::DavConfig;
 use crmsync_vdir::collection::{Changes, Collection, CollectionError, Entry, Item, Listing};
 use percent_encoding::percent_decode_str;
@@ -111,7 +113,7 @@ pub struct DavCollection {
 /// A listing and the token it is as of, with what changed in it since it was last saved.
 struct Known {
     token: String,
-    entries: std::collections::BTreeMap<String, String>,
+    entries: BTreeMap<String, String>,
     /// Whether the last save is of another token.
     unsaved: bool,
     /// The listing was made afresh since the last save: save it whole.
@@ -372,7 +374,7 @@ impl DavCollection {
 
     /// A whole listing in place of the kept one; whether it differs.
     fn replace(&self, listing: Listing) -> bool {
-        let entries: std::collections::BTreeMap<String, String> = listing
+        let entries: BTreeMap<String, String> = listing
             .entries
             .into_iter()
             .map(|e| (e.href, e.etag))
@@ -467,11 +469,6 @@ impl DavCollection {
         }
     }
 
-    /// Forgets the kept listing: the next one is whole.
-    pub fn forget(&self) {
-        *self.known() = None;
-    }
-
     fn known(&self) -> std::sync::MutexGuard<'_, Option<Known>> {
         self.known
             .lock()
@@ -498,15 +495,11 @@ impl DavCollection {
     /// The first sync token, with the whole listing it is as of (`sync-collection` from no
     /// token); `None` when the server has no such report.
     async fn first_sync(&self) -> Result<Option<Listing>, CollectionError> {
-        Ok(self.sync("").await?.map(|changes| {
-            let mut entries = changes.changed;
-            entries.sort_by(|a, b| a.href.cmp(&b.href));
-            entries.dedup_by(|a, b| a.href == b.href);
-            Listing {
-                entries,
-                removed: Vec::new(),
-                token: Some(format!("sync:{}", changes.token)),
-            }
+        // `sync` gives each href once; `replace` keeps the listing sorted.
+        Ok(self.sync("").await?.map(|changes| Listing {
+            entries: changes.changed,
+            removed: Vec::new(),
+            token: Some(format!("sync:{}", changes.token)),
         }))
     }
 
@@ -545,9 +538,9 @@ impl DavCollection {
     /// The REPORT `sync-collection` from `token`, following a truncated answer (507) to its
     /// end. `Ok(None)`: the server has no such report, or the token is no longer valid.
     async fn sync(&self, token: &str) -> Result<Option<Changes>, CollectionError> {
-        // Each href's last word, in the server's order (a truncated answer continues on the
-        // next page, where the same href may come again).
-        let mut last: Vec<(String, Option<String>)> = Vec::new();
+        // Each href's last word (a truncated answer continues on the next page, where the
+        // same href may come again): its etag, or `None` when it went.
+        let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut token = token.to_owned();
         for _ in 0..1000 {
             let body = xml::sync_collection(&token);
@@ -582,8 +575,7 @@ impl DavCollection {
                     // A member without an etag (a subcollection): not an item.
                     (_, None) => continue,
                 };
-                last.retain(|(href, _)| *href != name);
-                last.push((name, word));
+                last.insert(name, word);
             }
             let Some(next) = answer.sync_token else {
                 return Err(CollectionError::Other(format!(
@@ -733,7 +725,7 @@ impl DavCollection {
             Kind::Calendar => (CALDAV, "calendar-data"),
             Kind::Contacts => (CARDDAV, "address-data"),
         };
-        let mut found = std::collections::HashMap::new();
+        let mut found = HashMap::new();
         for response in answer.responses {
             let Some(name) = self.member_name(&response.href) else {
                 continue;
@@ -788,6 +780,7 @@ impl Collection for DavCollection {
     /// token of any kind is listed whole each time.
     async fn list(&self, _clean: bool) -> Result<Listing, CollectionError> {
         self.refresh().await?;
+        // A refresh always leaves a listing; asked again only if that ever changes.
         match self.kept() {
             Some(listing) => Ok(listing),
             None => self.list_whole().await,

@@ -53,8 +53,9 @@ pub enum Scope {
     /// anew, so the CRM's change reaches the server sooner. Safe because every write there is
     /// conditional: an item changed on the server since is refused (412), read again and
     /// merged by the next poll.
-    /// The rows that changed, while known and few: a collection then looks only at the items
-    /// linked to them, when every one of them has a link in the mailbox (a row with none, a
+    ///
+    /// With the rows that changed, while known and few, a collection looks only at the items
+    /// linked to them when every one of them has a link in the mailbox (a row with none, a
     /// new appointment the CRM made for the owner say, makes the collection's pass whole).
     CrmChanged(Option<BTreeSet<CrmRef>>),
     /// The collections on servers whose poll is due: each asks its server what changed since

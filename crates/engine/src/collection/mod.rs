@@ -326,34 +326,8 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
             self.status.state = CollectionState::Error;
             self.status.last_error = Some(message);
         }
-        // A pass that did not ask the server (after a CRM change) leaves its poll as it was,
-        // so CRM changes cannot put the poll off.
-        let due = !self.memory.polls.contains_key(&self.which);
-        if let crmsync_config::Place::Server(server) = &self.config.place
-            && (self.asked_server || self.failure.is_some() || due)
-        {
-            let failure = match (&self.failure, &self.status.last_error) {
-                (Some(error), _) => Some(error.clone()),
-                (None, Some(message)) if self.status.state == CollectionState::Error => {
-                    Some(CollectionError::Other(message.clone()))
-                }
-                _ => None,
-            };
-            self.memory
-                .schedule_poll(self.which, server.poll_interval, failure.as_ref());
-        }
         self.remember();
-        self.save_listing(report);
-        let which = self.which;
-        // The connection is kept unless the login was refused (the password is read again).
-        let refused = self.failure.as_ref().is_some_and(|e| e.is_permanent());
-        let source = std::mem::replace(
-            &mut self.source,
-            Source::Unreachable(CollectionError::Other(String::new())),
-        );
-        if let Some(server) = source.into_server().filter(|_| !refused) {
-            self.memory.servers.insert(which, server);
-        }
+        self.settle_server(report);
         self.status.tracked = 0;
         for kind in self.which.kinds() {
             match self.store.link_count(&self.mailbox.id, *kind) {
@@ -368,24 +342,41 @@ impl<'a, S: CrmStore> CollectionPass<'a, S> {
     /// A poll of a server collection: a pass when its server says something changed since
     /// the last look (or cannot say), else nothing but the next poll's time (`None`).
     pub async fn poll(mut self, report: &mut PassReport) -> Option<CollectionReport> {
+        self.asked_server = true;
         match self.source.changed().await {
             // Just brought up to date: the pass takes that listing as it is.
-            Ok(true) => {
-                self.asked_server = true;
-                return Some(self.as_listed().run(report).await);
+            Ok(true) => Some(self.as_listed().run(report).await),
+            Err(_) => Some(self.run(report).await),
+            Ok(false) => {
+                self.settle_server(report);
+                None
             }
-            Err(_) => return Some(self.run(report).await),
-            Ok(false) => {}
         }
-        if let crmsync_config::Place::Server(server) = &self.config.place {
+    }
+
+    /// The end of a pass (or poll) over a server collection: its next poll, when this pass
+    /// asked the server, failed, or none is due yet (a pass that judged the kept listing after
+    /// a CRM change leaves the poll as it was, so CRM changes cannot put it off); its listing
+    /// saved; its connection kept for the next pass, unless the login was refused (the
+    /// password is read again).
+    fn settle_server(&mut self, report: &mut PassReport) {
+        let crmsync_config::Place::Server(server) = &self.config.place else {
+            return;
+        };
+        let due = !self.memory.polls.contains_key(&self.which);
+        if self.asked_server || self.failure.is_some() || due {
             self.memory
-                .schedule_poll(self.which, server.poll_interval, None);
+                .schedule_poll(self.which, server.poll_interval, self.failure.as_ref());
         }
         self.save_listing(report);
-        if let Some(server) = self.source.into_server() {
+        let refused = self.failure.as_ref().is_some_and(|e| e.is_permanent());
+        let source = std::mem::replace(
+            &mut self.source,
+            Source::Unreachable(CollectionError::Other(String::new())),
+        );
+        if let Some(server) = source.into_server().filter(|_| !refused) {
             self.memory.servers.insert(self.which, server);
         }
-        None
     }
 
     /// Saves a server collection's listing as of its newest token, so that the next process

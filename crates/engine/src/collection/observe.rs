@@ -30,7 +30,7 @@ impl<S: CrmStore> CollectionPass<'_, S> {
     pub(super) async fn observe(&mut self, report: &mut PassReport) -> Result<Observed, PassError> {
         // A dry run changes nothing in the directory, leftovers included.
         let listing = if self.as_listed {
-            self.source.kept_listing().await
+            self.source.kept_listing(!self.options.dry_run).await
         } else {
             self.asked_server = true;
             self.source.list(!self.options.dry_run).await
@@ -109,13 +109,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
             .unwrap_or_default();
         let mut entries = Vec::new();
         for name in names {
-            // The kept listing's word, but never its "not there" for an item that may be
-            // linked: the server is asked about that one.
             let entry = if self.as_listed {
-                match self.source.kept_entry(name).await {
-                    Ok(None) => self.source.entry(name).await,
-                    kept => kept,
-                }
+                self.source.kept_entry(name).await
             } else {
                 self.source.entry(name).await
             };
@@ -322,17 +317,26 @@ impl<S: CrmStore> CollectionPass<'_, S> {
         let mut present = BTreeSet::new();
         let mut unreadable: Vec<(String, String)> = Vec::new();
         for chunk in entries.chunks(crmsync_dav::MULTIGET_BATCH) {
-            let to_read: Vec<String> = chunk
+            // The batch's items to read: neither linked at their etag nor remembered
+            // untracked at it.
+            let mut pending = Vec::new();
+            for entry in chunk {
+                view.hrefs.insert(entry.href.clone());
+                if unchanged.contains(&(entry.href.as_str(), entry.etag.as_str())) {
+                    continue;
+                }
+                if let Some((etag, kind, identity)) =
+                    self.memory.untracked.get(&(which, entry.href.clone()))
+                    && *etag == entry.etag
+                {
+                    present.insert((*kind, identity.clone()));
+                    continue;
+                }
+                pending.push(entry);
+            }
+            let to_read: Vec<String> = pending
                 .iter()
-                .filter(|entry| {
-                    !unchanged.contains(&(entry.href.as_str(), entry.etag.as_str()))
-                        && !pre_read.contains_key(&entry.href)
-                        && self
-                            .memory
-                            .untracked
-                            .get(&(which, entry.href.clone()))
-                            .is_none_or(|(etag, _, _)| *etag != entry.etag)
-                })
+                .filter(|entry| !pre_read.contains_key(&entry.href))
                 .map(|entry| entry.href.clone())
                 .collect();
             if !to_read.is_empty() {
@@ -345,18 +349,8 @@ impl<S: CrmStore> CollectionPass<'_, S> {
                     pre_read.insert(href, reading);
                 }
             }
-            for entry in chunk {
-                view.hrefs.insert(entry.href.clone());
-                if unchanged.contains(&(entry.href.as_str(), entry.etag.as_str())) {
-                    continue;
-                }
+            for entry in pending {
                 let key = (which, entry.href.clone());
-                if let Some((etag, kind, identity)) = self.memory.untracked.get(&key)
-                    && *etag == entry.etag
-                {
-                    present.insert((*kind, identity.clone()));
-                    continue;
-                }
                 let reading = pre_read.remove(&entry.href).unwrap_or(Ok(None));
                 let (item, etag) = match reading {
                     Ok(Some(found)) => found,

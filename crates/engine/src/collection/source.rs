@@ -2,6 +2,8 @@
 //! CalDAV/CardDAV server, both through [`Collection`]; or the reason the server could not be
 //! reached, which every operation then answers with.
 
+use std::path::Path;
+
 use crmsync_config::{CollectionConfig, Place};
 use crmsync_dav::{DavCollection, Kind};
 use crmsync_vdir::collection::{Changes, Collection, CollectionError, Entry, Item, Listing};
@@ -19,11 +21,15 @@ pub enum Source {
 impl Which {
     /// The collection's directory, when it is one.
     pub fn directory(self, config: &CollectionConfig) -> Option<Vdir> {
-        let path = config.path()?;
-        Some(match self {
+        config.path().map(|path| self.vdir(path))
+    }
+
+    /// This collection as a vdir at `path` (`.ics` or `.vcf` files).
+    fn vdir(self, path: &Path) -> Vdir {
+        match self {
             Which::Calendar => Vdir::calendar(path),
             Which::Contacts => Vdir::contacts(path),
-        })
+        }
     }
 
     pub fn dav_kind(self) -> Kind {
@@ -43,10 +49,7 @@ impl Source {
         kept: Option<Box<DavCollection>>,
     ) -> Source {
         match &config.place {
-            Place::Directory(path) => Source::Directory(match which {
-                Which::Calendar => Vdir::calendar(path),
-                Which::Contacts => Vdir::contacts(path),
-            }),
+            Place::Directory(path) => Source::Directory(which.vdir(path)),
             Place::Server(server) => match kept {
                 Some(kept) => Source::Server(kept),
                 None => match DavCollection::connect(server, which.dav_kind()).await {
@@ -57,6 +60,7 @@ impl Source {
         }
     }
 
+    /// A collection on a server, reached or not.
     pub fn is_server(&self) -> bool {
         !matches!(self, Source::Directory(_))
     }
@@ -71,23 +75,25 @@ impl Source {
 
     /// The listing as of the last look at a server collection, without asking the server
     /// (when there was a look); a directory is listed.
-    pub async fn kept_listing(&self) -> Result<Listing, CollectionError> {
+    pub async fn kept_listing(&self, clean: bool) -> Result<Listing, CollectionError> {
         match self {
             Source::Server(collection) => match collection.kept() {
                 Some(listing) => Ok(listing),
-                None => collection.list(true).await,
+                None => collection.list(clean).await,
             },
-            other => other.list(true).await,
+            other => other.list(clean).await,
         }
     }
 
-    /// One item as the kept listing of a server collection has it (without asking the
-    /// server, when there is such a listing); a directory's file as it is now.
+    /// One item as the kept listing of a server collection has it. Only its "there, at this
+    /// etag" is taken without asking: an item the listing lacks may have been linked since
+    /// (by crmsync in another process), so the server is asked about it rather than taking it
+    /// for deleted. A directory's file as it is now.
     pub async fn kept_entry(&self, href: &str) -> Result<Option<Entry>, CollectionError> {
         if let Source::Server(collection) = self
-            && let Some(etag) = collection.kept_etag(href)
+            && let Some(Some(etag)) = collection.kept_etag(href)
         {
-            return Ok(etag.map(|etag| Entry {
+            return Ok(Some(Entry {
                 href: href.to_owned(),
                 etag,
             }));

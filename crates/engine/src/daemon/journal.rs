@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crmsync_core::link::CrmRef;
 use crmsync_core::model::{ActivityId, RecordId};
@@ -128,9 +128,9 @@ fn wake_for_changes(
                 .push(change.clone());
         }
     }
-    // Per worker woken: the rows that changed (`None` once one of them is no activity or
-    // record, a user's privilege say).
-    let mut wake: HashMap<String, Option<BTreeSet<CrmRef>>> = HashMap::new();
+    // Each worker concerned is told which rows changed (`None` when one is no activity or
+    // record: a user's privilege, say); its waker gathers them until its next pass.
+    let mut woken: HashSet<String> = HashSet::new();
     let workers = workers.lock().expect("not poisoned").clone();
     for (writer, changes) in by_writer {
         let origin = Origin::parse(writer);
@@ -141,25 +141,12 @@ fn wake_for_changes(
                 && (concerned.mailboxes.contains(&worker.mailbox)
                     || concerned.owners.contains(&worker.owner))
             {
-                let known = wake
-                    .entry(worker.mailbox.clone())
-                    .or_insert_with(|| Some(BTreeSet::new()));
-                *known = match (known.take(), &rows) {
-                    (Some(mut all), Some(rows)) => {
-                        all.extend(rows.iter().copied());
-                        Some(all)
-                    }
-                    _ => None,
-                };
+                worker.waker.crm_changed(rows.clone());
+                woken.insert(worker.mailbox.clone());
             }
         }
     }
-    let woken = wake.len();
-    for worker in &workers {
-        if let Some(rows) = wake.remove(&worker.mailbox) {
-            worker.waker.crm_changed(rows);
-        }
-    }
+    let woken = woken.len();
     if woken > 0 {
         tracing::debug!(
             changes = changes.len(),

@@ -20,6 +20,24 @@ const FILES_AT_MOST: usize = 256;
 /// More CRM rows changed than this make the next CRM-side pass look at every link.
 const ROWS_AT_MOST: usize = 256;
 
+/// The CRM rows a change on the CRM side concerns: known (and few), or not.
+#[derive(Debug)]
+enum CrmRows {
+    Known(BTreeSet<CrmRef>),
+    Unknown,
+}
+
+impl CrmRows {
+    /// These rows, while few enough that a pass over their items costs less than a whole one.
+    fn of(rows: BTreeSet<CrmRef>) -> CrmRows {
+        if rows.len() <= ROWS_AT_MOST {
+            CrmRows::Known(rows)
+        } else {
+            CrmRows::Unknown
+        }
+    }
+}
+
 /// Wakes one worker, saying what for. Cheap to clone; every wake source holds one.
 #[derive(Debug, Clone)]
 pub struct Waker {
@@ -30,11 +48,8 @@ pub struct Waker {
 #[derive(Debug, Default)]
 struct Pending {
     everything: bool,
-    /// A change on the CRM side: everything, but a server collection's listing need not be
-    /// asked for first.
-    crm: bool,
-    /// The CRM rows that changed, while they are known and few; `None` when not.
-    crm_rows: Option<BTreeSet<CrmRef>>,
+    /// A change on the CRM side, with the rows that changed when they are known.
+    crm: Option<CrmRows>,
     files: BTreeMap<Which, BTreeSet<String>>,
 }
 
@@ -61,16 +76,14 @@ impl Waker {
     pub fn crm_changed(&self, rows: Option<BTreeSet<CrmRef>>) {
         {
             let mut pending = self.pending();
-            let known = !pending.crm || pending.crm_rows.is_some();
-            pending.crm_rows = match (known, rows) {
-                (true, Some(rows)) => {
-                    let mut all = pending.crm_rows.take().unwrap_or_default();
+            pending.crm = Some(match (pending.crm.take(), rows) {
+                (None, Some(rows)) => CrmRows::of(rows),
+                (Some(CrmRows::Known(mut all)), Some(rows)) => {
                     all.extend(rows);
-                    Some(all).filter(|all| all.len() <= ROWS_AT_MOST)
+                    CrmRows::of(all)
                 }
-                _ => None,
-            };
-            pending.crm = true;
+                _ => CrmRows::Unknown,
+            });
         }
         let _ = self.signal.try_send(());
     }
@@ -92,10 +105,13 @@ impl Waker {
     /// an earlier pass already took).
     pub(super) fn take(&self) -> Option<Scope> {
         let pending = std::mem::take(&mut *self.pending());
-        if pending.everything || (pending.crm && !pending.files.is_empty()) {
+        if pending.everything || (pending.crm.is_some() && !pending.files.is_empty()) {
             Some(Scope::Everything)
-        } else if pending.crm {
-            Some(Scope::CrmChanged(pending.crm_rows))
+        } else if let Some(crm) = pending.crm {
+            Some(Scope::CrmChanged(match crm {
+                CrmRows::Known(rows) => Some(rows),
+                CrmRows::Unknown => None,
+            }))
         } else if pending.files.is_empty() {
             None
         } else {
