@@ -64,6 +64,13 @@ EMAIL;TYPE=work:person{i}@example.org\r\nORG:Company {}\r\nCATEGORIES:CRM\r\nEND
     )
 }
 
+/// A sync-collection REPORT asking for the changes since `token` (all items when empty).
+fn sync_collection(token: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+    )
+}
+
 /// The requests Radicale logged so far (at `info`, one line per request answered).
 fn requests(server: &DavServer) -> Vec<String> {
     server
@@ -302,6 +309,61 @@ fn main() {
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .collect();
     daemon.terminate(Duration::from_secs(30));
+    // With the daemon stopped (Radicale answers one request at a time), the server's own
+    // time for what a no-change poll asks: a client's sync-collection
+    // REPORT from the current token, and the cheapest standard change probe, a PROPFIND of
+    // the collection's getctag (curl, both collections, as a daemon poll covers both).
+    let floor = |body: &dyn Fn(&str) -> String, method: &str, depth: &str| {
+        let mut took = Vec::new();
+        for _ in 0..trials.min(10) {
+            let mut sum = Duration::ZERO;
+            for calendar in [true, false] {
+                let collection = server.collection(calendar);
+                let t0 = Instant::now();
+                let (status, _) = server.curl_body(
+                    &["-X", method, "-H", depth, &collection],
+                    &body(&collection),
+                );
+                sum += t0.elapsed();
+                assert_eq!(status, 207, "{method} {collection}");
+            }
+            took.push(sum);
+        }
+        took
+    };
+    let tokens: Vec<String> = [true, false]
+        .into_iter()
+        .map(|calendar| {
+            let (_, answer) = server.curl_body(
+                &[
+                    "-X",
+                    "REPORT",
+                    "-H",
+                    "Depth: 1",
+                    &server.collection(calendar),
+                ],
+                &sync_collection(""),
+            );
+            let token = answer.split("sync-token>").nth(1).unwrap_or("");
+            token.split('<').next().unwrap_or("").to_owned()
+        })
+        .collect();
+    let reports = floor(
+        &|collection| {
+            let calendar = collection == server.collection(true);
+            sync_collection(&tokens[usize::from(!calendar)])
+        },
+        "REPORT",
+        "Depth: 1",
+    );
+    let ctags = floor(
+        &|_| {
+            r#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/"><d:prop><cs:getctag/></d:prop></d:propfind>"#
+                .to_owned()
+        },
+        "PROPFIND",
+        "Depth: 0",
+    );
 
     println!(
         "items: {items} ({} calendar, {cards} contacts) on {kind:?}; trials: {trials}",
@@ -374,6 +436,14 @@ fn main() {
     row(
         "a client's PUT replacing one item on the same server (curl)",
         &puts,
+    );
+    row(
+        "a client's no-change sync-collection REPORT, both collections (curl)",
+        &reports,
+    );
+    row(
+        "a client's PROPFIND of getctag, both collections (curl)",
+        &ctags,
     );
     let within: usize = to_crm.iter().filter(|d| millis(**d) <= 1100.0).count();
     println!(
