@@ -20,10 +20,14 @@
 #![forbid(unsafe_code)]
 
 mod migrations;
+mod pg;
+mod shared;
+mod sql;
 mod sqlite;
 mod types;
 
 pub use migrations::{MIGRATIONS, Migration};
+pub use pg::{PgDatabase, PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 pub use types::*;
 

@@ -1,12 +1,17 @@
-//! What the store's tests share: a fresh store in a temporary directory, a second connection
-//! that writes plain SQL the way another program would, and builders of rows and links.
+//! What the store's tests share: a fresh store on either backend (a SQLite file in a temporary
+//! directory, or a new database on a private PostgreSQL), a second connection that writes plain
+//! SQL the way another program would, and builders of rows and links.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
+
+pub mod pg;
 
 use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
 use crmsync_core::model::{ActivityType, EmailAddress, EntityName, PartyRole, RecordNumber};
 use crmsync_store::prelude::*;
-use crmsync_store::{NewActivity, NewParty, NewRecord, NewUser, SqliteStore};
+use crmsync_store::{
+    NewActivity, NewParty, NewRecord, NewUser, PgDatabase, PgOptions, SqliteStore,
+};
 use rusqlite::Connection;
 
 /// The core's decisions, as crmsync opens every store with them.
@@ -15,21 +20,155 @@ pub const RULES: crmsync_store::Rules = crmsync_store::Rules {
     resolve: crmsync_core::resolve::resolve,
 };
 
-pub struct Fixture {
-    pub _dir: tempfile::TempDir,
-    pub path: std::path::PathBuf,
-    pub store: SqliteStore,
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    Sqlite,
+    Postgres,
 }
 
+/// Runs each named test function (`fn name(on: On)`) once on each backend: `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::support::On::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::support::On::Postgres)
+            }
+        }
+    )*};
+}
+
+pub struct Fixture {
+    pub store: Box<dyn CrmStore + Send>,
+    pub on: On,
+    /// The SQLite file (empty on PostgreSQL).
+    pub path: std::path::PathBuf,
+    /// The PostgreSQL database's URL (empty on SQLite).
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    _server: Option<pg::PgServer>,
+}
+
+/// A fresh SQLite store.
 pub fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crm.sqlite3");
-    let store = SqliteStore::open(&path, "test", RULES).unwrap();
-    Fixture {
-        _dir: dir,
-        path,
-        store,
+    fixture_on(On::Sqlite)
+}
+
+/// A fresh store on `on`.
+pub fn fixture_on(on: On) -> Fixture {
+    match on {
+        On::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("crm.sqlite3");
+            let store = SqliteStore::open(&path, "test", RULES).unwrap();
+            Fixture {
+                store: Box::new(store),
+                on,
+                path,
+                url: String::new(),
+                _dir: Some(dir),
+                _server: None,
+            }
+        }
+        On::Postgres => {
+            let server = pg::PgServer::start();
+            let url = server.new_database();
+            let database = PgDatabase::connect(&PgOptions {
+                url: url.clone(),
+                password: None,
+                tls: None,
+                pool_size: 4,
+            })
+            .unwrap();
+            Fixture {
+                store: Box::new(database.store("test", RULES)),
+                on,
+                path: std::path::PathBuf::new(),
+                url,
+                _dir: None,
+                _server: Some(server),
+            }
+        }
     }
+}
+
+impl Fixture {
+    /// A second connection, as another program opens it (on SQLite with foreign keys off).
+    pub fn other(&self) -> Other {
+        match self.on {
+            On::Sqlite => Other::Sqlite(other_program(&self.path)),
+            On::Postgres => {
+                Other::Postgres(postgres::Client::connect(&self.url, postgres::NoTls).unwrap())
+            }
+        }
+    }
+
+    /// `SELECT count(*) ...` (or any one integer) through another connection.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.other().count(sql)
+    }
+}
+
+/// Another program's connection to the store, writing plain SQL (`?1` parameters, as text).
+pub enum Other {
+    Sqlite(Connection),
+    Postgres(postgres::Client),
+}
+
+impl Other {
+    /// Runs a statement; how many rows it changed, or the database's error in words.
+    pub fn execute(&mut self, sql: &str, params: &[&str]) -> Result<u64, String> {
+        match self {
+            Other::Sqlite(conn) => conn
+                .execute(sql, rusqlite::params_from_iter(params))
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string()),
+            Other::Postgres(client) => {
+                let sql = dollar_params(sql);
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p as _).collect();
+                client
+                    .execute(&sql, &params)
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => db.message().to_owned(),
+                        None => e.to_string(),
+                    })
+            }
+        }
+    }
+
+    pub fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Other::Sqlite(conn) => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+            Other::Postgres(client) => {
+                let row = client.query_one(sql, &[]).unwrap();
+                row.try_get::<_, i64>(0)
+                    .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+                    .unwrap()
+            }
+        }
+    }
+}
+
+/// `?N` parameters as PostgreSQL's `$N`.
+fn dollar_params(sql: &str) -> String {
+    let mut out = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A second connection as another program opens it: foreign keys off, as SQLite's own default
@@ -57,7 +196,7 @@ pub fn entity(name: &str) -> EntityName {
     EntityName::new(name).unwrap()
 }
 
-pub fn add_user(store: &mut SqliteStore, address: &str) {
+pub fn add_user(store: &mut dyn CrmStore, address: &str) {
     store
         .add_user(&NewUser {
             email: email(address),
@@ -68,7 +207,7 @@ pub fn add_user(store: &mut SqliteStore, address: &str) {
 }
 
 pub fn add_record(
-    store: &mut SqliteStore,
+    store: &mut dyn CrmStore,
     kind: &str,
     name: &str,
     emails: &[&str],
@@ -120,9 +259,9 @@ pub fn new_activity(
 }
 
 /// A store with Alice and one appointment of hers.
-pub fn fixture_with_activity() -> (Fixture, crmsync_store::ActivityRow) {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+pub fn fixture_with_activity(on: On) -> (Fixture, crmsync_store::ActivityRow) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let activity = fx
         .store
         .add_activity(&new_activity("alice@example.com", None, &[]))
@@ -130,6 +269,7 @@ pub fn fixture_with_activity() -> (Fixture, crmsync_store::ActivityRow) {
     (fx, activity)
 }
 
+/// One integer from a plain SQLite connection.
 pub fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }

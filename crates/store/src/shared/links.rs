@@ -3,14 +3,14 @@
 use crmsync_core::item::{ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink, VersionMarker};
 use crmsync_core::model::{ActivityId, InvalidValue, RecordId};
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
-use super::{bad_row, execute_cached, parse_field, parse_uuid, query_row_cached};
+use super::Backend;
+use super::{bad_row, parse_field, parse_uuid};
 use crate::LinkStore;
+use crate::sql::{Row, Sql, optional, params};
 use crate::{Result, SavedListing, SyncState};
 
-pub(super) fn link_from_row(row: &rusqlite::Row<'_>) -> Result<SyncLink> {
+pub(super) fn link_from_row(row: &Row) -> Result<SyncLink> {
     let id: i64 = row.get(0)?;
     let row_name = id.to_string();
     let kind_text: String = row.get(2)?;
@@ -68,7 +68,7 @@ pub(super) fn link_from_row(row: &rusqlite::Row<'_>) -> Result<SyncLink> {
             }
         },
         base,
-        item_version: row.get::<_, Option<String>>(8)?.map(VersionMarker),
+        item_version: row.get::<Option<String>>(8)?.map(VersionMarker),
         crm_version: row.get(9)?,
         created_by: parse_field("sync_links", &row_name, ItemCreator::parse(&created_by))?,
         state: parse_field("sync_links", &row_name, LinkState::parse(&state))?,
@@ -78,7 +78,7 @@ pub(super) fn link_from_row(row: &rusqlite::Row<'_>) -> Result<SyncLink> {
 pub(super) const LINK_COLUMNS: &str = "id, mailbox, item_kind, item_identity, item_location, crm_kind, crm_id, \
                             base, item_version, crm_version, created_by, state";
 
-pub(super) fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
+pub(super) fn upsert_link(conn: &mut dyn Sql, link: &SyncLink) -> Result<()> {
     let base: serde_json::Map<String, serde_json::Value> = link
         .base
         .fields()
@@ -86,8 +86,7 @@ pub(super) fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
         .collect();
     let base = serde_json::Value::Object(base).to_string();
     let (crm_kind, crm_id) = (link.crm.kind(), link.crm.uuid().to_string());
-    execute_cached(
-        conn,
+    conn.execute(
         "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind,
              crm_id, base, item_version, crm_version, created_by, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -114,7 +113,7 @@ pub(super) fn upsert_link(conn: &Connection, link: &SyncLink) -> Result<()> {
     Ok(())
 }
 
-impl LinkStore for SqliteStore {
+impl<B: Backend> LinkStore for B {
     fn put_link(&mut self, link: &SyncLink) -> Result<()> {
         self.write(|tx| upsert_link(tx, link))
     }
@@ -126,28 +125,25 @@ impl LinkStore for SqliteStore {
         identity: &ItemIdentity,
     ) -> Result<Option<SyncLink>> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {LINK_COLUMNS} FROM sync_links
-                 WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3"
-            ))?;
-            let mut rows =
-                statement.query(params![mailbox, kind.as_str(), identity.storage_key()])?;
-            match rows.next()? {
-                Some(row) => Ok(Some(link_from_row(row)?)),
-                None => Ok(None),
-            }
+            let row = conn.query_opt(
+                &format!(
+                    "SELECT {LINK_COLUMNS} FROM sync_links
+                     WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3"
+                ),
+                params![mailbox, kind.as_str(), identity.storage_key()],
+            )?;
+            row.as_ref().map(link_from_row).transpose()
         })
     }
 
     fn links(&self, mailbox: &str) -> Result<Vec<SyncLink>> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 ORDER BY id"
-            ))?;
-            let mut rows = statement.query([mailbox])?;
             let mut links = Vec::new();
-            while let Some(row) = rows.next()? {
-                links.push(link_from_row(row)?);
+            for row in conn.query(
+                &format!("SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 ORDER BY id"),
+                params![mailbox],
+            )? {
+                links.push(link_from_row(&row)?);
             }
             Ok(links)
         })
@@ -155,14 +151,13 @@ impl LinkStore for SqliteStore {
 
     fn links_of(&self, mailbox: &str, kinds: &[ItemKind]) -> Result<Vec<SyncLink>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 ORDER BY id"
-            ))?;
+            );
             let mut links = Vec::new();
             for kind in kinds {
-                let mut rows = statement.query(params![mailbox, kind.as_str()])?;
-                while let Some(row) = rows.next()? {
-                    links.push(link_from_row(row)?);
+                for row in conn.query(&sql, params![mailbox, kind.as_str()])? {
+                    links.push(link_from_row(&row)?);
                 }
             }
             Ok(links)
@@ -171,14 +166,13 @@ impl LinkStore for SqliteStore {
 
     fn links_at(&self, mailbox: &str, locations: &[ItemLocation]) -> Result<Vec<SyncLink>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {LINK_COLUMNS} FROM sync_links WHERE mailbox = ?1 AND item_location = ?2"
-            ))?;
+            );
             let mut links = Vec::new();
             for location in locations {
-                let mut rows = statement.query(params![mailbox, location.storage_key()])?;
-                while let Some(row) = rows.next()? {
-                    links.push(link_from_row(row)?);
+                for row in conn.query(&sql, params![mailbox, location.storage_key()])? {
+                    links.push(link_from_row(&row)?);
                 }
             }
             Ok(links)
@@ -187,16 +181,15 @@ impl LinkStore for SqliteStore {
 
     fn links_to(&self, mailbox: &str, rows: &[CrmRef]) -> Result<Vec<SyncLink>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {LINK_COLUMNS} FROM sync_links
                  WHERE crm_kind = ?1 AND crm_id = ?2 AND mailbox = ?3"
-            ))?;
+            );
             let mut links = Vec::new();
             for row in rows {
                 let id = row.uuid().to_string();
-                let mut found = statement.query(params![row.kind(), id, mailbox])?;
-                while let Some(found) = found.next()? {
-                    links.push(link_from_row(found)?);
+                for found in conn.query(&sql, params![row.kind(), id, mailbox])? {
+                    links.push(link_from_row(&found)?);
                 }
             }
             Ok(links)
@@ -206,13 +199,11 @@ impl LinkStore for SqliteStore {
     fn link_count(&self, mailbox: &str, kind: ItemKind) -> Result<u64> {
         self.read(|conn| {
             // Kept by triggers (migration 16): no count of the index on every pass.
-            let count: i64 = query_row_cached(
+            let count: i64 = optional(
                 conn,
                 "SELECT links FROM sync_link_counts WHERE mailbox = ?1 AND item_kind = ?2",
                 params![mailbox, kind.as_str()],
-                |row| row.get(0),
-            )
-            .optional()?
+            )?
             .unwrap_or(0);
             Ok(count.max(0) as u64)
         })
@@ -225,8 +216,7 @@ impl LinkStore for SqliteStore {
         identity: &ItemIdentity,
     ) -> Result<bool> {
         self.write(|tx| {
-            let deleted = execute_cached(tx,
-                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+            let deleted = tx.execute("DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
                 params![mailbox, kind.as_str(), identity.storage_key()],
             )?;
             Ok(deleted > 0)
@@ -235,26 +225,25 @@ impl LinkStore for SqliteStore {
 
     fn sync_state(&self, mailbox: &str, scope: &str) -> Result<Option<SyncState>> {
         self.read(|conn| {
-            Ok(query_row_cached(
-                conn,
+            conn.query_opt(
                 "SELECT uid_validity, highest_modseq, sync_token, last_full_scan, auto_from_uid,
                         auto_policy
                      FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
-                [mailbox, scope],
-                |row| {
-                    Ok(SyncState {
-                        uid_validity: row.get(0)?,
-                        highest_modseq: row
-                            .get::<_, Option<i64>>(1)?
-                            .map(|modseq| modseq.max(0) as u64),
-                        sync_token: row.get(2)?,
-                        last_full_scan: row.get(3)?,
-                        auto_from_uid: row.get(4)?,
-                        auto_policy: row.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+                params![mailbox, scope],
+            )?
+            .map(|row| -> Result<_> {
+                Ok(SyncState {
+                    uid_validity: row.get(0)?,
+                    highest_modseq: row
+                        .get::<Option<i64>>(1)?
+                        .map(|modseq| modseq.max(0) as u64),
+                    sync_token: row.get(2)?,
+                    last_full_scan: row.get(3)?,
+                    auto_from_uid: row.get(4)?,
+                    auto_policy: row.get(5)?,
+                })
+            })
+            .transpose()
         })
     }
 
@@ -268,8 +257,7 @@ impl LinkStore for SqliteStore {
             })
             .transpose()?;
         self.write(|tx| {
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO sync_state (mailbox, scope, uid_validity, highest_modseq, sync_token,
                                          last_full_scan, auto_from_uid, auto_policy)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -295,23 +283,23 @@ impl LinkStore for SqliteStore {
 
     fn collection_listing(&self, mailbox: &str, scope: &str) -> Result<Option<SavedListing>> {
         self.read(|conn| {
-            let token: Option<String> = query_row_cached(
+            let token: Option<String> = optional(
                 conn,
                 "SELECT sync_token FROM sync_state WHERE mailbox = ?1 AND scope = ?2",
-                [mailbox, scope],
-                |row| row.get(0),
-            )
-            .optional()?
+                params![mailbox, scope],
+            )?
             .flatten();
             let Some(token) = token else {
                 return Ok(None);
             };
-            let mut statement = conn.prepare_cached(
-                "SELECT href, etag FROM collection_listings WHERE mailbox = ?1 AND scope = ?2",
-            )?;
-            let entries = statement
-                .query_map([mailbox, scope], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+            let entries = conn
+                .query(
+                    "SELECT href, etag FROM collection_listings WHERE mailbox = ?1 AND scope = ?2",
+                    params![mailbox, scope],
+                )?
+                .iter()
+                .map(|row| Ok((row.get(0)?, row.get(1)?)))
+                .collect::<Result<Vec<(String, String)>>>()?;
             Ok(Some(SavedListing { token, entries }))
         })
     }
@@ -326,31 +314,27 @@ impl LinkStore for SqliteStore {
     ) -> Result<()> {
         self.write(|tx| {
             if whole {
-                execute_cached(
-                    tx,
+                tx.execute(
                     "DELETE FROM collection_listings WHERE mailbox = ?1 AND scope = ?2",
-                    [mailbox, scope],
+                    params![mailbox, scope],
                 )?;
             }
             for (href, etag) in changes {
                 match etag {
-                    Some(etag) => execute_cached(
-                        tx,
+                    Some(etag) => tx.execute(
                         "INSERT INTO collection_listings (mailbox, scope, href, etag)
                          VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (mailbox, scope, href) DO UPDATE SET etag = excluded.etag",
                         params![mailbox, scope, href, etag],
                     )?,
-                    None => execute_cached(
-                        tx,
+                    None => tx.execute(
                         "DELETE FROM collection_listings
                          WHERE mailbox = ?1 AND scope = ?2 AND href = ?3",
                         params![mailbox, scope, href],
                     )?,
                 };
             }
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO sync_state (mailbox, scope, sync_token) VALUES (?1, ?2, ?3)
                  ON CONFLICT (mailbox, scope) DO UPDATE SET sync_token = excluded.sync_token,
                      modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",

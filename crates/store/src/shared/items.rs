@@ -6,16 +6,15 @@ use crmsync_core::item::ItemKind;
 use crmsync_core::link::{CrmRef, ItemCreator, Snapshot, SyncLink};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::EmailAddress;
-use rusqlite::params;
 
 use super::activities::{count, how_many};
-use super::execute_cached;
 use super::links::upsert_link;
-use super::{SqliteStore, item_rows};
+use super::{Backend, item_rows};
 use crate::ItemStore;
+use crate::sql::params;
 use crate::{Result, StoreError};
 
-impl ItemStore for SqliteStore {
+impl<B: Backend> ItemStore for B {
     fn linked_items(&self, mailbox: &str) -> Result<HashMap<CrmRef, crate::LinkedItem>> {
         self.read(|conn| item_rows::linked(conn, mailbox))
     }
@@ -38,7 +37,7 @@ impl ItemStore for SqliteStore {
     }
 
     fn track_items(&mut self, items: &[(crate::NewItem, SyncLink)]) -> Result<Vec<crate::Tracked>> {
-        let crate::Rules { base, resolve } = self.rules;
+        let crate::Rules { base, resolve } = self.rules();
         self.write(|tx| {
             let mut results = Vec::with_capacity(items.len());
             for (item, link) in items {
@@ -109,7 +108,7 @@ impl ItemStore for SqliteStore {
         writes: &[FieldWrite],
         owner: &EmailAddress,
     ) -> Result<(i64, Vec<String>)> {
-        let crate::Rules { base, resolve } = self.rules;
+        let crate::Rules { base, resolve } = self.rules();
         self.write(|tx| {
             let mut warnings = Vec::new();
             let found = item_rows::row_version(tx, link.crm)?
@@ -139,13 +138,12 @@ impl ItemStore for SqliteStore {
 
     fn delete_item(&mut self, link: &SyncLink) -> Result<()> {
         self.write(|tx| {
-            execute_cached(tx,
-                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+            tx.execute("DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
                 params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
             )?;
             match link.crm {
                 CrmRef::Activity(id) => {
-                    execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+                    tx.execute("DELETE FROM activities WHERE id = ?1", params![id.to_string()])?;
                 }
                 CrmRef::Record(id) => {
                     let key = id.to_string();
@@ -157,7 +155,7 @@ impl ItemStore for SqliteStore {
                             how_many(regarding, "activity", "activities")
                         )));
                     }
-                    execute_cached(tx, "DELETE FROM records WHERE id = ?1", [key])?;
+                    tx.execute("DELETE FROM records WHERE id = ?1", params![key])?;
                 }
             }
             Ok(())

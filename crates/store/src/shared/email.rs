@@ -8,16 +8,14 @@ use crmsync_core::link::{CrmRef, SyncLink};
 use crmsync_core::model::{ActivityId, InvalidValue, RecordNumber};
 use crmsync_core::resolve::{Candidate, Resolution};
 use crmsync_core::token::TokenKey;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::SqliteStore;
+use super::Backend;
 use super::activities::{insert_attachments, insert_parties, regarding_id};
 use super::links::upsert_link;
 use super::users::user_id_by_email;
-use super::{
-    IN_CHUNK, bad_row, execute_cached, parse_field, parse_uuid, placeholders, query_row_cached,
-};
+use super::{IN_CHUNK, bad_row, parse_field, parse_uuid, placeholders};
 use crate::EmailStore;
+use crate::sql::{Param, Sql, column, optional, params, value};
 use crate::{LinkedActivity, NewEmail, Result};
 
 pub(super) fn link_activity(link: &SyncLink) -> Result<ActivityId> {
@@ -29,21 +27,20 @@ pub(super) fn link_activity(link: &SyncLink) -> Result<ActivityId> {
     }
 }
 
-impl EmailStore for SqliteStore {
+impl<B: Backend> EmailStore for B {
     fn email_activities(
         &self,
         identities: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), ActivityId>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
-                     AND content_hash = ?2 ORDER BY created LIMIT 1",
-            )?;
             let mut found = HashMap::new();
             for &(message_id, content_hash) in identities {
-                let id: Option<String> = statement
-                    .query_row([message_id, content_hash], |row| row.get(0))
-                    .optional()?;
+                let id: Option<String> = optional(
+                    conn,
+                    "SELECT id FROM activities WHERE type = 'email' AND message_id = ?1
+                         AND content_hash = ?2 ORDER BY created LIMIT 1",
+                    params![message_id, content_hash],
+                )?;
                 if let Some(id) = id {
                     found.insert(
                         (message_id.to_owned(), content_hash.to_owned()),
@@ -62,7 +59,7 @@ impl EmailStore for SqliteStore {
         email: &NewEmail,
         link: &SyncLink,
     ) -> Result<(ActivityId, Option<String>)> {
-        let resolve = self.rules.resolve;
+        let resolve = self.rules().resolve;
         self.write(|tx| track_one(tx, resolve, email, link))
     }
 
@@ -70,7 +67,7 @@ impl EmailStore for SqliteStore {
         &mut self,
         batch: &[(NewEmail, SyncLink)],
     ) -> Result<Vec<(ActivityId, Option<String>)>> {
-        let resolve = self.rules.resolve;
+        let resolve = self.rules().resolve;
         self.write(|tx| {
             batch
                 .iter()
@@ -81,22 +78,22 @@ impl EmailStore for SqliteStore {
 
     fn linked_activities(&self, mailbox: &str) -> Result<HashMap<ActivityId, LinkedActivity>> {
         self.read(|conn| {
-            let mut statement = conn.prepare(
+            let rows = conn.query(
                 "SELECT a.id, u.email, r.number, a.version FROM sync_links l
                  JOIN activities a ON a.id = l.crm_id
                  LEFT JOIN users u ON u.record_id = a.owner_id
                  LEFT JOIN records r ON r.id = a.regarding_id
                  WHERE l.mailbox = ?1 AND l.crm_kind = 'activity'",
+                params![mailbox],
             )?;
-            let mut rows = statement.query([mailbox])?;
             let mut found = HashMap::new();
-            while let Some(row) = rows.next()? {
+            for row in rows {
                 let id: String = row.get(0)?;
                 let regarding: Option<String> = row.get(2)?;
                 found.insert(
                     ActivityId(parse_uuid("activities", &id)?),
                     LinkedActivity {
-                        owner: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        owner: row.get::<Option<String>>(1)?.unwrap_or_default(),
                         regarding: regarding
                             .map(|n| parse_field("records", &id, RecordNumber::new(&n)))
                             .transpose()?,
@@ -132,20 +129,17 @@ impl EmailStore for SqliteStore {
         let id = link_activity(link)?;
         self.write(|tx| {
             // Drop the link first, then delete the target.
-            execute_cached(tx,
-                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
+            tx.execute("DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = ?2 AND item_identity = ?3",
                 params![link.mailbox, link.kind.as_str(), link.identity.storage_key()],
             )?;
-            execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+            tx.execute("DELETE FROM activities WHERE id = ?1", params![id.to_string()])?;
             tombstone(tx, &link.mailbox, &link.identity)
         })
     }
 
     fn untrack_link(&mut self, mailbox: &str, identity: &ItemIdentity) -> Result<bool> {
         self.write(|tx| {
-            let deleted = execute_cached(
-                tx,
-                "DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = 'email' AND item_identity = ?2",
+            let deleted = tx.execute("DELETE FROM sync_links WHERE mailbox = ?1 AND item_kind = 'email' AND item_identity = ?2",
                 params![mailbox, identity.storage_key()],
             )?;
             tombstone(tx, mailbox, identity)?;
@@ -155,26 +149,26 @@ impl EmailStore for SqliteStore {
 
     fn tombstones(&self, mailbox: &str) -> Result<BTreeSet<String>> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT identity FROM email_tombstones WHERE mailbox = ?1")?;
-            let keys = statement
-                .query_map([mailbox], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(keys)
+            let keys: Vec<String> = column(
+                conn,
+                "SELECT identity FROM email_tombstones WHERE mailbox = ?1",
+                params![mailbox],
+            )?;
+            Ok(keys.into_iter().collect())
         })
     }
 
     fn never_entries(&self, mailbox: Option<&str>) -> Result<Vec<(Option<String>, NeverEntry)>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT mailbox, entry FROM never_track
-                 WHERE ?1 IS NULL OR mailbox = '' OR mailbox = ?1 ORDER BY mailbox, entry",
-            )?;
-            let rows = statement
-                .query_map([mailbox], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = conn
+                .query(
+                    "SELECT mailbox, entry FROM never_track
+                 WHERE CAST(?1 AS TEXT) IS NULL OR mailbox = '' OR mailbox = ?1 ORDER BY mailbox, entry",
+                    params![mailbox],
+                )?
+                .iter()
+                .map(|row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)))
+                .collect::<Result<Vec<_>>>()?;
             rows.into_iter()
                 .map(|(mailbox, entry)| {
                     let parsed = NeverEntry::parse(&entry).ok_or_else(|| {
@@ -188,9 +182,8 @@ impl EmailStore for SqliteStore {
 
     fn add_never(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<bool> {
         self.write(|tx| {
-            let added = execute_cached(
-                tx,
-                "INSERT OR IGNORE INTO never_track (mailbox, entry) VALUES (?1, ?2)",
+            let added = tx.execute(
+                "INSERT INTO never_track (mailbox, entry) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![mailbox.unwrap_or(""), entry.to_string()],
             )?;
             Ok(added > 0)
@@ -199,8 +192,7 @@ impl EmailStore for SqliteStore {
 
     fn remove_never(&mut self, mailbox: Option<&str>, entry: &NeverEntry) -> Result<bool> {
         self.write(|tx| {
-            let removed = execute_cached(
-                tx,
+            let removed = tx.execute(
                 "DELETE FROM never_track WHERE mailbox = ?1 AND entry = ?2",
                 params![mailbox.unwrap_or(""), entry.to_string()],
             )?;
@@ -214,14 +206,12 @@ impl EmailStore for SqliteStore {
             NeverEntry::Domain(domain) => (None, Some(format!("@{domain}"))),
         };
         self.write(|tx| {
-            let deleted = execute_cached(
-                tx,
-                "DELETE FROM activities WHERE type = 'email' AND auto_tracked = 1
+            let deleted = tx.execute("DELETE FROM activities WHERE type = 'email' AND auto_tracked = 1
                    AND id IN (SELECT activity_id FROM parties
                               WHERE lower(address) = ?1
-                                 OR (?2 IS NOT NULL
-                                     AND substr(lower(address), -length(?2)) = ?2))
-                   AND (?3 IS NULL OR id IN (SELECT crm_id FROM sync_links
+                                 OR (CAST(?2 AS TEXT) IS NOT NULL
+                                     AND substr(lower(address), length(address) - length(?2) + 1) = ?2))
+                   AND (CAST(?3 AS TEXT) IS NULL OR id IN (SELECT crm_id FROM sync_links
                                              WHERE crm_kind = 'activity' AND mailbox = ?3))",
                 params![address, domain, mailbox],
             )?;
@@ -252,13 +242,14 @@ impl EmailStore for SqliteStore {
                      GROUP BY lower(p.address), a.subject",
                     placeholders(2, chunk.len())
                 );
-                let mut statement = conn.prepare_cached(&sql)?;
-                let values = std::iter::once(since).chain(chunk.iter().copied());
-                let mut rows = statement.query(rusqlite::params_from_iter(values))?;
-                while let Some(row) = rows.next()? {
-                    let key = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
+                let values: Vec<Param<'_>> = std::iter::once(since)
+                    .chain(chunk.iter().copied())
+                    .map(Param::from)
+                    .collect();
+                for row in conn.query(&sql, &values)? {
+                    let key = (row.get::<String>(0)?, row.get::<String>(1)?);
                     if let Some(count) = counts.get_mut(&key) {
-                        *count = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+                        *count = u32::try_from(row.get::<i64>(2)?).unwrap_or(u32::MAX);
                     }
                 }
             }
@@ -278,10 +269,9 @@ impl EmailStore for SqliteStore {
                      ORDER BY a.created DESC",
                     placeholders(1, chunk.len())
                 );
-                let mut statement = conn.prepare_cached(&sql)?;
-                let mut rows = statement.query(rusqlite::params_from_iter(chunk))?;
+                let values: Vec<Param<'_>> = chunk.iter().map(Param::from).collect();
                 let mut found: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
-                while let Some(row) = rows.next()? {
+                for row in conn.query(&sql, &values)? {
                     found.insert(row.get(0)?, (row.get(1)?, row.get(2)?));
                 }
                 for (message_id, (id, regarding)) in found {
@@ -306,12 +296,11 @@ impl EmailStore for SqliteStore {
                      FROM activities a WHERE a.type = 'email' AND a.id IN ({})",
                     placeholders(1, chunk.len())
                 );
-                let mut statement = conn.prepare_cached(&sql)?;
-                let found: Vec<(String, Option<String>)> = statement
-                    .query_map(rusqlite::params_from_iter(chunk), |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
+                let found: Vec<(String, Option<String>)> = conn
+                    .query(&sql, &chunk.iter().map(Param::from).collect::<Vec<_>>())?
+                    .iter()
+                    .map(|row| Ok((row.get(0)?, row.get(1)?)))
+                    .collect::<Result<_>>()?;
                 for (id, regarding) in found {
                     let activity = ActivityId(parse_uuid("activities", &id)?);
                     threads.insert(activity, thread(conn, &id, regarding)?);
@@ -324,11 +313,10 @@ impl EmailStore for SqliteStore {
 
     fn tracking_key(&self) -> Result<TokenKey> {
         self.read(|conn| {
-            let bytes: Vec<u8> = query_row_cached(
+            let bytes: Vec<u8> = value(
                 conn,
                 "SELECT value FROM installation WHERE name = 'tracking_key'",
-                [],
-                |row| row.get(0),
+                &[],
             )?;
             TokenKey::new(bytes).ok_or_else(|| {
                 bad_row(
@@ -342,12 +330,13 @@ impl EmailStore for SqliteStore {
 }
 
 /// An email activity as a thread replies follow: its regarding record and its parties.
-fn thread(conn: &Connection, id: &str, regarding: Option<String>) -> Result<TrackedThread> {
-    let mut statement =
-        conn.prepare_cached("SELECT lower(address) FROM parties WHERE activity_id = ?1")?;
-    let participants = statement
-        .query_map([id], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+fn thread(conn: &mut dyn Sql, id: &str, regarding: Option<String>) -> Result<TrackedThread> {
+    let participants: Vec<String> = column(
+        conn,
+        "SELECT lower(address) FROM parties WHERE activity_id = ?1",
+        params![id],
+    )?;
+    let participants = participants.into_iter().collect();
     Ok(TrackedThread {
         regarding: regarding.and_then(|n| RecordNumber::new(&n).ok()),
         participants,
@@ -355,10 +344,9 @@ fn thread(conn: &Connection, id: &str, regarding: Option<String>) -> Result<Trac
 }
 
 /// Records a message as one automatic tracking never takes again.
-fn tombstone(conn: &Connection, mailbox: &str, identity: &ItemIdentity) -> Result<()> {
-    execute_cached(
-        conn,
-        "INSERT OR IGNORE INTO email_tombstones (mailbox, identity) VALUES (?1, ?2)",
+fn tombstone(conn: &mut dyn Sql, mailbox: &str, identity: &ItemIdentity) -> Result<()> {
+    conn.execute(
+        "INSERT INTO email_tombstones (mailbox, identity) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![mailbox, identity.storage_key()],
     )?;
     Ok(())
@@ -366,7 +354,7 @@ fn tombstone(conn: &Connection, mailbox: &str, identity: &ItemIdentity) -> Resul
 
 /// One tracked message in the write transaction `tx`: see [`EmailStore::track_email`].
 fn track_one(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     resolve: fn(&[Candidate]) -> Resolution,
     email: &NewEmail,
     link: &SyncLink,
@@ -376,19 +364,15 @@ fn track_one(
     let (regarding, warning) = regarding_id(tx, email.regarding.as_ref())?;
     // Looked up inside the write transaction: the same message tracked in two
     // mailboxes at the same moment is still one activity.
-    let existing: Option<String> = query_row_cached(
+    let existing: Option<String> = optional(
         tx,
         "SELECT id FROM activities WHERE message_id = ?1 AND content_hash = ?2 LIMIT 1",
         params![email.message_id, email.content_hash],
-        |row| row.get(0),
-    )
-    .optional()?;
+    )?;
     if let Some(existing) = existing {
         let existing = ActivityId(parse_uuid("activities", &existing)?);
         if email.regarding.is_some() {
-            execute_cached(
-                tx,
-                "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+            tx.execute("UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS DISTINCT FROM ?1",
                 params![regarding, existing.to_string()],
             )?;
         }
@@ -402,8 +386,7 @@ fn track_one(
     } else {
         ("received", "incoming")
     };
-    execute_cached(
-        tx,
+    tx.execute(
         "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
                  description, html_body, message_id, content_hash, in_reply_to,
                  message_references, direction, sent_at, received_at, created_by,
@@ -442,7 +425,7 @@ fn track_one(
 /// A link saved and, when given, its activity's new regarding record (an unknown number
 /// clears it; the warning says so).
 fn update_one_link(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut dyn Sql,
     link: &SyncLink,
     regarding: Option<Option<&RecordNumber>>,
 ) -> Result<Option<String>> {
@@ -451,9 +434,7 @@ fn update_one_link(
         let id = link_activity(link)?;
         let (record_id, unknown) = regarding_id(tx, number)?;
         warning = unknown;
-        execute_cached(
-            tx,
-            "UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS NOT ?1",
+        tx.execute("UPDATE activities SET regarding_id = ?1 WHERE id = ?2 AND regarding_id IS DISTINCT FROM ?1",
             params![record_id, id.to_string()],
         )?;
     }

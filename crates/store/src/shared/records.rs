@@ -4,14 +4,13 @@ use std::collections::HashMap;
 
 use crmsync_core::model::{EmailAddress, EntityName, InvalidValue, RecordId, RecordNumber};
 use crmsync_core::resolve::Candidate;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
+use super::Backend;
 use super::activities::{count, how_many, text_value, update_columns};
 use super::users::user_id_by_email;
-use super::{IN_CHUNK, execute_cached, parse_field, parse_uuid, placeholders, query_row_cached};
+use super::{IN_CHUNK, parse_field, parse_uuid, placeholders};
 use crate::RecordStore;
+use crate::sql::{Param, Row, Sql, optional, params, value};
 use crate::{
     ConnectionRow, NewConnection, NewRecord, RecordChange, RecordRef, RecordRow, Result, StoreError,
 };
@@ -26,10 +25,12 @@ pub(super) struct RawRecordRef {
     name: String,
 }
 
-pub(super) fn raw_record_ref(
-    row: &rusqlite::Row<'_>,
-    first: usize,
-) -> rusqlite::Result<Option<RawRecordRef>> {
+/// A query that joins on a record's id found none: a row that breaks the schema.
+pub(super) fn missing_id(table: &'static str) -> crate::StoreError {
+    super::bad_row(table, "?", "a joined record has no id")
+}
+
+pub(super) fn raw_record_ref(row: &Row, first: usize) -> Result<Option<RawRecordRef>> {
     let id: Option<String> = row.get(first)?;
     let Some(id) = id else { return Ok(None) };
     Ok(Some(RawRecordRef {
@@ -49,24 +50,28 @@ pub(super) fn record_ref_from(raw: RawRecordRef) -> Result<RecordRef> {
     })
 }
 
-pub(super) fn record_ref_by_number(conn: &Connection, number: &RecordNumber) -> Result<RecordRef> {
+pub(super) fn record_ref_by_number(conn: &mut dyn Sql, number: &RecordNumber) -> Result<RecordRef> {
     record_ref_where(conn, "r.number = ?1", number.as_str())
 }
 
-pub(super) fn record_ref_by_id(conn: &Connection, id: &str) -> Result<RecordRef> {
+pub(super) fn record_ref_by_id(conn: &mut dyn Sql, id: &str) -> Result<RecordRef> {
     record_ref_where(conn, "r.id = ?1", id)
 }
 
 /// The one record matching `condition` on `r` with `key` as `?1`; `key` names it when missing.
-pub(super) fn record_ref_where(conn: &Connection, condition: &str, key: &str) -> Result<RecordRef> {
-    let raw = query_row_cached(
-        conn,
+pub(super) fn record_ref_where(
+    conn: &mut dyn Sql,
+    condition: &str,
+    key: &str,
+) -> Result<RecordRef> {
+    let row = conn.query_opt(
         &format!("SELECT {RECORD_REF_COLUMNS} FROM records r WHERE {condition}"),
-        [key],
-        |row| raw_record_ref(row, 0),
-    )
-    .optional()?
-    .flatten();
+        params![key],
+    )?;
+    let raw = match row {
+        Some(row) => raw_record_ref(&row, 0)?,
+        None => None,
+    };
     match raw {
         Some(raw) => record_ref_from(raw),
         None => Err(StoreError::NotFound(format!("record {key}"))),
@@ -74,12 +79,11 @@ pub(super) fn record_ref_where(conn: &Connection, condition: &str, key: &str) ->
 }
 
 /// Registers a custom entity type on first use, choosing a number prefix no other entity has.
-pub(super) fn ensure_entity(conn: &Connection, entity: &EntityName) -> Result<()> {
-    let known: bool = query_row_cached(
+pub(super) fn ensure_entity(conn: &mut dyn Sql, entity: &EntityName) -> Result<()> {
+    let known: bool = value(
         conn,
         "SELECT EXISTS (SELECT 1 FROM entities WHERE name = ?1)",
-        [entity.as_str()],
-        |row| row.get(0),
+        params![entity.as_str()],
     )?;
     if known {
         return Ok(());
@@ -96,15 +100,13 @@ pub(super) fn ensure_entity(conn: &Connection, entity: &EntityName) -> Result<()
         .chain(std::iter::once(whole))
         .chain((2..100).map(|n| format!("{base}{n}")));
     for prefix in choices {
-        let taken: bool = query_row_cached(
+        let taken: bool = value(
             conn,
             "SELECT EXISTS (SELECT 1 FROM entities WHERE number_prefix = ?1)",
-            [&prefix],
-            |row| row.get(0),
+            params![&prefix],
         )?;
         if !taken {
-            execute_cached(
-                conn,
+            conn.execute(
                 "INSERT INTO entities (name, number_prefix) VALUES (?1, ?2)",
                 params![entity.as_str(), prefix],
             )?;
@@ -116,7 +118,7 @@ pub(super) fn ensure_entity(conn: &Connection, entity: &EntityName) -> Result<()
     )))
 }
 
-pub(super) fn number_taken(conn: &Connection, number: &RecordNumber) -> Result<Option<RecordRef>> {
+pub(super) fn number_taken(conn: &mut dyn Sql, number: &RecordNumber) -> Result<Option<RecordRef>> {
     match record_ref_by_number(conn, number) {
         Ok(found) => Ok(Some(found)),
         Err(StoreError::NotFound(_)) => Ok(None),
@@ -126,19 +128,19 @@ pub(super) fn number_taken(conn: &Connection, number: &RecordNumber) -> Result<O
 
 /// The next free automatic number of an entity. Numbers given by hand may have taken some of
 /// the sequence; those are skipped.
-pub(super) fn next_number(conn: &Connection, entity: &EntityName) -> Result<RecordNumber> {
-    let (prefix, mut next): (String, i64) = query_row_cached(
-        conn,
-        "SELECT number_prefix, next_number FROM entities WHERE name = ?1",
-        [entity.as_str()],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+pub(super) fn next_number(conn: &mut dyn Sql, entity: &EntityName) -> Result<RecordNumber> {
+    let row = conn
+        .query_opt(
+            "SELECT number_prefix, next_number FROM entities WHERE name = ?1",
+            params![entity.as_str()],
+        )?
+        .ok_or_else(|| crate::StoreError::NotFound(format!("entity {entity}")))?;
+    let (prefix, mut next): (String, i64) = (row.get(0)?, row.get(1)?);
     loop {
         let candidate = RecordNumber::from_parts(&prefix, next.max(1) as u64)?;
         next += 1;
         if number_taken(conn, &candidate)?.is_none() {
-            execute_cached(
-                conn,
+            conn.execute(
                 "UPDATE entities SET next_number = ?1 WHERE name = ?2",
                 params![next, entity.as_str()],
             )?;
@@ -147,7 +149,7 @@ pub(super) fn next_number(conn: &Connection, entity: &EntityName) -> Result<Reco
     }
 }
 
-pub(super) fn check_number_free(conn: &Connection, number: &RecordNumber) -> Result<()> {
+pub(super) fn check_number_free(conn: &mut dyn Sql, number: &RecordNumber) -> Result<()> {
     match number_taken(conn, number)? {
         Some(holder) => Err(StoreError::Conflict(format!(
             "record number {number} is already taken by {} {:?}",
@@ -158,7 +160,7 @@ pub(super) fn check_number_free(conn: &Connection, number: &RecordNumber) -> Res
 }
 
 pub(super) fn insert_record(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     entity: &EntityName,
     number: &RecordNumber,
     name: &str,
@@ -166,8 +168,7 @@ pub(super) fn insert_record(
     owner_id: Option<&str>,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
-    execute_cached(
-        conn,
+    conn.execute(
         "INSERT INTO records (id, entity, number, name, parent_id, owner_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -183,18 +184,16 @@ pub(super) fn insert_record(
 }
 
 pub(super) fn replace_emails(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     record_id: &str,
     emails: &[EmailAddress],
 ) -> Result<()> {
-    execute_cached(
-        conn,
+    conn.execute(
         "DELETE FROM record_emails WHERE record_id = ?1",
-        [record_id],
+        params![record_id],
     )?;
     for (position, email) in emails.iter().enumerate() {
-        execute_cached(
-            conn,
+        conn.execute(
             "INSERT INTO record_emails (record_id, position, address) VALUES (?1, ?2, ?3)",
             params![record_id, position as i64, email.as_str()],
         )?;
@@ -202,15 +201,13 @@ pub(super) fn replace_emails(
     Ok(())
 }
 
-pub(super) fn replace_phones(conn: &Connection, record_id: &str, phones: &[String]) -> Result<()> {
-    execute_cached(
-        conn,
+pub(super) fn replace_phones(conn: &mut dyn Sql, record_id: &str, phones: &[String]) -> Result<()> {
+    conn.execute(
         "DELETE FROM record_phones WHERE record_id = ?1",
-        [record_id],
+        params![record_id],
     )?;
     for (position, phone) in phones.iter().enumerate() {
-        execute_cached(
-            conn,
+        conn.execute(
             "INSERT INTO record_phones (record_id, position, number) VALUES (?1, ?2, ?3)",
             params![record_id, position as i64, phone],
         )?;
@@ -226,7 +223,7 @@ pub(super) fn check_name(name: &str) -> Result<()> {
 }
 
 /// Refuses a parent that is the record itself or one of its descendants.
-pub(super) fn check_parent(conn: &Connection, record_id: &str, parent: &RecordRef) -> Result<()> {
+pub(super) fn check_parent(conn: &mut dyn Sql, record_id: &str, parent: &RecordRef) -> Result<()> {
     let mut current = Some(parent.id.to_string());
     let mut steps = 0;
     while let Some(id) = current {
@@ -241,13 +238,11 @@ pub(super) fn check_parent(conn: &Connection, record_id: &str, parent: &RecordRe
         if steps > 10_000 {
             break;
         }
-        current = query_row_cached(
+        current = optional::<Option<String>>(
             conn,
             "SELECT parent_id FROM records WHERE id = ?1",
-            [&id],
-            |row| row.get::<_, Option<String>>(0),
-        )
-        .optional()?
+            params![&id],
+        )?
         .flatten();
     }
     Ok(())
@@ -255,9 +250,9 @@ pub(super) fn check_parent(conn: &Connection, record_id: &str, parent: &RecordRe
 
 /// Loads full record rows matching `filter` (an SQL condition on `r`) in three queries.
 pub(super) fn load_records(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     filter: &str,
-    args: &[&dyn rusqlite::ToSql],
+    args: &[Param<'_>],
 ) -> Result<Vec<RecordRow>> {
     let sql = format!(
         "SELECT {RECORD_REF_COLUMNS}, p.id, p.entity, p.number, p.name, u.email,
@@ -269,12 +264,10 @@ pub(super) fn load_records(
          WHERE {filter}
          ORDER BY r.number"
     );
-    let mut statement = conn.prepare(&sql)?;
-    let mut rows = statement.query(args)?;
     let mut records = Vec::new();
-    while let Some(row) = rows.next()? {
-        let own = raw_record_ref(row, 0)?.expect("records.id is the primary key");
-        let parent = raw_record_ref(row, 4)?.map(record_ref_from).transpose()?;
+    for row in conn.query(&sql, args)? {
+        let own = raw_record_ref(&row, 0)?.ok_or_else(|| missing_id("records"))?;
+        let parent = raw_record_ref(&row, 4)?.map(record_ref_from).transpose()?;
         records.push(RecordRow {
             record: record_ref_from(own)?,
             emails: Vec::new(),
@@ -304,9 +297,7 @@ pub(super) fn load_records(
             "SELECT x.record_id, x.{column} FROM {table} x JOIN records r ON r.id = x.record_id
              WHERE {filter} ORDER BY x.record_id, x.position"
         );
-        let mut statement = conn.prepare(&sql)?;
-        let mut rows = statement.query(args)?;
-        while let Some(row) = rows.next()? {
+        for row in conn.query(&sql, args)? {
             let record_id: String = row.get(0)?;
             let value: String = row.get(1)?;
             if let Some(&i) = index.get(&record_id) {
@@ -320,14 +311,14 @@ pub(super) fn load_records(
     Ok(records)
 }
 
-pub(super) fn load_record(conn: &Connection, number: &RecordNumber) -> Result<RecordRow> {
-    load_records(conn, "r.number = ?1", &[&number.as_str()])?
+pub(super) fn load_record(conn: &mut dyn Sql, number: &RecordNumber) -> Result<RecordRow> {
+    load_records(conn, "r.number = ?1", params![number.as_str()])?
         .pop()
         .ok_or_else(|| StoreError::NotFound(format!("record {number}")))
 }
 
 /// Adds a record inside a transaction (`add_record`, and converting an activity).
-pub(super) fn add_record_in(tx: &Connection, record: &NewRecord) -> Result<RecordRow> {
+pub(super) fn add_record_in(tx: &mut dyn Sql, record: &NewRecord) -> Result<RecordRow> {
     check_name(&record.name)?;
     if record.entity.as_str() == EntityName::SYSTEMUSER {
         return Err(InvalidValue(
@@ -363,14 +354,14 @@ pub(super) fn add_record_in(tx: &Connection, record: &NewRecord) -> Result<Recor
     load_record(tx, &number)
 }
 
-pub(super) fn candidates_for(conn: &Connection, address: &EmailAddress) -> Result<Vec<Candidate>> {
-    let mut statement = conn.prepare(
+pub(super) fn candidates_for(conn: &mut dyn Sql, address: &EmailAddress) -> Result<Vec<Candidate>> {
+    let rows = conn.query(
         "SELECT DISTINCT r.id, r.entity FROM record_emails e JOIN records r ON r.id = e.record_id
          WHERE e.address = ?1 COLLATE NOCASE",
+        params![address.as_str()],
     )?;
-    let mut rows = statement.query([address.as_str()])?;
     let mut candidates = Vec::new();
-    while let Some(row) = rows.next()? {
+    for row in rows {
         let id: String = row.get(0)?;
         let entity: String = row.get(1)?;
         candidates.push(Candidate {
@@ -381,15 +372,15 @@ pub(super) fn candidates_for(conn: &Connection, address: &EmailAddress) -> Resul
     Ok(candidates)
 }
 
-impl RecordStore for SqliteStore {
+impl<B: Backend> RecordStore for B {
     fn add_record(&mut self, record: &NewRecord) -> Result<RecordRow> {
         self.write(|tx| add_record_in(tx, record))
     }
 
     fn records(&self, entity: Option<&EntityName>) -> Result<Vec<RecordRow>> {
         self.read(|conn| match entity {
-            Some(entity) => load_records(conn, "r.entity = ?1", &[&entity.as_str()]),
-            None => load_records(conn, "1", &[]),
+            Some(entity) => load_records(conn, "r.entity = ?1", params![entity.as_str()]),
+            None => load_records(conn, "1 = 1", &[]),
         })
     }
 
@@ -405,12 +396,12 @@ impl RecordStore for SqliteStore {
         self.write(|tx| {
             let own = record_ref_by_number(tx, number)?;
             let id = own.id.to_string();
-            let mut columns: Vec<(&str, Value)> = Vec::new();
+            let mut columns: Vec<(&str, Param<'static>)> = Vec::new();
             for change in changes {
                 match change {
                     RecordChange::Name(name) => {
                         check_name(name)?;
-                        columns.push(("name", Value::Text(name.trim().to_owned())));
+                        columns.push(("name", Param::owned_text(name.trim())));
                     }
                     RecordChange::Emails(emails) => replace_emails(tx, &id, emails)?,
                     RecordChange::Phones(phones) => replace_phones(tx, &id, phones)?,
@@ -419,16 +410,16 @@ impl RecordStore for SqliteStore {
                             Some(parent) => {
                                 let parent = record_ref_by_number(tx, parent)?;
                                 check_parent(tx, &id, &parent)?;
-                                Value::Text(parent.id.to_string())
+                                Param::owned_text(parent.id.to_string())
                             }
-                            None => Value::Null,
+                            None => Param::Null,
                         };
                         columns.push(("parent_id", value));
                     }
                     RecordChange::Owner(owner) => {
                         let value = match owner {
-                            Some(owner) => Value::Text(user_id_by_email(tx, owner)?),
-                            None => Value::Null,
+                            Some(owner) => Param::owned_text(user_id_by_email(tx, owner)?),
+                            None => Param::Null,
                         };
                         columns.push(("owner_id", value));
                     }
@@ -472,7 +463,7 @@ impl RecordStore for SqliteStore {
                     how_many(owned, "record", "records")
                 )));
             }
-            execute_cached(tx, "DELETE FROM records WHERE id = ?1", [&id])?;
+            tx.execute("DELETE FROM records WHERE id = ?1", params![&id])?;
             Ok(())
         })
     }
@@ -494,10 +485,8 @@ impl RecordStore for SqliteStore {
                      WHERE e.address COLLATE NOCASE IN ({})",
                     placeholders(1, chunk.len())
                 );
-                let mut statement = conn.prepare_cached(&sql)?;
-                let values = chunk.iter().map(EmailAddress::as_str);
-                let mut rows = statement.query(rusqlite::params_from_iter(values))?;
-                while let Some(row) = rows.next()? {
+                let values: Vec<Param<'_>> = chunk.iter().map(|a| a.as_str().into()).collect();
+                for row in conn.query(&sql, &values)? {
                     let id: String = row.get(1)?;
                     let entity: String = row.get(2)?;
                     found.entry(row.get(0)?).or_default().push(Candidate {
@@ -522,8 +511,7 @@ impl RecordStore for SqliteStore {
                 ))
                 .into());
             }
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO connections (record1_id, role1, record2_id, role2)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![
@@ -540,20 +528,22 @@ impl RecordStore for SqliteStore {
     fn connections(&self, number: &RecordNumber) -> Result<Vec<ConnectionRow>> {
         self.read(|conn| {
             let own = record_ref_by_number(conn, number)?;
-            let mut statement = conn.prepare(
-                "SELECT record2_id, role1, role2 FROM connections WHERE record1_id = ?1
-                 UNION ALL
-                 SELECT record1_id, role2, role1 FROM connections WHERE record2_id = ?1",
-            )?;
-            let raw = statement
-                .query_map([own.id.to_string()], |row| {
+            let raw = conn
+                .query(
+                    "SELECT record2_id, role1, role2 FROM connections WHERE record1_id = ?1
+                     UNION ALL
+                     SELECT record1_id, role2, role1 FROM connections WHERE record2_id = ?1",
+                    params![own.id.to_string()],
+                )?
+                .iter()
+                .map(|row| {
                     Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, Option<String>>(1)?,
-                        row.get::<_, Option<String>>(2)?,
+                        row.get::<String>(0)?,
+                        row.get::<Option<String>>(1)?,
+                        row.get::<Option<String>>(2)?,
                     ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                })
+                .collect::<Result<Vec<_>>>()?;
             raw.into_iter()
                 .map(|(other, own_role, other_role)| {
                     Ok(ConnectionRow {

@@ -9,13 +9,12 @@ use crmsync_core::link::{CrmRef, ItemCreator, Snapshot};
 use crmsync_core::merge::FieldWrite;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, PartyRole, RecordId};
 use crmsync_core::resolve::{Candidate, Resolution};
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::activities::{insert_parties, regarding_id, update_columns};
 use super::records::{insert_record, next_number, replace_emails, replace_phones};
 use super::users::user_id_by_email;
-use super::{bad_row, execute_cached, parse_uuid, query_row_cached};
+use super::{bad_row, parse_uuid};
+use crate::sql::{Param, Sql, column, optional, params};
 use crate::{CreatedItem, LinkedItem, NewParty, Result, StoreError};
 
 /// A moment as stored by another program (RFC 3339 with any offset, or SQLite's own
@@ -43,7 +42,7 @@ fn canonical_moment(text: &str) -> String {
 }
 
 /// The fields of an event, task or contact row; `None` when the row is gone.
-pub(super) fn item_fields(conn: &Connection, crm: CrmRef) -> Result<Option<Snapshot>> {
+pub(super) fn item_fields(conn: &mut dyn Sql, crm: CrmRef) -> Result<Option<Snapshot>> {
     let id = crm.uuid().to_string();
     match crm {
         CrmRef::Activity(_) => activity_fields(conn, &id),
@@ -60,16 +59,17 @@ type ActivityColumns = (
     Option<String>,
 );
 
-fn activity_columns(conn: &Connection, id: &str) -> Result<Option<ActivityColumns>> {
-    let row: Option<ActivityColumns> = query_row_cached(
-        conn,
-        "SELECT a.type, a.subject, a.location, a.description, a.start_at, a.end_at,
+fn activity_columns(conn: &mut dyn Sql, id: &str) -> Result<Option<ActivityColumns>> {
+    let row: Option<ActivityColumns> = conn
+        .query_opt(
+            "SELECT a.type, a.subject, a.location, a.description, a.start_at, a.end_at,
                     a.time_zone, a.recurrence_rule, a.recurrence_exceptions, a.show_as, a.state,
                     a.due_at, a.completed_at, a.priority, a.percent_complete,
                     (SELECT number FROM records WHERE id = a.regarding_id)
              FROM activities a WHERE a.id = ?1",
-        [id],
-        |row| {
+            params![id],
+        )?
+        .map(|row| -> Result<_> {
             Ok((
                 row.get(0)?,
                 row.get(1)?,
@@ -90,13 +90,12 @@ fn activity_columns(conn: &Connection, id: &str) -> Result<Option<ActivityColumn
                 row.get(14)?,
                 row.get(15)?,
             ))
-        },
-    )
-    .optional()?;
+        })
+        .transpose()?;
     Ok(row)
 }
 
-fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
+fn activity_fields(conn: &mut dyn Sql, id: &str) -> Result<Option<Snapshot>> {
     let Some((kind, subject, columns, priority, percent, regarding)) = activity_columns(conn, id)?
     else {
         return Ok(None);
@@ -166,15 +165,15 @@ fn activity_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
 
 /// An appointment's organizer and attendees (lowercase, attendees sorted), as the collection
 /// adapter names them.
-fn party_fields(conn: &Connection, id: &str, fields: &mut Snapshot) -> Result<()> {
-    let mut statement = conn.prepare_cached(
-        "SELECT role, address FROM parties WHERE activity_id = ?1 ORDER BY position",
-    )?;
-    let parties = statement
-        .query_map([id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+fn party_fields(conn: &mut dyn Sql, id: &str, fields: &mut Snapshot) -> Result<()> {
+    let parties = conn
+        .query(
+            "SELECT role, address FROM parties WHERE activity_id = ?1 ORDER BY position",
+            params![id],
+        )?
+        .iter()
+        .map(|row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)))
+        .collect::<Result<Vec<_>>>()?;
     let mut attendees: Vec<String> = Vec::new();
     for (role, address) in parties {
         let address = address.to_ascii_lowercase();
@@ -190,15 +189,16 @@ fn party_fields(conn: &Connection, id: &str, fields: &mut Snapshot) -> Result<()
     Ok(())
 }
 
-fn contact_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
+fn contact_fields(conn: &mut dyn Sql, id: &str) -> Result<Option<Snapshot>> {
     type Columns = (String, [Option<String>; 6]);
-    let row: Option<Columns> = query_row_cached(
-        conn,
-        "SELECT r.name, r.given_name, r.family_name, r.job_title, r.postal_address, r.notes,
+    let row: Option<Columns> = conn
+        .query_opt(
+            "SELECT r.name, r.given_name, r.family_name, r.job_title, r.postal_address, r.notes,
                     (SELECT p.name FROM records p WHERE p.id = r.parent_id)
              FROM records r WHERE r.id = ?1",
-        [id],
-        |row| {
+            params![id],
+        )?
+        .map(|row| -> Result<_> {
             Ok((
                 row.get(0)?,
                 [
@@ -210,9 +210,8 @@ fn contact_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
                     row.get(6)?,
                 ],
             ))
-        },
-    )
-    .optional()?;
+        })
+        .transpose()?;
     let Some((name, [given, family, title, address, notes, organization])) = row else {
         return Ok(None);
     };
@@ -225,11 +224,8 @@ fn contact_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
     fields.set("address", &text(address));
     fields.set("notes", &text(notes));
     fields.set("organization", &text(organization));
-    let list = |sql: &str| -> Result<String> {
-        let mut statement = conn.prepare_cached(sql)?;
-        let mut values = statement
-            .query_map([id], |row| row.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
+    let mut list = |sql: &str| -> Result<String> {
+        let mut values: Vec<String> = column(conn, sql, params![id])?;
         values.sort();
         values.dedup();
         Ok(values.join(","))
@@ -246,18 +242,18 @@ fn contact_fields(conn: &Connection, id: &str) -> Result<Option<Snapshot>> {
 }
 
 /// The row's version, `None` when it is gone.
-pub(super) fn row_version(conn: &Connection, crm: CrmRef) -> Result<Option<i64>> {
+pub(super) fn row_version(conn: &mut dyn Sql, crm: CrmRef) -> Result<Option<i64>> {
     let sql = match crm {
         CrmRef::Activity(_) => "SELECT version FROM activities WHERE id = ?1",
         CrmRef::Record(_) => "SELECT version FROM records WHERE id = ?1",
     };
-    Ok(query_row_cached(conn, sql, [crm.uuid().to_string()], |row| row.get(0)).optional()?)
+    optional(conn, sql, params![crm.uuid().to_string()])
 }
 
-fn optional_text(value: Option<&str>) -> Value {
+fn optional_text(value: Option<&str>) -> Param<'static> {
     match value {
-        Some(text) if !text.is_empty() => Value::Text(text.to_owned()),
-        _ => Value::Null,
+        Some(text) if !text.is_empty() => Param::owned_text(text.to_owned()),
+        _ => Param::Null,
     }
 }
 
@@ -266,10 +262,10 @@ fn number(
     value: Option<&str>,
     range: std::ops::RangeInclusive<i64>,
     warnings: &mut Vec<String>,
-) -> Value {
+) -> Param<'static> {
     match value.map(|v| v.trim().parse::<i64>()) {
-        None => Value::Null,
-        Some(Ok(n)) if range.contains(&n) => Value::Integer(n),
+        None => Param::Null,
+        Some(Ok(n)) if range.contains(&n) => Param::Int(n),
         Some(_) => {
             warnings.push(format!(
                 "{field} {:?} is not a number from {} to {}: left empty in the CRM",
@@ -277,32 +273,35 @@ fn number(
                 range.start(),
                 range.end()
             ));
-            Value::Null
+            Param::Null
         }
     }
 }
 
 /// Applies field writes to an appointment or task row.
 pub(super) fn write_activity(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     id: ActivityId,
     writes: &[FieldWrite],
     warnings: &mut Vec<String>,
     resolve: Resolve,
 ) -> Result<()> {
     let key = id.to_string();
-    let (kind, state): (String, String) = query_row_cached(
-        conn,
-        "SELECT type, state FROM activities WHERE id = ?1",
-        [&key],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+    let (kind, state): (String, String) = conn
+        .query_opt(
+            "SELECT type, state FROM activities WHERE id = ?1",
+            params![&key],
+        )?
+        .ok_or_else(|| crate::StoreError::NotFound(format!("activity {id}")))
+        .and_then(|row| -> Result<_> { Ok((row.get(0)?, row.get(1)?)) })?;
     let task = kind == "task";
-    let mut columns: Vec<(&str, Value)> = Vec::new();
+    let mut columns: Vec<(&str, Param<'static>)> = Vec::new();
     for write in writes {
         let value = write.value.as_deref();
         match write.field.as_str() {
-            "subject" => columns.push(("subject", Value::Text(value.unwrap_or("").to_owned()))),
+            "subject" => {
+                columns.push(("subject", Param::owned_text(value.unwrap_or("").to_owned())))
+            }
             "description" => columns.push(("description", optional_text(value))),
             "location" => columns.push(("location", optional_text(value))),
             "time_zone" => columns.push(("time_zone", optional_text(value))),
@@ -311,7 +310,7 @@ pub(super) fn write_activity(
             "start" => {
                 columns.push(("start_at", optional_text(value)));
                 let day = value.is_some_and(|v| v.len() == 10);
-                columns.push(("all_day", Value::Integer(i64::from(day))));
+                columns.push(("all_day", Param::Int(i64::from(day))));
             }
             "end" => columns.push(("end_at", optional_text(value))),
             "due" => columns.push(("due_at", optional_text(value))),
@@ -326,7 +325,10 @@ pub(super) fn write_activity(
                 let number = regarding_number(value, warnings);
                 let (regarding, warning) = regarding_id(conn, number.as_ref())?;
                 warnings.extend(warning);
-                columns.push(("regarding_id", regarding.map_or(Value::Null, Value::Text)));
+                columns.push((
+                    "regarding_id",
+                    regarding.map_or(Param::Null, Param::owned_text),
+                ));
             }
             "organizer" => replace_parties(
                 conn,
@@ -352,28 +354,32 @@ pub(super) fn write_activity(
 
 /// The columns a `status` value sets: a task's state; an appointment's free/busy (`show_as`),
 /// or its cancellation (a status other than cancelled reopens a cancelled one).
-fn status_columns(task: bool, state: &str, value: Option<&str>) -> Vec<(&'static str, Value)> {
+fn status_columns(
+    task: bool,
+    state: &str,
+    value: Option<&str>,
+) -> Vec<(&'static str, Param<'static>)> {
     if task {
         let state = match value {
             Some("completed") => "completed",
             Some("cancelled") => "cancelled",
             _ => "open",
         };
-        return vec![("state", Value::Text(state.to_owned()))];
+        return vec![("state", Param::owned_text(state.to_owned()))];
     }
     if value == Some("cancelled") {
-        return vec![("state", Value::Text("cancelled".into()))];
+        return vec![("state", Param::owned_text("cancelled"))];
     }
     let mut columns = Vec::new();
     if state == "cancelled" {
-        columns.push(("state", Value::Text("open".into())));
+        columns.push(("state", Param::owned_text("open")));
     }
     let show_as = match value {
         Some("tentative") => "tentative",
         Some("free") => "free",
         _ => "busy",
     };
-    columns.push(("show_as", Value::Text(show_as.to_owned())));
+    columns.push(("show_as", Param::owned_text(show_as.to_owned())));
     columns
 }
 
@@ -395,7 +401,7 @@ fn regarding_number(
 pub(super) type Resolve = fn(&[Candidate]) -> Resolution;
 
 fn replace_parties(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     (id, resolve): (ActivityId, Resolve),
     roles: &[&str],
     role: PartyRole,
@@ -403,8 +409,7 @@ fn replace_parties(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     for old in roles {
-        execute_cached(
-            conn,
+        conn.execute(
             "DELETE FROM parties WHERE activity_id = ?1 AND role = ?2",
             params![id.to_string(), old],
         )?;
@@ -427,19 +432,19 @@ fn replace_parties(
 /// Applies field writes to a contact record. The organisation is the parent account, found by
 /// name (case-insensitively) or created, owned by `owner`.
 pub(super) fn write_contact(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     id: RecordId,
     owner: &EmailAddress,
     writes: &[FieldWrite],
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let key = id.to_string();
-    let mut columns: Vec<(&str, Value)> = Vec::new();
+    let mut columns: Vec<(&str, Param<'static>)> = Vec::new();
     for write in writes {
         let value = write.value.as_deref();
         match write.field.as_str() {
             "name" => match value.map(str::trim).filter(|v| !v.is_empty()) {
-                Some(name) => columns.push(("name", Value::Text(name.to_owned()))),
+                Some(name) => columns.push(("name", Param::owned_text(name.to_owned()))),
                 None => warnings.push("a contact without a name keeps its CRM name".into()),
             },
             "given_name" => columns.push(("given_name", optional_text(value))),
@@ -471,7 +476,7 @@ pub(super) fn write_contact(
                     Some(name) => account_named(conn, name, owner, warnings)?,
                     None => None,
                 };
-                columns.push(("parent_id", parent.map_or(Value::Null, Value::Text)));
+                columns.push(("parent_id", parent.map_or(Param::Null, Param::owned_text)));
             }
             _ => {}
         }
@@ -482,20 +487,20 @@ pub(super) fn write_contact(
 /// The account of that name, created when there is none. Several accounts of the name: none is
 /// chosen, and the warning says so.
 fn account_named(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     name: &str,
     owner: &EmailAddress,
     warnings: &mut Vec<String>,
 ) -> Result<Option<String>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, number FROM records WHERE entity = 'account' AND name = ?1 COLLATE NOCASE
+    let found = conn
+        .query(
+            "SELECT id, number FROM records WHERE entity = 'account' AND lower(name) = lower(?1)
          ORDER BY number LIMIT 3",
-    )?;
-    let found = statement
-        .query_map([name], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+            params![name],
+        )?
+        .iter()
+        .map(|row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)))
+        .collect::<Result<Vec<_>>>()?;
     match found.as_slice() {
         [(id, _)] => Ok(Some(id.clone())),
         [] => {
@@ -524,7 +529,7 @@ fn account_named(
 
 /// Creates the CRM row of a newly tracked item (without its link).
 pub(super) fn insert_item(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     crm: CrmRef,
     item: &crate::NewItem,
     warnings: &mut Vec<String>,
@@ -546,8 +551,7 @@ pub(super) fn insert_item(
             } else {
                 "appointment"
             };
-            execute_cached(
-                conn,
+            conn.execute(
                 "INSERT INTO activities (id, type, owner_id, subject, state, created_by, uid)
                  VALUES (?1, ?2, ?3, '', 'open', ?4, ?5)",
                 params![id.to_string(), kind, owner_id, item.mailbox, item.uid],
@@ -575,8 +579,7 @@ pub(super) fn insert_item(
                 .unwrap_or_else(|| item.uid.clone());
             let entity = EntityName::new("contact")?;
             let number = next_number(conn, &entity)?;
-            execute_cached(
-                conn,
+            conn.execute(
                 "INSERT INTO records (id, entity, number, name, owner_id, uid)
                  VALUES (?1, 'contact', ?2, ?3, ?4, ?5)",
                 params![id.to_string(), number.as_str(), name, owner_id, item.uid],
@@ -598,7 +601,7 @@ pub(super) fn insert_item(
 /// CRM only when it is that: a row created in the CRM, owned by `owner`, whose id is the UID
 /// (the same event reaching another person as an invitation is theirs).
 pub(super) fn by_uid(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     kind: ItemKind,
     uid: &str,
     owner: &EmailAddress,
@@ -611,27 +614,25 @@ pub(super) fn by_uid(
         ItemKind::Email => return Ok(None),
     };
     let activity = activity_type.is_some();
-    // `+` keeps SQLite off the type and entity indexes: on those it would read every contact
-    // (or appointment) for each item tracked, and a first import of 100,000 items would take
-    // minutes; on the UID and id indexes it reads one or two rows.
+    // `|| ''` keeps SQLite off the type and entity indexes: on those it would read every
+    // contact (or appointment) for each item tracked, and a first import of 100,000 items would
+    // take minutes; on the UID and id indexes it reads one or two rows. (`+a.type`, SQLite's
+    // own idiom, is no text operator in PostgreSQL.)
     let sql = if activity {
         "SELECT a.id, a.created_by = 'crm' AND u.email = ?2 COLLATE NOCASE
          FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
-         WHERE +a.type = ?3 AND (a.uid = ?1 OR a.id = lower(?1))
+         WHERE a.type || '' = ?3 AND (a.uid = ?1 OR a.id = lower(?1))
          ORDER BY a.uid IS NULL LIMIT 1"
     } else {
         "SELECT r.id, u.email = ?2 COLLATE NOCASE
          FROM records r LEFT JOIN users u ON u.record_id = r.owner_id
-         WHERE +r.entity = 'contact' AND ?3 IS NULL AND (r.uid = ?1 OR r.id = lower(?1))
+         WHERE r.entity || '' = 'contact' AND CAST(?3 AS TEXT) IS NULL AND (r.uid = ?1 OR r.id = lower(?1))
          ORDER BY r.uid IS NULL LIMIT 1"
     };
-    let found: Option<(String, Option<bool>)> = query_row_cached(
-        conn,
-        sql,
-        params![uid, owner.as_str(), activity_type],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )
-    .optional()?;
+    let found: Option<(String, Option<bool>)> = conn
+        .query_opt(sql, params![uid, owner.as_str(), activity_type])?
+        .map(|row| -> Result<_> { Ok((row.get(0)?, row.get(1)?)) })
+        .transpose()?;
     let Some((id, crm_owned)) = found else {
         return Ok(None);
     };
@@ -651,39 +652,38 @@ pub(super) fn by_uid(
 }
 
 /// Records the UID on a row that has none yet.
-pub(super) fn set_uid(conn: &Connection, crm: CrmRef, uid: &str) -> Result<()> {
+pub(super) fn set_uid(conn: &mut dyn Sql, crm: CrmRef, uid: &str) -> Result<()> {
     let sql = match crm {
         CrmRef::Activity(_) => "UPDATE activities SET uid = ?2 WHERE id = ?1 AND uid IS NULL",
         CrmRef::Record(_) => "UPDATE records SET uid = ?2 WHERE id = ?1 AND uid IS NULL",
     };
-    execute_cached(conn, sql, params![crm.uuid().to_string(), uid])?;
+    conn.execute(sql, params![crm.uuid().to_string(), uid])?;
     Ok(())
 }
 
 /// The version and owner of every event, task and contact row a mailbox's links point at.
 pub(super) fn linked(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     mailbox: &str,
 ) -> Result<std::collections::HashMap<CrmRef, LinkedItem>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT l.crm_kind, l.crm_id, COALESCE(a.version, r.version), COALESCE(ua.email, ur.email)
+    let rows = conn
+        .query("SELECT l.crm_kind, l.crm_id, COALESCE(a.version, r.version), COALESCE(ua.email, ur.email)
          FROM sync_links l
          LEFT JOIN activities a ON l.crm_kind = 'activity' AND a.id = l.crm_id
          LEFT JOIN users ua ON ua.record_id = a.owner_id
          LEFT JOIN records r ON l.crm_kind = 'record' AND r.id = l.crm_id
          LEFT JOIN users ur ON ur.record_id = r.owner_id
-         WHERE l.mailbox = ?1 AND l.item_kind <> 'email' AND (a.id IS NOT NULL OR r.id IS NOT NULL)",
-    )?;
-    let rows = statement
-        .query_map([mailbox], |row| {
+         WHERE l.mailbox = ?1 AND l.item_kind <> 'email' AND (a.id IS NOT NULL OR r.id IS NOT NULL)", params![mailbox])?
+        .iter()
+        .map(|row| {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<String>>(3)?,
+                row.get::<String>(0)?,
+                row.get::<String>(1)?,
+                row.get::<i64>(2)?,
+                row.get::<Option<String>>(3)?,
             ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut linked = std::collections::HashMap::new();
     for (kind, id, version, owner) in rows {
         let crm = match kind.as_str() {
@@ -697,7 +697,7 @@ pub(super) fn linked(
 }
 
 /// The version and owner of one appointment, task or contact row (`None` when it is gone).
-pub(super) fn linked_one(conn: &Connection, crm: CrmRef) -> Result<Option<LinkedItem>> {
+pub(super) fn linked_one(conn: &mut dyn Sql, crm: CrmRef) -> Result<Option<LinkedItem>> {
     let sql = match crm {
         CrmRef::Activity(_) => {
             "SELECT a.version, u.email FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
@@ -708,22 +708,21 @@ pub(super) fn linked_one(conn: &Connection, crm: CrmRef) -> Result<Option<Linked
              WHERE r.id = ?1"
         }
     };
-    Ok(
-        query_row_cached(conn, sql, [crm.uuid().to_string()], |row| {
+    conn.query_opt(sql, params![crm.uuid().to_string()])?
+        .map(|row| -> Result<_> {
             Ok(LinkedItem {
                 version: row.get(0)?,
                 owner: row.get(1)?,
             })
         })
-        .optional()?,
-    )
+        .transpose()
 }
 
 /// The rows that belong in the owner's collections and have no link from the mailbox:
 /// appointments and tasks created in the CRM for the owner (`calendar`), contact records the
 /// owner owns (`contacts`).
 pub(super) fn created(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     mailbox: &str,
     owner: &EmailAddress,
     calendar: bool,
@@ -736,23 +735,25 @@ pub(super) fn created(
     };
     let mut rows: Vec<(ItemKind, CrmRef, String, i64)> = Vec::new();
     if calendar {
-        let mut statement = conn.prepare_cached(
-            "SELECT id, type, COALESCE(uid, id), version FROM activities a
+        let found = conn
+            .query(
+                "SELECT id, type, COALESCE(uid, id), version FROM activities a
              WHERE owner_id = ?1 AND type IN ('appointment', 'task') AND created_by = 'crm'
                AND NOT EXISTS (SELECT 1 FROM sync_links l WHERE l.mailbox = ?2
                                AND l.crm_kind = 'activity' AND l.crm_id = a.id)
              ORDER BY created, id",
-        )?;
-        let found = statement
-            .query_map(params![owner_id, mailbox], |row| {
+                params![owner_id, mailbox],
+            )?
+            .iter()
+            .map(|row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<i64>(3)?,
                 ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (id, kind, uid, version) in found {
             let kind = if kind == "task" {
                 ItemKind::Task
@@ -764,22 +765,24 @@ pub(super) fn created(
         }
     }
     if contacts {
-        let mut statement = conn.prepare_cached(
-            "SELECT id, COALESCE(uid, id), version FROM records r
+        let found = conn
+            .query(
+                "SELECT id, COALESCE(uid, id), version FROM records r
              WHERE owner_id = ?1 AND entity = 'contact'
                AND NOT EXISTS (SELECT 1 FROM sync_links l WHERE l.mailbox = ?2
                                AND l.crm_kind = 'record' AND l.crm_id = r.id)
              ORDER BY created, id",
-        )?;
-        let found = statement
-            .query_map(params![owner_id, mailbox], |row| {
+                params![owner_id, mailbox],
+            )?
+            .iter()
+            .map(|row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<i64>(2)?,
                 ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (id, uid, version) in found {
             let crm = CrmRef::Record(RecordId(parse_uuid("records", &id)?));
             rows.push((ItemKind::Contact, crm, uid, version));

@@ -1,7 +1,7 @@
-//! The SQLite store's schema and CRM data against real files: migrations, the change journal,
-//! records, users, activities and their parties, including writes by a second connection that
-//! uses plain SQL the way another program would. The sync side (links, tracked email and
-//! items) is in `sqlite_sync.rs`.
+//! The store's schema and CRM data, on both backends (a SQLite file, a private PostgreSQL):
+//! migrations, the change journal, records, users, activities and their parties, including
+//! writes by a second connection that uses plain SQL the way another program would. The sync
+//! side (links, tracked email and items) is in `sync.rs`.
 
 mod support;
 
@@ -11,7 +11,7 @@ use crmsync_core::model::{ActivityState, ActivityType, PartyRole, RecordNumber};
 use crmsync_store::prelude::*;
 use crmsync_store::{
     ActivityChange, ActivityFilter, JournalEntity, JournalOp, MIGRATIONS, NewConnection, NewRecord,
-    NewUser, RecordChange, SqliteStore, StoreError,
+    NewUser, PgDatabase, PgOptions, RecordChange, SqliteStore, StoreError,
 };
 use rusqlite::Connection;
 use support::*;
@@ -20,11 +20,13 @@ use support::*;
 fn migrations_from_empty_and_rerun_are_idempotent() {
     let fx = fixture();
     let latest = MIGRATIONS.last().unwrap().version;
+    drop(fx.store);
+    let store = SqliteStore::open(&fx.path, "test", RULES).unwrap();
     assert_eq!(
-        fx.store.applied_migrations().unwrap(),
+        store.applied_migrations().unwrap(),
         (1..=latest).collect::<Vec<_>>()
     );
-    drop(fx.store);
+    drop(store);
 
     // Reopening runs nothing again and changes nothing.
     let conn = other_program(&fx.path);
@@ -133,6 +135,51 @@ fn a_store_newer_than_the_binary_is_refused() {
 }
 
 #[test]
+fn postgres_migrations_run_once_and_a_newer_database_is_refused() {
+    let fx = fixture_on(On::Postgres);
+    let options = PgOptions {
+        url: fx.url.clone(),
+        password: None,
+        tls: None,
+        pool_size: 1,
+    };
+    // A second process opening the same database runs nothing again.
+    let database = PgDatabase::connect(&options).unwrap();
+    assert_eq!(database.applied_migrations().unwrap(), vec![1]);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM entities WHERE builtin = 1"),
+        6
+    );
+    assert_eq!(
+        fx.count("SELECT length(value) FROM installation WHERE name = 'tracking_key'"),
+        32
+    );
+    let mut other = fx.other();
+    other
+        .execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')",
+            &[],
+        )
+        .unwrap();
+    match PgDatabase::connect(&options) {
+        Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a newer database was opened"),
+    }
+    // A URL carrying a password is refused: passwords come from files.
+    let with_password = PgOptions {
+        url: fx.url.replace("postgres@", "postgres:secret@"),
+        ..options
+    };
+    let error = PgDatabase::connect(&with_password)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("password_file"), "{error}");
+    assert!(!error.contains("secret"), "{error}");
+}
+
+#[test]
 fn opening_in_a_missing_directory_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nowhere").join("crm.sqlite3");
@@ -144,25 +191,24 @@ fn opening_in_a_missing_directory_says_so() {
     assert!(message.contains("nowhere"), "{message}");
 }
 
-#[test]
-fn plain_sql_writes_by_another_program_reach_the_journal() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn plain_sql_writes_by_another_program_reach_the_journal(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let cursor = fx.store.changes_since(0, 1000).unwrap().last().unwrap().seq;
 
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     conn.execute(
         "INSERT INTO records (id, entity, number, name)
          VALUES ('11111111-2222-3333-4444-555555555555', 'account', 'ACC-9001', 'Fabrikam')",
-        [],
+        &[],
     )
     .unwrap();
     conn.execute(
         "UPDATE records SET name = 'Fabrikam Inc' WHERE number = 'ACC-9001'",
-        [],
+        &[],
     )
     .unwrap();
-    conn.execute("UPDATE users SET sync = 0", []).unwrap();
+    conn.execute("UPDATE users SET sync = 0", &[]).unwrap();
 
     let changes = fx.store.changes_since(cursor, 1000).unwrap();
     let seen: Vec<(JournalEntity, JournalOp, Option<&str>)> = changes
@@ -194,7 +240,7 @@ fn plain_sql_writes_by_another_program_reach_the_journal() {
         .unwrap();
     conn.execute(
         "UPDATE records SET notes = 'x' WHERE number = 'ACC-9001'",
-        [],
+        &[],
     )
     .unwrap();
     let last_two: Vec<Option<String>> = fx
@@ -207,15 +253,14 @@ fn plain_sql_writes_by_another_program_reach_the_journal() {
     assert_eq!(last_two, vec![Some("test".to_owned()), None]);
 }
 
-#[test]
-fn child_rows_written_by_another_program_change_their_parent() {
-    let (fx, activity) = fixture_with_activity();
+fn child_rows_written_by_another_program_change_their_parent(on: On) {
+    let (fx, activity) = fixture_with_activity(on);
     let cursor = fx.store.changes_since(0, 1000).unwrap().last().unwrap().seq;
 
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     conn.execute(
         "INSERT INTO parties (activity_id, position, role, address) VALUES (?1, 0, 'required', 'x@example.org')",
-        [activity.id.to_string()],
+        &[&activity.id.to_string()],
     )
     .unwrap();
     let changes = fx.store.changes_since(cursor, 10).unwrap();
@@ -230,14 +275,19 @@ fn child_rows_written_by_another_program_change_their_parent() {
     assert_eq!(after.parties.len(), 1);
 }
 
-#[test]
-fn record_numbers_are_unique() {
-    let mut fx = fixture();
-    let first = add_record(&mut fx.store, "account", "Adventure Works", &[], None);
+fn record_numbers_are_unique(on: On) {
+    let mut fx = fixture_on(on);
+    let first = add_record(fx.store.as_mut(), "account", "Adventure Works", &[], None);
     assert_eq!(first.as_str(), "ACC-1001");
     // A number given by hand is skipped by the automatic sequence.
-    add_record(&mut fx.store, "account", "Contoso", &[], Some("acc-1002"));
-    let third = add_record(&mut fx.store, "account", "Fabrikam", &[], None);
+    add_record(
+        fx.store.as_mut(),
+        "account",
+        "Contoso",
+        &[],
+        Some("acc-1002"),
+    );
+    let third = add_record(fx.store.as_mut(), "account", "Fabrikam", &[], None);
     assert_eq!(third.as_str(), "ACC-1003");
 
     let duplicate = fx.store.add_record(&NewRecord {
@@ -259,32 +309,31 @@ fn record_numbers_are_unique() {
     }
 
     // The schema itself refuses a duplicate, whatever the case, from any program.
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     let result = conn.execute(
         "INSERT INTO records (id, entity, number, name) VALUES ('x', 'account', 'acc-1001', 'Dup')",
-        [],
+        &[],
     );
-    assert!(result.unwrap_err().to_string().contains("UNIQUE"));
+    let error = result.unwrap_err().to_lowercase();
+    assert!(error.contains("unique"), "{error}");
 }
 
-#[test]
-fn custom_entities_get_their_own_number_prefix() {
-    let mut fx = fixture();
-    let project = add_record(&mut fx.store, "project", "Migration", &[], None);
+fn custom_entities_get_their_own_number_prefix(on: On) {
+    let mut fx = fixture_on(on);
+    let project = add_record(fx.store.as_mut(), "project", "Migration", &[], None);
     assert_eq!(project.as_str(), "PRO-1001");
     // "prospect" also starts with PRO: it gets a prefix of its own.
-    let prospect = add_record(&mut fx.store, "prospect", "Maybe", &[], None);
+    let prospect = add_record(fx.store.as_mut(), "prospect", "Maybe", &[], None);
     assert_eq!(prospect.as_str(), "PROSPECT-1001");
     let listed = fx.store.records(Some(&entity("project"))).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].record.entity.as_str(), "project");
 }
 
-#[test]
-fn deleting_a_regarded_record_is_refused_through_the_store_and_through_sql() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
-    let account = add_record(&mut fx.store, "account", "Adventure Works", &[], None);
+fn deleting_a_regarded_record_is_refused_through_the_store_and_through_sql(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
+    let account = add_record(fx.store.as_mut(), "account", "Adventure Works", &[], None);
     fx.store
         .add_activity(&new_activity("alice@example.com", Some(&account), &[]))
         .unwrap();
@@ -298,31 +347,30 @@ fn deleting_a_regarded_record_is_refused_through_the_store_and_through_sql() {
         }
         other => panic!("delete not refused: {other:?}"),
     }
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     let error = conn
-        .execute("DELETE FROM records WHERE number = ?1", [account.as_str()])
+        .execute("DELETE FROM records WHERE number = ?1", &[account.as_str()])
         .unwrap_err();
     assert!(error.to_string().contains("regarding record"), "{error}");
     assert!(fx.store.record(&account).is_ok());
 
     // Nor can the owner of activities go.
-    let error = conn.execute("DELETE FROM users", []).unwrap_err();
+    let error = conn.execute("DELETE FROM users", &[]).unwrap_err();
     assert!(error.to_string().contains("owns activities"), "{error}");
 }
 
-#[test]
-fn deleting_a_record_leaves_no_dangling_row_even_with_foreign_keys_off() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn deleting_a_record_leaves_no_dangling_row_even_with_foreign_keys_off(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let account = add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "account",
         "Adventure Works",
         &["info@adventure-works.com"],
         None,
     );
     let contact = add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "contact",
         "Dana",
         &["dana@adventure-works.com"],
@@ -349,8 +397,8 @@ fn deleting_a_record_leaves_no_dangling_row_even_with_foreign_keys_off() {
         .unwrap();
     assert_eq!(activity.parties[0].record.as_ref().unwrap().number, account);
 
-    let conn = other_program(&fx.path);
-    conn.execute("DELETE FROM records WHERE number = ?1", [account.as_str()])
+    let mut conn = fx.other();
+    conn.execute("DELETE FROM records WHERE number = ?1", &[account.as_str()])
         .unwrap();
 
     let contact_row = fx.store.record(&contact).unwrap();
@@ -359,32 +407,31 @@ fn deleting_a_record_leaves_no_dangling_row_even_with_foreign_keys_off() {
     let party = &fx.store.activity(activity.id).unwrap().parties[0];
     assert_eq!(party.record, None);
     assert_eq!(party.address, "info@adventure-works.com");
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     let account_id = "(SELECT id FROM records WHERE number = 'ACC-1001')";
     assert_eq!(
-        count(
-            &conn,
+        conn.count(
             "SELECT count(*) FROM record_emails WHERE record_id NOT IN (SELECT id FROM records)"
         ),
         0
     );
     assert_eq!(
-        count(
-            &conn,
-            &format!("SELECT count(*) FROM connections WHERE record1_id = {account_id}")
-        ),
+        conn.count(&format!(
+            "SELECT count(*) FROM connections WHERE record1_id = {account_id}"
+        )),
         0
     );
-    assert_eq!(
-        count(&conn, "SELECT count(*) FROM pragma_foreign_key_check"),
-        0
-    );
+    if on == On::Sqlite {
+        assert_eq!(
+            conn.count("SELECT count(*) FROM pragma_foreign_key_check"),
+            0
+        );
+    }
 }
 
-#[test]
-fn deleting_an_activity_removes_its_rows_and_marks_its_links() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn deleting_an_activity_removes_its_rows_and_marks_its_links(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let activity = fx
         .store
         .add_activity(&new_activity(
@@ -397,13 +444,13 @@ fn deleting_an_activity_removes_its_rows_and_marks_its_links() {
         .put_link(&link("alice", CrmRef::Activity(activity.id)))
         .unwrap();
 
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     conn.execute(
         "DELETE FROM activities WHERE id = ?1",
-        [activity.id.to_string()],
+        &[&activity.id.to_string()],
     )
     .unwrap();
-    assert_eq!(count(&conn, "SELECT count(*) FROM parties"), 0);
+    assert_eq!(conn.count("SELECT count(*) FROM parties"), 0);
     let links = fx.store.links("alice").unwrap();
     assert_eq!(
         links.len(),
@@ -422,39 +469,38 @@ fn deleting_an_activity_removes_its_rows_and_marks_its_links() {
     ));
 }
 
-#[test]
-fn parties_resolve_by_rank_and_keep_candidates_when_ambiguous() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn parties_resolve_by_rank_and_keep_candidates_when_ambiguous(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "contact",
         "Alice as contact",
         &["Alice@Example.com"],
         None,
     );
     let dana1 = add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "contact",
         "Dana One",
         &["dana@example.org"],
         None,
     );
     let dana2 = add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "contact",
         "Dana Two",
         &["dana@example.org"],
         None,
     );
     add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "lead",
         "Dana Lead",
         &["dana@example.org"],
         None,
     );
-    let lead = add_record(&mut fx.store, "lead", "Lee", &["lee@example.net"], None);
+    let lead = add_record(fx.store.as_mut(), "lead", "Lee", &["lee@example.net"], None);
 
     let activity = fx
         .store
@@ -485,11 +531,10 @@ fn parties_resolve_by_rank_and_keep_candidates_when_ambiguous() {
     assert_eq!(parties[3].address, "nobody@example.net");
 }
 
-#[test]
-fn activity_fields_states_and_regarding() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
-    let account = add_record(&mut fx.store, "account", "Adventure Works", &[], None);
+fn activity_fields_states_and_regarding(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
+    let account = add_record(fx.store.as_mut(), "account", "Adventure Works", &[], None);
     let mut new = new_activity("alice@example.com", None, &[]);
     new.activity_type = ActivityType::Email;
     let email_activity = fx.store.add_activity(&new).unwrap();
@@ -547,9 +592,8 @@ fn activity_fields_states_and_regarding() {
     );
 }
 
-#[test]
-fn activities_are_found_by_unique_prefix() {
-    let (fx, activity) = fixture_with_activity();
+fn activities_are_found_by_unique_prefix(on: On) {
+    let (fx, activity) = fixture_with_activity(on);
     let full = activity.id.to_string();
     assert_eq!(fx.store.find_activity(&full).unwrap(), activity.id);
     assert_eq!(
@@ -566,9 +610,8 @@ fn activities_are_found_by_unique_prefix() {
     ));
 }
 
-#[test]
-fn users_and_their_sync_privilege() {
-    let mut fx = fixture();
+fn users_and_their_sync_privilege(on: On) {
+    let mut fx = fixture_on(on);
     fx.store
         .add_user(&NewUser {
             email: email("Alice@Example.com"),
@@ -603,11 +646,10 @@ fn users_and_their_sync_privilege() {
     assert!(matches!(refused, Err(StoreError::Invalid(_))));
 }
 
-#[test]
-fn a_parent_cycle_is_refused() {
-    let mut fx = fixture();
-    let a = add_record(&mut fx.store, "account", "A", &[], None);
-    let b = add_record(&mut fx.store, "account", "B", &[], None);
+fn a_parent_cycle_is_refused(on: On) {
+    let mut fx = fixture_on(on);
+    let a = add_record(fx.store.as_mut(), "account", "A", &[], None);
+    let b = add_record(fx.store.as_mut(), "account", "B", &[], None);
     fx.store
         .update_record(&b, &[RecordChange::Parent(Some(a.clone()))])
         .unwrap();
@@ -620,3 +662,18 @@ fn a_parent_cycle_is_refused() {
         .update_record(&a, &[RecordChange::Parent(Some(a.clone()))]);
     assert!(matches!(own, Err(StoreError::Invalid(_))));
 }
+
+on_both!(
+    plain_sql_writes_by_another_program_reach_the_journal,
+    child_rows_written_by_another_program_change_their_parent,
+    record_numbers_are_unique,
+    custom_entities_get_their_own_number_prefix,
+    deleting_a_regarded_record_is_refused_through_the_store_and_through_sql,
+    deleting_a_record_leaves_no_dangling_row_even_with_foreign_keys_off,
+    deleting_an_activity_removes_its_rows_and_marks_its_links,
+    parties_resolve_by_rank_and_keep_candidates_when_ambiguous,
+    activity_fields_states_and_regarding,
+    activities_are_found_by_unique_prefix,
+    users_and_their_sync_privilege,
+    a_parent_cycle_is_refused,
+);

@@ -1,24 +1,22 @@
 //! The change journal: reading it after a cursor, readers' cursors, and pruning.
 
-use rusqlite::{OptionalExtension, params};
-
-use super::SqliteStore;
-use super::{bad_row, execute_cached, query_row_cached};
+use super::Backend;
+use super::bad_row;
 use crate::JournalStore;
+use crate::sql::{column, optional, params, value};
 use std::collections::BTreeSet;
 
 use crate::{Concerned, JournalEntity, JournalEntry, JournalOp, Result};
 
-impl JournalStore for SqliteStore {
+impl<B: Backend> JournalStore for B {
     fn changes_since(&self, after_seq: i64, limit: usize) -> Result<Vec<JournalEntry>> {
         self.read(|conn| {
-            let mut statement = conn.prepare(
+            let mut entries = Vec::new();
+            for row in conn.query(
                 "SELECT seq, entity, row_id, op, origin, changed_at FROM change_journal
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let mut rows = statement.query(params![after_seq, limit as i64])?;
-            let mut entries = Vec::new();
-            while let Some(row) = rows.next()? {
+                params![after_seq, limit as i64],
+            )? {
                 let seq: i64 = row.get(0)?;
                 let entity: String = row.get(1)?;
                 let op: String = row.get(3)?;
@@ -48,32 +46,28 @@ impl JournalStore for SqliteStore {
 
     fn journal_head(&self) -> Result<i64> {
         self.read(|conn| {
-            Ok(query_row_cached(
+            value(
                 conn,
                 "SELECT coalesce(max(seq), 0) FROM change_journal",
-                [],
-                |row| row.get(0),
-            )?)
+                &[],
+            )
         })
     }
 
     fn journal_cursor(&self, consumer: &str) -> Result<i64> {
         self.read(|conn| {
-            Ok(query_row_cached(
+            Ok(optional(
                 conn,
                 "SELECT seq FROM journal_cursors WHERE consumer = ?1",
-                [consumer],
-                |row| row.get(0),
-            )
-            .optional()?
+                params![consumer],
+            )?
             .unwrap_or(0))
         })
     }
 
     fn set_journal_cursor(&mut self, consumer: &str, seq: i64) -> Result<()> {
         self.write(|tx| {
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO journal_cursors (consumer, seq) VALUES (?1, ?2)
                  ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
                 params![consumer, seq],
@@ -84,12 +78,11 @@ impl JournalStore for SqliteStore {
 
     fn prune_journal(&mut self, changed_before: &str) -> Result<usize> {
         self.write(|tx| {
-            execute_cached(
-                tx,
+            tx.execute(
                 "DELETE FROM change_journal
                  WHERE changed_at < ?1
                    AND seq <= COALESCE((SELECT min(seq) FROM journal_cursors), seq)",
-                [changed_before],
+                params![changed_before],
             )
         })
     }
@@ -102,10 +95,8 @@ impl JournalStore for SqliteStore {
         self.read(|conn| {
             let mut concerned = Concerned::default();
             let mut collect = |sql: &str, id: &str, into_owners: bool| -> Result<()> {
-                let mut statement = conn.prepare_cached(sql)?;
-                let found = statement.query_map([id], |row| row.get::<_, String>(0))?;
+                let found: Vec<String> = column(conn, sql, params![id])?;
                 for value in found {
-                    let value = value?;
                     if into_owners {
                         concerned.owners.insert(value.to_ascii_lowercase());
                     } else {

@@ -1,29 +1,27 @@
 //! Connections between records and activities, and converting an activity into a record.
 
 use crmsync_core::model::{ActivityId, ActivityType, InvalidValue};
-use rusqlite::{Connection as Sql, OptionalExtension, params};
 
-use super::SqliteStore;
+use super::Backend;
 use super::records::{add_record_in, record_ref_by_id, record_ref_by_number};
-use super::{execute_cached, parse_field, parse_uuid, query_row_cached};
+use super::{parse_field, parse_uuid};
+use crate::sql::{Sql, optional, params};
 use crate::{
     Connectable, ConnectedTo, Connection, ConnectionStore, NewRecord, RecordRow, Result, StoreError,
 };
 
 /// The activity's id, if it exists.
-fn activity_exists(conn: &Sql, id: ActivityId) -> Result<String> {
-    query_row_cached(
+fn activity_exists(conn: &mut dyn Sql, id: ActivityId) -> Result<String> {
+    optional(
         conn,
         "SELECT id FROM activities WHERE id = ?1",
-        [id.to_string()],
-        |row| row.get(0),
-    )
-    .optional()?
+        params![id.to_string()],
+    )?
     .ok_or_else(|| StoreError::NotFound(format!("activity {id}")))
 }
 
 fn connect_activity(
-    tx: &Sql,
+    tx: &mut dyn Sql,
     activity: ActivityId,
     activity_role: Option<&str>,
     record: &crmsync_core::model::RecordNumber,
@@ -31,8 +29,7 @@ fn connect_activity(
 ) -> Result<()> {
     let activity = activity_exists(tx, activity)?;
     let record = record_ref_by_number(tx, record)?;
-    execute_cached(
-        tx,
+    tx.execute(
         "INSERT INTO activity_connections (activity_id, activity_role, record_id, record_role)
          VALUES (?1, ?2, ?3, ?4)",
         params![activity, activity_role, record.id.to_string(), record_role],
@@ -40,7 +37,7 @@ fn connect_activity(
     Ok(())
 }
 
-impl ConnectionStore for SqliteStore {
+impl<B: Backend> ConnectionStore for B {
     fn connect(
         &mut self,
         one: &Connectable,
@@ -58,8 +55,7 @@ impl ConnectionStore for SqliteStore {
                     ))
                     .into());
                 }
-                execute_cached(
-                    tx,
+                tx.execute(
                     "INSERT INTO connections (record1_id, role1, record2_id, role2)
                      VALUES (?1, ?2, ?3, ?4)",
                     params![a.id.to_string(), one_role, b.id.to_string(), two_role],
@@ -85,14 +81,16 @@ impl ConnectionStore for SqliteStore {
             match end {
                 Connectable::Record(number) => {
                     let own = record_ref_by_number(conn, number)?.id.to_string();
-                    let mut statement = conn.prepare_cached(
-                        "SELECT record2_id, role1, role2 FROM connections WHERE record1_id = ?1
+                    let rows: Vec<(String, Option<String>, Option<String>)> = conn
+                        .query(
+                            "SELECT record2_id, role1, role2 FROM connections WHERE record1_id = ?1
                          UNION ALL
                          SELECT record1_id, role2, role1 FROM connections WHERE record2_id = ?1",
-                    )?;
-                    let rows: Vec<(String, Option<String>, Option<String>)> = statement
-                        .query_map([&own], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect::<rusqlite::Result<_>>()?;
+                            params![&own],
+                        )?
+                        .iter()
+                        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .collect::<Result<_>>()?;
                     for (other, own_role, other_role) in rows {
                         found.push(Connection {
                             other: ConnectedTo::Record(record_ref_by_id(conn, &other)?),
@@ -100,17 +98,17 @@ impl ConnectionStore for SqliteStore {
                             other_role,
                         });
                     }
-                    let mut statement = conn.prepare_cached(
-                        "SELECT a.id, a.type, a.subject, c.record_role, c.activity_role
-                         FROM activity_connections c JOIN activities a ON a.id = c.activity_id
-                         WHERE c.record_id = ?1 ORDER BY c.id",
-                    )?;
-                    type Row = (String, String, String, Option<String>, Option<String>);
-                    let rows: Vec<Row> = statement
-                        .query_map([&own], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                        })?
-                        .collect::<rusqlite::Result<_>>()?;
+                    type Connected = (String, String, String, Option<String>, Option<String>);
+                    let rows: Vec<Connected> = conn
+                        .query(
+                            "SELECT a.id, a.type, a.subject, c.record_role, c.activity_role
+                             FROM activity_connections c JOIN activities a ON a.id = c.activity_id
+                             WHERE c.record_id = ?1 ORDER BY c.id",
+                            params![&own],
+                        )?
+                        .iter()
+                        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                        .collect::<Result<_>>()?;
                     for (id, activity_type, subject, own_role, other_role) in rows {
                         found.push(Connection {
                             other: ConnectedTo::Activity {
@@ -129,13 +127,15 @@ impl ConnectionStore for SqliteStore {
                 }
                 Connectable::Activity(activity) => {
                     let own = activity_exists(conn, *activity)?;
-                    let mut statement = conn.prepare_cached(
-                        "SELECT record_id, activity_role, record_role FROM activity_connections
+                    let rows: Vec<(String, Option<String>, Option<String>)> = conn
+                        .query(
+                            "SELECT record_id, activity_role, record_role FROM activity_connections
                          WHERE activity_id = ?1 ORDER BY id",
-                    )?;
-                    let rows: Vec<(String, Option<String>, Option<String>)> = statement
-                        .query_map([&own], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect::<rusqlite::Result<_>>()?;
+                            params![&own],
+                        )?
+                        .iter()
+                        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .collect::<Result<_>>()?;
                     for (record, own_role, other_role) in rows {
                         found.push(Connection {
                             other: ConnectedTo::Record(record_ref_by_id(conn, &record)?),
@@ -157,9 +157,7 @@ impl ConnectionStore for SqliteStore {
                         record_ref_by_number(tx, a)?.id.to_string(),
                         record_ref_by_number(tx, b)?.id.to_string(),
                     );
-                    execute_cached(
-                        tx,
-                        "DELETE FROM connections WHERE (record1_id = ?1 AND record2_id = ?2)
+                    tx.execute("DELETE FROM connections WHERE (record1_id = ?1 AND record2_id = ?2)
                                                     OR (record1_id = ?2 AND record2_id = ?1)",
                         params![a, b],
                     )?
@@ -167,9 +165,7 @@ impl ConnectionStore for SqliteStore {
                 (Connectable::Activity(activity), Connectable::Record(record))
                 | (Connectable::Record(record), Connectable::Activity(activity)) => {
                     let record = record_ref_by_number(tx, record)?.id.to_string();
-                    execute_cached(
-                        tx,
-                        "DELETE FROM activity_connections WHERE activity_id = ?1 AND record_id = ?2",
+                    tx.execute("DELETE FROM activity_connections WHERE activity_id = ?1 AND record_id = ?2",
                         params![activity.to_string(), record],
                     )?
                 }
@@ -183,8 +179,7 @@ impl ConnectionStore for SqliteStore {
         self.write(|tx| {
             let id = activity_exists(tx, activity)?;
             let row = add_record_in(tx, record)?;
-            execute_cached(
-                tx,
+            tx.execute(
                 "UPDATE activities SET regarding_id = ?2 WHERE id = ?1",
                 params![id, row.record.id.to_string()],
             )?;

@@ -11,24 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crmsync_core::model::InvalidValue;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
-
-mod activities;
-mod conflicts;
-mod connections;
-mod email;
-mod failures;
-mod item_rows;
-mod items;
-mod journal;
-mod library;
-mod links;
-mod outbound;
-mod records;
-mod users;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use crate::migrations::{MIGRATIONS, latest_version};
+use crate::shared::Backend;
+use crate::sql::{Cell, Param, Row, Sql};
 use crate::{Result, Rules, StoreError};
 
 /// SQLite's errors reach callers as [`StoreError::Unavailable`] when the database cannot serve
@@ -149,8 +137,7 @@ impl SqliteStore {
         }
         for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
             tx.execute_batch(migration.sql)?;
-            execute_cached(
-                &tx,
+            tx.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
                 params![migration.version, migration.name],
             )?;
@@ -174,93 +161,102 @@ impl SqliteStore {
             .collect::<rusqlite::Result<Vec<i64>>>()?;
         Ok(versions)
     }
+}
 
-    /// Runs `body` in one immediate write transaction whose journal rows carry this store's
-    /// origin. The origin is cleared again before commit, so no other program's write can ever
-    /// be attributed to crmsync. Where the journal stood at the start (`since`) lets the
-    /// triggers journal a row changed several times in a row once (migration 14).
-    fn write<T>(&mut self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+impl Backend for SqliteStore {
+    fn rules(&self) -> Rules {
+        self.rules
+    }
+
+    /// One immediate write transaction whose journal rows carry this store's origin. The
+    /// origin is cleared again before commit, so no other program's write can ever be
+    /// attributed to crmsync. Where the journal stood at the start (`since`) lets the triggers
+    /// journal a row changed several times in a row once (migration 14).
+    fn write<T: Send>(&mut self, body: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        execute_cached(
-            &tx,
+        let mut sql = SqliteSql { conn: &tx };
+        sql.execute(
             "UPDATE journal_writer
              SET origin = ?1,
                  since = COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_journal'), 0)
              WHERE id = 1",
-            [&self.origin],
+            &[Param::from(&self.origin)],
         )?;
-        let value = body(&tx)?;
-        execute_cached(
-            &tx,
+        let value = body(&mut sql)?;
+        sql.execute(
             "UPDATE journal_writer SET origin = NULL, since = NULL WHERE id = 1",
-            [],
+            &[],
         )?;
         tx.commit()?;
         Ok(value)
     }
 
-    /// Runs `body` in one read transaction: a consistent snapshot across its queries.
-    fn read<T>(&self, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn read<T: Send>(&self, body: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         let tx = self.conn.unchecked_transaction()?;
-        let value = body(&tx)?;
+        let value = body(&mut SqliteSql { conn: &tx })?;
         tx.finish()?;
         Ok(value)
     }
 }
 
-// Reading rows that any program may have written: a value that does not follow the schema is
-// a `BadRow`, naming the table and the row, never a panic.
-
-/// Runs a statement through the connection's statement cache: the statements of a sync pass
-/// run thousands of times, and compiling one (with the triggers it fires) costs more than
-/// running it.
-/// How many values one `IN (...)` list takes: well under SQLite's limit of bound parameters,
-/// and few enough distinct statement shapes for the statement cache.
-pub(super) const IN_CHUNK: usize = 200;
-
-/// `?FIRST, ?FIRST+1, ...`: `count` numbered parameters for an `IN (...)` list.
-pub(super) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("?{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// One SQLite transaction as [`Sql`]: every statement through the connection's statement
+/// cache (compiling one, with the triggers it fires, costs more than running it).
+struct SqliteSql<'a> {
+    conn: &'a Connection,
 }
 
-pub(super) fn execute_cached(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<usize> {
-    Ok(conn.prepare_cached(sql)?.execute(params)?)
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Param::Null => ValueRef::Null,
+            Param::Int(value) => ValueRef::Integer(*value),
+            Param::Text(text) => ValueRef::Text(text.as_bytes()),
+            Param::Blob(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
 }
 
-pub(super) fn query_row_cached<T>(
+impl Sql for SqliteSql<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<usize> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        Ok(statement.execute(rusqlite::params_from_iter(params.iter()))?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut cells = Vec::with_capacity(columns);
+            for index in 0..columns {
+                cells.push(match row.get_ref(index)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(value) => Cell::Int(value),
+                    ValueRef::Real(value) => Cell::Real(value),
+                    // Text that is not UTF-8 (another program's) reads as a blob: a column
+                    // read as text then names it instead of changing it.
+                    ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+                        Ok(text) => Cell::Text(text.to_owned()),
+                        Err(_) => Cell::Blob(bytes.to_vec()),
+                    },
+                    ValueRef::Blob(bytes) => Cell::Blob(bytes.to_vec()),
+                });
+            }
+            found.push(Row { cells });
+        }
+        Ok(found)
+    }
+}
+
+/// A value of the schema's own tables (`schema_migrations`).
+fn query_row_cached<T>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
     f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     conn.prepare_cached(sql)?.query_row(params, f)
-}
-
-pub(super) fn bad_row(table: &'static str, row: &str, message: impl ToString) -> StoreError {
-    StoreError::BadRow {
-        table,
-        row: row.to_owned(),
-        message: message.to_string(),
-    }
-}
-
-pub(super) fn parse_uuid(table: &'static str, text: &str) -> Result<uuid::Uuid> {
-    uuid::Uuid::parse_str(text).map_err(|e| bad_row(table, text, format!("bad uuid: {e}")))
-}
-
-pub(super) fn parse_field<T>(
-    table: &'static str,
-    row: &str,
-    parsed: Result<T, InvalidValue>,
-) -> Result<T> {
-    parsed.map_err(|e| bad_row(table, row, e))
 }

@@ -4,20 +4,20 @@
 
 use crmsync_core::model::{ActivityId, ActivityState, ActivityType, EmailAddress, InvalidValue};
 use crmsync_core::outbound::Phase;
-use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
+use super::Backend;
 use super::activities::{load_activity, load_contents};
 use super::links::upsert_link;
 use super::users::user_id_by_email;
-use super::{bad_row, execute_cached, parse_uuid, query_row_cached};
+use super::{bad_row, parse_uuid};
+use crate::sql::{Sql, optional, params, utc_text, value};
 use crate::{ActivityRow, OutboundStore, OutboxItem, Result, SendRecord, StoreError};
 
 /// How long a send may stand still in another mailbox's hands before this one takes it over
 /// (far beyond the 60 s a server gets for any step).
-const STALE: &str = "-5 minutes";
+const STALE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
-impl OutboundStore for SqliteStore {
+impl<B: Backend> OutboundStore for B {
     fn outbox(&self, mailbox: &str, owner: &EmailAddress) -> Result<Vec<OutboxItem>> {
         self.read(|conn| {
             let owner_id = match user_id_by_email(conn, owner) {
@@ -25,15 +25,7 @@ impl OutboundStore for SqliteStore {
                 Err(StoreError::NotFound(_)) => return Ok(Vec::new()),
                 Err(error) => return Err(error),
             };
-            let mut statement = conn.prepare_cached(
-                "SELECT a.id, o.phase, o.mailbox, o.attempts, o.next_attempt, o.last_error, o.raw,
-                        o.updated
-                 FROM activities a LEFT JOIN outbound o ON o.activity_id = a.id
-                 WHERE a.type = 'email' AND a.owner_id = ?1
-                   AND (a.state = 'pending-send' OR (o.phase = 'accepted' AND o.mailbox = ?2))
-                 ORDER BY a.created, a.id",
-            )?;
-            type Row = (
+            type Outboxed = (
                 String,
                 Option<String>,
                 Option<String>,
@@ -43,8 +35,18 @@ impl OutboundStore for SqliteStore {
                 Option<Vec<u8>>,
                 Option<String>,
             );
-            let rows: Vec<Row> = statement
-                .query_map(params![owner_id, mailbox], |row| {
+            let rows: Vec<Outboxed> = conn
+                .query(
+                    "SELECT a.id, o.phase, o.mailbox, o.attempts, o.next_attempt, o.last_error, o.raw,
+                        o.updated
+                 FROM activities a LEFT JOIN outbound o ON o.activity_id = a.id
+                 WHERE a.type = 'email' AND a.owner_id = ?1
+                   AND (a.state = 'pending-send' OR (o.phase = 'accepted' AND o.mailbox = ?2))
+                 ORDER BY a.created, a.id",
+                    params![owner_id, mailbox],
+                )?
+                .iter()
+                .map(|row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,
@@ -55,8 +57,8 @@ impl OutboundStore for SqliteStore {
                         row.get(6)?,
                         row.get(7)?,
                     ))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                })
+                .collect::<Result<_>>()?;
             rows.into_iter()
                 .map(
                     |(id, phase, mailbox, attempts, next_attempt, last_error, raw, updated)| {
@@ -98,14 +100,16 @@ impl OutboundStore for SqliteStore {
         self.write(|tx| {
             // Every step after the claim is a compare-and-set: it happens only while this
             // mailbox holds the send in the phase the step follows.
-            let step = |to: Phase, from: &[Phase], error: Option<&str>, next: Option<&str>| {
+            let step = |tx: &mut dyn Sql,
+                        to: Phase,
+                        from: &[Phase],
+                        error: Option<&str>,
+                        next: Option<&str>| {
                 let from: Vec<&str> = from.iter().map(|p| p.as_str()).collect();
-                execute_cached(
-                    tx,
-                    "UPDATE outbound SET phase = ?3, last_error = coalesce(?4, last_error),
+                tx.execute("UPDATE outbound SET phase = ?3, last_error = coalesce(?4, last_error),
                          next_attempt = ?5, mailbox = ?2,
                          updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                     WHERE activity_id = ?1 AND instr(?6, ' ' || phase || ' ') > 0
+                     WHERE activity_id = ?1 AND ?6 LIKE '% ' || phase || ' %'
                        AND (mailbox = ?2 OR ?7)",
                     params![
                         id,
@@ -121,46 +125,33 @@ impl OutboundStore for SqliteStore {
                 )
                 .map(|changed| changed > 0)
             };
-            let set_state = |state: ActivityState| {
-                execute_cached(
-                    tx,
-                    "UPDATE activities SET state = ?2 WHERE id = ?1",
+            let set_state = |tx: &mut dyn Sql, state: ActivityState| {
+                tx.execute("UPDATE activities SET state = ?2 WHERE id = ?1",
                     params![id, state.as_str()],
                 )
             };
             let done = match record {
                 SendRecord::Claim => {
-                    let state: Option<String> = query_row_cached(
-                        tx,
-                        "SELECT state FROM activities WHERE id = ?1 AND type = 'email'",
-                        [&id],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
+                    let state: Option<String> = optional(tx, "SELECT state FROM activities WHERE id = ?1 AND type = 'email'", params![&id])?;
                     // Another mailbox holds it while its send runs or its retry waits; one
                     // that has not moved for STALE is gone (removed from the config, disabled)
                     // and the send is taken over.
-                    let held_elsewhere: bool = query_row_cached(
-                        tx,
-                        "SELECT count(*) > 0 FROM outbound WHERE activity_id = ?1 AND mailbox <> ?2
+                    let held_elsewhere: bool = value(tx, "SELECT count(*) > 0 FROM outbound WHERE activity_id = ?1 AND mailbox <> ?2
                            AND ((phase IN ('claimed', 'committing', 'accepted')
-                                 AND updated > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3))
+                                 AND updated > ?3)
                              OR (phase = 'retry'
-                                 AND coalesce(next_attempt, '') > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)))",
-                        params![id, mailbox, STALE],
-                        |row| row.get(0),
+                                 AND coalesce(next_attempt, '') > ?3))",
+                        params![id, mailbox, utc_text(chrono::Utc::now() - STALE)],
                     )?;
                     if state.as_deref() != Some(ActivityState::PendingSend.as_str())
                         || held_elsewhere
                     {
                         return Ok(false);
                     }
-                    execute_cached(
-                        tx,
-                        "INSERT INTO outbound (activity_id, mailbox, phase, attempts)
+                    tx.execute("INSERT INTO outbound (activity_id, mailbox, phase, attempts)
                          VALUES (?1, ?2, 'claimed', 1)
                          ON CONFLICT (activity_id) DO UPDATE SET mailbox = excluded.mailbox,
-                             phase = 'claimed', attempts = attempts + 1, next_attempt = NULL,
+                             phase = 'claimed', attempts = outbound.attempts + 1, next_attempt = NULL,
                              updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                         params![id, mailbox],
                     )?;
@@ -171,16 +162,12 @@ impl OutboundStore for SqliteStore {
                     content_hash,
                     raw,
                 } => {
-                    let done = step(Phase::Committing, &[Phase::Claimed], None, None)?;
+                    let done = step(tx, Phase::Committing, &[Phase::Claimed], None, None)?;
                     if done {
-                        execute_cached(
-                            tx,
-                            "UPDATE outbound SET raw = ?2 WHERE activity_id = ?1",
+                        tx.execute("UPDATE outbound SET raw = ?2 WHERE activity_id = ?1",
                             params![id, raw],
                         )?;
-                        execute_cached(
-                            tx,
-                            "UPDATE activities SET message_id = ?2, content_hash = ?3,
+                        tx.execute("UPDATE activities SET message_id = ?2, content_hash = ?3,
                                  direction = 'outgoing'
                              WHERE id = ?1",
                             params![id, message_id, content_hash],
@@ -189,53 +176,45 @@ impl OutboundStore for SqliteStore {
                     done
                 }
                 SendRecord::Accepted { sent_at } => {
-                    let done = step(Phase::Accepted, &[Phase::Committing], None, None)?;
+                    let done = step(tx, Phase::Accepted, &[Phase::Committing], None, None)?;
                     if done {
-                        execute_cached(
-                            tx,
-                            "UPDATE activities SET state = 'sent', sent_at = ?2 WHERE id = ?1",
+                        tx.execute("UPDATE activities SET state = 'sent', sent_at = ?2 WHERE id = ?1",
                             params![id, sent_at],
                         )?;
                     }
                     done
                 }
                 SendRecord::Done { link } => {
-                    let done = step(Phase::Done, &[Phase::Accepted], None, None)?;
+                    let done = step(tx, Phase::Done, &[Phase::Accepted], None, None)?;
                     if done {
                         upsert_link(tx, link)?;
-                        execute_cached(
-                            tx,
-                            "UPDATE outbound SET raw = NULL WHERE activity_id = ?1",
-                            [&id],
-                        )?;
+                        tx.execute("UPDATE outbound SET raw = NULL WHERE activity_id = ?1", params![&id])?;
                     }
                     done
                 }
                 SendRecord::Retry {
                     reason,
                     next_attempt,
-                } => step(
-                    Phase::Retry,
+                } => step(tx, Phase::Retry,
                     &[Phase::Claimed, Phase::Committing],
                     Some(reason),
                     Some(next_attempt),
                 )?,
                 SendRecord::Failed { reason } => {
-                    let done = step(
-                        Phase::Failed,
+                    let done = step(tx, Phase::Failed,
                         &[Phase::Claimed, Phase::Committing],
                         Some(reason),
                         None,
                     )?;
                     if done {
-                        set_state(ActivityState::SendFailed)?;
+                        set_state(tx, ActivityState::SendFailed)?;
                     }
                     done
                 }
                 SendRecord::Uncertain { reason } => {
-                    let done = step(Phase::Uncertain, &[Phase::Committing], Some(reason), None)?;
+                    let done = step(tx, Phase::Uncertain, &[Phase::Committing], Some(reason), None)?;
                     if done {
-                        set_state(ActivityState::SendUncertain)?;
+                        set_state(tx, ActivityState::SendUncertain)?;
                     }
                     done
                 }
@@ -259,16 +238,8 @@ impl OutboundStore for SqliteStore {
                 ))
                 .into());
             }
-            execute_cached(
-                tx,
-                "DELETE FROM outbound WHERE activity_id = ?1",
-                [activity.to_string()],
-            )?;
-            execute_cached(
-                tx,
-                "UPDATE activities SET state = 'pending-send' WHERE id = ?1",
-                [activity.to_string()],
-            )?;
+            tx.execute("DELETE FROM outbound WHERE activity_id = ?1", params![activity.to_string()])?;
+            tx.execute("UPDATE activities SET state = 'pending-send' WHERE id = ?1", params![activity.to_string()])?;
             load_activity(tx, activity)
         })
     }

@@ -1,9 +1,7 @@
 //! Templates, knowledge-base articles and sales literature.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use super::SqliteStore;
-use super::{execute_cached, query_row_cached};
+use super::Backend;
+use crate::sql::{Sql, optional, params, value};
 use crate::{Article, LibraryStore, Literature, NewAttachment, Result, StoreError, Template};
 
 /// `NotFound` for a missing row, `Conflict` for a name that exists.
@@ -16,31 +14,32 @@ fn missing(what: &str, name: &str) -> StoreError {
 }
 
 fn literature_files(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     name: &str,
     with_content: bool,
 ) -> Result<Vec<NewAttachment>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT name, content_type, CASE WHEN ?2 THEN content ELSE x'' END
+    let files = conn
+        .query(
+            "SELECT name, content_type, CASE WHEN ?2 THEN content ELSE x'' END
          FROM literature_files WHERE literature = ?1 ORDER BY position",
-    )?;
-    let files = statement
-        .query_map(params![name, with_content], |row| {
+            params![name, with_content],
+        )?
+        .iter()
+        .map(|row| {
             Ok(NewAttachment {
                 name: row.get(0)?,
                 content_type: row.get(1)?,
                 content: row.get(2)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })
+        .collect::<Result<_>>()?;
     Ok(files)
 }
 
-impl LibraryStore for SqliteStore {
+impl<B: Backend> LibraryStore for B {
     fn add_template(&mut self, template: &Template) -> Result<()> {
         self.write(|tx| {
-            let inserted = execute_cached(
-                tx,
+            let inserted = tx.execute(
                 "INSERT INTO templates (name, subject, body, html) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO NOTHING",
                 params![
@@ -59,45 +58,47 @@ impl LibraryStore for SqliteStore {
 
     fn templates(&self) -> Result<Vec<Template>> {
         self.read(|conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT name, subject, body, html FROM templates ORDER BY name")?;
-            let rows = statement
-                .query_map([], |row| {
+            let rows = conn
+                .query(
+                    "SELECT name, subject, body, html FROM templates ORDER BY name",
+                    &[],
+                )?
+                .iter()
+                .map(|row| {
                     Ok(Template {
                         name: row.get(0)?,
                         subject: row.get(1)?,
                         body: row.get(2)?,
                         html: row.get(3)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                })
+                .collect::<Result<_>>()?;
             Ok(rows)
         })
     }
 
     fn template(&self, name: &str) -> Result<Template> {
         self.read(|conn| {
-            query_row_cached(
-                conn,
+            conn.query_opt(
                 "SELECT name, subject, body, html FROM templates WHERE name = ?1",
-                [name],
-                |row| {
-                    Ok(Template {
-                        name: row.get(0)?,
-                        subject: row.get(1)?,
-                        body: row.get(2)?,
-                        html: row.get(3)?,
-                    })
-                },
-            )
-            .optional()?
+                params![name],
+            )?
+            .map(|row| -> Result<_> {
+                Ok(Template {
+                    name: row.get(0)?,
+                    subject: row.get(1)?,
+                    body: row.get(2)?,
+                    html: row.get(3)?,
+                })
+            })
+            .transpose()?
             .ok_or_else(|| missing("template", name))
         })
     }
 
     fn delete_template(&mut self, name: &str) -> Result<()> {
         self.write(|tx| {
-            match execute_cached(tx, "DELETE FROM templates WHERE name = ?1", [name])? {
+            match tx.execute("DELETE FROM templates WHERE name = ?1", params![name])? {
                 0 => Err(missing("template", name)),
                 _ => Ok(()),
             }
@@ -106,15 +107,13 @@ impl LibraryStore for SqliteStore {
 
     fn add_article(&mut self, title: &str, body: &str) -> Result<Article> {
         self.write(|tx| {
-            let last: Option<i64> = query_row_cached(
+            let last: Option<i64> = value(
                 tx,
                 "SELECT max(CAST(substr(number, 4) AS INTEGER)) FROM articles",
-                [],
-                |row| row.get(0),
+                &[],
             )?;
             let number = format!("KB-{}", last.map_or(1001, |n| n.max(1000) + 1));
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO articles (number, title, body) VALUES (?1, ?2, ?3)",
                 params![number, title, body],
             )?;
@@ -128,56 +127,51 @@ impl LibraryStore for SqliteStore {
 
     fn articles(&self) -> Result<Vec<Article>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT number, title, body FROM articles
+            let rows = conn
+                .query(
+                    "SELECT number, title, body FROM articles
                  ORDER BY CAST(substr(number, 4) AS INTEGER)",
-            )?;
-            let rows = statement
-                .query_map([], |row| {
+                    &[],
+                )?
+                .iter()
+                .map(|row| {
                     Ok(Article {
                         number: row.get(0)?,
                         title: row.get(1)?,
                         body: row.get(2)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                })
+                .collect::<Result<_>>()?;
             Ok(rows)
         })
     }
 
     fn article(&self, number: &str) -> Result<Article> {
         self.read(|conn| {
-            query_row_cached(
-                conn,
-                "SELECT number, title, body FROM articles WHERE number = ?1 COLLATE NOCASE",
-                [number],
-                |row| {
-                    Ok(Article {
-                        number: row.get(0)?,
-                        title: row.get(1)?,
-                        body: row.get(2)?,
-                    })
-                },
-            )
-            .optional()?
+            conn.query_opt(
+                "SELECT number, title, body FROM articles WHERE lower(number) = lower(?1)",
+                params![number],
+            )?
+            .map(|row| -> Result<_> {
+                Ok(Article {
+                    number: row.get(0)?,
+                    title: row.get(1)?,
+                    body: row.get(2)?,
+                })
+            })
+            .transpose()?
             .ok_or_else(|| missing("article", number))
         })
     }
 
     fn add_literature(&mut self, literature: &Literature) -> Result<()> {
         self.write(|tx| {
-            let inserted = execute_cached(
-                tx,
-                "INSERT INTO literature (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
-                [&literature.name],
-            )?;
+            let inserted = tx.execute("INSERT INTO literature (name) VALUES (?1) ON CONFLICT (name) DO NOTHING", params![&literature.name])?;
             if inserted == 0 {
                 return Err(exists("literature", &literature.name));
             }
             for (position, file) in literature.files.iter().enumerate() {
-                execute_cached(
-                    tx,
-                    "INSERT INTO literature_files (literature, position, name, content_type, content)
+                tx.execute("INSERT INTO literature_files (literature, position, name, content_type, content)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![
                         literature.name,
@@ -194,10 +188,11 @@ impl LibraryStore for SqliteStore {
 
     fn literature_list(&self) -> Result<Vec<Literature>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached("SELECT name FROM literature ORDER BY name")?;
-            let names: Vec<String> = statement
-                .query_map([], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let names: Vec<String> = conn
+                .query("SELECT name FROM literature ORDER BY name", &[])?
+                .iter()
+                .map(|row| row.get(0))
+                .collect::<Result<_>>()?;
             names
                 .into_iter()
                 .map(|name| {
@@ -210,13 +205,11 @@ impl LibraryStore for SqliteStore {
 
     fn literature(&self, name: &str) -> Result<Literature> {
         self.read(|conn| {
-            let found: Option<String> = query_row_cached(
+            let found: Option<String> = optional(
                 conn,
                 "SELECT name FROM literature WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()?;
+                params![name],
+            )?;
             let name = found.ok_or_else(|| missing("literature", name))?;
             let files = literature_files(conn, &name, true)?;
             Ok(Literature { name, files })
@@ -225,7 +218,7 @@ impl LibraryStore for SqliteStore {
 
     fn delete_literature(&mut self, name: &str) -> Result<()> {
         self.write(|tx| {
-            match execute_cached(tx, "DELETE FROM literature WHERE name = ?1", [name])? {
+            match tx.execute("DELETE FROM literature WHERE name = ?1", params![name])? {
                 0 => Err(missing("literature", name)),
                 _ => Ok(()),
             }

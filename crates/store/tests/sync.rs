@@ -1,4 +1,4 @@
-//! The SQLite store's sync side against real files: sync links and sync state, the journal's
+//! The store's sync side on both backends (a SQLite file, a private PostgreSQL): sync links and sync state, the journal's
 //! cursors and pruning, tracked email, and tracked events, tasks and contacts.
 
 mod support;
@@ -6,13 +6,11 @@ mod support;
 use crmsync_core::item::{ContentHash, ItemIdentity, ItemKind, ItemLocation};
 use crmsync_core::link::{CrmRef, ItemCreator, LinkState, Snapshot, SyncLink};
 use crmsync_core::model::{ActivityState, PartyRole};
-use crmsync_store::prelude::*;
 use crmsync_store::{ActivityChange, ActivityFilter, JournalOp, NewRecord, StoreError, SyncState};
 use support::*;
 
-#[test]
-fn sync_links_round_trip_and_upsert_by_identity() {
-    let (mut fx, activity) = fixture_with_activity();
+fn sync_links_round_trip_and_upsert_by_identity(on: On) {
+    let (mut fx, activity) = fixture_with_activity(on);
     let mut original = link("alice", CrmRef::Activity(activity.id));
     fx.store.put_link(&original).unwrap();
     assert_eq!(
@@ -62,27 +60,26 @@ fn sync_links_round_trip_and_upsert_by_identity() {
     // The counts follow every writer, another program's SQL included.
     assert_eq!(fx.store.link_count("alice", ItemKind::Email).unwrap(), 0);
     assert_eq!(fx.store.link_count("bob", ItemKind::Email).unwrap(), 1);
-    let other = other_program(&fx.path);
+    let mut other = fx.other();
     other
         .execute(
             "UPDATE sync_links SET mailbox = 'carol' WHERE mailbox = 'bob'",
-            [],
+            &[],
         )
         .unwrap();
     assert_eq!(fx.store.link_count("bob", ItemKind::Email).unwrap(), 0);
     assert_eq!(fx.store.link_count("carol", ItemKind::Email).unwrap(), 1);
-    other.execute("DELETE FROM sync_links", []).unwrap();
+    other.execute("DELETE FROM sync_links", &[]).unwrap();
     assert_eq!(fx.store.link_count("carol", ItemKind::Email).unwrap(), 0);
 }
 
-#[test]
-fn a_link_row_written_badly_by_another_program_is_an_error_not_a_panic() {
-    let mut fx = fixture();
-    let conn = other_program(&fx.path);
+fn a_link_row_written_badly_by_another_program_is_an_error_not_a_panic(on: On) {
+    let mut fx = fixture_on(on);
+    let mut conn = fx.other();
     conn.execute(
         "INSERT INTO sync_links (mailbox, item_kind, item_identity, item_location, crm_kind, crm_id, base, created_by)
          VALUES ('alice', 'email', 'id@x abc', 'imap:1:2:INBOX', 'activity', 'not-a-uuid', '{}', 'mailbox')",
-        [],
+        &[],
     )
     .unwrap();
     let error = fx.store.links("alice").unwrap_err();
@@ -102,9 +99,8 @@ fn a_link_row_written_badly_by_another_program_is_an_error_not_a_panic() {
         .unwrap();
 }
 
-#[test]
-fn sync_state_and_journal_cursors() {
-    let mut fx = fixture();
+fn sync_state_and_journal_cursors(on: On) {
+    let mut fx = fixture_on(on);
     assert_eq!(fx.store.sync_state("alice", "INBOX").unwrap(), None);
     let state = SyncState {
         uid_validity: Some(1_700_000_000),
@@ -128,8 +124,8 @@ fn sync_state_and_journal_cursors() {
         Err(StoreError::Invalid(_))
     ));
 
-    add_user(&mut fx.store, "alice@example.com");
-    add_user(&mut fx.store, "bob@example.com");
+    add_user(fx.store.as_mut(), "alice@example.com");
+    add_user(fx.store.as_mut(), "bob@example.com");
     let all = fx.store.changes_since(0, 100).unwrap();
     assert!(all.len() >= 4);
     assert_eq!(fx.store.journal_cursor("daemon").unwrap(), 0);
@@ -166,12 +162,11 @@ fn sync_state_and_journal_cursors() {
 }
 
 // Long on purpose: one scenario, read top to bottom.
-#[test]
-fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn tracked_events_round_trip_their_fields_and_refuse_stale_writes(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "account",
         "Adventure Works",
         &["dana@adventure-works.com"],
@@ -321,10 +316,9 @@ fn tracked_events_round_trip_their_fields_and_refuse_stale_writes() {
 }
 
 // Long on purpose: one scenario, read top to bottom.
-#[test]
-fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let crm = CrmRef::Record(crmsync_core::model::RecordId(uuid::Uuid::new_v4()));
     let fields = snapshot(&[
         ("name", "Dana Smith"),
@@ -399,7 +393,7 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
         Some((created[0].crm, ItemCreator::Crm))
     );
     // The same file reaching Bob (an invitation) is his item, not one the CRM made for him.
-    add_user(&mut fx.store, "bob@example.com");
+    add_user(fx.store.as_mut(), "bob@example.com");
     assert_eq!(
         fx.store
             .item_by_uid(ItemKind::Event, &uid, &email("bob@example.com"))
@@ -408,11 +402,10 @@ fn tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner() 
     );
 }
 
-#[test]
-fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
-    add_user(&mut fx.store, "bob@example.com");
+fn one_message_tracked_by_two_mailboxes_at_once_is_one_activity(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
+    add_user(fx.store.as_mut(), "bob@example.com");
     // Both workers saw no activity yet and both try to create one.
     let (email, alice) = tracked_message(1, "alice@example.com", "alice");
     let (first, _) = fx.store.track_email(&email, &alice).unwrap();
@@ -470,10 +463,9 @@ fn tracked_message(n: u32, owner: &str, mailbox: &str) -> (crmsync_store::NewEma
 
 /// A batch of tracked messages is one transaction: all of them, or, when one cannot be
 /// stored (its owner is no CRM user here), none; each good one is then stored on its own.
-#[test]
-fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all() {
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all(on: On) {
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let message = |n: u32, owner: &str| tracked_message(n, owner, "alice");
     let good: Vec<_> = (1..=3).map(|n| message(n, "alice@example.com")).collect();
     let stored = fx.store.track_emails(&good).unwrap();
@@ -512,11 +504,10 @@ fn a_batch_of_tracked_messages_is_stored_whole_or_not_at_all() {
     );
 }
 
-#[test]
-fn the_journal_holds_one_row_per_changed_activity_per_transaction() {
+fn the_journal_holds_one_row_per_changed_activity_per_transaction(on: On) {
     use crmsync_store::{NewAttachment, NewParty};
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let head = fx.store.journal_head().unwrap();
     // Three emails of four parties and an attachment each: every party and attachment is a
     // change of its activity, made in the transaction that creates it.
@@ -575,15 +566,15 @@ fn the_journal_holds_one_row_per_changed_activity_per_transaction() {
 
     // Another program's plain SQL is journaled row by row, as before, and bumps the version.
     let head = fx.store.journal_head().unwrap();
-    let conn = other_program(&fx.path);
+    let mut conn = fx.other();
     conn.execute(
         "INSERT INTO parties (activity_id, position, role, address) VALUES (?1, 9, 'cc', 'z@x.example')",
-        [stored[0].0.to_string()],
+        &[&stored[0].0.to_string()],
     )
     .unwrap();
     conn.execute(
         "DELETE FROM attachments WHERE activity_id = ?1",
-        [stored[0].0.to_string()],
+        &[&stored[0].0.to_string()],
     )
     .unwrap();
     let update = (stored[0].0.to_string(), JournalOp::Update, None);
@@ -591,10 +582,9 @@ fn the_journal_holds_one_row_per_changed_activity_per_transaction() {
     assert_eq!(fx.store.activity(stored[0].0).unwrap().version, version + 2);
 }
 
-#[test]
-fn the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old_rows() {
+fn the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old_rows(on: On) {
     use crmsync_store::ItemFailure;
-    let mut fx = fixture();
+    let mut fx = fixture_on(on);
     let failure = |scope: &str, item: &str, reason: &str| ItemFailure {
         scope: scope.into(),
         item: item.into(),
@@ -663,12 +653,11 @@ fn the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old
     assert!(fx.store.failed_items(None, long_ago).unwrap().is_empty());
 }
 
-#[test]
-fn automatic_tracking_looks_up_many_addresses_threads_and_senders_at_once() {
+fn automatic_tracking_looks_up_many_addresses_threads_and_senders_at_once(on: On) {
     use crmsync_core::model::EmailAddress;
-    let mut fx = fixture();
+    let mut fx = fixture_on(on);
     add_record(
-        &mut fx.store,
+        fx.store.as_mut(),
         "contact",
         "Dana",
         &["Dana@Adventure-Works.com"],
@@ -707,13 +696,12 @@ fn automatic_tracking_looks_up_many_addresses_threads_and_senders_at_once() {
     assert_eq!(counts[&key], 0, "every key asked for is answered");
 }
 
-#[test]
-fn a_send_goes_through_its_phases_and_only_one_mailbox_takes_it() {
+fn a_send_goes_through_its_phases_and_only_one_mailbox_takes_it(on: On) {
     use crmsync_core::model::ActivityType;
     use crmsync_core::outbound::Phase;
     use crmsync_store::SendRecord;
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let mut email_activity = new_activity(
         "alice@example.com",
         None,
@@ -828,13 +816,12 @@ fn a_send_goes_through_its_phases_and_only_one_mailbox_takes_it() {
     );
 }
 
-#[test]
-fn a_send_is_moved_on_only_by_the_mailbox_that_holds_it() {
+fn a_send_is_moved_on_only_by_the_mailbox_that_holds_it(on: On) {
     use crmsync_core::model::ActivityType;
     use crmsync_core::outbound::Phase;
     use crmsync_store::SendRecord;
-    let mut fx = fixture();
-    add_user(&mut fx.store, "alice@example.com");
+    let mut fx = fixture_on(on);
+    add_user(fx.store.as_mut(), "alice@example.com");
     let mut new = new_activity(
         "alice@example.com",
         None,
@@ -881,3 +868,18 @@ fn a_send_is_moved_on_only_by_the_mailbox_that_holds_it() {
         ActivityState::SendUncertain
     );
 }
+
+on_both!(
+    sync_links_round_trip_and_upsert_by_identity,
+    a_link_row_written_badly_by_another_program_is_an_error_not_a_panic,
+    sync_state_and_journal_cursors,
+    tracked_events_round_trip_their_fields_and_refuse_stale_writes,
+    tracked_contacts_find_or_create_their_account_and_crm_rows_reach_the_owner,
+    one_message_tracked_by_two_mailboxes_at_once_is_one_activity,
+    a_batch_of_tracked_messages_is_stored_whole_or_not_at_all,
+    the_journal_holds_one_row_per_changed_activity_per_transaction,
+    the_failed_items_list_keeps_what_fails_drops_what_is_resolved_and_forgets_old_rows,
+    automatic_tracking_looks_up_many_addresses_threads_and_senders_at_once,
+    a_send_goes_through_its_phases_and_only_one_mailbox_takes_it,
+    a_send_is_moved_on_only_by_the_mailbox_that_holds_it,
+);

@@ -4,38 +4,38 @@ use crmsync_core::model::{
     ActivityId, ActivityState, ActivityType, InvalidValue, PartyRole, RecordNumber,
 };
 use crmsync_core::resolve::{Candidate, Resolution};
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
+use super::Backend;
 use super::records::{
     RECORD_REF_COLUMNS, candidates_for, raw_record_ref, record_ref_by_id, record_ref_by_number,
     record_ref_from,
 };
 use super::users::user_id_by_email;
-use super::{bad_row, execute_cached, parse_field, parse_uuid, query_row_cached};
+use super::{bad_row, parse_field, parse_uuid};
 use crate::ActivityStore;
+use crate::sql::{Param, Sql, optional, params, value};
 use crate::{
     ActivityChange, ActivityFilter, ActivityRow, AttachmentInfo, LinkSummary, NewActivity,
     PartyRow, Result, StoreError,
 };
 
-pub(super) fn load_activity(conn: &Connection, id: ActivityId) -> Result<ActivityRow> {
+pub(super) fn load_activity(conn: &mut dyn Sql, id: ActivityId) -> Result<ActivityRow> {
     let id_text = id.to_string();
-    let row = query_row_cached(
-        conn,
+    let row = conn.query_opt(
         "SELECT a.type, u.email, a.regarding_id, a.subject, a.state, a.description,
                     a.message_id, a.direction, a.location, a.start_at, a.end_at, a.all_day,
                     a.due_at, a.priority, a.percent_complete, a.created_by, a.version,
                     a.created, a.modified, a.sent_at, a.received_at
              FROM activities a LEFT JOIN users u ON u.record_id = a.owner_id
              WHERE a.id = ?1",
-        [&id_text],
-        |row| {
+        params![&id_text],
+    )?;
+    let row = row
+        .map(|row| -> Result<_> {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, Option<String>>(2)?,
+                row.get::<String>(0)?,
+                row.get::<Option<String>>(1)?,
+                row.get::<Option<String>>(2)?,
                 ActivityRow {
                     id,
                     activity_type: ActivityType::Email,
@@ -63,11 +63,10 @@ pub(super) fn load_activity(conn: &Connection, id: ActivityId) -> Result<Activit
                     created: row.get(17)?,
                     modified: row.get(18)?,
                 },
-                row.get::<_, String>(4)?,
+                row.get::<String>(4)?,
             ))
-        },
-    )
-    .optional()?;
+        })
+        .transpose()?;
     let Some((activity_type, owner, regarding_id, mut activity, state)) = row else {
         return Err(StoreError::NotFound(format!("activity {id}")));
     };
@@ -90,70 +89,71 @@ pub(super) fn load_activity(conn: &Connection, id: ActivityId) -> Result<Activit
 }
 
 /// The attachments of an activity, without their content.
-fn load_attachments(conn: &Connection, id: &str) -> Result<Vec<AttachmentInfo>> {
-    let mut statement = conn.prepare(
+fn load_attachments(conn: &mut dyn Sql, id: &str) -> Result<Vec<AttachmentInfo>> {
+    conn.query(
         "SELECT name, content_type, size FROM attachments WHERE activity_id = ?1 ORDER BY position",
-    )?;
-    let attachments = statement
-        .query_map([id], |row| {
-            Ok(AttachmentInfo {
-                name: row.get(0)?,
-                content_type: row.get(1)?,
-                size: row.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(attachments)
+        params![id],
+    )?
+    .iter()
+    .map(|row| {
+        Ok(AttachmentInfo {
+            name: row.get(0)?,
+            content_type: row.get(1)?,
+            size: row.get(2)?,
+        })
+    })
+    .collect()
 }
 
 /// Where an activity is linked: each mailbox's item and the link's state.
-fn load_link_summaries(conn: &Connection, id: &str) -> Result<Vec<LinkSummary>> {
-    let mut statement = conn.prepare(
+fn load_link_summaries(conn: &mut dyn Sql, id: &str) -> Result<Vec<LinkSummary>> {
+    conn.query(
         "SELECT mailbox, item_kind, item_location, state FROM sync_links
          WHERE crm_kind = 'activity' AND crm_id = ?1 ORDER BY mailbox, id",
-    )?;
-    let links = statement
-        .query_map([id], |row| {
-            Ok(LinkSummary {
-                mailbox: row.get(0)?,
-                item_kind: row.get(1)?,
-                item_location: row.get(2)?,
-                state: row.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(links)
+        params![id],
+    )?
+    .iter()
+    .map(|row| {
+        Ok(LinkSummary {
+            mailbox: row.get(0)?,
+            item_kind: row.get(1)?,
+            item_location: row.get(2)?,
+            state: row.get(3)?,
+        })
+    })
+    .collect()
 }
 
-pub(super) fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<PartyRow>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT pa.id, pa.role, pa.address, pa.display_name, pa.group_name, {RECORD_REF_COLUMNS}
-         FROM parties pa LEFT JOIN records r ON r.id = pa.record_id
-         WHERE pa.activity_id = ?1 ORDER BY pa.position"
-    ))?;
-    let mut rows = statement.query([activity_id])?;
+pub(super) fn load_parties(conn: &mut dyn Sql, activity_id: &str) -> Result<Vec<PartyRow>> {
+    let rows = conn.query(
+        &format!(
+            "SELECT pa.id, pa.role, pa.address, pa.display_name, pa.group_name, {RECORD_REF_COLUMNS}
+             FROM parties pa LEFT JOIN records r ON r.id = pa.record_id
+             WHERE pa.activity_id = ?1 ORDER BY pa.position"
+        ),
+        params![activity_id],
+    )?;
     let mut parties = Vec::new();
     let mut party_ids = Vec::new();
-    while let Some(row) = rows.next()? {
+    for row in rows {
         let role: String = row.get(1)?;
-        party_ids.push(row.get::<_, i64>(0)?);
+        party_ids.push(row.get::<i64>(0)?);
         parties.push(PartyRow {
             role: parse_field("parties", activity_id, PartyRole::parse(&role))?,
             address: row.get(2)?,
             display_name: row.get(3)?,
             group: row.get(4)?,
-            record: raw_record_ref(row, 5)?.map(record_ref_from).transpose()?,
+            record: raw_record_ref(&row, 5)?.map(record_ref_from).transpose()?,
             candidates: Vec::new(),
         });
     }
-    let mut statement = conn.prepare(&format!(
+    let candidates = format!(
         "SELECT {RECORD_REF_COLUMNS} FROM party_candidates c JOIN records r ON r.id = c.record_id
          WHERE c.party_id = ?1 ORDER BY r.number"
-    ))?;
+    );
     for (party, party_id) in parties.iter_mut().zip(party_ids) {
-        let mut rows = statement.query([party_id])?;
-        while let Some(row) = rows.next()? {
-            if let Some(raw) = raw_record_ref(row, 0)? {
+        for row in conn.query(&candidates, params![party_id])? {
+            if let Some(raw) = raw_record_ref(&row, 0)? {
                 party.candidates.push(record_ref_from(raw)?);
             }
         }
@@ -162,8 +162,8 @@ pub(super) fn load_parties(conn: &Connection, activity_id: &str) -> Result<Vec<P
 }
 
 /// A count of rows that point at a record, for a refusal clearer than the trigger's.
-pub(super) fn count(conn: &Connection, sql: &str, id: &str) -> Result<i64> {
-    Ok(query_row_cached(conn, sql, [id], |row| row.get(0))?)
+pub(super) fn count(conn: &mut dyn Sql, sql: &str, id: &str) -> Result<i64> {
+    value(conn, sql, params![id])
 }
 
 /// `1 activity`, `2 activities`.
@@ -175,30 +175,29 @@ pub(super) fn how_many(n: i64, one: &str, many: &str) -> String {
     }
 }
 
-pub(super) fn when_value(when: Option<crate::When>) -> Value {
+pub(super) fn when_value(when: Option<crate::When>) -> Param<'static> {
     match when {
-        Some(when) => Value::Text(when.to_storage()),
-        None => Value::Null,
+        Some(when) => Param::owned_text(when.to_storage()),
+        None => Param::Null,
     }
 }
 
-pub(super) fn text_value(text: &Option<String>) -> Value {
+pub(super) fn text_value(text: &Option<String>) -> Param<'static> {
     match text {
-        Some(text) => Value::Text(text.clone()),
-        None => Value::Null,
+        Some(text) => Param::owned_text(text.clone()),
+        None => Param::Null,
     }
 }
 
 /// Inserts the parties of an activity, each resolved to a record (SPEC section 4).
 /// Adds parties after the activity's existing ones.
 pub(super) fn insert_attachments(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     id: ActivityId,
     attachments: &[crate::NewAttachment],
 ) -> Result<()> {
     for (position, attachment) in attachments.iter().enumerate() {
-        execute_cached(
-            conn,
+        conn.execute(
             "INSERT INTO attachments (activity_id, position, name, content_type, size, content)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -216,42 +215,43 @@ pub(super) fn insert_attachments(
 
 /// An activity's HTML body and attachments with their content, as a message is composed.
 pub(super) fn load_contents(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     id: ActivityId,
 ) -> Result<(Option<String>, Vec<crate::NewAttachment>)> {
-    let html: Option<String> = query_row_cached(
+    let html: Option<String> = optional::<Option<String>>(
         conn,
         "SELECT html_body FROM activities WHERE id = ?1",
-        [id.to_string()],
-        |row| row.get(0),
-    )?;
-    let mut statement = conn.prepare_cached(
-        "SELECT name, content_type, content FROM attachments WHERE activity_id = ?1
-         ORDER BY position",
-    )?;
-    let attachments = statement
-        .query_map([id.to_string()], |row| {
+        params![id.to_string()],
+    )?
+    .ok_or_else(|| StoreError::NotFound(format!("activity {id}")))?;
+    let attachments = conn
+        .query(
+            "SELECT name, content_type, content FROM attachments WHERE activity_id = ?1
+             ORDER BY position",
+            params![id.to_string()],
+        )?
+        .iter()
+        .map(|row| {
             Ok(crate::NewAttachment {
                 name: row.get(0)?,
                 content_type: row.get(1)?,
                 content: row.get(2)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })
+        .collect::<Result<_>>()?;
     Ok((html, attachments))
 }
 
 pub(super) fn insert_parties(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     id: ActivityId,
     parties: &[crate::NewParty],
     resolve: fn(&[Candidate]) -> Resolution,
 ) -> Result<()> {
-    let first: i64 = query_row_cached(
+    let first: i64 = value(
         conn,
         "SELECT COALESCE(MAX(position) + 1, 0) FROM parties WHERE activity_id = ?1",
-        [id.to_string()],
-        |row| row.get(0),
+        params![id.to_string()],
     )?;
     for (offset, party) in parties.iter().enumerate() {
         let position = first + offset as i64;
@@ -260,26 +260,24 @@ pub(super) fn insert_parties(
             Resolution::Resolved(record) => Some(record.to_string()),
             _ => None,
         };
-        execute_cached(
+        let party_id: i64 = value(
             conn,
             "INSERT INTO parties (activity_id, position, role, address, display_name, group_name,
                                   record_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
             params![
                 id.to_string(),
                 position,
                 party.role.as_str(),
                 party.address.as_str(),
-                party.display_name,
-                party.group,
+                &party.display_name,
+                &party.group,
                 record_id
             ],
         )?;
         if let Resolution::Ambiguous(candidates) = resolution {
-            let party_id = conn.last_insert_rowid();
             for candidate in candidates {
-                execute_cached(
-                    conn,
+                conn.execute(
                     "INSERT INTO party_candidates (party_id, record_id) VALUES (?1, ?2)",
                     params![party_id, candidate.to_string()],
                 )?;
@@ -291,7 +289,7 @@ pub(super) fn insert_parties(
 
 /// The id of a record by number, or a warning when there is none.
 pub(super) fn regarding_id(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     number: Option<&RecordNumber>,
 ) -> Result<(Option<String>, Option<String>)> {
     match number {
@@ -345,10 +343,10 @@ pub(super) fn check_span(start: Option<crate::When>, end: Option<crate::When>) -
 
 /// One UPDATE for all changed columns of a row, so that one change is one journal entry.
 pub(super) fn update_columns(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     table: &str,
     id: &str,
-    columns: Vec<(&str, Value)>,
+    columns: Vec<(&str, Param<'static>)>,
 ) -> Result<()> {
     if columns.is_empty() {
         return Ok(());
@@ -362,13 +360,13 @@ pub(super) fn update_columns(
         "UPDATE {table} SET {} WHERE id = ?1",
         assignments.join(", ")
     );
-    let mut args: Vec<Value> = vec![Value::Text(id.to_owned())];
+    let mut args: Vec<Param<'_>> = vec![Param::from(id)];
     args.extend(columns.into_iter().map(|(_, value)| value));
-    execute_cached(conn, &sql, rusqlite::params_from_iter(args))?;
+    conn.execute(&sql, &args)?;
     Ok(())
 }
 
-impl ActivityStore for SqliteStore {
+impl<B: Backend> ActivityStore for B {
     fn add_activity(&mut self, activity: &NewActivity) -> Result<ActivityRow> {
         let state = activity
             .state
@@ -376,7 +374,7 @@ impl ActivityStore for SqliteStore {
         check_state(activity.activity_type, state)?;
         check_span(activity.start, activity.end)?;
         let id = ActivityId(uuid::Uuid::new_v4());
-        let resolve = self.rules.resolve;
+        let resolve = self.rules().resolve;
         self.write(|tx| {
             let owner_id = user_id_by_email(tx, &activity.owner)?;
             let regarding_id = match &activity.regarding {
@@ -384,8 +382,7 @@ impl ActivityStore for SqliteStore {
                 None => None,
             };
             let all_day = activity.start.is_some_and(|w| w.is_day());
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO activities (id, type, owner_id, regarding_id, subject, state,
                      description, location, start_at, end_at, all_day, due_at, created_by,
                      html_body)
@@ -415,24 +412,21 @@ impl ActivityStore for SqliteStore {
 
     fn activities(&self, filter: &ActivityFilter) -> Result<Vec<ActivityRow>> {
         self.read(|conn| {
-            let mut sql = String::from("SELECT id FROM activities WHERE 1");
-            let mut args: Vec<Value> = Vec::new();
+            let mut sql = String::from("SELECT id FROM activities WHERE 1 = 1");
+            let mut args: Vec<Param<'_>> = Vec::new();
             if let Some(activity_type) = filter.activity_type {
-                args.push(Value::Text(activity_type.as_str().to_owned()));
+                args.push(Param::from(activity_type.as_str()));
                 sql.push_str(&format!(" AND type = ?{}", args.len()));
             }
             if let Some(mailbox) = &filter.mailbox {
-                args.push(Value::Text(mailbox.clone()));
+                args.push(Param::from(mailbox));
                 sql.push_str(&format!(
                     " AND id IN (SELECT crm_id FROM sync_links WHERE crm_kind = 'activity' AND mailbox = ?{})",
                     args.len()
                 ));
             }
             sql.push_str(" ORDER BY created, id");
-            let mut statement = conn.prepare(&sql)?;
-            let ids = statement
-                .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let ids: Vec<String> = crate::sql::column(conn, &sql, &args)?;
             ids.iter()
                 .map(|id| load_activity(conn, ActivityId(parse_uuid("activities", id)?)))
                 .collect()
@@ -448,11 +442,11 @@ impl ActivityStore for SqliteStore {
             return Err(not_found());
         }
         self.read(|conn| {
-            let mut statement = conn
-                .prepare("SELECT id FROM activities WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 2")?;
-            let found = statement
-                .query_map([&wanted], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let found: Vec<String> = crate::sql::column(
+                conn,
+                "SELECT id FROM activities WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 2",
+                params![&wanted],
+            )?;
             match found.as_slice() {
                 [] => Err(not_found()),
                 [one] => Ok(ActivityId(parse_uuid("activities", one)?)),
@@ -474,29 +468,26 @@ impl ActivityStore for SqliteStore {
     ) -> Result<ActivityRow> {
         self.write(|tx| {
             let current = load_activity(tx, id)?;
-            let mut columns: Vec<(&str, Value)> = Vec::new();
+            let mut columns: Vec<(&str, Param<'static>)> = Vec::new();
             for change in changes {
                 match change {
                     ActivityChange::Subject(subject) => {
-                        columns.push(("subject", Value::Text(subject.clone())))
+                        columns.push(("subject", Param::owned_text(subject.clone())))
                     }
                     ActivityChange::Description(v) => columns.push(("description", text_value(v))),
                     ActivityChange::Location(v) => columns.push(("location", text_value(v))),
                     ActivityChange::Start(when) => {
                         columns.push(("start_at", when_value(*when)));
-                        columns.push((
-                            "all_day",
-                            Value::Integer(when.is_some_and(|w| w.is_day()) as i64),
-                        ));
+                        columns.push(("all_day", Param::from(when.is_some_and(|w| w.is_day()))));
                     }
                     ActivityChange::End(when) => columns.push(("end_at", when_value(*when))),
                     ActivityChange::Due(when) => columns.push(("due_at", when_value(*when))),
                     ActivityChange::State(state) => {
                         check_state(current.activity_type, *state)?;
-                        columns.push(("state", Value::Text(state.as_str().to_owned())));
+                        columns.push(("state", Param::from(state.as_str())));
                     }
                     ActivityChange::Priority(priority) => {
-                        columns.push(("priority", priority.map_or(Value::Null, Value::Integer)))
+                        columns.push(("priority", Param::from(*priority)))
                     }
                     ActivityChange::PercentComplete(percent) => {
                         if percent.is_some_and(|p| p > 100) {
@@ -505,17 +496,14 @@ impl ActivityStore for SqliteStore {
                             )
                             .into());
                         }
-                        columns.push((
-                            "percent_complete",
-                            percent.map_or(Value::Null, |p| Value::Integer(p.into())),
-                        ))
+                        columns.push(("percent_complete", Param::from(*percent)))
                     }
                     ActivityChange::Regarding(number) => {
                         let value = match number {
                             Some(number) => {
-                                Value::Text(record_ref_by_number(tx, number)?.id.to_string())
+                                Param::owned_text(record_ref_by_number(tx, number)?.id.to_string())
                             }
-                            None => Value::Null,
+                            None => Param::Null,
                         };
                         columns.push(("regarding_id", value));
                     }
@@ -528,8 +516,10 @@ impl ActivityStore for SqliteStore {
 
     fn delete_activity(&mut self, id: ActivityId) -> Result<()> {
         self.write(|tx| {
-            let deleted =
-                execute_cached(tx, "DELETE FROM activities WHERE id = ?1", [id.to_string()])?;
+            let deleted = tx.execute(
+                "DELETE FROM activities WHERE id = ?1",
+                params![id.to_string()],
+            )?;
             if deleted == 0 {
                 return Err(StoreError::NotFound(format!("activity {id}")));
             }

@@ -1,21 +1,18 @@
 //! The conflict log (SPEC section 5).
 
-use rusqlite::params;
-
-use super::SqliteStore;
-use super::execute_cached;
+use super::Backend;
 use crate::ConflictStore;
+use crate::sql::params;
 use crate::{ConflictRow, Result};
 
-impl ConflictStore for SqliteStore {
+impl<B: Backend> ConflictStore for B {
     fn log_conflict(&mut self, conflict: &ConflictRow) -> Result<()> {
         let (crm_kind, crm_id) = match conflict.crm.as_deref().and_then(|c| c.split_once(':')) {
             Some((kind, id)) => (Some(kind.to_owned()), Some(id.to_owned())),
             None => (None, None),
         };
         self.write(|tx| {
-            execute_cached(
-                tx,
+            tx.execute(
                 "INSERT INTO conflicts (mailbox, item_kind, item_identity, crm_kind, crm_id, field,
                      base_value, mailbox_value, crm_value, winner)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -38,13 +35,15 @@ impl ConflictStore for SqliteStore {
 
     fn conflicts(&self, mailbox: Option<&str>, limit: usize) -> Result<Vec<ConflictRow>> {
         self.read(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT mailbox, item_kind, item_identity, crm_kind, crm_id, field, base_value,
+            let rows = conn
+                .query(
+                    "SELECT mailbox, item_kind, item_identity, crm_kind, crm_id, field, base_value,
                         mailbox_value, crm_value, winner, at
-                 FROM conflicts WHERE ?1 IS NULL OR mailbox = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = statement
-                .query_map(params![mailbox, limit as i64], |row| {
+                 FROM conflicts WHERE CAST(?1 AS TEXT) IS NULL OR mailbox = ?1 ORDER BY id DESC LIMIT ?2",
+                    params![mailbox, limit as i64],
+                )?
+                .iter()
+                .map(|row| {
                     let kind: Option<String> = row.get(3)?;
                     let id: Option<String> = row.get(4)?;
                     Ok(ConflictRow {
@@ -59,8 +58,8 @@ impl ConflictStore for SqliteStore {
                         winner: row.get(9)?,
                         at: row.get(10)?,
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                })
+                .collect::<Result<Vec<_>>>()?;
             Ok(rows)
         })
     }
