@@ -71,12 +71,52 @@ pub struct DaemonConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrmConfig {
-    /// The SQLite file of the CRM store. Default `/var/lib/crmsync/crm.sqlite3`.
-    pub database: PathBuf,
+    /// Where the CRM store is. Default the SQLite file `/var/lib/crmsync/crm.sqlite3`.
+    pub database: DatabaseConfig,
     /// The CRM's web address of a record or activity, with `{entity}` (the entity, or
     /// `email`/`appointment`/`task`), `{id}` (its uuid) and `{number}` (a record's number):
     /// `item show` and `activity show` print the "open in CRM" link.
     pub web_url: Option<String>,
+}
+
+/// The CRM store: a SQLite file (`database = "PATH"`) or a PostgreSQL database
+/// (`database = "postgres://..."`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    Sqlite(PathBuf),
+    Postgres(PostgresConfig),
+}
+
+impl DatabaseConfig {
+    /// The SQLite file, when the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            DatabaseConfig::Sqlite(path) => Some(path),
+            DatabaseConfig::Postgres(_) => None,
+        }
+    }
+
+    /// The store for messages: the file, or the URL (which never holds a password).
+    pub fn shown(&self) -> String {
+        match self {
+            DatabaseConfig::Sqlite(path) => path.display().to_string(),
+            DatabaseConfig::Postgres(postgres) => postgres.url.clone(),
+        }
+    }
+}
+
+/// A PostgreSQL store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE[?sslmode=...]`, without a password (refused).
+    pub url: String,
+    /// `password_file` or `password_credential`; none for a trusted or peer login.
+    pub password: Option<SecretSource>,
+    /// `ca_file`, `verify_certificates`. A server that is not on this machine is always
+    /// reached over TLS.
+    pub tls: TlsConfig,
+    /// Connections per crmsync process (`pool_size`). Default 8.
+    pub pool_size: usize,
 }
 
 impl CrmConfig {

@@ -14,8 +14,9 @@ use toml::{Table, Value};
 use crate::section::{Problems, Section};
 use crate::{
     AutoTracking, CollectionConfig, Config, ConfigError, ConfigErrors, ConnectionConfig, CrmConfig,
-    DaemonConfig, DavConfig, FromCrm, ImapConfig, LogConfig, LogFormat, MailboxConfig, NeverTrack,
-    Place, SecretSource, Security, SmtpConfig, StatusConfig, TlsConfig, TrackingConfig, WatchMode,
+    DaemonConfig, DatabaseConfig, DavConfig, FromCrm, ImapConfig, LogConfig, LogFormat,
+    MailboxConfig, NeverTrack, Place, PostgresConfig, SecretSource, Security, SmtpConfig,
+    StatusConfig, TlsConfig, TrackingConfig, WatchMode,
 };
 
 pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -31,13 +32,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut root = Section::new(&table, "", None);
 
     let mut crm = CrmConfig {
-        database: PathBuf::from("/var/lib/crmsync/crm.sqlite3"),
+        database: DatabaseConfig::Sqlite(PathBuf::from("/var/lib/crmsync/crm.sqlite3")),
         web_url: None,
     };
     if let Some(mut section) = root.sub(&mut problems, "crm") {
-        if let Some(database) = section.path(&mut problems, "database", &base) {
-            crm.database = database;
-        }
+        crm.database = database(&mut section, &base, &mut problems);
         if let Some(url) = section.nonempty_string(&mut problems, "web_url") {
             if url.starts_with("https://") || url.starts_with("http://") {
                 crm.web_url = Some(url);
@@ -357,6 +356,80 @@ struct Server {
     security: Security,
     tls: TlsConfig,
     password: Option<SecretSource>,
+}
+
+/// `[crm] database`: a path (SQLite), or a `postgres://` URL with its password, TLS and pool
+/// keys, which a SQLite path does not take.
+fn database(section: &mut Section<'_>, base: &Path, problems: &mut Problems<'_>) -> DatabaseConfig {
+    let default = || DatabaseConfig::Sqlite(PathBuf::from("/var/lib/crmsync/crm.sqlite3"));
+    let text = section.nonempty_string(problems, "database");
+    let is_url = text
+        .as_deref()
+        .is_some_and(|t| t.starts_with("postgres://") || t.starts_with("postgresql://"));
+    if !is_url {
+        for key in [
+            "password_file",
+            "password_credential",
+            "ca_file",
+            "verify_certificates",
+            "pool_size",
+        ] {
+            if section.value(key).is_some() {
+                section.report(problems, key, "only a postgres:// database takes this key");
+            }
+        }
+        return match text {
+            Some(text) if text.contains("://") => {
+                section.report(
+                    problems,
+                    "database",
+                    "give a SQLite file's path or a postgres:// URL",
+                );
+                default()
+            }
+            Some(text) => {
+                let path = PathBuf::from(text);
+                DatabaseConfig::Sqlite(if path.is_absolute() {
+                    path
+                } else {
+                    base.join(path)
+                })
+            }
+            None => default(),
+        };
+    }
+    let url = text.unwrap_or_default();
+    let authority = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        section.report(
+            problems,
+            "database",
+            "the URL holds a password: put it in a file only crmsync can read and set password_file, or use password_credential",
+        );
+    }
+    let password = password(section, base, problems);
+    let tls = tls(section, base, problems);
+    let pool_size = section
+        .integer(problems, "pool_size", 1..=1000)
+        .map_or(8, |n| n as usize);
+    // Only the scheme, user, host, port and database are shown: never a password.
+    let shown = match authority.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            url.replacen(userinfo, userinfo.split(':').next().unwrap_or(""), 1)
+        }
+        _ => url,
+    };
+    DatabaseConfig::Postgres(PostgresConfig {
+        url: shown,
+        password,
+        tls,
+        pool_size,
+    })
 }
 
 /// `ca_file` and `verify_certificates`.

@@ -39,8 +39,8 @@ password_credential = "alice-imap"
 fn the_example_config_is_valid() {
     let config = Config::load(&example_path()).unwrap();
     assert_eq!(
-        config.crm.database,
-        Path::new("/var/lib/crmsync/crm.sqlite3")
+        config.crm.database.sqlite_path(),
+        Some(Path::new("/var/lib/crmsync/crm.sqlite3"))
     );
     assert!(config.connection.enabled);
     assert_eq!(config.mailboxes.len(), 2);
@@ -86,8 +86,8 @@ fn the_example_config_is_valid() {
 fn an_empty_file_takes_every_default() {
     let config = Config::parse(Path::new("/etc/crmsync/crmsync.toml"), "").unwrap();
     assert_eq!(
-        config.crm.database,
-        Path::new("/var/lib/crmsync/crm.sqlite3")
+        config.crm.database.sqlite_path(),
+        Some(Path::new("/var/lib/crmsync/crm.sqlite3"))
     );
     assert_eq!(config.status.file, Path::new("/run/crmsync/status.json"));
     assert!(config.connection.enabled);
@@ -101,8 +101,8 @@ fn relative_paths_are_relative_to_the_file() {
     );
     let config = Config::parse(Path::new("/srv/crmsync/crmsync.toml"), &text).unwrap();
     assert_eq!(
-        config.crm.database,
-        Path::new("/srv/crmsync/data/crm.sqlite3")
+        config.crm.database.sqlite_path(),
+        Some(Path::new("/srv/crmsync/data/crm.sqlite3"))
     );
     assert_eq!(config.status.file, Path::new("/run/x.json"));
     let calendar = config.mailboxes[0].calendar.as_ref().unwrap();
@@ -494,4 +494,52 @@ fn max_message_size_takes_bytes_or_a_unit() {
             "{value}"
         );
     }
+}
+
+#[test]
+fn a_postgres_database_takes_its_password_from_a_file_and_never_from_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("db-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let file = dir.path().join("crmsync.toml");
+    let text = format!(
+        "[crm]\ndatabase = \"postgres://crmsync@db.example:5432/crm\"\npassword_file = \"{}\"\npool_size = 4\n",
+        password.display()
+    );
+    let config = Config::parse(&file, &text).unwrap();
+    match &config.crm.database {
+        crmsync_config::DatabaseConfig::Postgres(postgres) => {
+            assert_eq!(postgres.url, "postgres://crmsync@db.example:5432/crm");
+            assert_eq!(postgres.pool_size, 4);
+            assert_eq!(
+                postgres.password.as_ref().unwrap().read().unwrap().expose(),
+                "s3cret"
+            );
+            assert!(postgres.tls.verify_certificates);
+        }
+        other => panic!("not a PostgreSQL store: {other:?}"),
+    }
+
+    let with_password = "[crm]\ndatabase = \"postgres://crmsync:s3cret@db.example/crm\"\n";
+    let errors = Config::parse(&file, with_password).unwrap_err().to_string();
+    assert!(
+        errors.contains("crm.database") && errors.contains("password_file"),
+        "{errors}"
+    );
+    assert!(!errors.contains("s3cret"), "{errors}");
+
+    let sqlite_with_pool = "[crm]\ndatabase = \"crm.sqlite3\"\npool_size = 4\n";
+    let errors = Config::parse(&file, sqlite_with_pool)
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("only a postgres:// database"), "{errors}");
+
+    let other_scheme = "[crm]\ndatabase = \"mysql://crm@db/crm\"\n";
+    let errors = Config::parse(&file, other_scheme).unwrap_err().to_string();
+    assert!(errors.contains("postgres:// URL"), "{errors}");
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
-use crmsync_config::{Config, LogFormat, MailboxConfig};
+use crmsync_config::{Config, DatabaseConfig, LogFormat, MailboxConfig};
 use crmsync_engine::STORE_RULES;
 use crmsync_engine::collection::Which;
 use crmsync_engine::daemon::{
@@ -24,7 +24,7 @@ use crmsync_engine::daemon::{
 };
 use crmsync_engine::pass::failed_items_since;
 use crmsync_engine::{CollectionReport, CollectionState, MailboxState, PassReport};
-use crmsync_store::{FailureStore, LinkStore, SqliteStore};
+use crmsync_store::{Database, FailureStore, LinkStore, Store};
 use notify::Watcher;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -52,16 +52,13 @@ pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<
         tracing::warn!("the allocator's background thread did not start: {error}");
     }
     // The store must open (and be migrated) before the daemon says it is ready.
-    SqliteStore::open(
-        &config.crm.database,
-        &Origin::Daemon.to_string(),
-        STORE_RULES,
-    )?;
+    let database = crmsync_engine::store::open_database(&config.crm.database)?;
+    database.store(&Origin::Daemon.to_string(), STORE_RULES)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(daemon(config_path.to_owned(), config))
+    runtime.block_on(daemon(config_path.to_owned(), config, database))
 }
 
 fn settings(config: &Config) -> WorkerSettings {
@@ -77,7 +74,9 @@ struct Supervisor {
     workers: HashMap<String, Worker>,
     wakers: Wakers,
     events: mpsc::UnboundedSender<WorkerEvent>,
-    database: PathBuf,
+    /// The store the workers use, and the config it was opened from.
+    database: Database,
+    database_config: DatabaseConfig,
     settings: WorkerSettings,
     /// Shared by the workers: how many first passes run at once.
     first_passes: Arc<tokio::sync::Semaphore>,
@@ -87,9 +86,19 @@ impl Supervisor {
     /// Starts, stops and restarts workers so that exactly the enabled mailboxes of `config`
     /// run, each with its current settings. Untouched mailboxes keep running.
     async fn apply(&mut self, config: &Config) {
-        let store_changed = self.database != config.crm.database;
+        let mut store_changed = false;
+        if self.database_config != config.crm.database {
+            // A store that does not open keeps the workers on the one they have.
+            match crmsync_engine::store::open_database(&config.crm.database) {
+                Ok(database) => {
+                    self.database = database;
+                    self.database_config = config.crm.database.clone();
+                    store_changed = true;
+                }
+                Err(error) => tracing::error!("the new CRM store does not open: {error}"),
+            }
+        }
         let settings_changed = self.settings != settings(config);
-        self.database = config.crm.database.clone();
         self.settings = settings(config);
         let wanted: HashMap<&str, &MailboxConfig> = if config.connection.enabled {
             config
@@ -172,14 +181,14 @@ impl Supervisor {
 struct StatusWriter {
     path: PathBuf,
     file: StatusFile,
-    store: Option<SqliteStore>,
+    store: Option<Store>,
     folders: HashMap<String, Vec<String>>,
     /// The mailboxes the config has workers run: only their events are taken.
     running: HashSet<String>,
 }
 
 impl StatusWriter {
-    fn new(config: &Config, config_path: &Path) -> StatusWriter {
+    fn new(config: &Config, config_path: &Path, database: &Database) -> StatusWriter {
         let mut writer = StatusWriter {
             path: config.status.file.clone(),
             file: StatusFile {
@@ -196,11 +205,7 @@ impl StatusWriter {
             },
             // The folders' sync markers come from the store; without it the status file
             // still says everything else, and the log says why the markers are missing.
-            store: match SqliteStore::open(
-                &config.crm.database,
-                &Origin::Daemon.to_string(),
-                STORE_RULES,
-            ) {
+            store: match database.store(&Origin::Daemon.to_string(), STORE_RULES) {
                 Ok(store) => Some(store),
                 Err(error) => {
                     tracing::warn!("status file: no folder markers: CRM store: {error}");
@@ -547,26 +552,31 @@ fn watch_config(path: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc
 /// How often, at most, the status file is written.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn daemon(config_path: PathBuf, mut config: Config) -> anyhow::Result<()> {
+async fn daemon(
+    config_path: PathBuf,
+    mut config: Config,
+    database: Database,
+) -> anyhow::Result<()> {
     // First: once the status file names this process, `crmsync sync` may send it SIGUSR1,
     // whose default action would end it.
     let mut sync_now = signal(SignalKind::user_defined1())?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut status = StatusWriter::new(&config, &config_path);
+    let mut status = StatusWriter::new(&config, &config_path, &database);
     status.write()?;
 
     let mut supervisor = Supervisor {
         workers: HashMap::new(),
         wakers: Arc::new(Mutex::new(Vec::new())),
         events: events_tx,
-        database: config.crm.database.clone(),
+        database: database.clone(),
+        database_config: config.crm.database.clone(),
         settings: settings(&config),
         first_passes: first_pass_gate(),
     };
     supervisor.apply(&config).await;
     let (stop_journal, journal_stop) = watch::channel(false);
     let journal = tokio::spawn(watch_journal(
-        config.crm.database.clone(),
+        database,
         supervisor.wakers.clone(),
         Duration::from_secs(config.daemon.journal_retention),
         journal_stop,

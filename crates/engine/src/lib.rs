@@ -32,6 +32,7 @@ pub mod mail;
 pub mod outbound;
 pub mod pass;
 pub mod report;
+pub mod store;
 
 pub use error::PassError;
 

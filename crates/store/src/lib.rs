@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod migrations;
+mod open;
 mod pg;
 mod shared;
 mod sql;
@@ -27,7 +28,8 @@ mod sqlite;
 mod types;
 
 pub use migrations::{MIGRATIONS, Migration};
-pub use pg::{PgDatabase, PgOptions, PgStore};
+pub use open::{Database, MailboxLock, Store, StoreLocation, sqlite_lock_path};
+pub use pg::{PgDatabase, PgMailboxLock, PgOptions, PgStore, without_password};
 pub use sqlite::SqliteStore;
 pub use types::*;
 

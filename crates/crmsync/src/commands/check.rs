@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use crmsync_engine::STORE_RULES;
 use crmsync_engine::check::{CheckReport, check_mailbox};
-use crmsync_store::SqliteStore;
 use serde_json::json;
 
 use super::{CLI_ORIGIN, load_config, runtime, selected_mailboxes};
@@ -13,7 +11,7 @@ use crate::output::print_json;
 pub fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let mailboxes = selected_mailboxes(&config, only)?;
-    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN, STORE_RULES)?;
+    let store = super::open_configured_store(&config, CLI_ORIGIN)?;
     let runtime = runtime()?;
     let reports: Vec<CheckReport> = runtime.block_on(async {
         let mut reports = Vec::new();

@@ -5,7 +5,7 @@ use std::path::Path;
 use crmsync_core::model::{ActivityId, EmailAddress, EntityName, PartyRole, RecordNumber};
 use crmsync_store::{
     ActivityStore, Connectable, ConnectedTo, Connection, ConnectionStore, NewRecord, RecordStore,
-    SqliteStore,
+    Store,
 };
 use serde_json::{Value, json};
 
@@ -14,7 +14,7 @@ use crate::cli::ConnectionCommand;
 use crate::output::{print_json, print_table, record_ref_json};
 
 /// A connection's end as people write it: a record number, else an activity id or prefix.
-pub fn end(store: &SqliteStore, text: &str) -> anyhow::Result<Connectable> {
+pub fn end(store: &Store, text: &str) -> anyhow::Result<Connectable> {
     if let Ok(number) = RecordNumber::new(text)
         && store.record(&number).is_ok()
     {

@@ -3,9 +3,8 @@
 use std::path::Path;
 
 use crmsync_core::model::PartyRole;
-use crmsync_engine::STORE_RULES;
 use crmsync_engine::item::{AddressResolution, ItemPane, Locator, PaneAddress, item_pane};
-use crmsync_store::{Connectable, ConnectionStore, RecordRef, SqliteStore};
+use crmsync_store::{Connectable, ConnectionStore, RecordRef};
 use serde_json::{Value, json};
 
 use super::{CLI_ORIGIN, load_config, runtime, selected_mailboxes};
@@ -46,7 +45,7 @@ pub fn run(config_path: &Path, command: ItemCommand) -> anyhow::Result<()> {
     };
     let config = load_config(config_path)?;
     let mailbox = selected_mailboxes(&config, Some(&mailbox))?[0];
-    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN, STORE_RULES)?;
+    let store = super::open_configured_store(&config, CLI_ORIGIN)?;
     let runtime = runtime()?;
     let pane = runtime
         .block_on(item_pane(&store, mailbox, &locator))

@@ -17,7 +17,7 @@ use std::path::Path;
 use crmsync_config::Config;
 use crmsync_core::model::{EmailAddress, EntityName, RecordNumber};
 use crmsync_engine::STORE_RULES;
-use crmsync_store::SqliteStore;
+use crmsync_store::Store;
 
 use crate::usage;
 
@@ -29,10 +29,16 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 /// Loads and validates the config, then opens the CRM store it names.
-pub fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {
+pub fn open_store(config_path: &Path) -> anyhow::Result<Store> {
     let config = load_config(config_path)?;
-    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN, STORE_RULES)?;
-    Ok(store)
+    open_configured_store(&config, CLI_ORIGIN)
+}
+
+/// Opens the CRM store `config` names (a SQLite file, or a PostgreSQL database), its writes
+/// marked with `origin` in the journal.
+pub fn open_configured_store(config: &Config, origin: &str) -> anyhow::Result<Store> {
+    let database = crmsync_engine::store::open_database(&config.crm.database)?;
+    Ok(database.store(origin, STORE_RULES)?)
 }
 
 /// The mailboxes a command works on: the one `--mailbox` names, or all.

@@ -6,7 +6,7 @@ use chrono::NaiveTime;
 use crmsync_engine::STORE_RULES;
 use crmsync_engine::lock::{lock_mailbox, try_lock_mailbox};
 use crmsync_engine::{PassOptions, PassReport, sync_mailbox};
-use crmsync_store::{SqliteStore, When};
+use crmsync_store::When;
 use serde_json::json;
 
 use super::{load_config, runtime, selected_mailboxes};
@@ -54,20 +54,21 @@ pub fn run(
             config.path.display()
         );
     }
-    let mut store = SqliteStore::open(&config.crm.database, SYNC_ORIGIN, STORE_RULES)?;
+    let database = crmsync_engine::store::open_database(&config.crm.database)?;
+    let mut store = database.store(SYNC_ORIGIN, STORE_RULES)?;
     let runtime = runtime()?;
     let reports: Vec<PassReport> = runtime.block_on(async {
         let mut reports = Vec::new();
         for mailbox in mailboxes {
             // One process syncs a mailbox at a time: wait for the daemon's pass, if any.
-            let lock = match try_lock_mailbox(&config.crm.database, &mailbox.id)? {
+            let lock = match try_lock_mailbox(&database, &mailbox.id)? {
                 Some(lock) => lock,
                 None => {
                     eprintln!(
                         "crmsync: mailbox {} is being synced by another process (the daemon?): waiting for it",
                         mailbox.id
                     );
-                    lock_mailbox(&config.crm.database, &mailbox.id).await?
+                    lock_mailbox(&database, &mailbox.id).await?
                 }
             };
             reports.push(sync_mailbox(&mut store, mailbox, options).await);

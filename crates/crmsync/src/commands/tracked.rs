@@ -3,9 +3,8 @@
 use std::path::Path;
 
 use crmsync_core::item::ItemLocation;
-use crmsync_engine::STORE_RULES;
 use crmsync_engine::pass::failed_items_since;
-use crmsync_store::{FailureStore, LinkStore, SqliteStore};
+use crmsync_store::{FailureStore, LinkStore, Store};
 use serde_json::json;
 
 use super::{CLI_ORIGIN, load_config, selected_mailboxes};
@@ -14,7 +13,7 @@ use crate::output::{print_json, print_table};
 pub fn run(config: &Path, mailbox: Option<&str>, failed: bool, json: bool) -> anyhow::Result<()> {
     let config = load_config(config)?;
     let mailboxes = selected_mailboxes(&config, mailbox)?;
-    let store = SqliteStore::open(&config.crm.database, CLI_ORIGIN, STORE_RULES)?;
+    let store = super::open_configured_store(&config, CLI_ORIGIN)?;
     if failed {
         failed_items(&store, mailbox, json)
     } else {
@@ -23,7 +22,7 @@ pub fn run(config: &Path, mailbox: Option<&str>, failed: bool, json: bool) -> an
     }
 }
 
-fn failed_items(store: &SqliteStore, mailbox: Option<&str>, json: bool) -> anyhow::Result<()> {
+fn failed_items(store: &Store, mailbox: Option<&str>, json: bool) -> anyhow::Result<()> {
     let rows = store.failed_items(mailbox, &failed_items_since())?;
     if json {
         print_json(&json!(
@@ -72,7 +71,7 @@ fn failed_items(store: &SqliteStore, mailbox: Option<&str>, json: bool) -> anyho
     Ok(())
 }
 
-fn tracked_items(store: &SqliteStore, mailboxes: &[&str], json: bool) -> anyhow::Result<()> {
+fn tracked_items(store: &Store, mailboxes: &[&str], json: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for mailbox in mailboxes {
         for link in store.links(mailbox)? {

@@ -3,7 +3,6 @@
 //! the changed row, or their owner owns it; never the worker that wrote it, see [`Origin`]); it keeps its cursor in `journal_cursors`, and prunes the journal of what
 //! every registered reader has read, once it is older than the retention.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crmsync_core::link::CrmRef;
 use crmsync_core::model::{ActivityId, RecordId};
-use crmsync_store::{JournalEntity, JournalEntry, JournalStore, SqliteStore};
+use crmsync_store::{Database, JournalEntity, JournalEntry, JournalStore, Store};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -43,13 +42,13 @@ pub type Wakers = Arc<Mutex<Vec<WorkerWaker>>>;
 /// Follows the journal until `stop`: wakes the workers a change concerns, saves the cursor,
 /// prunes what is older than `retention` and read by every registered reader.
 pub async fn watch_journal(
-    database: PathBuf,
+    database: Database,
     workers: Wakers,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut store = loop {
-        match SqliteStore::open(&database, &Origin::Daemon.to_string(), crate::STORE_RULES) {
+        match database.store(&Origin::Daemon.to_string(), crate::STORE_RULES) {
             Ok(store) => break store,
             Err(error) => {
                 tracing::error!("journal watcher: CRM store: {error}");
@@ -109,7 +108,7 @@ pub async fn watch_journal(
 /// change itself, and nobody for the daemon's own bookkeeping. So one mailbox's change wakes
 /// the mailboxes that share its rows, not every mailbox. Returns the new cursor.
 fn wake_for_changes(
-    store: &SqliteStore,
+    store: &Store,
     cursor: i64,
     workers: &Wakers,
 ) -> Result<i64, crmsync_store::StoreError> {
@@ -169,7 +168,7 @@ fn crm_ref(change: &JournalEntry) -> Option<CrmRef> {
 
 /// Removes the journal entries that every registered reader (a row in `journal_cursors`, the
 /// daemon's among them) has read and that are older than `retention`.
-fn prune(store: &mut SqliteStore, retention: Duration) {
+fn prune(store: &mut Store, retention: Duration) {
     let cutoff = chrono::Utc::now()
         - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
     let cutoff = cutoff.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();

@@ -8,14 +8,13 @@
 //! mailbox's trouble never holds another up. A pass runs as a task of its own, so that a bug
 //! that panics on some input fails that pass instead of ending the worker.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use crmsync_config::MailboxConfig;
 use crmsync_imap::{IdleOutcome, ImapSession};
-use crmsync_store::SqliteStore;
+use crmsync_store::{Database, Store};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -112,7 +111,7 @@ impl Worker {
 
 pub fn spawn_worker(
     mailbox: MailboxConfig,
-    database: PathBuf,
+    database: Database,
     settings: WorkerSettings,
     events: mpsc::UnboundedSender<WorkerEvent>,
     first_pass: Arc<Semaphore>,
@@ -160,14 +159,14 @@ fn backoff() -> Box<dyn Iterator<Item = Duration> + Send> {
 
 struct MailboxWorker {
     mailbox: MailboxConfig,
-    database: PathBuf,
+    database: Database,
     settings: WorkerSettings,
     events: mpsc::UnboundedSender<WorkerEvent>,
     waker: Waker,
     wake_rx: mpsc::Receiver<()>,
     stop: watch::Receiver<bool>,
     /// The worker's own store connection, opened (again) when missing.
-    store: Option<SqliteStore>,
+    store: Option<Store>,
     kept: Kept,
     idle: IdleWatchers,
     /// Whether the server offers IDLE, as the last pass that reached it said.
@@ -236,11 +235,10 @@ impl MailboxWorker {
         let mut store = match self.store.take() {
             Some(store) => store,
             None => {
-                match SqliteStore::open(
-                    &self.database,
-                    &Origin::Worker(id.clone()).to_string(),
-                    crate::STORE_RULES,
-                ) {
+                match self
+                    .database
+                    .store(&Origin::Worker(id.clone()).to_string(), crate::STORE_RULES)
+                {
                     Ok(store) => store,
                     Err(error) => return Some(failed(&id, format!("CRM store: {error}"))),
                 }

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use postgres::config::{Host, SslMode};
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, Config, IsolationLevel, Statement};
 
@@ -111,6 +112,26 @@ impl PgDatabase {
         }
         if let Some(password) = &options.password {
             config.password(password.as_bytes());
+        }
+        // A server on another machine is reached over verified TLS only, whatever the URL's
+        // sslmode says (its default, `prefer`, would fall back to plaintext).
+        let remote = config.get_hosts().iter().any(|host| match host {
+            Host::Tcp(name) => !is_loopback(name),
+            Host::Unix(_) => false,
+        });
+        if remote {
+            if config.get_ssl_mode() == SslMode::Disable {
+                return Err(open_error(
+                    "sslmode=disable for a server on another machine: crmsync reaches it over TLS only"
+                        .into(),
+                ));
+            }
+            if options.tls.is_none() {
+                return Err(open_error(
+                    "no TLS configuration for a remote server".into(),
+                ));
+            }
+            config.ssl_mode(SslMode::Require);
         }
         config.application_name("crmsync");
         let database = PgDatabase {
@@ -210,6 +231,63 @@ impl PgDatabase {
     }
 }
 
+/// The advisory-lock class of mailbox locks (the key is a hash of the mailbox's id).
+const MAILBOX_LOCK_CLASS: i32 = 7263;
+
+impl PgDatabase {
+    /// The mailbox's lock if no other session holds it: a session advisory lock on a
+    /// connection of its own, held until the guard is dropped (or the session ends).
+    pub fn try_lock_mailbox(&self, mailbox: &str) -> Result<Option<PgMailboxLock>> {
+        off_runtime(|| {
+            let mut connection = self.pool.connect()?;
+            let locked: bool = connection
+                .client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&MAILBOX_LOCK_CLASS, &mailbox],
+                )?
+                .get(0);
+            if locked {
+                Ok(Some(PgMailboxLock {
+                    client: Some(connection.client),
+                }))
+            } else {
+                drop(connection);
+                Ok(None)
+            }
+        })
+    }
+}
+
+/// A mailbox's lock on PostgreSQL: the session that holds it.
+pub struct PgMailboxLock {
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for PgMailboxLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgMailboxLock")
+    }
+}
+
+impl Drop for PgMailboxLock {
+    fn drop(&mut self) {
+        // Closing the session releases the lock. The client owns a runtime, which must not
+        // be dropped on an async runtime's thread.
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let idle = std::mem::take(&mut state.idle);
+        off_runtime(move || drop(idle));
+    }
+}
+
 impl Pool {
     fn checkout(&self) -> Result<PgConnection> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -268,6 +346,16 @@ impl Pool {
             statements: HashMap::new(),
         })
     }
+}
+
+/// `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A URL as messages show it: a password in it (refused anyway) replaced by `***`.
